@@ -1,0 +1,31 @@
+"""The stockpred prediction service: the champion model from the MLflow registry behind HTTP."""
+
+from __future__ import annotations
+
+import bentoml
+from bentoml.exceptions import NotFound, ServiceUnavailable
+
+from bento.predictor import NoModel, Predictor, UnknownTicker
+from bento.schemas import Prediction
+from stockpred_resources.settings import load_settings
+
+
+@bentoml.service(name="stockpred", workers=1, traffic={"timeout": 30}, resources={"cpu": "1"})
+class StockPredictor:
+    """POST /predict {"ticker": ...}; /readyz answers 503 until a champion model and its features are loaded."""
+
+    def __init__(self) -> None:
+        self.predictor = Predictor(load_settings())
+        self.predictor.refresh(force=True)
+
+    def __is_ready__(self) -> bool:
+        return self.predictor.refresh()
+
+    @bentoml.api(route="/predict")
+    def predict(self, ticker: str) -> Prediction:
+        try:
+            return self.predictor.predict(ticker)
+        except UnknownTicker as exc:
+            raise NotFound(str(exc)) from exc
+        except NoModel as exc:
+            raise ServiceUnavailable(str(exc)) from exc

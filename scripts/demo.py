@@ -1,0 +1,108 @@
+"""`make demo`: materialize the whole graph on the embedded default, serve the champion, ask it for predictions.
+
+Runs go to the Dagster instance under $DAGSTER_HOME, so `make dev` shows them afterwards in the UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import httpx
+import pandas as pd
+
+warnings.filterwarnings("ignore", module="dagster")
+warnings.filterwarnings("ignore", message=".*(beta|preview).*")
+
+import dagster as dg  # noqa: E402
+
+from stockpred_assets.core import calendar  # noqa: E402
+from stockpred_assets.definitions import defs  # noqa: E402
+from stockpred_assets.partitions import weeks  # noqa: E402
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def materialize(instance: dg.DagsterInstance, start: str, end: str, week: str) -> dict:
+    """Run the three jobs the automation runs: daily data over the range (one run), the week's model, serving."""
+    steps = [
+        ("daily_data_job", {"tags": {RANGE_START_TAG: start, RANGE_END_TAG: end}}),
+        ("weekly_training_job", {"partition_key": week}),
+        ("serving_job", {}),
+    ]
+    results = {}
+    for job_name, kwargs in steps:
+        began = time.monotonic()
+        result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, run_config=QUIET, **kwargs)
+        print(f"  {job_name:<20} {'ok' if result.success else 'FAILED'} in {time.monotonic() - began:5.1f}s  run {result.run_id[:8]}")
+        if not result.success:
+            sys.exit(f"{job_name} failed: see `make dev` -> Runs -> {result.run_id}")
+        results[job_name] = result
+    return results
+
+
+def print_backtest(result: dg.ExecuteInProcessResult) -> None:
+    event = result.asset_materializations_for_node("backtest_report")[0]
+    meta = {k: v.value for k, v in event.metadata.items() if k != "plot"}
+    print(f"\nBacktest (walk-forward, out of sample {meta['oos_range']}, {meta['oos_predictions']} predictions):")
+    for key in ("ic", "rank_ic", "icir", "hit_rate", "mse_vs_naive", "annual_return", "sharpe", "max_drawdown",
+                "turnover", "buy_and_hold_annual_return"):
+        print(f"  {key:<28} {meta[key]: .4f}")
+
+
+def serve_and_predict(port: int, tickers: list[str]) -> None:
+    """Start `bentoml serve`, wait for /readyz, POST /predict over HTTP, stop the server."""
+    cmd = [sys.executable, "-m", "bentoml", "serve", "bento.service:StockPredictor", "--port", str(port)]
+    server = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"the service did not become ready (exit code {server.poll()})")
+            time.sleep(1)
+        print(f"\nService ready at {base}")
+        for ticker in tickers:
+            body = {"ticker": ticker}
+            print(f"\n$ curl -s -X POST {base}/predict -H 'Content-Type: application/json' -d '{json.dumps(body)}'")
+            answer = httpx.post(f"{base}/predict", json=body, timeout=30)
+            print(f"HTTP {answer.status_code}")
+            print(json.dumps(answer.json(), indent=2))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--years", type=float, default=3.0, help="history to materialize")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("STOCKPRED_DEMO_PORT", "3000")))
+    args = parser.parse_args()
+
+    week = weeks.get_last_partition_key()
+    last = calendar.previous_sessions(pd.Timestamp.now(tz="America/New_York").date(), 1)[-1]
+    first = calendar.sessions(last - pd.DateOffset(years=args.years), last)[0]
+    start, end = f"{first:%Y-%m-%d}", f"{last:%Y-%m-%d}"
+    print(f"Materializing {start}..{end} (daily partitions, one run), the model for week {week}, online features:")
+    results = materialize(dg.DagsterInstance.get(), start, end, week)
+    print_backtest(results["weekly_training_job"])
+    serve_and_predict(args.port, ["S00000", "S00042", "NOPE"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Fit a forecaster on purged train / validation / test segments and measure it on the held-out test segment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from stockpred_assets.core.backtest import evaluate
+from stockpred_assets.core.dataset import training_set
+from stockpred_assets.core.labels import forward_returns
+from stockpred_assets.core.models import LGBMForecaster
+from stockpred_assets.core.splits import purged_train_valid
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    model: LGBMForecaster
+    test_metrics: dict[str, float]
+    segments: dict[str, str]  # segment -> "first..last" dates
+    sizes: dict[str, int]
+    residual_quantiles: dict[str, float]  # of test residuals (label - prediction): a conformal interval
+
+
+def _span(index: pd.MultiIndex) -> str:
+    dates = index.get_level_values("date")
+    return f"{dates.min():%Y-%m-%d}..{dates.max():%Y-%m-%d}"
+
+
+def train_lgbm(features: pd.DataFrame, bars: pd.DataFrame, horizon: int, seed: int = 0,
+               valid_fraction: float = 0.15, test_fraction: float = 0.15, params: dict | None = None,
+               num_boost_round: int = 400) -> TrainingResult:
+    """Train on the oldest data, early-stop on the next segment, report on the newest; purge `horizon` between."""
+    X, y = training_set(features, forward_returns(bars, horizon))
+    if len(X) == 0:
+        raise ValueError("no rows with both complete features and a known label: widen the training window")
+    rest, test = purged_train_valid(X.index, test_fraction, horizon)
+    X_rest, y_rest = X[rest.to_numpy()], y[rest.to_numpy()]
+    train, valid = purged_train_valid(X_rest.index, valid_fraction / (1 - test_fraction), horizon)
+    model = LGBMForecaster(params=params or {}, num_boost_round=num_boost_round, seed=seed)
+    model.fit(X_rest[train.to_numpy()], y_rest[train.to_numpy()], X_rest[valid.to_numpy()], y_rest[valid.to_numpy()])
+    X_test, y_test = X[test.to_numpy()], y[test.to_numpy()]
+    pred = model.predict(X_test)
+    residuals = y_test - pred
+    segments = {"train": X_rest[train.to_numpy()].index, "valid": X_rest[valid.to_numpy()].index, "test": X_test.index}
+    return TrainingResult(
+        model=model,
+        test_metrics=evaluate(pred, y_test, horizon).metrics,
+        segments={name: _span(index) for name, index in segments.items()},
+        sizes={name: len(index) for name, index in segments.items()},
+        residual_quantiles={"q05": float(residuals.quantile(0.05)), "q95": float(residuals.quantile(0.95))},
+    )

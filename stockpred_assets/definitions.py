@@ -1,0 +1,55 @@
+"""The stockpred code location: every group's assets, checks and automation, with resources for the environment."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from stockpred_assets.evaluation import assets as evaluation_assets
+from stockpred_assets.evaluation import checks as evaluation_checks
+from stockpred_assets.features import assets as features_assets
+from stockpred_assets.ingestion import assets as ingestion_assets
+from stockpred_assets.ingestion.automation import daily_data_job, daily_data_schedule
+from stockpred_assets.serving import assets as serving_assets
+from stockpred_assets.serving.automation import champion_change_sensor, serving_job
+from stockpred_assets.training import assets as training_assets
+from stockpred_assets.training import checks as training_checks
+from stockpred_assets.training.automation import weekly_training_job, weekly_training_schedule
+from stockpred_assets.validation import assets as validation_assets
+from stockpred_assets.validation import checks as validation_checks
+from stockpred_resources.environments import build_resources
+from stockpred_resources.settings import load_settings
+
+OWNERS = ["team:quant-platform"]
+
+GROUPS = {
+    "ingestion": ingestion_assets,
+    "validation": validation_assets,
+    "features": features_assets,
+    "training": training_assets,
+    "evaluation": evaluation_assets,
+    "serving": serving_assets,
+}
+
+
+def _assets() -> list[dg.AssetsDefinition]:
+    """Each group's assets with the group name and owners applied once, here."""
+    return [
+        asset
+        for group, module in GROUPS.items()
+        for asset in dg.load_assets_from_modules([module], group_name=group)
+    ]
+
+
+def build_definitions() -> dg.Definitions:
+    defs = dg.Definitions(
+        assets=_assets(),
+        asset_checks=dg.load_asset_checks_from_modules([validation_checks, training_checks, evaluation_checks]),
+        jobs=[daily_data_job, weekly_training_job, serving_job],
+        schedules=[daily_data_schedule, weekly_training_schedule],
+        sensors=[champion_change_sensor],
+        resources=build_resources(load_settings()),
+    )
+    return defs.map_asset_specs(func=lambda spec: spec.replace_attributes(owners=OWNERS))
+
+
+defs = build_definitions()

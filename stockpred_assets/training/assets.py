@@ -1,0 +1,89 @@
+"""Weekly LightGBM model: trained on data before the week, tracked in MLflow, registered, promoted by a gate."""
+
+
+import dagster as dg
+import mlflow
+import pandas as pd
+
+from stockpred_assets.core.calendar import previous_sessions
+from stockpred_assets.core.features import LOOKBACK_SESSIONS
+from stockpred_assets.core.training import train_lgbm
+from stockpred_assets.metadata import float_metadata
+from stockpred_assets.partitions import week_start, weeks
+from stockpred_resources.lake import LakeResource
+from stockpred_resources.registry import CHAMPION_ALIAS, PARTITION_TAG, champion_version
+from stockpred_resources.tracking import MLflowResource
+
+TRAIN_WEEKS = 104
+# Upstream daily partitions a week's model reads: the TRAIN_WEEKS weeks before it, never the week itself.
+HISTORY_MAPPING = dg.TimeWindowPartitionMapping(start_offset=-TRAIN_WEEKS, end_offset=-1)
+
+
+class LgbmModelConfig(dg.Config):
+    horizon: int = 5
+    train_weeks: int = TRAIN_WEEKS
+    seed: int = 0
+    num_boost_round: int = 400
+
+
+def load_history(lake: LakeResource, cutoff: pd.Timestamp, train_weeks: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features and bars dated in [cutoff - train_weeks, cutoff): nothing on or after the cut-off is read."""
+    start, end = cutoff - pd.Timedelta(weeks=train_weeks), cutoff - pd.Timedelta(days=1)
+    table = lake.read_range("features", "features", start, end)
+    bars = lake.read_range("validated", "bars", previous_sessions(start, LOOKBACK_SESSIONS)[0], end)
+    if table.empty or bars.empty:
+        raise dg.Failure(f"no features or bars before {cutoff:%Y-%m-%d}: materialize the daily assets for that range")
+    return table, bars
+
+
+@dg.asset(
+    partitions_def=weeks,
+    deps=[dg.AssetDep("features", partition_mapping=HISTORY_MAPPING),
+          dg.AssetDep("validated_bars", partition_mapping=HISTORY_MAPPING)],
+    kinds={"lightgbm", "mlflow"},
+)
+def lgbm_model(context: dg.AssetExecutionContext, config: LgbmModelConfig, lake: LakeResource,
+               mlflow_resource: MLflowResource) -> dg.MaterializeResult:
+    """LightGBM forecaster of the forward return; logged and registered as a new model version."""
+    cutoff = week_start(context)
+    table, bars = load_history(lake, cutoff, config.train_weeks)
+    result = train_lgbm(table, bars, config.horizon, seed=config.seed, num_boost_round=config.num_boost_round)
+    tags = {PARTITION_TAG: context.partition_key, "dagster_run_id": context.run_id, "model_family": "lightgbm"}
+    with mlflow_resource.start_run(f"lgbm-{context.partition_key}", tags) as run:
+        mlflow.log_params({**config.model_dump(), "cutoff": f"{cutoff:%Y-%m-%d}", **result.segments})
+        mlflow.log_metrics({f"test_{k}": v for k, v in result.test_metrics.items()})
+        mlflow.log_metrics({f"test_residual_{k}": v for k, v in result.residual_quantiles.items()})
+        mlflow.log_metrics({f"rows_{k}": v for k, v in result.sizes.items()})
+        info = mlflow.lightgbm.log_model(result.model.booster, name="model", registered_model_name=mlflow_resource.registered_model)
+    version = str(info.registered_model_version)
+    mlflow_resource.client().set_model_version_tag(mlflow_resource.registered_model, version, PARTITION_TAG, context.partition_key)
+    return dg.MaterializeResult(
+        metadata={
+            "mlflow_run_id": run.info.run_id,
+            "model_version": version,
+            "cutoff": f"{cutoff:%Y-%m-%d}",
+            "segments": dg.MetadataValue.json(result.segments),
+            **float_metadata({f"test_{k}": result.test_metrics[k] for k in ("ic", "rank_ic", "hit_rate", "mse_vs_naive", "sharpe")}),
+        }
+    )
+
+
+@dg.asset(partitions_def=weeks, deps=["lgbm_model"], kinds={"mlflow"})
+def champion_model(context: dg.AssetExecutionContext, mlflow_resource: MLflowResource) -> dg.MaterializeResult:
+    """Moves the `champion` alias to this week's model version (runs only after the blocking quality gate passed)."""
+    client = mlflow_resource.client()
+    name = mlflow_resource.registered_model
+    versions = client.search_model_versions(f"name = '{name}' and tags.{PARTITION_TAG} = '{context.partition_key}'")
+    if not versions:
+        raise dg.Failure(f"no registered version of {name} for week {context.partition_key}")
+    newest = max(versions, key=lambda v: int(v.version))
+    previous = champion_version(client, name)
+    client.set_registered_model_alias(name, CHAMPION_ALIAS, newest.version)
+    return dg.MaterializeResult(
+        metadata={
+            "registered_model": name,
+            "champion_version": str(newest.version),
+            "previous_champion": str(previous.version) if previous else "-",
+            "mlflow_run_id": newest.run_id,
+        }
+    )

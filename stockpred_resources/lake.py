@@ -1,0 +1,67 @@
+"""Dagster resources over the lake: Parquet via fsspec (local path or s3:// through s3fs) and a DuckDB catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+from pydantic import Field
+
+from stockpred_resources.storage import Lake
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Parquet tables under `url`, hive-partitioned by date."""
+
+    url: str = Field(description="Root of the lake: a local path, file:// or s3:// URL")
+    storage_options: dict = Field(default_factory=dict, description="fsspec options, e.g. S3 endpoint_url or key")
+
+    def lake(self) -> Lake:
+        return Lake(self.url, self.storage_options)
+
+    def write_partitions(self, layer: str, table: str, frame: pd.DataFrame, days) -> list[str]:
+        return self.lake().write_partitions(layer, table, frame, days)
+
+    def read_range(self, layer: str, table: str, start, end, columns: list[str] | None = None) -> pd.DataFrame:
+        return self.lake().read_range(layer, table, start, end, columns)
+
+    def write_table(self, layer: str, table: str, frame: pd.DataFrame) -> str:
+        return self.lake().write_table(layer, table, frame)
+
+    def require_partitions(self, layer: str, table: str, days) -> None:
+        self.lake().require_partitions(layer, table, days)
+
+    def read_table(self, layer: str, table: str) -> pd.DataFrame:
+        return self.lake().read_table(layer, table)
+
+
+class DuckDBResource(dg.ConfigurableResource):
+    """A DuckDB catalog file whose views read the lake's tables in place."""
+
+    database: str = Field(description="Path of the DuckDB catalog file")
+
+    @contextmanager
+    def connect(self, lake: Lake | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(self.database)
+        try:
+            if lake is not None and lake.fs.protocol not in ("file", ("file", "local")):
+                con.register_filesystem(lake.fs)
+            yield con
+        finally:
+            con.close()
+
+    def register_view(self, lake: Lake, layer: str, table: str, partitioned: bool = True) -> str:
+        """Create or replace the view `<layer>_<table>` over the table's Parquet files; returns the view name."""
+        name = f"{layer}_{table}"
+        pattern = f"{lake.table_url(layer, table)}/{'date=*' if partitioned else 'current'}/*.parquet"
+        with self.connect(lake) as con:
+            con.execute(
+                f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM "
+                f"read_parquet('{pattern}', hive_partitioning={'true' if partitioned else 'false'}, union_by_name=true)"
+            )
+        return name

@@ -1,0 +1,78 @@
+"""The one place that reads the process environment.
+
+`STOCKPRED_ENV` picks the environment (local | ci | prod); the other variables override single endpoints.
+Nothing else in the project reads `os.environ` at import time: Dagster code receives resources built
+from these settings, the service calls `load_settings()` when it starts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ENVIRONMENTS = ("local", "ci", "prod")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class SettingsError(ValueError):
+    """A setting is missing or has a value the project cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    data_dir: Path
+    lake_url: str
+    duckdb_path: str
+    mlflow_tracking_uri: str
+    mlflow_artifact_location: str | None
+    mlflow_experiment: str
+    registered_model: str
+    redis_url: str | None
+    simulated_seed: int
+    universe_size: int
+
+    @property
+    def is_prod(self) -> bool:
+        return self.env == "prod"
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from `environ` (default: the process environment)."""
+    environ = os.environ if environ is None else environ
+    env = environ.get("STOCKPRED_ENV", "local").strip().lower() or "local"
+    if env not in ENVIRONMENTS:
+        raise SettingsError(f"STOCKPRED_ENV must be one of {', '.join(ENVIRONMENTS)}, got {env!r}")
+
+    data_dir = Path(environ.get("STOCKPRED_DATA_DIR") or PROJECT_ROOT / "data").resolve()
+    if env == "prod":
+        missing = [n for n in ("STOCKPRED_LAKE_URL", "STOCKPRED_MLFLOW_TRACKING_URI") if not environ.get(n)]
+        if missing:
+            raise SettingsError(f"STOCKPRED_ENV=prod needs {', '.join(missing)} to be set")
+
+    return Settings(
+        env=env,
+        data_dir=data_dir,
+        lake_url=environ.get("STOCKPRED_LAKE_URL") or str(data_dir / "lake"),
+        duckdb_path=environ.get("STOCKPRED_DUCKDB_PATH") or str(data_dir / "catalog.duckdb"),
+        mlflow_tracking_uri=environ.get("STOCKPRED_MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir / 'mlflow.db'}",
+        mlflow_artifact_location=environ.get("STOCKPRED_MLFLOW_ARTIFACTS")
+        or (None if env == "prod" else (data_dir / "mlartifacts").as_uri()),
+        mlflow_experiment=environ.get("STOCKPRED_MLFLOW_EXPERIMENT") or "stockpred",
+        registered_model=environ.get("STOCKPRED_REGISTERED_MODEL") or "stockpred-lgbm",
+        redis_url=environ.get("STOCKPRED_REDIS_URL") or None,
+        simulated_seed=_int(environ, "STOCKPRED_SEED", 7),
+        universe_size=_int(environ, "STOCKPRED_UNIVERSE_SIZE", 50),
+    )

@@ -1,0 +1,109 @@
+"""The lake: Parquet tables on any fsspec filesystem, hive-partitioned by session date.
+
+`<root>/<layer>/<table>/date=YYYY-MM-DD/part-0.parquet`. Writing a partition replaces it (delete, then move the
+fully written file in), so a partition never holds duplicates nor a half-written file. No Dagster import: the
+prediction service reads the lake through the same class.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterable
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PART_FILE = "part-0.parquet"
+
+
+class MissingPartitionsError(LookupError):
+    """A table lacks partitions a reader needs."""
+
+
+class Lake:
+    def __init__(self, url: str, storage_options: dict | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.fs, self.root = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
+        self.root = self.root.rstrip("/")
+
+    def table_path(self, layer: str, table: str) -> str:
+        return f"{self.root}/{layer}/{table}"
+
+    def table_url(self, layer: str, table: str) -> str:
+        """The table's location as a URL (what DuckDB and users see)."""
+        return f"{self.url}/{layer}/{table}"
+
+    def _put(self, frame: pd.DataFrame, target_dir: str, layer: str, table: str) -> str:
+        buffer = io.BytesIO()
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
+        staging = f"{self.table_path(layer, table)}/_staging/{uuid.uuid4().hex}.parquet"
+        self.fs.makedirs(staging.rsplit("/", 1)[0], exist_ok=True)
+        with self.fs.open(staging, "wb") as out:
+            out.write(buffer.getvalue())
+        if self.fs.exists(target_dir):
+            self.fs.rm(target_dir, recursive=True)
+        self.fs.makedirs(target_dir, exist_ok=True)
+        target = f"{target_dir}/{PART_FILE}"
+        self.fs.mv(staging, target)
+        return target
+
+    def write_partitions(self, layer: str, table: str, frame: pd.DataFrame, days: Iterable[pd.Timestamp]) -> list[str]:
+        """Replace the partitions for `days` with the rows of `frame` dated on each (empty days get empty files)."""
+        days = [pd.Timestamp(d).normalize() for d in days]
+        extra = set(pd.to_datetime(frame["date"]).dt.normalize().unique()) - set(days)
+        if extra:
+            raise ValueError(f"{layer}/{table}: rows dated outside the partitions written: {sorted(extra)[:3]}")
+        groups = dict(tuple(frame.groupby(pd.to_datetime(frame["date"]).dt.normalize()))) if len(frame) else {}
+        paths = []
+        for day in days:
+            part = groups.get(day, frame.iloc[0:0])
+            target_dir = f"{self.table_path(layer, table)}/date={day:%Y-%m-%d}"
+            paths.append(self._put(part.reset_index(drop=True), target_dir, layer, table))
+        return paths
+
+    def partition_dates(self, layer: str, table: str) -> list[pd.Timestamp]:
+        base = self.table_path(layer, table)
+        if not self.fs.exists(base):
+            return []
+        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(base, detail=False)]
+        return sorted(pd.Timestamp(n[5:]) for n in names if n.startswith("date="))
+
+    def require_partitions(self, layer: str, table: str, days: Iterable[pd.Timestamp]) -> None:
+        """Raise a clear error when any of `days` has not been written (an upstream asset was not materialized)."""
+        have = set(self.partition_dates(layer, table))
+        missing = [d for d in (pd.Timestamp(x).normalize() for x in days) if d not in have]
+        if missing:
+            raise MissingPartitionsError(
+                f"{layer}/{table} lacks {len(missing)} partition(s), first {missing[0]:%Y-%m-%d}, last "
+                f"{missing[-1]:%Y-%m-%d}: materialize the upstream asset for that range first"
+            )
+
+    def read_range(self, layer: str, table: str, start: pd.Timestamp | str, end: pd.Timestamp | str,
+                   columns: list[str] | None = None) -> pd.DataFrame:
+        """Rows of the partitions dated in [start, end]; an empty frame when none exist."""
+        start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
+        days = [d for d in self.partition_dates(layer, table) if start <= d <= end]
+        base = self.table_path(layer, table)
+        frames = []
+        for day in days:
+            with self.fs.open(f"{base}/date={day:%Y-%m-%d}/{PART_FILE}", "rb") as handle:
+                frame = pq.read_table(handle, columns=columns).to_pandas()
+            if len(frame):
+                frames.append(frame)
+        if not frames:
+            return pd.DataFrame(columns=columns or [])
+        return pd.concat(frames, ignore_index=True)
+
+    def write_table(self, layer: str, table: str, frame: pd.DataFrame) -> str:
+        """Replace an unpartitioned table."""
+        return self._put(frame.reset_index(drop=True), f"{self.table_path(layer, table)}/current", layer, table)
+
+    def read_table(self, layer: str, table: str) -> pd.DataFrame:
+        path = f"{self.table_path(layer, table)}/current/{PART_FILE}"
+        if not self.fs.exists(path):
+            raise FileNotFoundError(f"lake table {layer}/{table} has not been written yet ({path})")
+        with self.fs.open(path, "rb") as handle:
+            return pq.read_table(handle).to_pandas()

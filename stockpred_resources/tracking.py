@@ -1,0 +1,32 @@
+"""MLflow: tracking server, experiment and model registry."""
+
+from __future__ import annotations
+
+import dagster as dg
+import mlflow
+from mlflow.tracking import MlflowClient
+from pydantic import Field
+
+from stockpred_resources.registry import configure_mlflow
+
+
+class MLflowResource(dg.ConfigurableResource):
+    """Where runs are tracked and models registered; `setup()` points the mlflow module at it."""
+
+    tracking_uri: str = Field(description="sqlite:///... locally, the MLflow server URL in prod")
+    registry_uri: str | None = Field(default=None, description="Model registry URI (defaults to the tracking URI)")
+    experiment: str = "stockpred"
+    artifact_location: str | None = Field(default=None, description="Artifact root for a new experiment (file:// or s3://)")
+    registered_model: str = "stockpred-lgbm"
+
+    def setup(self) -> str:
+        """Configure the mlflow module and return the experiment id (created on first use)."""
+        return configure_mlflow(self.tracking_uri, self.experiment, self.artifact_location, self.registry_uri)
+
+    def client(self) -> MlflowClient:
+        self.setup()
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri or self.tracking_uri)
+
+    def start_run(self, run_name: str, tags: dict[str, str]):
+        experiment_id = self.setup()
+        return mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
