@@ -1,0 +1,99 @@
+"""Splits, models (a contract every model passes), backtest metrics and drift statistics."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from stockpred_assets.core.backtest import evaluate, walk_forward_predictions
+from stockpred_assets.core.dataset import training_set
+from stockpred_assets.core.drift import PSI_ALERT, feature_drift, psi
+from stockpred_assets.core.features import FEATURE_COLUMNS, compute_features
+from stockpred_assets.core.labels import forward_returns
+from stockpred_assets.core.models import LGBMForecaster
+from stockpred_assets.core.simulation import simulate_bars
+from stockpred_assets.core.splits import purged_train_valid, walk_forward_folds
+from stockpred_assets.core.training import train_lgbm
+
+
+@pytest.fixture(scope="module")
+def data():
+    bars = simulate_bars(7, 30, "2021-01-04", "2023-12-29")
+    features = compute_features(bars)
+    X, y = training_set(features, forward_returns(bars, 5))
+    return bars, features, X, y
+
+
+def test_purged_split_leaves_a_gap_of_the_horizon(data):
+    _, _, X, _ = data
+    train, valid = purged_train_valid(X.index, 0.2, purge=5)
+    dates = pd.DatetimeIndex(X.index.get_level_values("date").unique()).sort_values()
+    last_train = X.index[train.to_numpy()].get_level_values("date").max()
+    first_valid = X.index[valid.to_numpy()].get_level_values("date").min()
+    assert dates.get_loc(first_valid) - dates.get_loc(last_train) == 6  # 5 purged dates between
+    assert not (train & valid).any()
+
+
+def test_walk_forward_folds_tile_the_test_period(data):
+    _, _, X, _ = data
+    folds = walk_forward_folds(X.index, 4, 252, purge=5)
+    dates = pd.DatetimeIndex(X.index.get_level_values("date").unique()).sort_values()
+    assert folds[0].test_start == dates[252]
+    assert folds[-1].test_end == dates[-1]
+    for a, b in zip(folds, folds[1:]):
+        assert dates.get_loc(b.test_start) == dates.get_loc(a.test_end) + 1
+    for fold in folds:
+        assert dates.get_loc(fold.test_start) - dates.get_loc(fold.train_end) == 6
+
+
+def test_model_contract_shapes_alignment_determinism_and_round_trip(data, tmp_path):
+    _, _, X, y = data
+    a = LGBMForecaster(seed=3, num_boost_round=30).fit(X, y)
+    b = LGBMForecaster(seed=3, num_boost_round=30).fit(X, y)
+    pred = a.predict(X.iloc[::-1])
+    assert pred.index.equals(X.index[::-1]) and pred.notna().all()
+    pd.testing.assert_series_equal(a.predict(X), b.predict(X))
+    contrib = a.contributions(X.iloc[:5])
+    np.testing.assert_allclose(contrib.sum(axis=1), a.predict(X.iloc[:5]), atol=1e-9)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = mlflow.create_experiment("contract", artifact_location=(tmp_path / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.lightgbm.log_model(a.booster, name="model")
+    loaded = LGBMForecaster(booster=mlflow.lightgbm.load_model(info.model_uri))
+    pd.testing.assert_series_equal(loaded.predict(X), a.predict(X))
+    with pytest.raises(ValueError, match="share one"):
+        LGBMForecaster().fit(X, y.iloc[1:])
+
+
+def test_evaluate_on_known_predictions(data):
+    _, _, X, y = data
+    perfect = evaluate(y.rename("prediction"), y, horizon=5, cost_bps=0.0).metrics
+    assert perfect["ic"] == pytest.approx(1.0) and perfect["rank_ic"] == pytest.approx(1.0)
+    assert perfect["hit_rate"] == 1.0 and perfect["mse"] == 0.0 and perfect["annual_return"] > 0
+    flipped = evaluate(-y.rename("prediction"), y, horizon=5, cost_bps=0.0).metrics
+    assert flipped["rank_ic"] == pytest.approx(-1.0) and flipped["annual_return"] == pytest.approx(-perfect["annual_return"])
+    noise = pd.Series(np.random.default_rng(0).normal(size=len(y)), index=y.index)
+    assert abs(evaluate(noise, y, horizon=5).metrics["rank_ic"]) < 0.03
+
+
+def test_training_beats_noise_out_of_sample_on_the_simulated_market(data):
+    bars, features, X, y = data
+    result = train_lgbm(features, bars, horizon=5, seed=0)
+    assert set(result.sizes) == {"train", "valid", "test"}
+    train_end = result.segments["train"].split("..")[1]
+    assert train_end < result.segments["valid"].split("..")[0] < result.segments["test"].split("..")[0]
+    folds = walk_forward_folds(X.index, 3, 252, purge=5)
+    oos = walk_forward_predictions(X, y, folds, lambda: LGBMForecaster(num_boost_round=60))
+    assert oos.index.get_level_values("date").min() == folds[0].test_start
+    assert evaluate(oos, y, 5).metrics["rank_ic"] > 0.0
+
+
+def test_drift_statistics():
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=5000)
+    assert psi(ref, rng.normal(size=5000)) < 0.02
+    assert psi(ref, rng.normal(loc=1.0, size=5000)) > PSI_ALERT
+    frame = pd.DataFrame({c: rng.normal(size=500) for c in FEATURE_COLUMNS[:2]})
+    shifted = frame.assign(**{FEATURE_COLUMNS[1]: frame[FEATURE_COLUMNS[1]] + 2})
+    report = feature_drift(frame, shifted, FEATURE_COLUMNS[:2])
+    assert report["feature"].iloc[0] == FEATURE_COLUMNS[1] and report["ks_pvalue"].iloc[0] < 1e-6
