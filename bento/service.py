@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import bentoml
-from bentoml.exceptions import NotFound, ServiceUnavailable
+from starlette.responses import JSONResponse
 
 from bento.predictor import NoModel, Predictor, UnknownTicker
 from bento.schemas import Prediction
 from stockpred_resources.settings import load_settings
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    # BentoML hides the message of 5xx exceptions and wraps 4xx ones in a list; clients get {"error": ...} either way.
+    return JSONResponse({"error": message}, status_code=status)
 
 
 @bentoml.service(name="stockpred", workers=1, traffic={"timeout": 30}, resources={"cpu": "1"})
@@ -26,6 +31,6 @@ class StockPredictor:
         try:
             return self.predictor.predict(ticker)
         except UnknownTicker as exc:
-            raise NotFound(str(exc)) from exc
+            return error_response(404, str(exc))
         except NoModel as exc:
-            raise ServiceUnavailable(str(exc)) from exc
+            return error_response(503, str(exc))

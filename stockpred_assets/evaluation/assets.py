@@ -15,7 +15,7 @@ from stockpred_assets.core.models import LGBMForecaster  # noqa: E402
 from stockpred_assets.core.splits import walk_forward_folds  # noqa: E402
 from stockpred_assets.metadata import float_metadata, png_markdown  # noqa: E402
 from stockpred_assets.partitions import week_start, weeks  # noqa: E402
-from stockpred_assets.training.assets import LgbmModelConfig, load_history  # noqa: E402
+from stockpred_assets.training.assets import HISTORY_MAPPING, LgbmModelConfig, load_history  # noqa: E402
 from stockpred_resources.lake import LakeResource  # noqa: E402
 from stockpred_resources.registry import PARTITION_TAG  # noqa: E402
 from stockpred_resources.tracking import MLflowResource  # noqa: E402
@@ -39,7 +39,12 @@ def _equity_figure(result):
     return fig
 
 
-@dg.asset(partitions_def=weeks, deps=["lgbm_model"], kinds={"lightgbm", "mlflow", "matplotlib"})
+@dg.asset(
+    partitions_def=weeks,
+    deps=["lgbm_model", dg.AssetDep("features", partition_mapping=HISTORY_MAPPING),
+          dg.AssetDep("validated_bars", partition_mapping=HISTORY_MAPPING)],
+    kinds={"lightgbm", "mlflow", "matplotlib"},
+)
 def backtest_report(context: dg.AssetExecutionContext, config: BacktestConfig, lake: LakeResource,
                     mlflow_resource: MLflowResource) -> dg.MaterializeResult:
     """Out-of-sample walk-forward: expanding-window refits, purged by the horizon, scored on the following block."""

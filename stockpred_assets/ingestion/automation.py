@@ -5,12 +5,11 @@ import dagster as dg
 import pandas as pd
 
 from stockpred_assets.core import calendar
-from stockpred_assets.partitions import TIMEZONE, trading_days
+from stockpred_assets.partitions import TIMEZONE
 
 daily_data_job = dg.define_asset_job(
     "daily_data_job",
     selection=dg.AssetSelection.groups("ingestion", "validation", "features"),
-    partitions_def=trading_days,
 )
 
 

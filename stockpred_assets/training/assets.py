@@ -48,7 +48,7 @@ def lgbm_model(context: dg.AssetExecutionContext, config: LgbmModelConfig, lake:
     cutoff = week_start(context)
     table, bars = load_history(lake, cutoff, config.train_weeks)
     result = train_lgbm(table, bars, config.horizon, seed=config.seed, num_boost_round=config.num_boost_round)
-    tags = {PARTITION_TAG: context.partition_key, "dagster_run_id": context.run_id, "model_family": "lightgbm"}
+    tags = {PARTITION_TAG: context.partition_key, "dagster_run_id": context.run.run_id, "model_family": "lightgbm"}
     with mlflow_resource.start_run(f"lgbm-{context.partition_key}", tags) as run:
         mlflow.log_params({**config.model_dump(), "cutoff": f"{cutoff:%Y-%m-%d}", **result.segments})
         mlflow.log_metrics({f"test_{k}": v for k, v in result.test_metrics.items()})

@@ -3,14 +3,17 @@
 
 import dagster as dg
 
-from stockpred_assets.partitions import TIMEZONE, weeks
+from stockpred_assets.partitions import TIMEZONE
 
 weekly_training_job = dg.define_asset_job(
     "weekly_training_job",
     selection=dg.AssetSelection.groups("training", "evaluation"),
-    partitions_def=weeks,
 )
 
 weekly_training_schedule = dg.build_schedule_from_partitioned_job(
-    weekly_training_job, hour_of_day=6, minute_of_hour=0, description="Mondays 06:00 New York: train this week's model"
+    weekly_training_job,
+    name="weekly_training_schedule",
+    hour_of_day=6,
+    minute_of_hour=0,
+    description="Mondays 06:00 New York: train this week's model on data up to the weekend",
 )

@@ -1,0 +1,182 @@
+"""The whole graph materialized into a tmp dir, then the champion served over real HTTP by `bentoml serve`."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import httpx
+import pandas as pd
+import pytest
+import redis
+
+from conftest import free_port, local_env
+from stockpred_assets.definitions import build_definitions
+from stockpred_resources.online_store import fetch_vector
+from stockpred_resources.registry import champion_version
+from stockpred_resources.settings import load_settings
+from stockpred_resources.storage import Lake
+from stockpred_resources.tracking import MLflowResource
+
+pytestmark = pytest.mark.slow
+
+START, END, WEEK = "2023-07-03", "2025-06-27", "2025-06-23"
+UNIVERSE = 20
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def environment(values: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, redis_url):
+    """Runs the daily job over two years (one run), the week's training job and the serving job."""
+    root = tmp_path_factory.mktemp("stockpred")
+    env = local_env(root, STOCKPRED_UNIVERSE_SIZE=str(UNIVERSE), STOCKPRED_REDIS_URL=redis_url)
+    with environment(env):
+        defs = build_definitions()
+        instance = dg.DagsterInstance.ephemeral()
+        runs = {
+            "daily": defs.resolve_job_def("daily_data_job").execute_in_process(
+                instance=instance, tags={"dagster/asset_partition_range_start": START, "dagster/asset_partition_range_end": END}),
+            "weekly": defs.resolve_job_def("weekly_training_job").execute_in_process(instance=instance, partition_key=WEEK),
+            "serving": defs.resolve_job_def("serving_job").execute_in_process(instance=instance),
+        }
+        yield {"root": root, "env": env, "defs": defs, "instance": instance, "runs": runs, "settings": load_settings()}
+
+
+def test_all_runs_succeed_and_report_metadata(pipeline):
+    runs = pipeline["runs"]
+    assert all(r.success for r in runs.values())
+    raw = runs["daily"].asset_materializations_for_node("raw_bars_simulated")
+    assert len(raw) == len(pd.bdate_range(START, END))  # one event per weekday partition, from a single run
+    checks = {e.asset_check_key.name: e.passed for e in runs["daily"].get_asset_check_evaluations()}
+    assert checks["validated_bars_unique_and_consistent"] and checks["validated_bars_complete"]
+    assert "features_drift" in checks
+    gate = runs["weekly"].get_asset_check_evaluations()[0]
+    assert gate.asset_check_key.name == "lgbm_model_beats_naive" and gate.passed
+    backtest = runs["weekly"].asset_materializations_for_node("backtest_report")[0].metadata
+    assert {"ic", "rank_ic", "sharpe", "max_drawdown", "plot", "mlflow_run_id"} <= set(backtest)
+
+
+def test_lake_catalog_and_registry(pipeline):
+    settings = pipeline["settings"]
+    lake = Lake(settings.lake_url)
+    bars = lake.read_range("validated", "bars", START, END)
+    sessions = bars["date"].nunique()
+    assert len(bars) == sessions * UNIVERSE and not bars.duplicated(["date", "ticker"]).any()
+    con = duckdb.connect(settings.duckdb_path, read_only=True)
+    assert con.execute("SELECT count(*) FROM features_features").fetchone()[0] == len(bars)
+    tracking = MLflowResource(tracking_uri=settings.mlflow_tracking_uri, registered_model=settings.registered_model)
+    champion = champion_version(tracking.client(), settings.registered_model)
+    assert champion is not None and champion.tags["dagster_partition"] == WEEK
+    run = tracking.client().get_run(champion.run_id)
+    assert run.data.params["cutoff"] == WEEK and run.data.params["test"].split("..")[1] < WEEK
+
+
+def test_online_features_are_in_the_lake_and_redis(pipeline, redis_url):
+    latest = Lake(pipeline["settings"].lake_url).read_table("serving", "online_features")
+    assert len(latest) == UNIVERSE and (latest["date"] == pd.Timestamp(END)).all()
+    vector = fetch_vector(redis.Redis.from_url(redis_url), "S00007")
+    assert vector["date"] == END and vector["rsi_14"] == pytest.approx(latest.set_index("ticker").loc["S00007", "rsi_14"])
+
+
+def test_missing_upstream_partitions_fail_with_a_clear_error(pipeline):
+    with environment(pipeline["env"]):
+        result = pipeline["defs"].resolve_job_def("daily_data_job").execute_in_process(
+            instance=pipeline["instance"], partition_key="2022-01-03",
+            asset_selection=[dg.AssetKey("validated_bars")], raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].event_specific_data.error
+    assert "raw/bars_simulated lacks 1 partition(s), first 2022-01-03" in failure.to_string()
+
+
+@contextmanager
+def bento_server(env: dict[str, str], tmp: Path):
+    port = free_port()
+    full_env = {**os.environ, **env, "BENTOML_HOME": str(tmp / "bentoml")}
+    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "bento.service:StockPredictor", "--port", str(port)],
+                            cwd=PROJECT, env=full_env, start_new_session=True,
+                            stdout=open(tmp / "bento.log", "w"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                httpx.get(f"{base}/livez", timeout=2)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"bentoml serve did not start: {(tmp / 'bento.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _wait_ready(base: str, seconds: float = 60) -> int:
+    deadline, status = time.monotonic() + seconds, 0
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{base}/readyz", timeout=5).status_code
+        if status == 200:
+            break
+        time.sleep(0.5)
+    return status
+
+
+def test_service_answers_predictions_over_http(pipeline, tmp_path):
+    env = {k: v for k, v in pipeline["env"].items() if k != "STOCKPRED_REDIS_URL"}
+    with bento_server(env, tmp_path) as base:
+        assert _wait_ready(base) == 200
+        assert httpx.get(f"{base}/livez").status_code == 200
+        answer = httpx.post(f"{base}/predict", json={"ticker": "s00003"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        champion = champion_version(MLflowResource(tracking_uri=pipeline["settings"].mlflow_tracking_uri).client(),
+                                    pipeline["settings"].registered_model)
+        assert body["ticker"] == "S00003" and body["model_version"] == str(champion.version)
+        assert body["feature_date"] == END and body["horizon_sessions"] == 5
+        assert body["predicted_price"] == pytest.approx(body["last_close"] * (1 + body["predicted_return"]))
+        assert body["interval_low"] < body["predicted_return"] < body["interval_high"]
+        assert len(body["top_contributions"]) == 5 and body["cached"] is False
+
+        unknown = httpx.post(f"{base}/predict", json={"ticker": "NOPE"}, timeout=30)
+        assert unknown.status_code == 404
+        assert unknown.json() == {"error": "unknown ticker 'NOPE': no online features for it (20 tickers known)"}
+        assert httpx.post(f"{base}/predict", json={"symbol": "S00003"}, timeout=30).status_code in (400, 422)
+        assert httpx.post(f"{base}/predict", content=b"not json", timeout=30).status_code in (400, 422)
+        metrics = httpx.get(f"{base}/metrics").text
+        assert "bentoml_service_request_total" in metrics and 'endpoint="/predict"' in metrics
+
+
+def test_service_without_a_model_is_alive_but_not_ready(tmp_path):
+    with bento_server(local_env(tmp_path / "empty"), tmp_path) as base:
+        assert httpx.get(f"{base}/livez").status_code == 200
+        assert httpx.get(f"{base}/readyz").status_code == 503
+        answer = httpx.post(f"{base}/predict", json={"ticker": "S00001"}, timeout=30)
+        assert answer.status_code == 503 and "no champion model" in answer.text
+
+
+def test_dagster_cli_validates_the_code_location(tmp_path):
+    env = {**os.environ, **local_env(tmp_path), "DAGSTER_HOME": str(tmp_path)}
+    out = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+                         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Validation successful" in out.stdout + out.stderr
