@@ -44,7 +44,9 @@ class Predictor:
                 if champion is not None:
                     missing = set(champion.model.feature_names) - set(FEATURE_COLUMNS)
                     if missing:
-                        raise NoModel(f"champion v{champion.version} needs features this service lacks: {sorted(missing)}")
+                        raise NoModel(
+                            f"champion v{champion.version} needs features this service lacks: {sorted(missing)}"
+                        )
                     try:
                         vectors = Lake(self.settings.lake_url).read_table("serving", "online_features")
                     except FileNotFoundError:
@@ -59,7 +61,9 @@ class Predictor:
             raise NoModel(f"no champion model in the registry for {self.settings.registered_model} yet")
         ticker = ticker.strip().upper()
         if ticker not in self.vectors.index:
-            raise UnknownTicker(f"unknown ticker {ticker!r}: no online features for it ({len(self.vectors)} tickers known)")
+            raise UnknownTicker(
+                f"unknown ticker {ticker!r}: no online features for it ({len(self.vectors)} tickers known)"
+            )
         row = self.vectors.loc[[ticker]]
         model = self.champion.model
         X = row[model.feature_names]
@@ -78,5 +82,7 @@ class Predictor:
             feature_date=f"{pd.Timestamp(row['date'].iloc[0]):%Y-%m-%d}",
             model_name=self.champion.name,
             model_version=self.champion.version,
-            top_contributions=[Contribution(feature=f, value=float(X[f].iloc[0]), contribution=float(c)) for f, c in top.items()],
+            top_contributions=[
+                Contribution(feature=f, value=float(X[f].iloc[0]), contribution=float(c)) for f, c in top.items()
+            ],
         )

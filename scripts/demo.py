@@ -41,7 +41,10 @@ def materialize(instance: dg.DagsterInstance, start: str, end: str, week: str) -
     for job_name, kwargs in steps:
         began = time.monotonic()
         result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, run_config=QUIET, **kwargs)
-        print(f"  {job_name:<20} {'ok' if result.success else 'FAILED'} in {time.monotonic() - began:5.1f}s  run {result.run_id[:8]}")
+        print(
+            f"  {job_name:<20} {'ok' if result.success else 'FAILED'} "
+            f"in {time.monotonic() - began:5.1f}s  run {result.run_id[:8]}"
+        )
         if not result.success:
             sys.exit(f"{job_name} failed: see `make dev` -> Runs -> {result.run_id}")
         results[job_name] = result
@@ -52,8 +55,18 @@ def print_backtest(result: dg.ExecuteInProcessResult) -> None:
     event = result.asset_materializations_for_node("backtest_report")[0]
     meta = {k: v.value for k, v in event.metadata.items() if k != "plot"}
     print(f"\nBacktest (walk-forward, out of sample {meta['oos_range']}, {meta['oos_predictions']} predictions):")
-    for key in ("ic", "rank_ic", "icir", "hit_rate", "mse_vs_naive", "annual_return", "sharpe", "max_drawdown",
-                "turnover", "buy_and_hold_annual_return"):
+    for key in (
+        "ic",
+        "rank_ic",
+        "icir",
+        "hit_rate",
+        "mse_vs_naive",
+        "annual_return",
+        "sharpe",
+        "max_drawdown",
+        "turnover",
+        "buy_and_hold_annual_return",
+    ):
         print(f"  {key:<28} {meta[key]: .4f}")
 
 

@@ -34,9 +34,7 @@ GROUPS = {
 def _assets() -> list[dg.AssetsDefinition]:
     """Each group's assets with the group name and owners applied once, here."""
     return [
-        asset
-        for group, module in GROUPS.items()
-        for asset in dg.load_assets_from_modules([module], group_name=group)
+        asset for group, module in GROUPS.items() for asset in dg.load_assets_from_modules([module], group_name=group)
     ]
 
 

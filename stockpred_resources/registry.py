@@ -14,8 +14,9 @@ CHAMPION_ALIAS = "champion"
 PARTITION_TAG = "dagster_partition"
 
 
-def configure_mlflow(tracking_uri: str, experiment: str, artifact_location: str | None = None,
-                     registry_uri: str | None = None) -> str:
+def configure_mlflow(
+    tracking_uri: str, experiment: str, artifact_location: str | None = None, registry_uri: str | None = None
+) -> str:
     """Point the mlflow module at the tracking server and return the experiment id, creating it if needed."""
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(registry_uri or tracking_uri)

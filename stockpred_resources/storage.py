@@ -81,8 +81,14 @@ class Lake:
                 f"{missing[-1]:%Y-%m-%d}: materialize the upstream asset for that range first"
             )
 
-    def read_range(self, layer: str, table: str, start: pd.Timestamp | str, end: pd.Timestamp | str,
-                   columns: list[str] | None = None) -> pd.DataFrame:
+    def read_range(
+        self,
+        layer: str,
+        table: str,
+        start: pd.Timestamp | str,
+        end: pd.Timestamp | str,
+        columns: list[str] | None = None,
+    ) -> pd.DataFrame:
         """Rows of the partitions dated in [start, end]; an empty frame when none exist."""
         start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
         days = [d for d in self.partition_dates(layer, table) if start <= d <= end]

@@ -16,7 +16,9 @@ class MLflowResource(dg.ConfigurableResource):
     tracking_uri: str = Field(description="sqlite:///... locally, the MLflow server URL in prod")
     registry_uri: str | None = Field(default=None, description="Model registry URI (defaults to the tracking URI)")
     experiment: str = "stockpred"
-    artifact_location: str | None = Field(default=None, description="Artifact root for a new experiment (file:// or s3://)")
+    artifact_location: str | None = Field(
+        default=None, description="Artifact root for a new experiment (file:// or s3://)"
+    )
     registered_model: str = "stockpred-lgbm"
 
     def setup(self) -> str:

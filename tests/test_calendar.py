@@ -17,7 +17,9 @@ def test_holidays_and_helpers():
     assert not calendar.is_session("2024-07-04")  # Independence Day, a Thursday
     assert not calendar.is_session("2024-07-06")  # Saturday
     assert calendar.is_session("2024-07-05")
-    assert list(calendar.previous_sessions("2024-07-08", 3)) == list(pd.to_datetime(["2024-07-02", "2024-07-03", "2024-07-05"]))
+    assert list(calendar.previous_sessions("2024-07-08", 3)) == list(
+        pd.to_datetime(["2024-07-02", "2024-07-03", "2024-07-05"])
+    )
     assert calendar.add_sessions("2024-07-03", 1) == pd.Timestamp("2024-07-05")
 
 

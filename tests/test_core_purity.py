@@ -6,8 +6,13 @@ import sys
 from pathlib import Path
 
 CORE = Path(__file__).resolve().parents[1] / "stockpred_assets" / "core"
-SERVICE_SIDE = ["stockpred_resources.settings", "stockpred_resources.storage", "stockpred_resources.registry",
-                "stockpred_resources.online_store", "bento.predictor"]
+SERVICE_SIDE = [
+    "stockpred_resources.settings",
+    "stockpred_resources.storage",
+    "stockpred_resources.registry",
+    "stockpred_resources.online_store",
+    "bento.predictor",
+]
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -22,7 +27,9 @@ def _imported_modules(path: Path) -> set[str]:
 
 
 def test_core_sources_do_not_import_dagster():
-    offenders = {p.name: m for p in CORE.glob("*.py") for m in _imported_modules(p) if m.split(".")[0].startswith("dagster")}
+    offenders = {
+        p.name: m for p in CORE.glob("*.py") for m in _imported_modules(p) if m.split(".")[0].startswith("dagster")
+    }
     assert offenders == {}
 
 

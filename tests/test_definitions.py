@@ -35,7 +35,9 @@ def graph_shape(defs: dg.Definitions) -> dict:
         partitions = node.partitions_def
         shape[key.to_user_string()] = {
             "group": node.group_name,
-            "partitions": None if partitions is None else f"{type(partitions).__name__}:{partitions.get_cron_schedule()}",
+            "partitions": None
+            if partitions is None
+            else f"{type(partitions).__name__}:{partitions.get_cron_schedule()}",
             "deps": sorted(k.to_user_string() for k in node.parent_keys),
             "checks": sorted(c.name for c in node.check_keys),
             "owners": list(node.owners),
@@ -47,7 +49,9 @@ def test_graph_matches_snapshot(defs):
     shape = graph_shape(defs)
     if os.environ.get("STOCKPRED_UPDATE_SNAPSHOTS") == "1":
         SNAPSHOT.write_text(json.dumps(shape, indent=2, sort_keys=True) + "\n")
-    assert shape == json.loads(SNAPSHOT.read_text()), "graph changed: rerun with STOCKPRED_UPDATE_SNAPSHOTS=1 and review"
+    assert shape == json.loads(SNAPSHOT.read_text()), (
+        "graph changed: rerun with STOCKPRED_UPDATE_SNAPSHOTS=1 and review"
+    )
 
 
 def test_every_group_job_schedule_and_sensor_resolves(defs):
@@ -70,8 +74,11 @@ def test_daily_schedule_requests_sessions_and_skips_holidays():
 
 
 def test_champion_sensor_fires_once_per_new_champion(tmp_path):
-    tracking = MLflowResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", registered_model="sensor-test",
-                              artifact_location=(tmp_path / "artifacts").as_uri())
+    tracking = MLflowResource(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        registered_model="sensor-test",
+        artifact_location=(tmp_path / "artifacts").as_uri(),
+    )
     context = dg.build_sensor_context(resources={"mlflow_resource": tracking})
     assert isinstance(champion_change_sensor(context), dg.SkipReason)  # nothing registered yet
 

@@ -14,8 +14,8 @@ import httpx
 import pandas as pd
 import pytest
 import redis
-
 from conftest import free_port, local_env
+
 from stockpred_assets.definitions import build_definitions
 from stockpred_resources.online_store import fetch_vector
 from stockpred_resources.registry import champion_version
@@ -54,8 +54,12 @@ def pipeline(tmp_path_factory, redis_url):
         instance = dg.DagsterInstance.ephemeral()
         runs = {
             "daily": defs.resolve_job_def("daily_data_job").execute_in_process(
-                instance=instance, tags={"dagster/asset_partition_range_start": START, "dagster/asset_partition_range_end": END}),
-            "weekly": defs.resolve_job_def("weekly_training_job").execute_in_process(instance=instance, partition_key=WEEK),
+                instance=instance,
+                tags={"dagster/asset_partition_range_start": START, "dagster/asset_partition_range_end": END},
+            ),
+            "weekly": defs.resolve_job_def("weekly_training_job").execute_in_process(
+                instance=instance, partition_key=WEEK
+            ),
             "serving": defs.resolve_job_def("serving_job").execute_in_process(instance=instance),
         }
         yield {"root": root, "env": env, "defs": defs, "instance": instance, "runs": runs, "settings": load_settings()}
@@ -94,14 +98,23 @@ def test_online_features_are_in_the_lake_and_redis(pipeline, redis_url):
     latest = Lake(pipeline["settings"].lake_url).read_table("serving", "online_features")
     assert len(latest) == UNIVERSE and (latest["date"] == pd.Timestamp(END)).all()
     vector = fetch_vector(redis.Redis.from_url(redis_url), "S00007")
-    assert vector["date"] == END and vector["rsi_14"] == pytest.approx(latest.set_index("ticker").loc["S00007", "rsi_14"])
+    assert vector["date"] == END and vector["rsi_14"] == pytest.approx(
+        latest.set_index("ticker").loc["S00007", "rsi_14"]
+    )
 
 
 def test_missing_upstream_partitions_fail_with_a_clear_error(pipeline):
     with environment(pipeline["env"]):
-        result = pipeline["defs"].resolve_job_def("daily_data_job").execute_in_process(
-            instance=pipeline["instance"], partition_key="2022-01-03",
-            asset_selection=[dg.AssetKey("validated_bars")], raise_on_error=False)
+        result = (
+            pipeline["defs"]
+            .resolve_job_def("daily_data_job")
+            .execute_in_process(
+                instance=pipeline["instance"],
+                partition_key="2022-01-03",
+                asset_selection=[dg.AssetKey("validated_bars")],
+                raise_on_error=False,
+            )
+        )
     assert not result.success
     failure = result.get_step_failure_events()[0].event_specific_data.error
     assert "raw/bars_simulated lacks 1 partition(s), first 2022-01-03" in failure.to_string()
@@ -111,9 +124,14 @@ def test_missing_upstream_partitions_fail_with_a_clear_error(pipeline):
 def bento_server(env: dict[str, str], tmp: Path):
     port = free_port()
     full_env = {**os.environ, **env, "BENTOML_HOME": str(tmp / "bentoml")}
-    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "bento.service:StockPredictor", "--port", str(port)],
-                            cwd=PROJECT, env=full_env, start_new_session=True,
-                            stdout=open(tmp / "bento.log", "w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", "bento.service:StockPredictor", "--port", str(port)],
+        cwd=PROJECT,
+        env=full_env,
+        start_new_session=True,
+        stdout=open(tmp / "bento.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -121,9 +139,10 @@ def bento_server(env: dict[str, str], tmp: Path):
             try:
                 httpx.get(f"{base}/livez", timeout=2)
                 break
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"bentoml serve did not start: {(tmp / 'bento.log').read_text()[-3000:]}")
+                    log = (tmp / "bento.log").read_text()[-3000:]
+                    raise RuntimeError(f"bentoml serve did not start: {log}") from exc
                 time.sleep(0.5)
         yield base
     finally:
@@ -149,8 +168,10 @@ def test_service_answers_predictions_over_http(pipeline, tmp_path):
         answer = httpx.post(f"{base}/predict", json={"ticker": "s00003"}, timeout=30)
         assert answer.status_code == 200, answer.text
         body = answer.json()
-        champion = champion_version(MLflowResource(tracking_uri=pipeline["settings"].mlflow_tracking_uri).client(),
-                                    pipeline["settings"].registered_model)
+        champion = champion_version(
+            MLflowResource(tracking_uri=pipeline["settings"].mlflow_tracking_uri).client(),
+            pipeline["settings"].registered_model,
+        )
         assert body["ticker"] == "S00003" and body["model_version"] == str(champion.version)
         assert body["feature_date"] == END and body["horizon_sessions"] == 5
         assert body["predicted_price"] == pytest.approx(body["last_close"] * (1 + body["predicted_return"]))
@@ -176,7 +197,13 @@ def test_service_without_a_model_is_alive_but_not_ready(tmp_path):
 
 def test_dagster_cli_validates_the_code_location(tmp_path):
     env = {**os.environ, **local_env(tmp_path), "DAGSTER_HOME": str(tmp_path)}
-    out = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-                         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Validation successful" in out.stdout + out.stderr

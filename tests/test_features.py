@@ -52,7 +52,8 @@ def test_feature_values_by_hand():
     assert table["ret_5"].iloc[10] == pytest.approx(close.iloc[10] / close.iloc[5] - 1)
     assert table["sma_10_gap"].iloc[20] == pytest.approx(close.iloc[20] / close.iloc[11:21].mean() - 1)
     assert table["volume_ratio_20"].iloc[25] == pytest.approx(
-        bars["volume"].iloc[25] / bars["volume"].iloc[6:26].mean())
+        bars["volume"].iloc[25] / bars["volume"].iloc[6:26].mean()
+    )
 
 
 def test_labels_are_forward_returns_and_latest_vector(bars, table):

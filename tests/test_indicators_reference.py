@@ -39,7 +39,7 @@ def _col(name: str) -> pd.DataFrame:
 @functools.cache
 def _outputs(func: str, params: tuple) -> list[pd.Series]:
     """Our implementation's outputs, in TA-Lib's output order."""
-    h, l, c = _col("high"), _col("low"), _col("close")
+    h, lo, c = _col("high"), _col("low"), _col("close")
     if func == "RSI":
         outs = [ind.rsi(c, *params)]
     elif func == "SMA":
@@ -47,9 +47,9 @@ def _outputs(func: str, params: tuple) -> list[pd.Series]:
     elif func == "EMA":
         outs = [ind.ema(c, *params)]
     elif func == "TRANGE":
-        outs = [ind.true_range(h, l, c)]
+        outs = [ind.true_range(h, lo, c)]
     elif func == "ATR":
-        outs = [ind.atr(h, l, c, *params)]
+        outs = [ind.atr(h, lo, c, *params)]
     elif func == "BBANDS":
         b = ind.bollinger(c, *params)
         outs = [b["bb_upper"], b["bb_middle"], b["bb_lower"]]
@@ -77,11 +77,19 @@ def _reference_rows() -> list[tuple]:
         ("EMA", "ma", "optInMAType_1 == 'TA_MAType_EMA'", lambda r: (r.optInTimePeriod,)),
         ("TRANGE", "trange", "doAverage == 0", lambda r: ()),
         ("ATR", "trange", "doAverage == 1", lambda r: (r.optInTimePeriod,)),
-        ("BBANDS", "bbands", "optInMethod_3 == 'TA_MAType_SMA' and optInNbDevUp == 2 and optInNbDevDn == 2",
-         lambda r: (r.optInTimePeriod, 2.0)),
+        (
+            "BBANDS",
+            "bbands",
+            "optInMethod_3 == 'TA_MAType_SMA' and optInNbDevUp == 2 and optInNbDevDn == 2",
+            lambda r: (r.optInTimePeriod, 2.0),
+        ),
         # TA-Lib swaps fast/slow when fast > slow; our macd() does not, so only fast < slow rows apply.
-        ("MACD", "macd", "testId == 'TA_MACD_TEST' and optInFastPeriod < optInSlowPeriod",
-         lambda r: (r.optInFastPeriod, r.optInSlowPeriod, r.optInSignalPeriod_2)),
+        (
+            "MACD",
+            "macd",
+            "testId == 'TA_MACD_TEST' and optInFastPeriod < optInSlowPeriod",
+            lambda r: (r.optInFastPeriod, r.optInSlowPeriod, r.optInSignalPeriod_2),
+        ),
     ]
     rows = []
     for func, table, query, params in specs:
@@ -129,7 +137,8 @@ def test_first_valid_bar_matches_talib_begidx(case):
 
 def _talib_macd(close: np.ndarray, fast: int, slow: int, signal: int) -> np.ndarray:
     """TA-Lib's MACD algorithm (ta_MACD.c): both EMAs start at bar slow-1, each seeded with the SMA of its own period
-    ending there; the signal EMA is seeded with the SMA of the first `signal` MACD values. Returns (3, n), NaN warm-up."""
+    ending there; the signal EMA is seeded with the SMA of the first `signal` MACD values.
+    Returns (3, n) with NaN warm-up."""
 
     def seeded_ema(x: np.ndarray, n: int, start: int) -> np.ndarray:
         out = np.full_like(x, np.nan)

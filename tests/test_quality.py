@@ -8,7 +8,9 @@ from stockpred_assets.core.simulation import simulate_bars
 
 @pytest.fixture(scope="module")
 def sp500(shared_data) -> pd.DataFrame:
-    raw = pd.read_csv(shared_data / "market" / "all_stocks_5yr.csv.gz", parse_dates=["date"]).rename(columns={"Name": "ticker"})
+    raw = pd.read_csv(shared_data / "market" / "all_stocks_5yr.csv.gz", parse_dates=["date"]).rename(
+        columns={"Name": "ticker"}
+    )
     return raw.assign(adj_close=raw["close"], provider="files", ingested_at=pd.Timestamp("2024-01-01"))
 
 
@@ -32,7 +34,7 @@ def test_rules_and_reasons_on_small_input():
     raw = pd.concat([bars, holiday, later_copy], ignore_index=True)
     valid, quarantined = split_valid(raw)
     assert len(valid) + len(quarantined) == len(raw)
-    reasons = dict(zip(quarantined["rule"], quarantined["reason"]))
+    reasons = dict(zip(quarantined["rule"], quarantined["reason"], strict=True))
     assert reasons["low:not_nullable"] == "low failed not_nullable (value nan)"
     assert reasons["close:greater_than(0)"].startswith("close failed greater_than(0)")
     assert reasons["trading_day"] == "2024-07-04 is not an NYSE session"

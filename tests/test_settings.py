@@ -32,6 +32,11 @@ def test_overrides_and_unknown_environment():
 def test_prod_requires_its_endpoints():
     with pytest.raises(SettingsError, match="STOCKPRED_LAKE_URL, STOCKPRED_MLFLOW_TRACKING_URI"):
         load_settings({"STOCKPRED_ENV": "prod"})
-    s = load_settings({"STOCKPRED_ENV": "prod", "STOCKPRED_LAKE_URL": "s3://bucket/lake",
-                       "STOCKPRED_MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+    s = load_settings(
+        {
+            "STOCKPRED_ENV": "prod",
+            "STOCKPRED_LAKE_URL": "s3://bucket/lake",
+            "STOCKPRED_MLFLOW_TRACKING_URI": "http://mlflow:5000",
+        }
+    )
     assert s.is_prod and s.mlflow_artifact_location is None

@@ -1,5 +1,7 @@
 """Splits, models (a contract every model passes), backtest metrics and drift statistics."""
 
+from itertools import pairwise
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -40,7 +42,7 @@ def test_walk_forward_folds_tile_the_test_period(data):
     dates = pd.DatetimeIndex(X.index.get_level_values("date").unique()).sort_values()
     assert folds[0].test_start == dates[252]
     assert folds[-1].test_end == dates[-1]
-    for a, b in zip(folds, folds[1:]):
+    for a, b in pairwise(folds):
         assert dates.get_loc(b.test_start) == dates.get_loc(a.test_end) + 1
     for fold in folds:
         assert dates.get_loc(fold.test_start) - dates.get_loc(fold.train_end) == 6
@@ -66,12 +68,14 @@ def test_model_contract_shapes_alignment_determinism_and_round_trip(data, tmp_pa
 
 
 def test_evaluate_on_known_predictions(data):
-    _, _, X, y = data
+    y = data[3]
     perfect = evaluate(y.rename("prediction"), y, horizon=5, cost_bps=0.0).metrics
     assert perfect["ic"] == pytest.approx(1.0) and perfect["rank_ic"] == pytest.approx(1.0)
     assert perfect["hit_rate"] == 1.0 and perfect["mse"] == 0.0 and perfect["annual_return"] > 0
     flipped = evaluate(-y.rename("prediction"), y, horizon=5, cost_bps=0.0).metrics
-    assert flipped["rank_ic"] == pytest.approx(-1.0) and flipped["annual_return"] == pytest.approx(-perfect["annual_return"])
+    assert flipped["rank_ic"] == pytest.approx(-1.0) and flipped["annual_return"] == pytest.approx(
+        -perfect["annual_return"]
+    )
     noise = pd.Series(np.random.default_rng(0).normal(size=len(y)), index=y.index)
     assert abs(evaluate(noise, y, horizon=5).metrics["rank_ic"]) < 0.03
 

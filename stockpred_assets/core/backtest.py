@@ -44,14 +44,21 @@ def long_short(pred: pd.Series, label: pd.Series, horizon: int, top_fraction: fl
         weights = pd.concat([pd.Series(1.0 / k, index=ranked.index[-k:]), pd.Series(-1.0 / k, index=ranked.index[:k])])
         turnover = weights.sub(prev_weights, fill_value=0.0).abs().sum() / 2.0
         gross = float((weights * y.reindex(weights.index)).sum())
-        rows.append({"date": day, "long_short": gross - turnover * cost_bps / 1e4, "turnover": turnover,
-                     "buy_and_hold": float(y.mean())})
+        rows.append(
+            {
+                "date": day,
+                "long_short": gross - turnover * cost_bps / 1e4,
+                "turnover": turnover,
+                "buy_and_hold": float(y.mean()),
+            }
+        )
         prev_weights = weights
     return pd.DataFrame(rows).set_index("date")
 
 
-def evaluate(pred: pd.Series, label: pd.Series, horizon: int, top_fraction: float = 0.2,
-             cost_bps: float = 10.0) -> BacktestResult:
+def evaluate(
+    pred: pd.Series, label: pd.Series, horizon: int, top_fraction: float = 0.2, cost_bps: float = 10.0
+) -> BacktestResult:
     """Metrics of out-of-sample predictions against realized forward returns (both indexed by (date, ticker))."""
     label = label.loc[pred.index]
     ic, rank_ic = _by_date_corr(pred, label, "pearson"), _by_date_corr(pred, label, "spearman")
@@ -81,8 +88,9 @@ def evaluate(pred: pd.Series, label: pd.Series, horizon: int, top_fraction: floa
     return BacktestResult(metrics=metrics, daily_ic=rank_ic.rename("rank_ic"), equity=growth)
 
 
-def walk_forward_predictions(X: pd.DataFrame, y: pd.Series, folds: list[Fold],
-                             make_model: Callable[[], object]) -> pd.Series:
+def walk_forward_predictions(
+    X: pd.DataFrame, y: pd.Series, folds: list[Fold], make_model: Callable[[], object]
+) -> pd.Series:
     """Out-of-sample predictions: each fold's model sees only rows dated up to its `train_end`."""
     dates = X.index.get_level_values("date")
     parts = []

@@ -30,6 +30,12 @@ def feature_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: list[
     for col in columns:
         ref, cur = reference[col].dropna().to_numpy(), current[col].dropna().to_numpy()
         ks = stats.ks_2samp(ref, cur) if len(ref) and len(cur) else None
-        rows.append({"feature": col, "psi": psi(ref, cur), "ks_stat": float(ks.statistic) if ks else np.nan,
-                     "ks_pvalue": float(ks.pvalue) if ks else np.nan})
+        rows.append(
+            {
+                "feature": col,
+                "psi": psi(ref, cur),
+                "ks_stat": float(ks.statistic) if ks else np.nan,
+                "ks_pvalue": float(ks.pvalue) if ks else np.nan,
+            }
+        )
     return pd.DataFrame(rows).sort_values("psi", ascending=False, ignore_index=True)

@@ -15,8 +15,20 @@ LOOKBACK_SESSIONS = 120
 
 # Scale-free columns the models consume; the table also keeps raw indicator levels for analysts.
 FEATURE_COLUMNS = [
-    "ret_1", "ret_5", "ret_20", "log_ret_1", "volatility_20", "rsi_14", "macd_pct", "macd_hist_pct",
-    "sma_10_gap", "sma_50_gap", "bb_pctb", "bb_width", "atr_pct", "volume_ratio_20",
+    "ret_1",
+    "ret_5",
+    "ret_20",
+    "log_ret_1",
+    "volatility_20",
+    "rsi_14",
+    "macd_pct",
+    "macd_hist_pct",
+    "sma_10_gap",
+    "sma_50_gap",
+    "bb_pctb",
+    "bb_width",
+    "atr_pct",
+    "volume_ratio_20",
 ]
 RAW_COLUMNS = ["close", "adj_close", "sma_10", "sma_50", "ema_12", "ema_26", "macd", "macd_signal", "atr_14", "obv"]
 
@@ -70,4 +82,6 @@ def compute_features(bars: pd.DataFrame) -> pd.DataFrame:
 def latest_per_ticker(features: pd.DataFrame) -> pd.DataFrame:
     """The most recent complete feature row of each ticker (the online feature vector)."""
     complete = features.dropna(subset=FEATURE_COLUMNS)
-    return complete.sort_values("date").groupby("ticker", as_index=False).tail(1).sort_values("ticker", ignore_index=True)
+    return (
+        complete.sort_values("date").groupby("ticker", as_index=False).tail(1).sort_values("ticker", ignore_index=True)
+    )

@@ -34,8 +34,9 @@ class LGBMForecaster:
     seed: int = 0
     booster: lgb.Booster | None = None
 
-    def fit(self, X: pd.DataFrame, y: pd.Series, X_valid: pd.DataFrame | None = None,
-            y_valid: pd.Series | None = None) -> LGBMForecaster:
+    def fit(
+        self, X: pd.DataFrame, y: pd.Series, X_valid: pd.DataFrame | None = None, y_valid: pd.Series | None = None
+    ) -> LGBMForecaster:
         if len(X) != len(y) or not X.index.equals(y.index):
             raise ValueError("features and labels must share one (date, ticker) index")
         params = {**DEFAULT_LGBM_PARAMS, **self.params, "seed": self.seed}
@@ -54,13 +55,16 @@ class LGBMForecaster:
         return list(self.booster.feature_name())
 
     def predict(self, X: pd.DataFrame) -> pd.Series:
-        values = self.booster_or_raise().predict(X[self.feature_names], num_iteration=self.booster.best_iteration or None)
+        values = self.booster_or_raise().predict(
+            X[self.feature_names], num_iteration=self.booster.best_iteration or None
+        )
         return pd.Series(np.asarray(values, dtype=float), index=X.index, name="prediction")
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Per-feature contributions (SHAP values from LightGBM) for each row; the last column is the bias."""
-        raw = self.booster_or_raise().predict(X[self.feature_names], pred_contrib=True,
-                                              num_iteration=self.booster.best_iteration or None)
+        raw = self.booster_or_raise().predict(
+            X[self.feature_names], pred_contrib=True, num_iteration=self.booster.best_iteration or None
+        )
         return pd.DataFrame(raw, index=X.index, columns=[*self.feature_names, "bias"])
 
     def booster_or_raise(self) -> lgb.Booster:

@@ -45,13 +45,19 @@ def split_valid(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             table_level = cases[cases["index"].isna()][["column", "check"]].drop_duplicates().to_dict("records")
             raise BarShapeError(f"raw bars fail table-level schema checks: {table_level}") from errors
         # Column checks (nulls, types, ranges) explain a row better than the row-wide OHLC check: report them first.
-        cases = cases.assign(row_wide=cases["schema_context"] == "DataFrameSchema").sort_values("row_wide", kind="stable")
+        cases = cases.assign(row_wide=cases["schema_context"] == "DataFrameSchema").sort_values(
+            "row_wide", kind="stable"
+        )
         for case in cases.itertuples():
             if case.row_wide:
                 _reject(reasons, [int(case.index)], "ohlc", f"row failed: {case.check}")
             else:
-                _reject(reasons, [int(case.index)], f"{case.column}:{case.check}",
-                        f"{case.column} failed {case.check} (value {case.failure_case!r})")
+                _reject(
+                    reasons,
+                    [int(case.index)],
+                    f"{case.column}:{case.check}",
+                    f"{case.column} failed {case.check} (value {case.failure_case!r})",
+                )
 
     bad = sorted(reasons)
     quarantined = frame.loc[bad].copy()

@@ -31,7 +31,7 @@ class BarSchema(pa.DataFrameModel):
     class Config:
         strict = True
         coerce = True
-        unique = ["date", "ticker"]
+        unique = ("date", "ticker")
         ordered = False
 
 

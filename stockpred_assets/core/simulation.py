@@ -17,8 +17,17 @@ from stockpred_assets.core.schemas import BAR_COLUMNS, empty_bars
 
 N_SECTORS = 11
 SECTORS = [
-    "Technology", "Health Care", "Financials", "Consumer Discretionary", "Communication Services", "Industrials",
-    "Consumer Staples", "Energy", "Utilities", "Real Estate", "Materials",
+    "Technology",
+    "Health Care",
+    "Financials",
+    "Consumer Discretionary",
+    "Communication Services",
+    "Industrials",
+    "Consumer Staples",
+    "Energy",
+    "Utilities",
+    "Real Estate",
+    "Materials",
 ]
 _T_DOF = 5.0
 _CHUNK = 512
@@ -60,7 +69,9 @@ def _stream(seed: int, *key: int) -> np.random.Generator:
 
 def _factors(seed: int, n_days: int) -> tuple[np.ndarray, np.ndarray]:
     """Market returns (T,) and sector returns (T, N_SECTORS)."""
-    shocks = _student_t(_stream(seed, 10**6, 0).standard_normal(n_days), _stream(seed, 10**6, 1).standard_gamma(_T_DOF / 2, n_days))
+    shocks = _student_t(
+        _stream(seed, 10**6, 0).standard_normal(n_days), _stream(seed, 10**6, 1).standard_gamma(_T_DOF / 2, n_days)
+    )
     market, _ = _garch(shocks[:, None], np.array([0.010]))
     sector_shocks = _student_t(
         _stream(seed, 10**6, 2).standard_normal((n_days, N_SECTORS)),
@@ -102,8 +113,9 @@ def _simulate_tickers(seed: int, ids: list[int], market: np.ndarray, sectors: np
     return {"open": open_, "high": high, "low": low, "close": close, "volume": np.round(volume)}
 
 
-def simulate_bars(seed: int, universe_size: int, start: str | pd.Timestamp, end: str | pd.Timestamp,
-                  tickers: list[str] | None = None) -> pd.DataFrame:
+def simulate_bars(
+    seed: int, universe_size: int, start: str | pd.Timestamp, end: str | pd.Timestamp, tickers: list[str] | None = None
+) -> pd.DataFrame:
     """Canonical bars for the sessions in [start, end] (tickers default to the whole universe)."""
     universe = simulated_tickers(universe_size)
     wanted = universe if tickers is None else [t for t in universe if t in set(tickers)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import pandas as pd
 
@@ -20,13 +21,15 @@ def _unique_dates(index: pd.MultiIndex | pd.DatetimeIndex) -> pd.DatetimeIndex:
 
 
 def purged_train_valid(index: pd.MultiIndex, valid_fraction: float, purge: int) -> tuple[pd.Series, pd.Series]:
-    """Boolean masks over `index`: the last `valid_fraction` of dates validate, `purge` dates before them are dropped."""
+    """Boolean masks over `index`: the last `valid_fraction` of dates validate, the `purge` dates before them drop."""
     if not 0.0 < valid_fraction < 1.0:
         raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
     dates = _unique_dates(index)
     cut = int(len(dates) * (1.0 - valid_fraction))
     if cut - purge < 1 or cut >= len(dates):
-        raise ValueError(f"{len(dates)} dates are too few for a {valid_fraction:.0%} validation split with purge {purge}")
+        raise ValueError(
+            f"{len(dates)} dates are too few for a {valid_fraction:.0%} validation split with purge {purge}"
+        )
     row_dates = index.get_level_values("date")
     valid = pd.Series(row_dates >= dates[cut], index=index)
     train = pd.Series(row_dates < dates[cut - purge], index=index)
@@ -42,5 +45,5 @@ def walk_forward_folds(index: pd.MultiIndex, n_folds: int, min_train_dates: int,
     bounds = [min_train_dates + round(usable * k / n_folds) for k in range(n_folds + 1)]
     return [
         Fold(train_end=dates[lo - purge - 1], test_start=dates[lo], test_end=dates[hi - 1])
-        for lo, hi in zip(bounds[:-1], bounds[1:])
+        for lo, hi in pairwise(bounds)
     ]

@@ -27,9 +27,16 @@ def _span(index: pd.MultiIndex) -> str:
     return f"{dates.min():%Y-%m-%d}..{dates.max():%Y-%m-%d}"
 
 
-def train_lgbm(features: pd.DataFrame, bars: pd.DataFrame, horizon: int, seed: int = 0,
-               valid_fraction: float = 0.15, test_fraction: float = 0.15, params: dict | None = None,
-               num_boost_round: int = 400) -> TrainingResult:
+def train_lgbm(
+    features: pd.DataFrame,
+    bars: pd.DataFrame,
+    horizon: int,
+    seed: int = 0,
+    valid_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    params: dict | None = None,
+    num_boost_round: int = 400,
+) -> TrainingResult:
     """Train on the oldest data, early-stop on the next segment, report on the newest; purge `horizon` between."""
     X, y = training_set(features, forward_returns(bars, horizon))
     if len(X) == 0:

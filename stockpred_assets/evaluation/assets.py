@@ -1,27 +1,36 @@
 """Walk-forward backtest of the weekly model recipe, reported in Dagster and MLflow."""
 
-
 import dagster as dg
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
+import matplotlib.pyplot as plt
+import mlflow
 
-from stockpred_assets.core.backtest import evaluate, walk_forward_predictions  # noqa: E402
-from stockpred_assets.core.dataset import training_set  # noqa: E402
-from stockpred_assets.core.labels import forward_returns  # noqa: E402
-from stockpred_assets.core.models import LGBMForecaster  # noqa: E402
-from stockpred_assets.core.splits import walk_forward_folds  # noqa: E402
-from stockpred_assets.metadata import float_metadata, png_markdown  # noqa: E402
-from stockpred_assets.partitions import week_start, weeks  # noqa: E402
-from stockpred_assets.training.assets import HISTORY_MAPPING, LgbmModelConfig, load_history  # noqa: E402
-from stockpred_resources.lake import LakeResource  # noqa: E402
-from stockpred_resources.registry import PARTITION_TAG  # noqa: E402
-from stockpred_resources.tracking import MLflowResource  # noqa: E402
+from stockpred_assets.core.backtest import evaluate, walk_forward_predictions
+from stockpred_assets.core.dataset import training_set
+from stockpred_assets.core.labels import forward_returns
+from stockpred_assets.core.models import LGBMForecaster
+from stockpred_assets.core.splits import walk_forward_folds
+from stockpred_assets.metadata import float_metadata, png_markdown
+from stockpred_assets.partitions import week_start, weeks
+from stockpred_assets.training.assets import HISTORY_MAPPING, LgbmModelConfig, load_history
+from stockpred_resources.lake import LakeResource
+from stockpred_resources.registry import PARTITION_TAG
+from stockpred_resources.tracking import MLflowResource
 
-HEADLINE = ("ic", "rank_ic", "icir", "hit_rate", "mse_vs_naive", "annual_return", "sharpe", "max_drawdown",
-            "turnover", "buy_and_hold_annual_return")
+HEADLINE = (
+    "ic",
+    "rank_ic",
+    "icir",
+    "hit_rate",
+    "mse_vs_naive",
+    "annual_return",
+    "sharpe",
+    "max_drawdown",
+    "turnover",
+    "buy_and_hold_annual_return",
+)
 
 
 class BacktestConfig(LgbmModelConfig):
@@ -41,12 +50,16 @@ def _equity_figure(result):
 
 @dg.asset(
     partitions_def=weeks,
-    deps=["lgbm_model", dg.AssetDep("features", partition_mapping=HISTORY_MAPPING),
-          dg.AssetDep("validated_bars", partition_mapping=HISTORY_MAPPING)],
+    deps=[
+        "lgbm_model",
+        dg.AssetDep("features", partition_mapping=HISTORY_MAPPING),
+        dg.AssetDep("validated_bars", partition_mapping=HISTORY_MAPPING),
+    ],
     kinds={"lightgbm", "mlflow", "matplotlib"},
 )
-def backtest_report(context: dg.AssetExecutionContext, config: BacktestConfig, lake: LakeResource,
-                    mlflow_resource: MLflowResource) -> dg.MaterializeResult:
+def backtest_report(
+    context: dg.AssetExecutionContext, config: BacktestConfig, lake: LakeResource, mlflow_resource: MLflowResource
+) -> dg.MaterializeResult:
     """Out-of-sample walk-forward: expanding-window refits, purged by the horizon, scored on the following block."""
     table, bars = load_history(lake, week_start(context), config.train_weeks)
     X, y = training_set(table, forward_returns(bars, config.horizon))
@@ -55,8 +68,9 @@ def backtest_report(context: dg.AssetExecutionContext, config: BacktestConfig, l
     result = evaluate(pred, y, config.horizon, cost_bps=config.cost_bps)
     figure = _equity_figure(result)
     headline = {k: result.metrics[k] for k in HEADLINE}
-    with mlflow_resource.start_run(f"backtest-{context.partition_key}", {PARTITION_TAG: context.partition_key,
-                                                                        "kind": "backtest"}) as run:
+    with mlflow_resource.start_run(
+        f"backtest-{context.partition_key}", {PARTITION_TAG: context.partition_key, "kind": "backtest"}
+    ) as run:
         mlflow.log_params({**config.model_dump(), "folds": len(folds)})
         mlflow.log_metrics(result.metrics)
         mlflow.log_figure(figure, "backtest.png")

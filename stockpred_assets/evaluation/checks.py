@@ -1,6 +1,5 @@
 """Drift of each day's features against the sessions before it."""
 
-
 import dagster as dg
 import pandas as pd
 
@@ -18,11 +17,15 @@ def features_drift(context: dg.AssetCheckExecutionContext, lake: LakeResource) -
     """PSI and KS of the window's features against the 60 sessions before it; warns above PSI 0.25."""
     days = partition_days(context)
     current = lake.read_range("features", "features", days[0], days[-1])
-    reference = lake.read_range("features", "features", previous_sessions(days[0], REFERENCE_SESSIONS)[0],
-                                days[0] - pd.Timedelta(days=1))
+    reference = lake.read_range(
+        "features", "features", previous_sessions(days[0], REFERENCE_SESSIONS)[0], days[0] - pd.Timedelta(days=1)
+    )
     if current.empty or reference.empty:
-        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN,
-                                   metadata={"skipped": "no reference window or no rows to compare yet"})
+        return dg.AssetCheckResult(
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"skipped": "no reference window or no rows to compare yet"},
+        )
     drift = feature_drift(reference, current, FEATURE_COLUMNS)
     worst = drift.iloc[0]
     return dg.AssetCheckResult(

@@ -1,6 +1,5 @@
 """The feature table: indicators per (date, ticker), computed with a declared look-back of bars."""
 
-
 import dagster as dg
 import pandas as pd
 
@@ -17,7 +16,11 @@ LOOKBACK_PARTITIONS = LOOKBACK_SESSIONS + LOOKBACK_SESSIONS // 20 + 5
 @dg.asset(
     partitions_def=trading_days,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[dg.AssetDep("validated_bars", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-LOOKBACK_PARTITIONS))],
+    deps=[
+        dg.AssetDep(
+            "validated_bars", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-LOOKBACK_PARTITIONS)
+        )
+    ],
     kinds={"pandas", "parquet", "duckdb"},
 )
 def features(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
@@ -37,6 +40,8 @@ def features(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: Duck
             "complete_rows": dg.MetadataValue.int(len(complete)),
             "feature_columns": dg.MetadataValue.json(FEATURE_COLUMNS),
             "duckdb_view": dg.MetadataValue.text(view),
-            "preview": dg.MetadataValue.md(complete.tail(5).round(4).to_markdown(index=False) if len(complete) else "-"),
+            "preview": dg.MetadataValue.md(
+                complete.tail(5).round(4).to_markdown(index=False) if len(complete) else "-"
+            ),
         }
     )

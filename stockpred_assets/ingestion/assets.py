@@ -1,6 +1,5 @@
 """Raw bars per provider, one Parquet partition per trading day."""
 
-
 import dagster as dg
 
 from stockpred_assets.metadata import table_metadata
@@ -15,8 +14,9 @@ from stockpred_resources.providers import SimulatedProvider
     kinds={"pandas", "parquet"},
     retry_policy=dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
 )
-def raw_bars_simulated(context: dg.AssetExecutionContext, simulated_provider: SimulatedProvider,
-                       lake: LakeResource) -> dg.MaterializeResult:
+def raw_bars_simulated(
+    context: dg.AssetExecutionContext, simulated_provider: SimulatedProvider, lake: LakeResource
+) -> dg.MaterializeResult:
     """Daily bars from the simulated market; a backfill fetches its whole range in one call."""
     days = partition_days(context)
     bars = simulated_provider.fetch_bars(days[0], days[-1])

@@ -1,6 +1,5 @@
 """Ingest, validate and featurize every trading day after the US close."""
 
-
 import dagster as dg
 import pandas as pd
 

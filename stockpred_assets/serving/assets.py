@@ -1,6 +1,5 @@
 """Online features: the latest complete feature vector per ticker, for the prediction service."""
 
-
 import dagster as dg
 import pandas as pd
 
@@ -14,7 +13,9 @@ RECENT_DAYS = 14  # calendar days of feature partitions scanned for each ticker'
 
 
 @dg.asset(deps=["features"], kinds={"parquet", "redis"})
-def online_features(context: dg.AssetExecutionContext, lake: LakeResource, redis: RedisResource) -> dg.MaterializeResult:
+def online_features(
+    context: dg.AssetExecutionContext, lake: LakeResource, redis: RedisResource
+) -> dg.MaterializeResult:
     """Latest feature vector per ticker, written to the lake and, when configured, to Redis."""
     dates = lake.lake().partition_dates("features", "features")
     if not dates:

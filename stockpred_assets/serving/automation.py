@@ -1,6 +1,5 @@
 """Refresh what the service reads whenever the champion model changes."""
 
-
 import dagster as dg
 
 from stockpred_resources.registry import champion_version

@@ -1,6 +1,5 @@
 """Weekly LightGBM model: trained on data before the week, tracked in MLflow, registered, promoted by a gate."""
 
-
 import dagster as dg
 import mlflow
 import pandas as pd
@@ -38,12 +37,15 @@ def load_history(lake: LakeResource, cutoff: pd.Timestamp, train_weeks: int) -> 
 
 @dg.asset(
     partitions_def=weeks,
-    deps=[dg.AssetDep("features", partition_mapping=HISTORY_MAPPING),
-          dg.AssetDep("validated_bars", partition_mapping=HISTORY_MAPPING)],
+    deps=[
+        dg.AssetDep("features", partition_mapping=HISTORY_MAPPING),
+        dg.AssetDep("validated_bars", partition_mapping=HISTORY_MAPPING),
+    ],
     kinds={"lightgbm", "mlflow"},
 )
-def lgbm_model(context: dg.AssetExecutionContext, config: LgbmModelConfig, lake: LakeResource,
-               mlflow_resource: MLflowResource) -> dg.MaterializeResult:
+def lgbm_model(
+    context: dg.AssetExecutionContext, config: LgbmModelConfig, lake: LakeResource, mlflow_resource: MLflowResource
+) -> dg.MaterializeResult:
     """LightGBM forecaster of the forward return; logged and registered as a new model version."""
     cutoff = week_start(context)
     table, bars = load_history(lake, cutoff, config.train_weeks)
@@ -54,16 +56,22 @@ def lgbm_model(context: dg.AssetExecutionContext, config: LgbmModelConfig, lake:
         mlflow.log_metrics({f"test_{k}": v for k, v in result.test_metrics.items()})
         mlflow.log_metrics({f"test_residual_{k}": v for k, v in result.residual_quantiles.items()})
         mlflow.log_metrics({f"rows_{k}": v for k, v in result.sizes.items()})
-        info = mlflow.lightgbm.log_model(result.model.booster, name="model", registered_model_name=mlflow_resource.registered_model)
+        info = mlflow.lightgbm.log_model(
+            result.model.booster, name="model", registered_model_name=mlflow_resource.registered_model
+        )
     version = str(info.registered_model_version)
-    mlflow_resource.client().set_model_version_tag(mlflow_resource.registered_model, version, PARTITION_TAG, context.partition_key)
+    mlflow_resource.client().set_model_version_tag(
+        mlflow_resource.registered_model, version, PARTITION_TAG, context.partition_key
+    )
     return dg.MaterializeResult(
         metadata={
             "mlflow_run_id": run.info.run_id,
             "model_version": version,
             "cutoff": f"{cutoff:%Y-%m-%d}",
             "segments": dg.MetadataValue.json(result.segments),
-            **float_metadata({f"test_{k}": result.test_metrics[k] for k in ("ic", "rank_ic", "hit_rate", "mse_vs_naive", "sharpe")}),
+            **float_metadata(
+                {f"test_{k}": result.test_metrics[k] for k in ("ic", "rank_ic", "hit_rate", "mse_vs_naive", "sharpe")}
+            ),
         }
     )
 

@@ -1,9 +1,6 @@
 """Weekly retraining: the model for a week is trained before its Monday open."""
 
-
 import dagster as dg
-
-from stockpred_assets.partitions import TIMEZONE
 
 weekly_training_job = dg.define_asset_job(
     "weekly_training_job",

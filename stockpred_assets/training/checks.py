@@ -1,6 +1,5 @@
 """The promotion gate: a model version becomes champion only if it beats the naive forecast out of sample."""
 
-
 import dagster as dg
 
 from stockpred_assets.partitions import weeks
@@ -12,7 +11,9 @@ MAX_TEST_MSE_VS_NAIVE = 1.05  # forward returns are mostly noise: allow 5% above
 
 
 @dg.asset_check(asset="lgbm_model", partitions_def=weeks, blocking=True)
-def lgbm_model_beats_naive(context: dg.AssetCheckExecutionContext, mlflow_resource: MLflowResource) -> dg.AssetCheckResult:
+def lgbm_model_beats_naive(
+    context: dg.AssetCheckExecutionContext, mlflow_resource: MLflowResource
+) -> dg.AssetCheckResult:
     """Test-segment rank IC above zero and squared error not materially worse than predicting no change."""
     client = mlflow_resource.client()
     versions = client.search_model_versions(

@@ -1,6 +1,5 @@
 """Validated bars: the canonical schema enforced, rejected rows quarantined with their reason."""
 
-
 import dagster as dg
 
 from stockpred_assets.core.quality import split_valid
@@ -15,7 +14,9 @@ from stockpred_resources.lake import DuckDBResource, LakeResource
     deps=["raw_bars_simulated"],
     kinds={"pandas", "pandera", "parquet"},
 )
-def validated_bars(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
+def validated_bars(
+    context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource
+) -> dg.MaterializeResult:
     """Raw bars that pass the schema; every other row goes to the quarantine table with its rule."""
     days = partition_days(context)
     lake.require_partitions("raw", "bars_simulated", days)

@@ -1,6 +1,5 @@
 """Checks on validated bars; the ones that would corrupt features are blocking."""
 
-
 import dagster as dg
 
 from stockpred_assets.core import calendar
@@ -15,7 +14,9 @@ def _window_bars(context: dg.AssetCheckExecutionContext, lake: LakeResource):
 
 
 @dg.asset_check(asset="validated_bars", partitions_def=trading_days, blocking=True)
-def validated_bars_unique_and_consistent(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+def validated_bars_unique_and_consistent(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
     """No duplicate (date, ticker) and OHLC consistent on every validated row."""
     _, bars = _window_bars(context, lake)
     duplicates = int(bars.duplicated(["date", "ticker"]).sum()) if len(bars) else 0
@@ -31,8 +32,9 @@ def validated_bars_unique_and_consistent(context: dg.AssetCheckExecutionContext,
 
 
 @dg.asset_check(asset="validated_bars", partitions_def=trading_days)
-def validated_bars_complete(context: dg.AssetCheckExecutionContext, lake: LakeResource,
-                            simulated_provider: SimulatedProvider) -> dg.AssetCheckResult:
+def validated_bars_complete(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource, simulated_provider: SimulatedProvider
+) -> dg.AssetCheckResult:
     """Every session of the window has a bar for every ticker of the universe."""
     days, bars = _window_bars(context, lake)
     sessions = calendar.sessions(days[0], days[-1])
