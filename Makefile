@@ -26,9 +26,11 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python scripts/demo.py
 
 test: install
+	scripts/ensure-test-services.sh
 	$(BIN)/pytest
 
 test-fast: install
+	scripts/ensure-test-services.sh
 	$(BIN)/pytest -m "not slow"
 
 dev: install $(DAGSTER_HOME)/dagster.yaml

@@ -24,6 +24,7 @@ import dagster as dg  # noqa: E402
 
 from stockpred_assets.core import calendar  # noqa: E402
 from stockpred_assets.definitions import defs  # noqa: E402
+from stockpred_assets.evaluation.assets import HEADLINE  # noqa: E402
 from stockpred_assets.partitions import weeks  # noqa: E402
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -55,18 +56,7 @@ def print_backtest(result: dg.ExecuteInProcessResult) -> None:
     event = result.asset_materializations_for_node("backtest_report")[0]
     meta = {k: v.value for k, v in event.metadata.items() if k != "plot"}
     print(f"\nBacktest (walk-forward, out of sample {meta['oos_range']}, {meta['oos_predictions']} predictions):")
-    for key in (
-        "ic",
-        "rank_ic",
-        "icir",
-        "hit_rate",
-        "mse_vs_naive",
-        "annual_return",
-        "sharpe",
-        "max_drawdown",
-        "turnover",
-        "buy_and_hold_annual_return",
-    ):
+    for key in HEADLINE:
         print(f"  {key:<28} {meta[key]: .4f}")
 
 

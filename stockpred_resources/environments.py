@@ -18,7 +18,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     if settings.is_prod:
         return {
             "lake": LakeResource(url=dg.EnvVar("STOCKPRED_LAKE_URL")),
-            "duckdb": DuckDBResource(database=dg.EnvVar("STOCKPRED_DUCKDB_PATH")),
+            "duckdb": DuckDBResource(database=settings.duckdb_path),
             "mlflow_resource": MLflowResource(
                 tracking_uri=dg.EnvVar("STOCKPRED_MLFLOW_TRACKING_URI"),
                 experiment=settings.mlflow_experiment,

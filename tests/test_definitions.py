@@ -92,3 +92,14 @@ def test_champion_sensor_fires_once_per_new_champion(tmp_path):
     assert isinstance(request, dg.RunRequest) and request.run_key == "champion-v1"
     assert context.cursor == "1"
     assert isinstance(champion_change_sensor(context), dg.SkipReason)
+
+
+def test_prod_definitions_read_endpoints_from_the_environment_at_run_time(monkeypatch):
+    monkeypatch.setenv("STOCKPRED_ENV", "prod")
+    monkeypatch.setenv("STOCKPRED_LAKE_URL", "s3://stockpred-lake/lake")
+    monkeypatch.setenv("STOCKPRED_MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    defs = build_definitions()
+    lake = defs.resources["lake"]
+    assert isinstance(lake.url, dg.EnvVar) and lake.url.env_var_name == "STOCKPRED_LAKE_URL"
+    assert defs.resources["mlflow_resource"].tracking_uri.env_var_name == "STOCKPRED_MLFLOW_TRACKING_URI"
+    defs.resolve_all_job_defs()

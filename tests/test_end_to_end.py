@@ -181,8 +181,9 @@ def test_service_answers_predictions_over_http(pipeline, tmp_path):
         unknown = httpx.post(f"{base}/predict", json={"ticker": "NOPE"}, timeout=30)
         assert unknown.status_code == 404
         assert unknown.json() == {"error": "unknown ticker 'NOPE': no online features for it (20 tickers known)"}
-        assert httpx.post(f"{base}/predict", json={"symbol": "S00003"}, timeout=30).status_code in (400, 422)
-        assert httpx.post(f"{base}/predict", content=b"not json", timeout=30).status_code in (400, 422)
+        missing = httpx.post(f"{base}/predict", json={"symbol": "S00003"}, timeout=30)
+        assert missing.status_code == 400 and "ticker" in missing.text
+        assert httpx.post(f"{base}/predict", content=b"not json", timeout=30).status_code == 400
         metrics = httpx.get(f"{base}/metrics").text
         assert "bentoml_service_request_total" in metrics and 'endpoint="/predict"' in metrics
 
