@@ -8,35 +8,46 @@ import dagster as dg
 
 from stockpred_resources.cache import RedisResource
 from stockpred_resources.lake import DuckDBResource, LakeResource
-from stockpred_resources.providers import SimulatedProvider
+from stockpred_resources.market_data import MarketDataResource
+from stockpred_resources.providers import AlphaVantageProvider, FilesProvider, SimulatedProvider, YahooProvider
 from stockpred_resources.settings import Settings
 from stockpred_resources.tracking import MLflowResource
 
 
+def _providers(settings: Settings) -> dict[str, Any]:
+    universe = {"tickers": list(settings.universe), "universe_file": settings.universe_file}
+    optional_urls = {"yahoo": settings.yahoo_url, "alphavantage": settings.alphavantage_url}
+    urls = {name: {"base_url": url} for name, url in optional_urls.items() if url}
+    return {
+        "simulated_provider": SimulatedProvider(seed=settings.simulated_seed, universe_size=settings.universe_size),
+        "yahoo_provider": YahooProvider(**universe, **urls.get("yahoo", {})),
+        "alphavantage_provider": AlphaVantageProvider(
+            api_key=dg.EnvVar("ALPHAVANTAGE_API_KEY"), **universe, **urls.get("alphavantage", {})
+        ),
+        "files_provider": FilesProvider(path=settings.files_path or "", **universe),
+        "market_data": MarketDataResource(providers=list(settings.providers)),
+    }
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     """local/ci get concrete values from the settings; prod reads every endpoint from the environment at run time."""
+    tracking = {
+        "experiment": settings.mlflow_experiment,
+        "artifact_location": settings.mlflow_artifact_location,
+        "registered_model": settings.registered_model,
+    }
     if settings.is_prod:
         return {
+            **_providers(settings),
             "lake": LakeResource(url=dg.EnvVar("STOCKPRED_LAKE_URL")),
             "duckdb": DuckDBResource(database=settings.duckdb_path),
-            "mlflow_resource": MLflowResource(
-                tracking_uri=dg.EnvVar("STOCKPRED_MLFLOW_TRACKING_URI"),
-                experiment=settings.mlflow_experiment,
-                artifact_location=settings.mlflow_artifact_location,
-                registered_model=settings.registered_model,
-            ),
+            "mlflow_resource": MLflowResource(tracking_uri=dg.EnvVar("STOCKPRED_MLFLOW_TRACKING_URI"), **tracking),
             "redis": RedisResource(url=dg.EnvVar("STOCKPRED_REDIS_URL")),
-            "simulated_provider": SimulatedProvider(seed=settings.simulated_seed, universe_size=settings.universe_size),
         }
     return {
+        **_providers(settings),
         "lake": LakeResource(url=settings.lake_url),
         "duckdb": DuckDBResource(database=settings.duckdb_path),
-        "mlflow_resource": MLflowResource(
-            tracking_uri=settings.mlflow_tracking_uri,
-            experiment=settings.mlflow_experiment,
-            artifact_location=settings.mlflow_artifact_location,
-            registered_model=settings.registered_model,
-        ),
+        "mlflow_resource": MLflowResource(tracking_uri=settings.mlflow_tracking_uri, **tracking),
         "redis": RedisResource(url=settings.redis_url),
-        "simulated_provider": SimulatedProvider(seed=settings.simulated_seed, universe_size=settings.universe_size),
     }

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENVIRONMENTS = ("local", "ci", "prod")
+PROVIDERS = ("simulated", "yahoo", "alphavantage", "files")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -33,6 +34,12 @@ class Settings:
     redis_url: str | None
     simulated_seed: int
     universe_size: int
+    providers: tuple[str, ...]  # priority order: the first is the primary, the others fill its gaps per ticker
+    universe: tuple[str, ...]  # tickers for the real providers
+    universe_file: str | None
+    files_path: str | None
+    yahoo_url: str | None
+    alphavantage_url: str | None
 
     @property
     def is_prod(self) -> bool:
@@ -62,6 +69,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if missing:
             raise SettingsError(f"STOCKPRED_ENV=prod needs {', '.join(missing)} to be set")
 
+    providers = tuple(
+        p.strip().lower() for p in environ.get("STOCKPRED_PROVIDERS", "simulated").split(",") if p.strip()
+    )
+    unknown = [p for p in providers if p not in PROVIDERS]
+    if unknown or not providers:
+        raise SettingsError(f"STOCKPRED_PROVIDERS takes a comma list of {', '.join(PROVIDERS)}, got {unknown or '()'}")
     return Settings(
         env=env,
         data_dir=data_dir,
@@ -75,4 +88,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=environ.get("STOCKPRED_REDIS_URL") or None,
         simulated_seed=_int(environ, "STOCKPRED_SEED", 7),
         universe_size=_int(environ, "STOCKPRED_UNIVERSE_SIZE", 50),
+        providers=providers,
+        universe=tuple(t.strip().upper() for t in environ.get("STOCKPRED_UNIVERSE", "").split(",") if t.strip()),
+        universe_file=environ.get("STOCKPRED_UNIVERSE_FILE") or None,
+        files_path=environ.get("STOCKPRED_FILES_PATH") or None,
+        yahoo_url=environ.get("STOCKPRED_YAHOO_URL") or None,
+        alphavantage_url=environ.get("STOCKPRED_ALPHAVANTAGE_URL") or None,
     )

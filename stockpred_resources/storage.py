@@ -53,10 +53,13 @@ class Lake:
     def write_partitions(self, layer: str, table: str, frame: pd.DataFrame, days: Iterable[pd.Timestamp]) -> list[str]:
         """Replace the partitions for `days` with the rows of `frame` dated on each (empty days get empty files)."""
         days = [pd.Timestamp(d).normalize() for d in days]
-        extra = set(pd.to_datetime(frame["date"]).dt.normalize().unique()) - set(days)
+        if len(frame.columns) == 0:
+            raise ValueError(f"{layer}/{table}: a frame without columns cannot be written (give empty frames a schema)")
+        dates = pd.to_datetime(frame["date"]).dt.normalize() if len(frame) else pd.Series(dtype="datetime64[ns]")
+        extra = set(dates.unique()) - set(days)
         if extra:
             raise ValueError(f"{layer}/{table}: rows dated outside the partitions written: {sorted(extra)[:3]}")
-        groups = dict(tuple(frame.groupby(pd.to_datetime(frame["date"]).dt.normalize()))) if len(frame) else {}
+        groups = dict(tuple(frame.groupby(dates))) if len(frame) else {}
         paths = []
         for day in days:
             part = groups.get(day, frame.iloc[0:0])

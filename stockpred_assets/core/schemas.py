@@ -8,6 +8,12 @@ from pandera.typing import Series
 
 BAR_COLUMNS = ["date", "ticker", "open", "high", "low", "close", "adj_close", "volume", "provider", "ingested_at"]
 PRICE_COLUMNS = ["open", "high", "low", "close", "adj_close"]
+# Raw tables keep the request that produced each row, so a bar can be traced to the payload it came from.
+RAW_BAR_COLUMNS = [*BAR_COLUMNS, "request_id"]
+# Corporate actions: kind "split" (value = new shares per old share, 4.0 for a 4:1 split) or "dividend" (cash/share).
+EVENT_COLUMNS = ["date", "ticker", "kind", "value", "provider"]
+# One row per ticker that could not be fetched: the dead-letter record.
+FAILURE_COLUMNS = ["ticker", "provider", "kind", "reason", "retryable", "attempted_at"]
 
 
 class BarSchema(pa.DataFrameModel):
@@ -33,6 +39,11 @@ class BarSchema(pa.DataFrameModel):
         coerce = True
         unique = ("date", "ticker")
         ordered = False
+
+
+def empty_frame(columns: list[str]) -> pd.DataFrame:
+    """A zero-row frame that still has its columns (so Parquet files of empty partitions keep a schema)."""
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
 
 
 def empty_bars() -> pd.DataFrame:

@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from stockpred_assets.core import calendar
+from stockpred_assets.core.adjustments import adjust
 from stockpred_assets.core.features import FEATURE_COLUMNS, LOOKBACK_SESSIONS, compute_features
 from stockpred_assets.metadata import table_metadata
 from stockpred_assets.partitions import partition_days, trading_days
@@ -29,7 +30,8 @@ def features(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: Duck
     lake.require_partitions("validated", "bars", days)
     history_start = calendar.previous_sessions(days[0], LOOKBACK_SESSIONS)[0]
     bars = lake.read_range("validated", "bars", history_start, days[-1])
-    table = compute_features(bars)
+    events = lake.read_range("validated", "events", history_start, days[-1])
+    table = compute_features(adjust(bars, events))
     table = table[table["date"] >= pd.Timestamp(days[0])]
     paths = lake.write_partitions("features", "features", table, days)
     view = duckdb.register_view(lake.lake(), "features", "features")

@@ -1,25 +1,118 @@
-"""Raw bars per provider, one Parquet partition per trading day."""
+"""Raw bars per provider, one Parquet partition per trading day, plus events and a dead-letter table.
+
+A run fetches only the tickers missing from (or stale in) its window, with one request per ticker for the whole
+window, and rewrites the window's partitions with the kept and the fresh rows. A ticker that fails is written to
+`raw/dead_letter_<provider>` with its reason and is fetched again by the next run over that window.
+"""
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 
+from stockpred_assets.core import calendar
+from stockpred_assets.core.ingestion import combine, tickers_to_fetch
+from stockpred_assets.core.schemas import FAILURE_COLUMNS, empty_frame
 from stockpred_assets.metadata import table_metadata
 from stockpred_assets.partitions import partition_days, trading_days
 from stockpred_resources.lake import LakeResource
-from stockpred_resources.providers import SimulatedProvider
+from stockpred_resources.providers import (
+    AlphaVantageProvider,
+    FilesProvider,
+    MarketDataProvider,
+    SimulatedProvider,
+    YahooProvider,
+)
+
+RETRY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
-@dg.asset(
+class IngestConfig(dg.Config):
+    refetch: bool = False  # fetch every ticker again instead of only the missing or stale ones
+    max_age_days: float | None = None  # also refetch bars ingested longer ago than this
+
+
+def ingest(
+    context: dg.AssetExecutionContext, config: IngestConfig, provider: MarketDataProvider, lake: LakeResource
+) -> dg.MaterializeResult:
+    """Fetch what the window lacks, keep the rest, rewrite the window's partitions; never raise for a bad ticker."""
+    days = partition_days(context)
+    sessions = calendar.sessions(days[0], days[-1])
+    name, universe = provider.name, provider.universe()
+    existing = lake.read_range("raw", f"bars_{name}", days[0], days[-1])
+    existing_events = lake.read_range("raw", f"events_{name}", days[0], days[-1])
+    max_age = pd.Timedelta(days=config.max_age_days) if config.max_age_days is not None else None
+    wanted = tickers_to_fetch(universe, sessions, existing, config.refetch, max_age)
+    report = provider.fetch_bars(sessions[0], sessions[-1], wanted) if wanted else None
+    fetched_ok = set(wanted) - set(report.failures["ticker"]) if report else set()
+
+    bars = combine(existing, report.bars if report else None, fetched_ok, sessions, universe)
+    events = combine(existing_events, report.events if report else None, fetched_ok, sessions, universe)
+    failures = report.failures if report else empty_frame(FAILURE_COLUMNS)
+    # One dead-letter row per failed ticker and session of the window, so each partition says what it lacks.
+    dead_letter = failures.merge(pd.DataFrame({"date": sessions}), how="cross")
+    paths = lake.write_partitions("raw", f"bars_{name}", bars, days)
+    lake.write_partitions("raw", f"events_{name}", events, days)
+    lake.write_partitions("raw", f"dead_letter_{name}", dead_letter, days)
+    for failure in failures.itertuples():
+        context.log.warning(f"{name}: {failure.ticker} failed ({failure.kind}): {failure.reason}")
+    return dg.MaterializeResult(metadata={**table_metadata(bars, paths), **fetch_metadata(name, wanted, report)})
+
+
+def fetch_metadata(name: str, wanted: list[str], report) -> dict:
+    latency = np.array(list(report.latency_s.values())) if report and report.latency_s else np.array([0.0])
+    failures = report.failures if report else pd.DataFrame(columns=["ticker", "kind", "reason"])
+    return {
+        "provider": name,
+        "tickers_fetched": len(wanted),
+        "requests": report.requests if report else 0,
+        "failed_tickers": len(failures),
+        "failures": dg.MetadataValue.md(
+            failures[["ticker", "kind", "reason"]].to_markdown(index=False) if len(failures) else "none"
+        ),
+        "events": len(report.events) if report else 0,
+        "latency_p50_s": float(np.percentile(latency, 50)),
+        "latency_max_s": float(latency.max()),
+    }
+
+
+ASSET_ARGS = dict(
     partitions_def=trading_days,
     backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"pandas", "parquet"},
-    retry_policy=dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+    retry_policy=RETRY,
 )
+
+
+@dg.asset(**ASSET_ARGS)
 def raw_bars_simulated(
-    context: dg.AssetExecutionContext, simulated_provider: SimulatedProvider, lake: LakeResource
+    context: dg.AssetExecutionContext, config: IngestConfig, simulated_provider: SimulatedProvider, lake: LakeResource
 ) -> dg.MaterializeResult:
-    """Daily bars from the simulated market; a backfill fetches its whole range in one call."""
-    days = partition_days(context)
-    bars = simulated_provider.fetch_bars(days[0], days[-1])
-    paths = lake.write_partitions("raw", "bars_simulated", bars, days)
-    context.log.info(f"wrote {len(bars)} bars over {len(days)} partitions")
-    return dg.MaterializeResult(metadata={**table_metadata(bars, paths), "provider": simulated_provider.name})
+    """Daily bars and corporate actions from the simulated market (offline, deterministic)."""
+    return ingest(context, config, simulated_provider, lake)
+
+
+@dg.asset(**ASSET_ARGS)
+def raw_bars_yahoo(
+    context: dg.AssetExecutionContext, config: IngestConfig, yahoo_provider: YahooProvider, lake: LakeResource
+) -> dg.MaterializeResult:
+    """Daily bars, splits and dividends from Yahoo Finance's v8 chart API."""
+    return ingest(context, config, yahoo_provider, lake)
+
+
+@dg.asset(**ASSET_ARGS)
+def raw_bars_alphavantage(
+    context: dg.AssetExecutionContext,
+    config: IngestConfig,
+    alphavantage_provider: AlphaVantageProvider,
+    lake: LakeResource,
+) -> dg.MaterializeResult:
+    """Daily bars from Alpha Vantage (TIME_SERIES_DAILY or _ADJUSTED), within its request quota."""
+    return ingest(context, config, alphavantage_provider, lake)
+
+
+@dg.asset(**ASSET_ARGS)
+def raw_bars_files(
+    context: dg.AssetExecutionContext, config: IngestConfig, files_provider: FilesProvider, lake: LakeResource
+) -> dg.MaterializeResult:
+    """Daily bars from CSV/Parquet files the user already has."""
+    return ingest(context, config, files_provider, lake)

@@ -1,18 +1,23 @@
-"""Ingest, validate and featurize every trading day after the US close."""
+"""Ingest, validate and featurize every trading day after the US close; retry dead-lettered tickers."""
 
 import dagster as dg
 import pandas as pd
 
 from stockpred_assets.core import calendar
 from stockpred_assets.partitions import TIMEZONE
+from stockpred_resources.lake import LakeResource
+from stockpred_resources.market_data import MarketDataResource
 
-daily_data_job = dg.define_asset_job(
-    "daily_data_job",
-    selection=dg.AssetSelection.groups("ingestion", "validation", "features"),
-)
+RETRY_LOOKBACK_DAYS = 10
 
 
-@dg.schedule(job=daily_data_job, cron_schedule="30 18 * * 1-5", execution_timezone=TIMEZONE)
+def daily_data_job(providers: list[str]):
+    """Raw bars of the enabled providers, then validation and features, for one or many trading days."""
+    raw = dg.AssetSelection.assets(*[f"raw_bars_{name}" for name in providers])
+    return dg.define_asset_job("daily_data_job", selection=raw | dg.AssetSelection.groups("validation", "features"))
+
+
+@dg.schedule(job_name="daily_data_job", cron_schedule="30 18 * * 1-5", execution_timezone=TIMEZONE)
 def daily_data_schedule(context: dg.ScheduleEvaluationContext):
     """At 18:30 New York time, materialize the day's partition when it was a session."""
     today = pd.Timestamp(context.scheduled_execution_time.date())  # already in New York time
@@ -20,3 +25,27 @@ def daily_data_schedule(context: dg.ScheduleEvaluationContext):
         return dg.SkipReason(f"{today.date()} is not an NYSE session")
     key = f"{today:%Y-%m-%d}"
     return dg.RunRequest(run_key=key, partition_key=key)
+
+
+@dg.sensor(job_name="daily_data_job", minimum_interval_seconds=3600)
+def dead_letter_retry_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, market_data: MarketDataResource):
+    """Re-run the recent partitions whose dead-letter tables hold retryable failures."""
+    store = lake.lake()
+    since = pd.Timestamp.now(tz=TIMEZONE).tz_localize(None).normalize() - pd.Timedelta(days=RETRY_LOOKBACK_DAYS)
+    requests = []
+    for day in sorted(
+        {d for name in market_data.providers for d in store.partition_dates("raw", f"dead_letter_{name}") if d >= since}
+    ):
+        failed = pd.concat([store.read_range("raw", f"dead_letter_{name}", day, day) for name in market_data.providers])
+        retryable = failed[failed["retryable"].astype(bool)] if len(failed) else failed
+        if len(retryable):
+            key = f"{day:%Y-%m-%d}"
+            stamp = pd.Timestamp(retryable["attempted_at"].max())
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"dead-letter-{key}-{stamp:%Y%m%dT%H%M%S}",
+                    partition_key=key,
+                    tags={"stockpred/retry": ",".join(sorted(retryable["ticker"].unique()))},
+                )
+            )
+    return requests or dg.SkipReason("no retryable failures in the last 10 days")

@@ -4,6 +4,7 @@ import dagster as dg
 import mlflow
 import pandas as pd
 
+from stockpred_assets.core.adjustments import adjust
 from stockpred_assets.core.calendar import previous_sessions
 from stockpred_assets.core.features import LOOKBACK_SESSIONS
 from stockpred_assets.core.training import train_lgbm
@@ -29,10 +30,12 @@ def load_history(lake: LakeResource, cutoff: pd.Timestamp, train_weeks: int) -> 
     """Features and bars dated in [cutoff - train_weeks, cutoff): nothing on or after the cut-off is read."""
     start, end = cutoff - pd.Timedelta(weeks=train_weeks), cutoff - pd.Timedelta(days=1)
     table = lake.read_range("features", "features", start, end)
-    bars = lake.read_range("validated", "bars", previous_sessions(start, LOOKBACK_SESSIONS)[0], end)
+    bars_start = previous_sessions(start, LOOKBACK_SESSIONS)[0]
+    bars = lake.read_range("validated", "bars", bars_start, end)
     if table.empty or bars.empty:
         raise dg.Failure(f"no features or bars before {cutoff:%Y-%m-%d}: materialize the daily assets for that range")
-    return table, bars
+    # Labels are total returns: prices adjusted with the splits and dividends known before the cut-off.
+    return table, adjust(bars, lake.read_range("validated", "events", bars_start, end))
 
 
 @dg.asset(

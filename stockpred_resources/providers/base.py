@@ -1,25 +1,132 @@
-"""The interface every market-data provider resource implements."""
+"""The interface every market-data provider resource implements, and the errors providers raise.
+
+A provider fetches ONE ticker's whole date range per request (`fetch_history`); `fetch_bars` fetches many tickers
+and isolates failures, so one bad ticker never fails a partition: it is reported in `FetchReport.failures`.
+"""
 
 from __future__ import annotations
 
+import time
 from abc import abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
+
+from stockpred_assets.core.schemas import EVENT_COLUMNS, FAILURE_COLUMNS, RAW_BAR_COLUMNS, empty_frame
+
+
+class ProviderError(Exception):
+    """A ticker could not be fetched; `kind` says why and `retryable` whether a later run may succeed."""
+
+    kind = "provider_error"
+    retryable = True
+
+
+class UnknownTickerError(ProviderError):
+    kind, retryable = "unknown_ticker", False
+
+
+class QuotaExceededError(ProviderError):
+    """The provider's request quota (e.g. Alpha Vantage's 25 a day) is spent; retry after it resets."""
+
+    kind, retryable = "quota", True
+
+
+class TransientError(ProviderError):
+    """429, 5xx, timeouts, connection resets that outlived the retries."""
+
+    kind, retryable = "transient", True
+
+
+class BadResponseError(ProviderError):
+    """A body that is truncated, not JSON, or not shaped as the API documents."""
+
+    kind, retryable = "bad_response", True
+
+
+class CircuitOpenError(ProviderError):
+    """Too many consecutive failures: requests are refused until the breaker's cool-down ends."""
+
+    kind, retryable = "circuit_open", True
+
+
+@dataclass
+class TickerHistory:
+    """What one request for one ticker returned: raw bars (RAW_BAR_COLUMNS) and corporate actions (EVENT_COLUMNS)."""
+
+    ticker: str
+    bars: pd.DataFrame
+    events: pd.DataFrame = field(default_factory=lambda: empty_frame(EVENT_COLUMNS))
+    requests: int = 1
+
+
+@dataclass
+class FetchReport:
+    """The result of fetching many tickers: what arrived, what failed and what it cost."""
+
+    bars: pd.DataFrame
+    events: pd.DataFrame
+    failures: pd.DataFrame  # FAILURE_COLUMNS
+    requests: int = 0
+    latency_s: dict[str, float] = field(default_factory=dict)  # per ticker
+
+    @staticmethod
+    def combine(histories: list[TickerHistory], failures: list[dict], latency: dict[str, float]) -> FetchReport:
+        bars = [h.bars for h in histories if len(h.bars)]
+        events = [h.events for h in histories if len(h.events)]
+        return FetchReport(
+            bars=pd.concat(bars, ignore_index=True) if bars else empty_frame(RAW_BAR_COLUMNS),
+            events=pd.concat(events, ignore_index=True) if events else empty_frame(EVENT_COLUMNS),
+            failures=pd.DataFrame(failures, columns=FAILURE_COLUMNS) if failures else empty_frame(FAILURE_COLUMNS),
+            requests=sum(h.requests for h in histories) + sum(int(f.get("requests", 1)) for f in failures),
+            latency_s=latency,
+        )
 
 
 class MarketDataProvider(dg.ConfigurableResource):
     """A source of daily bars in the canonical schema (see `stockpred_assets.core.schemas.BarSchema`)."""
+
+    tickers: list[str] = Field(default_factory=list, description="The universe as a list of symbols")
+    universe_file: str | None = Field(default=None, description="A text file with one symbol per line (# comments)")
 
     @property
     @abstractmethod
     def name(self) -> str:
         """Recorded in the `provider` column of every row."""
 
-    @abstractmethod
     def universe(self) -> list[str]:
-        """The tickers this provider is configured to fetch."""
+        """The configured tickers: the list plus the file's lines, upper-cased, de-duplicated, in order."""
+        symbols = list(self.tickers)
+        if self.universe_file:
+            lines = Path(self.universe_file).read_text().splitlines()
+            symbols += [line.split("#", 1)[0].strip() for line in lines]
+        return list(dict.fromkeys(s.strip().upper() for s in symbols if s and s.strip()))
 
     @abstractmethod
-    def fetch_bars(self, start: pd.Timestamp, end: pd.Timestamp, tickers: list[str] | None = None) -> pd.DataFrame:
-        """Bars for the sessions in [start, end] of `tickers` (default: the universe), one request per ticker."""
+    def fetch_history(self, ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> TickerHistory:
+        """Bars and events of one ticker for the sessions in [start, end], in one request; raises ProviderError."""
+
+    def fetch_bars(self, start: pd.Timestamp, end: pd.Timestamp, tickers: list[str] | None = None) -> FetchReport:
+        """Fetch each ticker (default: the universe); a ticker that fails is reported, never raised."""
+        histories, failures, latency = [], [], {}
+        for ticker in tickers if tickers is not None else self.universe():
+            began = time.monotonic()
+            try:
+                histories.append(self.fetch_history(ticker, start, end))
+            except ProviderError as exc:
+                failures.append(
+                    {
+                        "ticker": ticker,
+                        "provider": self.name,
+                        "kind": exc.kind,
+                        "reason": str(exc),
+                        "retryable": exc.retryable,
+                        "attempted_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
+                        "requests": getattr(exc, "requests", 1),
+                    }
+                )
+            latency[ticker] = time.monotonic() - began
+        return FetchReport.combine(histories, failures, latency)

@@ -1,0 +1,48 @@
+"""Incremental ingestion: which tickers a run must fetch, and how fetched rows combine with the ones kept."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def tickers_to_fetch(
+    universe: list[str],
+    sessions: pd.DatetimeIndex,
+    existing: pd.DataFrame,
+    refetch: bool = False,
+    max_age: pd.Timedelta | None = None,
+    now: pd.Timestamp | None = None,
+) -> list[str]:
+    """Tickers missing a bar on any of `sessions`, or holding one older than `max_age`; all of them on `refetch`."""
+    if refetch or existing.empty or len(sessions) == 0:
+        return list(universe) if len(sessions) else []
+    have = existing[existing["date"].isin(sessions)]
+    counts = have.groupby("ticker")["date"].nunique()
+    missing = [t for t in universe if counts.get(t, 0) < len(sessions)]
+    stale: set[str] = set()
+    if max_age is not None:
+        now = now if now is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
+        stale = set(have.loc[have["ingested_at"] < now - max_age, "ticker"])
+    return [t for t in universe if t in set(missing) | stale]
+
+
+def combine(
+    existing: pd.DataFrame,
+    fetched: pd.DataFrame | None,
+    fetched_tickers: set[str],
+    sessions: pd.DatetimeIndex,
+    universe: list[str],
+) -> pd.DataFrame:
+    """The window's rows: fresh ones for tickers fetched successfully, the kept ones for every other universe ticker.
+
+    A ticker whose refetch failed keeps its earlier rows: a failure never deletes data.
+    """
+    parts = []
+    if len(existing):
+        parts.append(existing[~existing["ticker"].isin(fetched_tickers) & existing["ticker"].isin(universe)])
+    if fetched is not None and len(fetched):
+        parts.append(fetched[fetched["date"].isin(sessions)])
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return fetched.iloc[0:0] if fetched is not None else existing.iloc[0:0]
+    return pd.concat(parts, ignore_index=True).sort_values(["date", "ticker"], ignore_index=True)

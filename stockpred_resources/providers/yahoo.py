@@ -1,0 +1,141 @@
+"""Yahoo Finance daily bars and corporate actions from the v8 chart API, one request per ticker."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from stockpred_assets.core.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS
+from stockpred_resources.providers.base import (
+    BadResponseError,
+    MarketDataProvider,
+    TickerHistory,
+    UnknownTickerError,
+    empty_frame,
+)
+from stockpred_resources.providers.http import HttpSettings, HttpStatusError
+
+OHLC = ["open", "high", "low", "close"]
+# Yahoo refuses requests without a browser-like user agent.
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) stockpred/0.1"
+
+
+class YahooProvider(MarketDataProvider, HttpSettings):
+    """Bars as Yahoo serves them: close split-adjusted as of today, adj_close also dividend-adjusted."""
+
+    base_url: str = Field(default="https://query2.finance.yahoo.com", description="Scheme and host of the chart API")
+
+    @property
+    def name(self) -> str:
+        return "yahoo"
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.close_http()
+
+    def fetch_history(self, ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> TickerHistory:
+        start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
+        client = self.http_client(self.base_url, headers={"User-Agent": USER_AGENT})
+        # A day of slack either side: sessions are stamped at the exchange's open, which is not midnight UTC.
+        params = {
+            "period1": int((start - pd.Timedelta(days=1)).tz_localize("UTC").timestamp()),
+            "period2": int((end + pd.Timedelta(days=2)).tz_localize("UTC").timestamp()),
+            "interval": "1d",
+            "events": "div,splits",
+            "includeAdjustedClose": "true",
+        }
+        try:
+            payload, request_id, attempts = client.get_json(f"/v8/finance/chart/{ticker}", params)
+        except HttpStatusError as exc:
+            raise _status_error(ticker, start, end, exc) from None
+        try:
+            result = _chart_result(ticker, payload)
+            bars, events = _parse_result(result, ticker, start, end)
+        except (BadResponseError, UnknownTickerError) as exc:
+            exc.requests, exc.request_id = attempts, request_id
+            raise
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            error = BadResponseError(f"{ticker}: chart result not shaped as documented ({type(exc).__name__}: {exc})")
+            error.requests, error.request_id = attempts, request_id
+            raise error from None
+        bars["provider"] = events["provider"] = self.name
+        bars["ingested_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
+        bars["request_id"] = request_id
+        return TickerHistory(ticker=ticker, bars=bars[RAW_BAR_COLUMNS], events=events[EVENT_COLUMNS], requests=attempts)
+
+
+def _status_error(ticker: str, start: pd.Timestamp, end: pd.Timestamp, exc: HttpStatusError) -> Exception:
+    """404 (no such symbol) and 400 (no data for the range) mean the ticker cannot be fetched; others are bad."""
+    if exc.status == 404:
+        error: Exception = UnknownTickerError(f"{ticker}: {_chart_error_description(exc.text) or exc.text}")
+    elif exc.status == 400:
+        error = UnknownTickerError(f"{ticker}: no data for {start.date()}..{end.date()}: {exc.text}")
+    else:
+        return exc
+    error.requests, error.request_id = exc.requests, exc.request_id
+    return error
+
+
+def _chart_error_description(text: str) -> str | None:
+    try:
+        error = json.loads(text)["chart"]["error"]
+        return f"{error['code']}: {error['description']}"
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _chart_result(ticker: str, payload: Any) -> dict:
+    chart = payload["chart"]
+    error = chart.get("error")
+    if error:
+        message = f"{ticker}: {error.get('code')}: {error.get('description')}"
+        raise UnknownTickerError(message) if error.get("code") == "Not Found" else BadResponseError(message)
+    if not chart.get("result"):
+        raise BadResponseError(f"{ticker}: chart has neither a result nor an error")
+    return chart["result"][0]
+
+
+def _parse_result(result: dict, ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> tuple[pd.DataFrame, ...]:
+    tz = result["meta"].get("exchangeTimezoneName") or "UTC"
+    timestamps = result.get("timestamp") or []  # absent when the range holds no session (a weekend)
+    indicators = result.get("indicators") or {}
+    quote = (indicators.get("quote") or [{}])[0] if timestamps else {}
+    adjclose = (indicators.get("adjclose") or [{}])[0].get("adjclose") if timestamps else None
+    n = len(timestamps)
+    bars = pd.DataFrame(
+        {
+            "date": _session_dates(timestamps, tz),
+            "ticker": ticker,
+            **{
+                column: pd.to_numeric(pd.Series(quote.get(column, [None] * n), dtype="object"), errors="coerce")
+                for column in [*OHLC, "volume"]
+            },
+        }
+    )
+    bars["adj_close"] = pd.to_numeric(pd.Series(adjclose or [None] * n, dtype="object"), errors="coerce")
+    bars["adj_close"] = bars["adj_close"].fillna(bars["close"])
+    bars = bars.dropna(subset=OHLC, how="all")  # Yahoo pads non-sessions with all-null rows
+    bars = bars[(bars["date"] >= start) & (bars["date"] <= end)]
+    # During a session Yahoo appends a live bar, which can repeat the last date: the later one is newer.
+    bars = bars.drop_duplicates("date", keep="last").sort_values("date").reset_index(drop=True)
+    return bars.astype({c: "float64" for c in [*OHLC, "adj_close", "volume"]}), _events(result, ticker, tz, start, end)
+
+
+def _session_dates(timestamps: list[int], tz: str) -> pd.Series:
+    stamps = pd.to_datetime(pd.Series(timestamps, dtype="int64"), unit="s", utc=True)
+    return stamps.dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
+
+
+def _events(result: dict, ticker: str, tz: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    raw = result.get("events") or {}
+    rows = [(e["date"], "split", e["numerator"] / e["denominator"]) for e in (raw.get("splits") or {}).values()]
+    rows += [(e["date"], "dividend", float(e["amount"])) for e in (raw.get("dividends") or {}).values()]
+    if not rows:
+        return empty_frame(EVENT_COLUMNS)
+    stamps, kinds, values = zip(*rows, strict=True)
+    events = pd.DataFrame({"date": _session_dates(list(stamps), tz), "ticker": ticker, "kind": kinds, "value": values})
+    events = events[(events["date"] >= start) & (events["date"] <= end)]
+    return events.sort_values(["date", "kind"]).reset_index(drop=True)
