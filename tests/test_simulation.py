@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from stockpred_assets.core import calendar
-from stockpred_assets.core.schemas import BarSchema
 from stockpred_assets.core.adjustments import adjust
+from stockpred_assets.core.schemas import BarSchema
 from stockpred_assets.core.simulation import Regime, simulate_bars, simulate_market, simulated_tickers
 from stockpred_resources.providers import SimulatedProvider
 
@@ -76,8 +76,9 @@ def test_regime_switch_raises_market_volatility_from_its_start():
     calm = simulate_bars(7, 30, "2020-01-02", "2021-12-31")
     stressed = simulate_bars(7, 30, "2020-01-02", "2021-12-31", regime=Regime("2021-01-04"))
     before = calm[calm["date"] < "2021-01-04"]
-    pd.testing.assert_frame_equal(before.drop(columns="ingested_at"),
-                                  stressed[stressed["date"] < "2021-01-04"].drop(columns="ingested_at"))
+    pd.testing.assert_frame_equal(
+        before.drop(columns="ingested_at"), stressed[stressed["date"] < "2021-01-04"].drop(columns="ingested_at")
+    )
 
     def market_vol(frame):
         ret = np.log(frame.pivot(index="date", columns="ticker", values="close")).diff()

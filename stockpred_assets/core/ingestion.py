@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from stockpred_assets.core.schemas import empty_frame
+
 
 def tickers_to_fetch(
     universe: list[str],
@@ -32,6 +34,7 @@ def combine(
     fetched_tickers: set[str],
     sessions: pd.DatetimeIndex,
     universe: list[str],
+    columns: list[str],
 ) -> pd.DataFrame:
     """The window's rows: fresh ones for tickers fetched successfully, the kept ones for every other universe ticker.
 
@@ -44,5 +47,5 @@ def combine(
         parts.append(fetched[fetched["date"].isin(sessions)])
     parts = [p for p in parts if len(p)]
     if not parts:
-        return fetched.iloc[0:0] if fetched is not None else existing.iloc[0:0]
+        return empty_frame(columns)
     return pd.concat(parts, ignore_index=True).sort_values(["date", "ticker"], ignore_index=True)

@@ -13,7 +13,7 @@ RAW_BAR_COLUMNS = [*BAR_COLUMNS, "request_id"]
 # Corporate actions: kind "split" (value = new shares per old share, 4.0 for a 4:1 split) or "dividend" (cash/share).
 EVENT_COLUMNS = ["date", "ticker", "kind", "value", "provider"]
 # One row per ticker that could not be fetched: the dead-letter record.
-FAILURE_COLUMNS = ["ticker", "provider", "kind", "reason", "retryable", "attempted_at"]
+FAILURE_COLUMNS = ["ticker", "provider", "kind", "reason", "retryable", "attempted_at", "requests", "request_id"]
 
 
 class BarSchema(pa.DataFrameModel):

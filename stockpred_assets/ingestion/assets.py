@@ -11,7 +11,7 @@ import pandas as pd
 
 from stockpred_assets.core import calendar
 from stockpred_assets.core.ingestion import combine, tickers_to_fetch
-from stockpred_assets.core.schemas import FAILURE_COLUMNS, empty_frame
+from stockpred_assets.core.schemas import EVENT_COLUMNS, FAILURE_COLUMNS, RAW_BAR_COLUMNS, empty_frame
 from stockpred_assets.metadata import table_metadata
 from stockpred_assets.partitions import partition_days, trading_days
 from stockpred_resources.lake import LakeResource
@@ -45,8 +45,8 @@ def ingest(
     report = provider.fetch_bars(sessions[0], sessions[-1], wanted) if wanted else None
     fetched_ok = set(wanted) - set(report.failures["ticker"]) if report else set()
 
-    bars = combine(existing, report.bars if report else None, fetched_ok, sessions, universe)
-    events = combine(existing_events, report.events if report else None, fetched_ok, sessions, universe)
+    bars = combine(existing, report.bars if report else None, fetched_ok, sessions, universe, RAW_BAR_COLUMNS)
+    events = combine(existing_events, report.events if report else None, fetched_ok, sessions, universe, EVENT_COLUMNS)
     failures = report.failures if report else empty_frame(FAILURE_COLUMNS)
     # One dead-letter row per failed ticker and session of the window, so each partition says what it lacks.
     dead_letter = failures.merge(pd.DataFrame({"date": sessions}), how="cross")

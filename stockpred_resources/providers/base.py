@@ -24,6 +24,11 @@ class ProviderError(Exception):
     kind = "provider_error"
     retryable = True
 
+    def __init__(self, message: str = "", *, requests: int = 1, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.requests = requests  # HTTP requests spent on the ticker, retries included
+        self.request_id = request_id
+
 
 class UnknownTickerError(ProviderError):
     kind, retryable = "unknown_ticker", False
@@ -125,7 +130,8 @@ class MarketDataProvider(dg.ConfigurableResource):
                         "reason": str(exc),
                         "retryable": exc.retryable,
                         "attempted_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
-                        "requests": getattr(exc, "requests", 1),
+                        "requests": exc.requests,
+                        "request_id": exc.request_id,
                     }
                 )
             latency[ticker] = time.monotonic() - began

@@ -25,7 +25,9 @@ USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) stockpred/0.1"
 
 
 class YahooProvider(MarketDataProvider, HttpSettings):
-    """Bars as Yahoo serves them: close split-adjusted as of today, adj_close also dividend-adjusted."""
+    """Raw bars, as traded: Yahoo serves prices split-adjusted as of the day of the request, so each request runs up
+    to now and the splits it reports are undone (prices times, volumes and dividends divided by, every later split).
+    `adj_close` stays Yahoo's split- and dividend-adjusted close."""
 
     base_url: str = Field(default="https://query2.finance.yahoo.com", description="Scheme and host of the chart API")
 
@@ -42,7 +44,8 @@ class YahooProvider(MarketDataProvider, HttpSettings):
         # A day of slack either side: sessions are stamped at the exchange's open, which is not midnight UTC.
         params = {
             "period1": int((start - pd.Timedelta(days=1)).tz_localize("UTC").timestamp()),
-            "period2": int((end + pd.Timedelta(days=2)).tz_localize("UTC").timestamp()),
+            # Up to now whatever `end` is: every split Yahoo has applied must be in the answer to be undone.
+            "period2": int(max(end + pd.Timedelta(days=2), _today()).tz_localize("UTC").timestamp()),
             "interval": "1d",
             "events": "div,splits",
             "includeAdjustedClose": "true",
@@ -65,6 +68,10 @@ class YahooProvider(MarketDataProvider, HttpSettings):
         bars["ingested_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
         bars["request_id"] = request_id
         return TickerHistory(ticker=ticker, bars=bars[RAW_BAR_COLUMNS], events=events[EVENT_COLUMNS], requests=attempts)
+
+
+def _today() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC").normalize().tz_localize(None)
 
 
 def _status_error(ticker: str, start: pd.Timestamp, end: pd.Timestamp, exc: HttpStatusError) -> Exception:
@@ -118,10 +125,13 @@ def _parse_result(result: dict, ticker: str, start: pd.Timestamp, end: pd.Timest
     bars["adj_close"] = pd.to_numeric(pd.Series(adjclose or [None] * n, dtype="object"), errors="coerce")
     bars["adj_close"] = bars["adj_close"].fillna(bars["close"])
     bars = bars.dropna(subset=OHLC, how="all")  # Yahoo pads non-sessions with all-null rows
+    events = _events(result, ticker, tz)
+    bars, events = _undo_splits(bars, events)
     bars = bars[(bars["date"] >= start) & (bars["date"] <= end)]
+    events = events[(events["date"] >= start) & (events["date"] <= end)].reset_index(drop=True)
     # During a session Yahoo appends a live bar, which can repeat the last date: the later one is newer.
     bars = bars.drop_duplicates("date", keep="last").sort_values("date").reset_index(drop=True)
-    return bars.astype({c: "float64" for c in [*OHLC, "adj_close", "volume"]}), _events(result, ticker, tz, start, end)
+    return bars.astype({c: "float64" for c in [*OHLC, "adj_close", "volume"]}), events
 
 
 def _session_dates(timestamps: list[int], tz: str) -> pd.Series:
@@ -129,7 +139,24 @@ def _session_dates(timestamps: list[int], tz: str) -> pd.Series:
     return stamps.dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
 
 
-def _events(result: dict, ticker: str, tz: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+def _undo_splits(bars: pd.DataFrame, events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Prices as traded: a bar dated before a split is scaled back by the split's ratio (volume the other way)."""
+    splits = events[events["kind"] == "split"]
+    if splits.empty:
+        return bars, events
+    bars, events = bars.copy(), events.copy()
+    bar_factor = pd.Series(1.0, index=bars.index)
+    event_factor = pd.Series(1.0, index=events.index)
+    for split in splits.itertuples():
+        bar_factor[bars["date"] < split.date] *= split.value
+        event_factor[(events["date"] < split.date) & (events["kind"] == "dividend")] *= split.value
+    bars[OHLC] = bars[OHLC].mul(bar_factor, axis=0)
+    bars["volume"] = (bars["volume"] / bar_factor).round()
+    events["value"] = events["value"] * event_factor
+    return bars, events
+
+
+def _events(result: dict, ticker: str, tz: str) -> pd.DataFrame:
     raw = result.get("events") or {}
     rows = [(e["date"], "split", e["numerator"] / e["denominator"]) for e in (raw.get("splits") or {}).values()]
     rows += [(e["date"], "dividend", float(e["amount"])) for e in (raw.get("dividends") or {}).values()]
@@ -137,5 +164,4 @@ def _events(result: dict, ticker: str, tz: str, start: pd.Timestamp, end: pd.Tim
         return empty_frame(EVENT_COLUMNS)
     stamps, kinds, values = zip(*rows, strict=True)
     events = pd.DataFrame({"date": _session_dates(list(stamps), tz), "ticker": ticker, "kind": kinds, "value": values})
-    events = events[(events["date"] >= start) & (events["date"] <= end)]
     return events.sort_values(["date", "kind"]).reset_index(drop=True)
