@@ -1,13 +1,18 @@
 """raw_bars_<provider> assets: one run per backfill, one request per ticker, incremental, dead-letter, nothing lost."""
 
+import json
+
 import dagster as dg
 import pandas as pd
 import pytest
+from recorded_server import RecordedServer, Reply
 
 from stockpred_assets.core.ingestion import combine, tickers_to_fetch
-from stockpred_assets.ingestion.assets import raw_bars_files, raw_bars_simulated
+from stockpred_assets.ingestion.assets import raw_bars_files, raw_bars_simulated, raw_bars_yahoo
+from stockpred_assets.ingestion.automation import dead_letter_retry_sensor
 from stockpred_resources.lake import LakeResource
-from stockpred_resources.providers import FilesProvider, SimulatedProvider
+from stockpred_resources.market_data import MarketDataResource
+from stockpred_resources.providers import FilesProvider, SimulatedProvider, YahooProvider
 from stockpred_resources.storage import Lake
 
 RANGE = {"dagster/asset_partition_range_start": "2016-05-02", "dagster/asset_partition_range_end": "2016-06-30"}
@@ -116,3 +121,69 @@ def test_planning_and_combining_rows():
     fetched = pd.DataFrame({"date": [sessions[1]], "ticker": ["B"], "ingested_at": [new], "close": [4.0]})
     rows = combine(existing, fetched, {"B"}, sessions, ["A", "B"], ["date", "ticker", "ingested_at", "close"])
     assert rows[["ticker", "close"]].values.tolist() == [["A", 1.0], ["A", 2.0], ["B", 4.0]]
+
+
+def test_yahoo_through_the_asset_lands_good_tickers_and_dead_letters_bad_ones(tmp_path, shared_data):
+    body = (shared_data / "providers" / "yahoo" / "chart" / "chart-AAPL-2020-08-31-to-2020-11-07.json").read_text()
+    not_found = (
+        '{"chart":{"result":null,"error":{"code":"Not Found","description":"No data found, symbol may be delisted"}}}'
+    )
+    server = RecordedServer().start()
+    try:
+        server.route("/v8/finance/chart/AAPL", Reply.json(json.dumps(json.loads(body)["response"]["bodyJson"])))
+        server.route("/v8/finance/chart/NOPE", Reply.json(not_found, status=404))
+        server.route("/v8/finance/chart/DOWN", Reply.text("upstream down", status=503))
+        yahoo = YahooProvider(
+            base_url=server.url,
+            tickers=["AAPL", "NOPE", "DOWN"],
+            max_attempts=3,
+            backoff_base_s=0.001,
+            backoff_max_s=0.005,
+            requests_per_minute=1e6,
+        )
+        tags = {"dagster/asset_partition_range_start": "2020-09-01", "dagster/asset_partition_range_end": "2020-09-30"}
+        result = dg.materialize(
+            [raw_bars_yahoo],
+            resources={"yahoo_provider": yahoo, "lake": LakeResource(url=str(tmp_path))},
+            instance=dg.DagsterInstance.ephemeral(),
+            tags=tags,
+        )
+    finally:
+        server.stop()
+    meta, partitions = metadata(result, "raw_bars_yahoo")
+    assert result.success and partitions == len(pd.bdate_range("2020-09-01", "2020-09-30"))
+    assert (meta["requests"], meta["failed_tickers"]) == (1 + 1 + 3, 2)  # DOWN was tried three times
+    lake = Lake(str(tmp_path))
+    bars = lake.read_range("raw", "bars_yahoo", "2020-09-01", "2020-09-30")
+    assert set(bars["ticker"]) == {"AAPL"} and len(bars) == 21  # September 2020 had 21 sessions (Labor Day)
+    dead = lake.read_range("raw", "dead_letter_yahoo", "2020-09-30", "2020-09-30").set_index("ticker")
+    assert dead.loc["NOPE", "kind"] == "unknown_ticker" and not dead.loc["NOPE", "retryable"]
+    assert dead.loc["DOWN", "kind"] == "transient" and dead.loc["DOWN", "retryable"]
+    assert dead.loc["DOWN", "requests"] == 3 and "503" in dead.loc["DOWN", "reason"]
+
+
+def test_dead_letter_sensor_requests_the_partitions_with_retryable_failures(tmp_path):
+    lake = Lake(str(tmp_path))
+    today = pd.Timestamp.now(tz="America/New_York").tz_localize(None).normalize()
+    recent, old = today - pd.Timedelta(days=2), today - pd.Timedelta(days=30)
+    failure = {
+        "ticker": "DOWN",
+        "provider": "simulated",
+        "kind": "transient",
+        "reason": "503",
+        "retryable": True,
+        "attempted_at": pd.Timestamp("2026-01-01 10:00"),
+        "requests": 3,
+        "request_id": "r1",
+    }
+    for day in (recent, old):
+        lake.write_partitions("raw", "dead_letter_simulated", pd.DataFrame([{**failure, "date": day}]), [day])
+    unknown = {**failure, "ticker": "NOPE", "kind": "unknown_ticker", "retryable": False}
+    yesterday = today - pd.Timedelta(days=1)
+    lake.write_partitions("raw", "dead_letter_simulated", pd.DataFrame([{**unknown, "date": yesterday}]), [yesterday])
+    context = dg.build_sensor_context(
+        resources={"lake": LakeResource(url=str(tmp_path)), "market_data": MarketDataResource(providers=["simulated"])}
+    )
+    requests = dead_letter_retry_sensor(context)
+    assert [r.partition_key for r in requests] == [f"{recent:%Y-%m-%d}"]
+    assert requests[0].tags["stockpred/retry"] == "DOWN"
