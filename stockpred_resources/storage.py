@@ -96,14 +96,16 @@ class Lake:
         start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
         days = [d for d in self.partition_dates(layer, table) if start <= d <= end]
         base = self.table_path(layer, table)
-        frames = []
+        frames, schema = [], None
         for day in days:
             with self.fs.open(f"{base}/date={day:%Y-%m-%d}/{PART_FILE}", "rb") as handle:
                 frame = pq.read_table(handle, columns=columns).to_pandas()
             if len(frame):
                 frames.append(frame)
+            elif schema is None:
+                schema = frame  # an empty partition still tells the table's columns
         if not frames:
-            return pd.DataFrame(columns=columns or [])
+            return schema if schema is not None else pd.DataFrame(columns=columns or [])
         return pd.concat(frames, ignore_index=True)
 
     def write_table(self, layer: str, table: str, frame: pd.DataFrame) -> str:

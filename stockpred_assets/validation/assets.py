@@ -5,7 +5,7 @@ import pandas as pd
 
 from stockpred_assets.core.merge import disagreements, merge_by_priority
 from stockpred_assets.core.quality import QUARANTINE_COLUMNS, split_valid
-from stockpred_assets.core.schemas import empty_frame
+from stockpred_assets.core.schemas import EVENT_COLUMNS, empty_frame
 from stockpred_assets.metadata import table_metadata
 from stockpred_assets.partitions import partition_days, trading_days
 from stockpred_resources.lake import DuckDBResource, LakeResource
@@ -37,7 +37,8 @@ def validated_bars(
         events.append(lake.read_range("raw", f"events_{name}", days[0], days[-1]))
     merged = merge_by_priority(valid_by_provider)
     quarantine = pd.concat([q for q in quarantined if len(q)] or [empty_frame(QUARANTINE_COLUMNS)], ignore_index=True)
-    merged_events = merge_by_priority(events, keys=("date", "ticker", "kind"))
+    merged_events = merge_by_priority([e for e in events if len(e)] or [empty_frame(EVENT_COLUMNS)],
+                                      keys=("date", "ticker", "kind"))
     disagree = disagreements(valid_by_provider, market_data.disagreement_bps)
     paths = lake.write_partitions("validated", "bars", merged, days)
     lake.write_partitions("validated", "quarantine", quarantine, days)
