@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 import pandera.errors as pa_errors
 
+from stockpred_assets.core import anomalies as an
 from stockpred_assets.core import calendar
-from stockpred_assets.core.schemas import BAR_COLUMNS, BarSchema
+from stockpred_assets.core.schemas import BAR_COLUMNS, EVENT_COLUMNS, BarSchema, empty_frame
 
 QUARANTINE_COLUMNS = [*BAR_COLUMNS, "rule", "reason"]
 
@@ -65,3 +68,67 @@ def split_valid(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     quarantined["reason"] = [reasons[i][1] for i in bad]
     validated = BarSchema.validate(frame.drop(index=bad)) if len(frame) > len(bad) else frame.iloc[0:0]
     return validated.reset_index(drop=True), quarantined[QUARANTINE_COLUMNS].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class ProviderValidation:
+    """One provider's window after every rule: rows split into valid/quarantined, events cleaned and completed."""
+
+    valid: pd.DataFrame
+    quarantined: pd.DataFrame  # QUARANTINE_COLUMNS
+    events: pd.DataFrame  # EVENT_COLUMNS: reported ones that passed, plus detected splits
+    quarantined_events: pd.DataFrame  # EVENT_COLUMNS + rule, reason
+    flags: pd.DataFrame  # unexplained jumps: kept, but reported
+
+
+def _quarantine(frame: pd.DataFrame, index: pd.Index, rule: str, reason: str) -> pd.DataFrame:
+    return frame.loc[index, BAR_COLUMNS].assign(rule=rule, reason=reason)
+
+
+def validate_provider(
+    raw: pd.DataFrame, events: pd.DataFrame, context: pd.DataFrame, stale_sessions: int = 5, jump_sigmas: float = 8.0
+) -> ProviderValidation:
+    """Schema rules, then the anomaly rules on the window (with `context`: valid bars of the sessions just before it,
+    so a split on the window's first day is still seen). Unit mix-ups, bad prints and stale prices are quarantined;
+    unreported splits become `detected` events; dividends that cannot be right are quarantined; big moves without a
+    corporate action are flagged but kept, since a crash is data, not an error."""
+    valid, quarantined = split_valid(raw) if len(raw) else (raw, empty_frame(QUARANTINE_COLUMNS))
+    window_start = valid["date"].min() if len(valid) else None
+    history = pd.concat([context[context["date"] < window_start], valid], ignore_index=True) if len(context) else valid
+    in_window = history["date"] >= window_start if len(valid) else pd.Series(False, index=history.index)
+    found = []
+    for rule, rows, reason in (
+        (
+            "unit_mismatch",
+            an.unit_mismatches(history),
+            "closes step by ~100x in the window (unit mix-up): the "
+            "ticker's rows are held until the source is corrected",
+        ),
+        ("spike", an.spikes(history), "close jumps away from both neighbouring sessions and comes back (bad print)"),
+        ("stale", an.stale_rows(history, stale_sessions), f"OHLC unchanged for {stale_sessions}+ sessions"),
+    ):
+        rows = rows[in_window.loc[rows].to_numpy()] if len(rows) else rows
+        rows = rows.difference(pd.Index([i for part in found for i in part.index]))
+        found.append(_quarantine(history, rows, rule, reason))
+    bad_rows = pd.Index([i for part in found for i in part.index])
+    clean = history.drop(index=bad_rows)
+    events = events if len(events) else empty_frame(EVENT_COLUMNS)
+    bad_divs = an.implausible_dividends(clean, events)
+    quarantined_events = events.loc[bad_divs].assign(
+        rule="dividend_implausible",
+        reason="pays over 20% of the previous close without the price falling by half of it",
+    )
+    kept_events = events.drop(index=bad_divs)
+    detected = an.detect_splits(clean, kept_events)
+    all_events = pd.concat(
+        [e for e in (kept_events, detected) if len(e)] or [empty_frame(EVENT_COLUMNS)], ignore_index=True
+    )
+    flags = an.unexplained_jumps(clean, all_events, n_sigma=jump_sigmas)
+    start = window_start if window_start is not None else pd.Timestamp.max
+    return ProviderValidation(
+        valid=clean[clean["date"] >= start][valid.columns].reset_index(drop=True),
+        quarantined=pd.concat([quarantined, *[f for f in found if len(f)]], ignore_index=True)[QUARANTINE_COLUMNS],
+        events=all_events[all_events["date"] >= start].reset_index(drop=True)[EVENT_COLUMNS],
+        quarantined_events=quarantined_events.reset_index(drop=True),
+        flags=flags[flags["date"] >= start].drop(columns="index").reset_index(drop=True),
+    )

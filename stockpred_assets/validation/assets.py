@@ -1,10 +1,11 @@
-"""Validated bars: each provider's raw rows checked against the schema, merged by provider priority."""
+"""Validated bars: each provider's raw rows through the schema and anomaly rules, merged by provider priority."""
 
 import dagster as dg
 import pandas as pd
 
+from stockpred_assets.core import calendar
 from stockpred_assets.core.merge import disagreements, merge_by_priority
-from stockpred_assets.core.quality import QUARANTINE_COLUMNS, split_valid
+from stockpred_assets.core.quality import QUARANTINE_COLUMNS, split_valid, validate_provider
 from stockpred_assets.core.schemas import EVENT_COLUMNS, empty_frame
 from stockpred_assets.metadata import table_metadata
 from stockpred_assets.partitions import partition_days, trading_days
@@ -12,6 +13,21 @@ from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
 
 RAW_ASSETS = ["raw_bars_simulated", "raw_bars_yahoo", "raw_bars_alphavantage", "raw_bars_files"]
+CONTEXT_SESSIONS = 25  # sessions before the window the anomaly rules look at (rolling volume, previous close)
+TABLES = ("bars", "quarantine", "events", "quarantined_events", "flags", "disagreements")
+
+
+def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    present = [f for f in frames if len(f)]
+    return pd.concat(present, ignore_index=True) if present else empty_frame(columns)
+
+
+def _validate(lake: LakeResource, name: str, days: list[pd.Timestamp]):
+    raw = lake.read_range("raw", f"bars_{name}", days[0], days[-1])
+    events = lake.read_range("raw", f"events_{name}", days[0], days[-1])
+    context_start = calendar.previous_sessions(days[0], CONTEXT_SESSIONS)[0]
+    context = lake.read_range("raw", f"bars_{name}", context_start, days[0] - pd.Timedelta(days=1))
+    return len(raw), validate_provider(raw, events, split_valid(context)[0] if len(context) else context)
 
 
 @dg.asset(
@@ -23,39 +39,40 @@ RAW_ASSETS = ["raw_bars_simulated", "raw_bars_yahoo", "raw_bars_alphavantage", "
 def validated_bars(
     context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource, market_data: MarketDataResource
 ) -> dg.MaterializeResult:
-    """Bars that pass the schema, primary provider first with a per-ticker fallback; rejects go to quarantine."""
+    """Bars that pass every rule, primary provider first with a per-ticker fallback; rejects go to quarantine."""
     days = partition_days(context)
-    primary, *_ = market_data.providers
-    lake.require_partitions("raw", f"bars_{primary}", days)
-    valid_by_provider, quarantined, events, rows_in = [], [], [], 0
-    for name in market_data.providers:
-        raw = lake.read_range("raw", f"bars_{name}", days[0], days[-1])
-        rows_in += len(raw)
-        valid, bad = split_valid(raw) if len(raw) else (raw, empty_frame(QUARANTINE_COLUMNS))
-        valid_by_provider.append(valid)
-        quarantined.append(bad)
-        events.append(lake.read_range("raw", f"events_{name}", days[0], days[-1]))
-    merged = merge_by_priority(valid_by_provider)
-    quarantine = pd.concat([q for q in quarantined if len(q)] or [empty_frame(QUARANTINE_COLUMNS)], ignore_index=True)
-    merged_events = merge_by_priority([e for e in events if len(e)] or [empty_frame(EVENT_COLUMNS)],
-                                      keys=("date", "ticker", "kind"))
-    disagree = disagreements(valid_by_provider, market_data.disagreement_bps)
-    paths = lake.write_partitions("validated", "bars", merged, days)
-    lake.write_partitions("validated", "quarantine", quarantine, days)
-    lake.write_partitions("validated", "events", merged_events, days)
-    lake.write_partitions("validated", "disagreements", disagree, days)
-    for table in ("bars", "quarantine", "events", "disagreements"):
+    lake.require_partitions("raw", f"bars_{market_data.providers[0]}", days)
+    results = {name: _validate(lake, name, days) for name in market_data.providers}
+    checked = [r for _, r in results.values()]
+    tables = {
+        "bars": merge_by_priority([r.valid for r in checked]),
+        "quarantine": _concat([r.quarantined for r in checked], QUARANTINE_COLUMNS),
+        "events": merge_by_priority(
+            [_concat([r.events for r in checked], EVENT_COLUMNS)], keys=("date", "ticker", "kind")
+        ),
+        "quarantined_events": _concat([r.quarantined_events for r in checked], [*EVENT_COLUMNS, "rule", "reason"]),
+        "flags": _concat([r.flags for r in checked], ["date", "ticker", "log_return", "sigmas"]),
+        "disagreements": disagreements([r.valid for r in checked], market_data.disagreement_bps),
+    }
+    paths = {table: lake.write_partitions("validated", table, frame, days) for table, frame in tables.items()}
+    for table in TABLES:
         duckdb.register_view(lake.lake(), "validated", table)
-    by_rule = quarantine["rule"].value_counts().to_dict() if len(quarantine) else {}
+    merged, quarantine, events = tables["bars"], tables["quarantine"], tables["events"]
+    valid_rows = sum(len(r.valid) for r in checked)
     return dg.MaterializeResult(
         metadata={
-            **table_metadata(merged, paths),
-            "rows_in": dg.MetadataValue.int(rows_in),
-            "rows_quarantined": dg.MetadataValue.int(len(quarantine)),
-            "quarantined_by_rule": dg.MetadataValue.json(by_rule),
+            **table_metadata(merged, paths["bars"]),
+            "rows_in": sum(n for n, _ in results.values()),
+            "rows_valid": valid_rows,
+            "rows_quarantined": len(quarantine),
+            "rows_superseded": valid_rows - len(merged),  # valid rows of a lower-priority provider not needed
+            "quarantined_by_rule": dg.MetadataValue.json(quarantine["rule"].value_counts().to_dict()),
             "rows_by_provider": dg.MetadataValue.json(
                 merged["provider"].value_counts().to_dict() if len(merged) else {}
             ),
-            "disagreements": dg.MetadataValue.int(len(disagree)),
+            "detected_splits": int((events["provider"] == "detected").sum()) if len(events) else 0,
+            "quarantined_events": len(tables["quarantined_events"]),
+            "flagged_jumps": len(tables["flags"]),
+            "disagreements": len(tables["disagreements"]),
         }
     )

@@ -58,3 +58,39 @@ def validated_bars_complete(
             "tickers_missing_sessions": dg.MetadataValue.json(short),
         },
     )
+
+
+@dg.asset_check(asset="validated_bars", partitions_def=trading_days)
+def validated_bars_no_unexplained_jumps(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
+    """Moves beyond 8 robust sigmas on days without a corporate action are kept but need a look (spin-offs, crashes)."""
+    days = partition_days(context)
+    flags = lake.read_range("validated", "flags", days[0], days[-1])
+    table = flags.sort_values("sigmas").head(20).round(3).to_markdown(index=False) if len(flags) else "none"
+    return dg.AssetCheckResult(
+        passed=flags.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"flagged_jumps": len(flags), "largest": dg.MetadataValue.md(table)},
+    )
+
+
+@dg.asset_check(asset="validated_bars", partitions_def=trading_days)
+def validated_bars_fresh(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    """The lake's newest validated session is at most two sessions behind the last completed NYSE session."""
+    dates = lake.lake().partition_dates("validated", "bars")
+    now = pd.Timestamp.now(tz="America/New_York").tz_localize(None)
+    latest_session = calendar.previous_sessions(now.normalize() + pd.Timedelta(days=1), 1)[-1]
+    if now.hour < 18 and latest_session == now.normalize():
+        latest_session = calendar.previous_sessions(latest_session, 1)[-1]  # today's bars arrive after the close
+    newest = max(dates) if dates else None
+    lag = len(calendar.sessions(newest, latest_session)) - 1 if newest is not None else None
+    return dg.AssetCheckResult(
+        passed=lag is not None and lag <= 2,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "newest_partition": f"{newest:%Y-%m-%d}" if newest is not None else "-",
+            "last_completed_session": f"{latest_session:%Y-%m-%d}",
+            "lag_sessions": lag if lag is not None else -1,
+        },
+    )
