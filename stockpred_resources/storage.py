@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterable
 
 import fsspec
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,9 +37,10 @@ class Lake:
         """The table's location as a URL (what DuckDB and users see)."""
         return f"{self.url}/{layer}/{table}"
 
-    def _put(self, frame: pd.DataFrame, target_dir: str, layer: str, table: str) -> str:
+    def _put(self, frame: pd.DataFrame | pa.Table, target_dir: str, layer: str, table: str) -> str:
         buffer = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
+        arrow = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+        pq.write_table(arrow, buffer)
         staging = f"{self.table_path(layer, table)}/_staging/{uuid.uuid4().hex}.parquet"
         self.fs.makedirs(staging.rsplit("/", 1)[0], exist_ok=True)
         with self.fs.open(staging, "wb") as out:
@@ -59,12 +61,16 @@ class Lake:
         extra = set(dates.unique()) - set(days)
         if extra:
             raise ValueError(f"{layer}/{table}: rows dated outside the partitions written: {sorted(extra)[:3]}")
-        groups = dict(tuple(frame.groupby(dates))) if len(frame) else {}
+        # Convert to Arrow once and write zero-copy slices: per-day pandas conversions would dominate a backfill.
+        order = np.argsort(dates.to_numpy(), kind="stable") if len(frame) else np.array([], dtype=int)
+        arrow = pa.Table.from_pandas(frame.iloc[order].reset_index(drop=True), preserve_index=False)
+        sorted_dates = dates.to_numpy()[order]
         paths = []
         for day in days:
-            part = groups.get(day, frame.iloc[0:0])
+            lo, hi = np.searchsorted(sorted_dates, np.datetime64(day), "left"), np.searchsorted(
+                sorted_dates, np.datetime64(day), "right")
             target_dir = f"{self.table_path(layer, table)}/date={day:%Y-%m-%d}"
-            paths.append(self._put(part.reset_index(drop=True), target_dir, layer, table))
+            paths.append(self._put(arrow.slice(lo, hi - lo), target_dir, layer, table))
         return paths
 
     def partition_dates(self, layer: str, table: str) -> list[pd.Timestamp]:
@@ -96,17 +102,18 @@ class Lake:
         start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
         days = [d for d in self.partition_dates(layer, table) if start <= d <= end]
         base = self.table_path(layer, table)
-        frames, schema = [], None
+        tables, schema = [], None
         for day in days:
             with self.fs.open(f"{base}/date={day:%Y-%m-%d}/{PART_FILE}", "rb") as handle:
-                frame = pq.read_table(handle, columns=columns).to_pandas()
-            if len(frame):
-                frames.append(frame)
+                table = pq.read_table(handle, columns=columns)
+            if table.num_rows:
+                tables.append(table)
             elif schema is None:
-                schema = frame  # an empty partition still tells the table's columns
-        if not frames:
-            return schema if schema is not None else pd.DataFrame(columns=columns or [])
-        return pd.concat(frames, ignore_index=True)
+                schema = table  # an empty partition still tells the table's columns
+        if not tables:
+            return schema.to_pandas() if schema is not None else pd.DataFrame(columns=columns or [])
+        # One conversion to pandas for the whole range (per-file conversions would dominate long reads).
+        return pa.concat_tables(tables, promote_options="permissive").to_pandas()
 
     def write_table(self, layer: str, table: str, frame: pd.DataFrame) -> str:
         """Replace an unpartitioned table."""
