@@ -67,8 +67,10 @@ class Lake:
         sorted_dates = dates.to_numpy()[order]
         paths = []
         for day in days:
-            lo, hi = np.searchsorted(sorted_dates, np.datetime64(day), "left"), np.searchsorted(
-                sorted_dates, np.datetime64(day), "right")
+            lo, hi = (
+                np.searchsorted(sorted_dates, np.datetime64(day), "left"),
+                np.searchsorted(sorted_dates, np.datetime64(day), "right"),
+            )
             target_dir = f"{self.table_path(layer, table)}/date={day:%Y-%m-%d}"
             paths.append(self._put(arrow.slice(lo, hi - lo), target_dir, layer, table))
         return paths

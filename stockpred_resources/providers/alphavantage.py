@@ -13,7 +13,6 @@ from stockpred_assets.core.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS
 from stockpred_resources.providers.base import (
     BadResponseError,
     MarketDataProvider,
-    ProviderError,
     QuotaExceededError,
     TickerHistory,
     UnknownTickerError,
@@ -62,20 +61,13 @@ class AlphaVantageProvider(MarketDataProvider, HttpSettings):
             "apikey": self.api_key,
         }
         payload, request_id, attempts = client.get_json("/query", params)
-        try:
-            series = _series(ticker, payload, client)
-            bars, events = _parse_series(series, ticker, start, end)
-        except ProviderError as exc:
-            exc.requests, exc.request_id = attempts, request_id
-            raise
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            error = BadResponseError(f"{ticker}: {SERIES_KEY} not shaped as documented ({type(exc).__name__}: {exc})")
-            error.requests, error.request_id = attempts, request_id
-            raise error from None
-        bars["provider"] = events["provider"] = self.name
-        bars["ingested_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
-        bars["request_id"] = request_id
-        return TickerHistory(ticker=ticker, bars=bars[RAW_BAR_COLUMNS], events=events[EVENT_COLUMNS], requests=attempts)
+        return self.history_from_reply(
+            ticker,
+            request_id,
+            attempts,
+            lambda: _parse_series(_series(ticker, payload, client), ticker, start, end),
+            SERIES_KEY,
+        )
 
 
 def _series(ticker: str, payload: Any, client: HttpClient) -> dict[str, dict[str, str]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,6 +114,29 @@ class MarketDataProvider(dg.ConfigurableResource):
     @abstractmethod
     def fetch_history(self, ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> TickerHistory:
         """Bars and events of one ticker for the sessions in [start, end], in one request; raises ProviderError."""
+
+    def history_from_reply(
+        self,
+        ticker: str,
+        request_id: str,
+        requests: int,
+        parse: Callable[[], tuple[pd.DataFrame, pd.DataFrame]],
+        what: str,
+    ) -> TickerHistory:
+        """Parse one reply into a TickerHistory stamped with provider, fetch time and request id; a reply that is not
+        shaped as documented becomes a BadResponseError, and every error carries the request count and id."""
+        try:
+            bars, events = parse()
+        except ProviderError as exc:
+            exc.requests, exc.request_id = requests, request_id
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            message = f"{ticker}: {what} not shaped as documented ({type(exc).__name__}: {exc})"
+            raise BadResponseError(message, requests=requests, request_id=request_id) from None
+        bars["provider"] = events["provider"] = self.name
+        bars["ingested_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
+        bars["request_id"] = request_id
+        return TickerHistory(ticker=ticker, bars=bars[RAW_BAR_COLUMNS], events=events[EVENT_COLUMNS], requests=requests)
 
     def fetch_bars(self, start: pd.Timestamp, end: pd.Timestamp, tickers: list[str] | None = None) -> FetchReport:
         """Fetch each ticker (default: the universe); a ticker that fails is reported, never raised."""

@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from stockpred_assets.core.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS
+from stockpred_assets.core.schemas import EVENT_COLUMNS
 from stockpred_resources.providers.base import (
     BadResponseError,
     MarketDataProvider,
@@ -54,20 +54,13 @@ class YahooProvider(MarketDataProvider, HttpSettings):
             payload, request_id, attempts = client.get_json(f"/v8/finance/chart/{ticker}", params)
         except HttpStatusError as exc:
             raise _status_error(ticker, start, end, exc) from None
-        try:
-            result = _chart_result(ticker, payload)
-            bars, events = _parse_result(result, ticker, start, end)
-        except (BadResponseError, UnknownTickerError) as exc:
-            exc.requests, exc.request_id = attempts, request_id
-            raise
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            error = BadResponseError(f"{ticker}: chart result not shaped as documented ({type(exc).__name__}: {exc})")
-            error.requests, error.request_id = attempts, request_id
-            raise error from None
-        bars["provider"] = events["provider"] = self.name
-        bars["ingested_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
-        bars["request_id"] = request_id
-        return TickerHistory(ticker=ticker, bars=bars[RAW_BAR_COLUMNS], events=events[EVENT_COLUMNS], requests=attempts)
+        return self.history_from_reply(
+            ticker,
+            request_id,
+            attempts,
+            lambda: _parse_result(_chart_result(ticker, payload), ticker, start, end),
+            "chart result",
+        )
 
 
 def _today() -> pd.Timestamp:
