@@ -37,6 +37,7 @@ def test_primary_first_fallback_per_ticker_and_disagreements(tmp_path):
     meta = {k: v.value for k, v in result.asset_materializations_for_node("validated_bars")[-1].metadata.items()}
     sessions = sim["date"].nunique()
     assert meta["rows_in"] == 3 * sessions + 2 * sessions and meta["rows_quarantined"] == 0
+    assert meta["rows_in"] == meta["rows_valid"] + meta["rows_quarantined"]  # nothing disappears
     assert meta["rows_superseded"] == sessions  # files' S00001 rows: the simulated (primary) ones win
     assert meta["rows_by_provider"] == {"simulated": 3 * sessions, "files": sessions}
     assert meta["disagreements"] == sessions
