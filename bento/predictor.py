@@ -51,6 +51,13 @@ class Predictor:
                         vectors = Lake(self.settings.lake_url).read_table("serving", "online_features")
                     except FileNotFoundError:
                         return self.champion is not None  # online_features not materialized yet: not ready
+                    served = set(vectors.get("feature_set_version", pd.Series(dtype=str)).unique())
+                    if champion.feature_set_version and served and served != {champion.feature_set_version}:
+                        raise NoModel(
+                            f"champion v{champion.version} was trained on feature set "
+                            f"{champion.feature_set_version}, online features are {sorted(served)}: "
+                            "materialize online_features after the features backfill"
+                        )
                     self.champion, self.vectors = champion, vectors.set_index("ticker")
                 self._loaded_at = time.monotonic()
             return self.champion is not None

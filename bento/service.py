@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import bentoml
 from starlette.responses import JSONResponse
 
 from bento.predictor import NoModel, Predictor, UnknownTicker
 from bento.schemas import Prediction
 from stockpred_resources.settings import load_settings
+
+logger = logging.getLogger("bentoml.stockpred")
 
 
 def error_response(status: int, message: str) -> JSONResponse:
@@ -21,10 +25,14 @@ class StockPredictor:
 
     def __init__(self) -> None:
         self.predictor = Predictor(load_settings())
-        self.predictor.refresh(force=True)
+        self.__is_ready__()
 
     def __is_ready__(self) -> bool:
-        return self.predictor.refresh()
+        try:
+            return self.predictor.refresh()
+        except NoModel as exc:  # a champion the online features cannot serve: not ready, and say why
+            logger.warning("not ready: %s", exc)
+            return False
 
     @bentoml.api(route="/predict")
     def predict(self, ticker: str) -> Prediction:

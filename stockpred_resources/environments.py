@@ -25,7 +25,9 @@ def _providers(settings: Settings) -> dict[str, Any]:
             api_key=dg.EnvVar("ALPHAVANTAGE_API_KEY"), **universe, **urls.get("alphavantage", {})
         ),
         "files_provider": FilesProvider(path=settings.files_path or "", **universe),
-        "market_data": MarketDataResource(providers=list(settings.providers)),
+        "market_data": MarketDataResource(
+            providers=list(settings.providers), index_file=settings.index_file, vix_file=settings.vix_file
+        ),
     }
 
 

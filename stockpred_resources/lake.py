@@ -55,9 +55,11 @@ class DuckDBResource(dg.ConfigurableResource):
         finally:
             con.close()
 
-    def register_view(self, lake: Lake, layer: str, table: str, partitioned: bool = True) -> str:
-        """Create or replace the view `<layer>_<table>` over the table's Parquet files; returns the view name."""
-        name = f"{layer}_{table}"
+    def register_view(
+        self, lake: Lake, layer: str, table: str, partitioned: bool = True, view: str | None = None
+    ) -> str:
+        """Create or replace a view (default `<layer>_<table>`) over the table's Parquet files; returns its name."""
+        name = view or f"{layer}_{table}"
         pattern = f"{lake.table_url(layer, table)}/{'date=*' if partitioned else 'current'}/*.parquet"
         with self.connect(lake) as con:
             con.execute(

@@ -46,6 +46,7 @@ class ChampionModel:
     horizon: int
     residual_q05: float
     residual_q95: float
+    feature_set_version: str | None  # the feature registry the model was trained on
 
 
 def load_champion(tracking_uri: str, model_name: str, registry_uri: str | None = None) -> ChampionModel | None:
@@ -66,4 +67,5 @@ def load_champion(tracking_uri: str, model_name: str, registry_uri: str | None =
         horizon=int(run.data.params.get("horizon", 5)),
         residual_q05=float(run.data.metrics.get("test_residual_q05", 0.0)),
         residual_q95=float(run.data.metrics.get("test_residual_q95", 0.0)),
+        feature_set_version=run.data.params.get("feature_set_version"),
     )

@@ -40,6 +40,8 @@ class Settings:
     files_path: str | None
     yahoo_url: str | None
     alphavantage_url: str | None
+    index_file: str | None  # market index closes for beta/correlation/regime (default: equal-weight index)
+    vix_file: str | None  # VIX closes (default: realized-volatility proxy)
 
     @property
     def is_prod(self) -> bool:
@@ -94,4 +96,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         files_path=environ.get("STOCKPRED_FILES_PATH") or None,
         yahoo_url=environ.get("STOCKPRED_YAHOO_URL") or None,
         alphavantage_url=environ.get("STOCKPRED_ALPHAVANTAGE_URL") or None,
+        index_file=environ.get("STOCKPRED_INDEX_FILE") or None,
+        vix_file=environ.get("STOCKPRED_VIX_FILE") or None,
     )

@@ -25,8 +25,8 @@ from stockpred_resources.tracking import MLflowResource
 
 pytestmark = pytest.mark.slow
 
-START, END, WEEK = "2023-07-03", "2025-06-27", "2025-06-23"
-UNIVERSE = 20
+START, END, WEEK = "2022-07-01", "2025-06-27", "2025-06-23"
+UNIVERSE = 30
 PROJECT = Path(__file__).resolve().parents[1]
 
 
@@ -46,7 +46,7 @@ def environment(values: dict[str, str]):
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, redis_url):
-    """Runs the daily job over two years (one run), the week's training job and the serving job."""
+    """Runs the daily job over three years (one run), the week's training job and the serving job."""
     root = tmp_path_factory.mktemp("stockpred")
     env = local_env(root, STOCKPRED_UNIVERSE_SIZE=str(UNIVERSE), STOCKPRED_REDIS_URL=redis_url)
     with environment(env):
@@ -86,7 +86,7 @@ def test_lake_catalog_and_registry(pipeline):
     sessions = bars["date"].nunique()
     assert len(bars) == sessions * UNIVERSE and not bars.duplicated(["date", "ticker"]).any()
     con = duckdb.connect(settings.duckdb_path, read_only=True)
-    assert con.execute("SELECT count(*) FROM features_features").fetchone()[0] == len(bars)
+    assert con.execute("SELECT count(*) FROM features").fetchone()[0] == len(bars)
     tracking = MLflowResource(tracking_uri=settings.mlflow_tracking_uri, registered_model=settings.registered_model)
     champion = champion_version(tracking.client(), settings.registered_model)
     assert champion is not None and champion.tags["dagster_partition"] == WEEK
@@ -180,7 +180,7 @@ def test_service_answers_predictions_over_http(pipeline, tmp_path):
 
         unknown = httpx.post(f"{base}/predict", json={"ticker": "NOPE"}, timeout=30)
         assert unknown.status_code == 404
-        assert unknown.json() == {"error": "unknown ticker 'NOPE': no online features for it (20 tickers known)"}
+        assert unknown.json() == {"error": "unknown ticker 'NOPE': no online features for it (30 tickers known)"}
         missing = httpx.post(f"{base}/predict", json={"symbol": "S00003"}, timeout=30)
         assert missing.status_code == 400 and "ticker" in missing.text
         assert httpx.post(f"{base}/predict", content=b"not json", timeout=30).status_code == 400

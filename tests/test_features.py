@@ -3,9 +3,19 @@ import pandas as pd
 import pytest
 
 from stockpred_assets.core import calendar
-from stockpred_assets.core.features import FEATURE_COLUMNS, LOOKBACK_SESSIONS, compute_features, latest_per_ticker
+from stockpred_assets.core.feature_registry import FEATURE_SET_VERSION, REGISTRY, registry_frame
+from stockpred_assets.core.features import (
+    FEATURE_COLUMNS,
+    LOOKBACK_SESSIONS,
+    RAW_COLUMNS,
+    MarketContext,
+    compute_features,
+    latest_per_ticker,
+)
 from stockpred_assets.core.labels import forward_returns
-from stockpred_assets.core.simulation import simulate_bars
+from stockpred_assets.core.simulation import simulate_bars, ticker_sector
+
+TAIL_SENSITIVE = ["rsi_14", "adx_14", "plus_di_14", "minus_di_14"]  # Wilder seeds: fade, never vanish
 
 
 @pytest.fixture(scope="module")
@@ -18,20 +28,41 @@ def table(bars) -> pd.DataFrame:
     return compute_features(bars)
 
 
-def test_one_row_per_bar_with_complete_features_after_warm_up(bars, table):
-    assert len(table) == len(bars)
-    last_day = table[table["date"] == table["date"].max()]
-    assert last_day[FEATURE_COLUMNS].notna().all().all()
-    first_day = table[table["date"] == table["date"].min()]
-    assert first_day["ret_1"].isna().all() and first_day["sma_50_gap"].isna().all()
+@pytest.fixture(scope="module")
+def sp500(shared_data) -> pd.DataFrame:
+    raw = pd.read_csv(shared_data / "market" / "all_stocks_5yr.csv.gz", parse_dates=["date"])
+    raw = raw.rename(columns={"Name": "ticker"}).dropna(subset=["open", "high", "low", "close"])
+    tickers = sorted(raw["ticker"].unique())[::10]  # 51 tickers across the alphabet
+    return raw[raw["ticker"].isin(tickers) & (raw["date"] < "2016-07-01")].assign(adj_close=lambda f: f["close"])
 
 
-def test_point_in_time_a_feature_for_d_uses_nothing_after_d(bars, table):
-    day = pd.Timestamp("2023-03-15")
-    truncated = compute_features(bars[bars["date"] <= day])
-    a = table[table["date"] == day].set_index("ticker")[FEATURE_COLUMNS]
-    b = truncated[truncated["date"] == day].set_index("ticker")[FEATURE_COLUMNS]
-    pd.testing.assert_frame_equal(a, b)
+def test_registry_matches_the_table(table):
+    assert list(table.columns) == ["date", "ticker", *FEATURE_COLUMNS, *RAW_COLUMNS, "feature_set_version"]
+    assert (table["feature_set_version"] == FEATURE_SET_VERSION).all()
+    frame = registry_frame()
+    assert frame["name"].tolist() == [s.name for s in REGISTRY] and frame["name"].is_unique
+    assert {"definition", "window", "warmup", "version", "model_input"} <= set(frame.columns)
+
+
+def test_warm_up_values_are_nan_and_later_values_are_complete(table):
+    one = table[table["ticker"] == "S00003"].reset_index(drop=True)
+    for spec in REGISTRY:
+        first_valid = one[spec.name].first_valid_index()
+        assert first_valid is not None and first_valid >= spec.warmup, spec.name
+    assert one[FEATURE_COLUMNS].iloc[200:].notna().all().all()
+    assert np.isfinite(table[FEATURE_COLUMNS].to_numpy(dtype=float)[~table[FEATURE_COLUMNS].isna().to_numpy()]).all()
+
+
+def test_point_in_time_on_real_data_changing_later_bars_changes_nothing_before(sp500):
+    day = pd.Timestamp("2015-06-30")
+    before = compute_features(sp500).set_index(["date", "ticker"])
+    later = sp500["date"] > day
+    tampered = sp500.copy()
+    tampered.loc[later, ["open", "high", "low", "close", "adj_close"]] *= 1.7
+    tampered = tampered.drop(index=tampered.index[later][::3])  # and delete a third of the later bars
+    after = compute_features(tampered).set_index(["date", "ticker"])
+    keep = before.index.get_level_values("date") <= day
+    pd.testing.assert_frame_equal(before[keep][FEATURE_COLUMNS], after.loc[before[keep].index][FEATURE_COLUMNS])
 
 
 def test_the_declared_look_back_reproduces_full_history_features(bars, table):
@@ -40,9 +71,41 @@ def test_the_declared_look_back_reproduces_full_history_features(bars, table):
     short = compute_features(bars[bars["date"] >= start])
     a = table[table["date"] == day].set_index("ticker")[FEATURE_COLUMNS]
     b = short[short["date"] == day].set_index("ticker")[FEATURE_COLUMNS]
-    # Exact for windowed features; EMA/Wilder seeds decay to < 0.01 RSI points within the look-back.
-    np.testing.assert_allclose(a.drop(columns="rsi_14"), b.drop(columns="rsi_14"), atol=1e-4, rtol=0)
-    np.testing.assert_allclose(a["rsi_14"], b["rsi_14"], atol=1e-2, rtol=0)
+    # Exact for windowed features; EMA/Wilder seeds fade to < 0.01 points within the look-back.
+    np.testing.assert_allclose(a.drop(columns=TAIL_SENSITIVE), b.drop(columns=TAIL_SENSITIVE), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(a[TAIL_SENSITIVE], b[TAIL_SENSITIVE], atol=1e-2, rtol=0)
+
+
+def test_new_listings_gaps_and_zero_volume():
+    bars = simulate_bars(7, 6, "2022-01-03", "2023-06-30")
+    listing = bars[(bars["ticker"] != "S00005") | (bars["date"] >= "2022-09-01")]  # S00005 lists later
+    gap = listing.drop(
+        index=listing.index[(listing["ticker"] == "S00004") & listing["date"].between("2023-01-09", "2023-01-11")]
+    )
+    gap.loc[(gap["ticker"] == "S00003") & gap["date"].between("2023-02-01", "2023-03-15"), "volume"] = 0.0
+    out = compute_features(gap).set_index(["date", "ticker"])
+    values = out[FEATURE_COLUMNS].to_numpy(dtype=float)
+    assert not np.isinf(values).any()
+    own = compute_features(gap[gap["ticker"] == "S00005"]).set_index(["date", "ticker"])
+    per_ticker = ["rsi_14", "macd_pct", "stoch_k", "adx_14", "bb_pctb", "atr_pct", "cmf_20", "sma_50_gap"]
+    pd.testing.assert_frame_equal(out.loc[own.index, per_ticker], own[per_ticker])  # as if the series began there
+    zero = out.xs("S00003", level="ticker").loc["2023-03-01"]
+    assert np.isnan(zero["volume_ratio_20"]) and np.isnan(zero["obv_change_20"])
+    assert zero[["rsi_14", "ret_5", "atr_pct"]].notna().all()  # price features do not care about volume
+
+
+def test_market_context_index_vix_and_sectors(bars):
+    dates = pd.DatetimeIndex(sorted(bars["date"].unique()))
+    index = pd.Series(np.linspace(100.0, 200.0, len(dates)), index=dates)  # a steady bull market
+    vix = pd.Series(17.5, index=dates)
+    sectors = {t: ticker_sector(t) for t in bars["ticker"].unique()}
+    out = compute_features(bars, MarketContext(index_close=index, vix=vix, sectors=sectors))
+    last = out[out["date"] == dates[-1]].set_index("ticker")
+    assert (last["market_regime"] == 1.0).all() and (last["vix"] == 17.5).all()
+    same_sector = [t for t, s in sectors.items() if s == sectors["S00000"]]
+    peers = last.loc[same_sector, "ret_20"]
+    assert last.loc["S00000", "sector_rel_20"] == pytest.approx(last.loc["S00000", "ret_20"] - peers.mean())
+    assert last["ret_5_rank"].between(0, 1).all() and abs(last["ret_5_z"].mean()) < 1e-9
 
 
 def test_feature_values_by_hand():

@@ -22,7 +22,8 @@ def test_primary_first_fallback_per_ticker_and_disagreements(tmp_path):
     other = sim[sim["ticker"] == "S00001"].assign(close=lambda f: f["close"] * 1.01, high=lambda f: f["high"] * 1.01)
     extra = sim[sim["ticker"] == "S00002"].assign(ticker="X0001")
     pd.concat([other, extra])[["date", "ticker", "open", "high", "low", "close", "volume"]].to_csv(
-        tmp_path / "bars.csv", index=False)
+        tmp_path / "bars.csv", index=False
+    )
     resources = {
         "simulated_provider": SimulatedProvider(universe_size=3),
         "files_provider": FilesProvider(path=str(tmp_path / "bars.csv")),
@@ -31,8 +32,12 @@ def test_primary_first_fallback_per_ticker_and_disagreements(tmp_path):
         "duckdb": DuckDBResource(database=str(tmp_path / "catalog.duckdb")),
     }
     tags = {"dagster/asset_partition_range_start": START, "dagster/asset_partition_range_end": END}
-    result = dg.materialize([raw_bars_simulated, raw_bars_files, validated_bars], resources=resources, tags=tags,
-                            instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize(
+        [raw_bars_simulated, raw_bars_files, validated_bars],
+        resources=resources,
+        tags=tags,
+        instance=dg.DagsterInstance.ephemeral(),
+    )
     assert result.success
     meta = {k: v.value for k, v in result.asset_materializations_for_node("validated_bars")[-1].metadata.items()}
     sessions = sim["date"].nunique()
@@ -44,7 +49,11 @@ def test_primary_first_fallback_per_ticker_and_disagreements(tmp_path):
     lake = Lake(str(tmp_path / "lake"))
     bars = lake.read_range("validated", "bars", START, END)
     assert bars.groupby("ticker")["provider"].first().to_dict() == {
-        "S00000": "simulated", "S00001": "simulated", "S00002": "simulated", "X0001": "files"}
+        "S00000": "simulated",
+        "S00001": "simulated",
+        "S00002": "simulated",
+        "X0001": "files",
+    }
     diffs = lake.read_range("validated", "disagreements", START, END)
     assert set(diffs["ticker"]) == {"S00001"} and np.allclose(diffs["diff_bps"], 100.0)
 

@@ -21,8 +21,11 @@ def sp500_checked(shared_data):
 def test_sp500_file_every_row_accounted_for_and_the_documented_defects_found(sp500_checked):
     raw, checked = sp500_checked
     assert len(checked.valid) + len(checked.quarantined) == len(raw) == 619_040
-    assert checked.quarantined["rule"].value_counts().to_dict() == {"ohlc": 12, "open:not_nullable": 9,
-                                                                   "high:not_nullable": 2}
+    assert checked.quarantined["rule"].value_counts().to_dict() == {
+        "ohlc": 12,
+        "open:not_nullable": 9,
+        "high:not_nullable": 2,
+    }
     # The unadjusted corporate actions: EBAY's PayPal spin-off re-prices by 2.5x at the open with ordinary volume
     # and is adjusted as a detected split; NI's spin-off and Discovery's C-share dividend trade in heavy volume and
     # are flagged (kept, reported), like 97 other moves beyond 8 robust sigmas.
@@ -52,8 +55,10 @@ def test_the_four_aapl_splits_are_detected_and_the_2000_crash_is_not(shared_data
     bars = bars.rename_axis("date").reset_index().assign(date=lambda f: pd.to_datetime(f["date"]), ticker="AAPL")
     splits = an.detect_splits(bars)
     assert splits[["date", "value"]].to_dict("records") == [
-        {"date": pd.Timestamp("2000-06-21"), "value": 2.0}, {"date": pd.Timestamp("2005-02-28"), "value": 2.0},
-        {"date": pd.Timestamp("2014-06-09"), "value": 7.0}, {"date": pd.Timestamp("2020-08-31"), "value": 4.0},
+        {"date": pd.Timestamp("2000-06-21"), "value": 2.0},
+        {"date": pd.Timestamp("2005-02-28"), "value": 2.0},
+        {"date": pd.Timestamp("2014-06-09"), "value": 7.0},
+        {"date": pd.Timestamp("2020-08-31"), "value": 4.0},
     ]
     jumps = an.unexplained_jumps(bars, splits)
     assert jumps["date"].tolist() == [pd.Timestamp("2000-09-29")]  # the real -52% day, in 22x volume
@@ -65,8 +70,17 @@ def load_repair_case(path) -> tuple[pd.DataFrame, pd.DataFrame]:
     frame = frame.rename(columns={frame.columns[0]: "stamp"})
     dates = pd.to_datetime(frame["stamp"].str[:10])
     ticker = path.name.split("-1")[0]
-    bars = pd.DataFrame({"date": dates, "ticker": ticker, "open": frame["Open"], "high": frame["High"],
-                         "low": frame["Low"], "close": frame["Close"], "volume": frame["Volume"]})
+    bars = pd.DataFrame(
+        {
+            "date": dates,
+            "ticker": ticker,
+            "open": frame["Open"],
+            "high": frame["High"],
+            "low": frame["Low"],
+            "close": frame["Close"],
+            "volume": frame["Volume"],
+        }
+    )
     bars = bars.dropna(subset=["open", "high", "low", "close"]).sort_values("date", ignore_index=True)
     events = [(d, ticker, "dividend", v) for d, v in zip(dates, frame["Dividends"], strict=True) if v > 0]
     events += [(d, ticker, "split", v) for d, v in zip(dates, frame["Stock Splits"], strict=True) if v > 0]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from stockpred_assets.core.features import FEATURE_COLUMNS
+from stockpred_assets.core.feature_registry import FEATURE_COLUMNS, REQUIRED_FEATURES
 
 
 def feature_matrix(features: pd.DataFrame) -> pd.DataFrame:
-    """Model inputs indexed by (date, ticker); rows still in warm-up (any NaN) are left out."""
+    """Model inputs indexed by (date, ticker); rows whose short-window features are still warming up are left out."""
     X = features.set_index(["date", "ticker"])[FEATURE_COLUMNS].sort_index()
-    return X.dropna()
+    return X.dropna(subset=REQUIRED_FEATURES)
 
 
 def training_set(features: pd.DataFrame, labels: pd.Series) -> tuple[pd.DataFrame, pd.Series]:

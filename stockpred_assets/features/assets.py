@@ -5,13 +5,26 @@ import pandas as pd
 
 from stockpred_assets.core import calendar
 from stockpred_assets.core.adjustments import adjust
-from stockpred_assets.core.features import FEATURE_COLUMNS, LOOKBACK_SESSIONS, compute_features
+from stockpred_assets.core.feature_registry import FEATURE_SET_VERSION, registry_frame
+from stockpred_assets.core.features import FEATURE_COLUMNS, LOOKBACK_SESSIONS, MarketContext, compute_features
 from stockpred_assets.metadata import table_metadata
 from stockpred_assets.partitions import partition_days, trading_days
 from stockpred_resources.lake import DuckDBResource, LakeResource
+from stockpred_resources.market_data import MarketDataResource
 
 # The look-back in weekday partitions: sessions plus room for the holidays among them.
 LOOKBACK_PARTITIONS = LOOKBACK_SESSIONS + LOOKBACK_SESSIONS // 20 + 5
+
+
+def market_context(lake: LakeResource, market_data: MarketDataResource) -> MarketContext:
+    """Index and VIX from the configured files, sectors from what the providers recorded at ingestion."""
+    sectors: dict[str, str] = {}
+    for name in reversed(market_data.providers):  # the primary provider's mapping wins
+        try:
+            sectors.update(lake.read_table("reference", f"sectors_{name}").set_index("ticker")["sector"].to_dict())
+        except FileNotFoundError:
+            continue
+    return MarketContext(index_close=market_data.index_close(), vix=market_data.vix(), sectors=sectors)
 
 
 @dg.asset(
@@ -24,26 +37,35 @@ LOOKBACK_PARTITIONS = LOOKBACK_SESSIONS + LOOKBACK_SESSIONS // 20 + 5
     ],
     kinds={"pandas", "parquet", "duckdb"},
 )
-def features(context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
-    """Technical indicators and return statistics; a value for day D uses bars up to D only."""
+def features(
+    context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource, market_data: MarketDataResource
+) -> dg.MaterializeResult:
+    """Technical indicators, statistics and market context; a value for day D uses bars up to D only."""
     days = partition_days(context)
     lake.require_partitions("validated", "bars", days)
     history_start = calendar.previous_sessions(days[0], LOOKBACK_SESSIONS)[0]
     bars = lake.read_range("validated", "bars", history_start, days[-1])
     events = lake.read_range("validated", "events", history_start, days[-1])
-    table = compute_features(adjust(bars, events))
+    table = compute_features(adjust(bars, events), market_context(lake, market_data))
     table = table[table["date"] >= pd.Timestamp(days[0])]
     paths = lake.write_partitions("features", "features", table, days)
-    view = duckdb.register_view(lake.lake(), "features", "features")
+    lake.write_table("features", "registry", registry_frame())
+    store = lake.lake()
+    for view, (layer, name) in {"features": ("features", "features"), "bars": ("validated", "bars")}.items():
+        duckdb.register_view(store, layer, name, view=view)
     complete = table.dropna(subset=FEATURE_COLUMNS)
     return dg.MaterializeResult(
         metadata={
             **table_metadata(table, paths),
             "complete_rows": dg.MetadataValue.int(len(complete)),
+            "feature_set_version": FEATURE_SET_VERSION,
             "feature_columns": dg.MetadataValue.json(FEATURE_COLUMNS),
-            "duckdb_view": dg.MetadataValue.text(view),
+            "nan_share_by_feature": dg.MetadataValue.json(table[FEATURE_COLUMNS].isna().mean().round(4).to_dict()),
+            "duckdb_views": "features, bars",
             "preview": dg.MetadataValue.md(
-                complete.tail(5).round(4).to_markdown(index=False) if len(complete) else "-"
+                complete[["date", "ticker", *FEATURE_COLUMNS[:8]]].tail(5).round(4).to_markdown(index=False)
+                if len(complete)
+                else "-"
             ),
         }
     )

@@ -53,6 +53,9 @@ def ingest(
     paths = lake.write_partitions("raw", f"bars_{name}", bars, days)
     lake.write_partitions("raw", f"events_{name}", events, days)
     lake.write_partitions("raw", f"dead_letter_{name}", dead_letter, days)
+    sectors = provider.sectors()
+    if sectors:
+        lake.write_table("reference", f"sectors_{name}", pd.DataFrame(sectors.items(), columns=["ticker", "sector"]))
     for failure in failures.itertuples():
         context.log.warning(f"{name}: {failure.ticker} failed ({failure.kind}): {failure.reason}")
     return dg.MaterializeResult(metadata={**table_metadata(bars, paths), **fetch_metadata(name, wanted, report)})

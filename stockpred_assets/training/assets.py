@@ -6,7 +6,7 @@ import pandas as pd
 
 from stockpred_assets.core.adjustments import adjust
 from stockpred_assets.core.calendar import previous_sessions
-from stockpred_assets.core.features import LOOKBACK_SESSIONS
+from stockpred_assets.core.features import FEATURE_SET_VERSION, LOOKBACK_SESSIONS
 from stockpred_assets.core.training import train_lgbm
 from stockpred_assets.metadata import float_metadata
 from stockpred_assets.partitions import week_start, weeks
@@ -55,7 +55,14 @@ def lgbm_model(
     result = train_lgbm(table, bars, config.horizon, seed=config.seed, num_boost_round=config.num_boost_round)
     tags = {PARTITION_TAG: context.partition_key, "dagster_run_id": context.run.run_id, "model_family": "lightgbm"}
     with mlflow_resource.start_run(f"lgbm-{context.partition_key}", tags) as run:
-        mlflow.log_params({**config.model_dump(), "cutoff": f"{cutoff:%Y-%m-%d}", **result.segments})
+        mlflow.log_params(
+            {
+                **config.model_dump(),
+                "cutoff": f"{cutoff:%Y-%m-%d}",
+                **result.segments,
+                "feature_set_version": FEATURE_SET_VERSION,
+            }
+        )
         mlflow.log_metrics({f"test_{k}": v for k, v in result.test_metrics.items()})
         mlflow.log_metrics({f"test_residual_{k}": v for k, v in result.residual_quantiles.items()})
         mlflow.log_metrics({f"rows_{k}": v for k, v in result.sizes.items()})

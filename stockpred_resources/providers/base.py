@@ -111,6 +111,10 @@ class MarketDataProvider(dg.ConfigurableResource):
             symbols += [line.split("#", 1)[0].strip() for line in lines]
         return list(dict.fromkeys(s.strip().upper() for s in symbols if s and s.strip()))
 
+    def sectors(self) -> dict[str, str]:
+        """Ticker -> sector where the provider knows it (used for sector-relative features)."""
+        return {}
+
     @abstractmethod
     def fetch_history(self, ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> TickerHistory:
         """Bars and events of one ticker for the sessions in [start, end], in one request; raises ProviderError."""

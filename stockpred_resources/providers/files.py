@@ -88,8 +88,16 @@ class FilesProvider(MarketDataProvider):
                 request_id=self._request_id,
                 ingested_at=pd.Timestamp.now(tz="UTC").tz_localize(None),
             )
-            self._table = frame[RAW_BAR_COLUMNS].sort_values(["ticker", "date"], ignore_index=True)
+            extra = ["sector"] if "sector" in frame.columns else []
+            self._table = frame[[*RAW_BAR_COLUMNS, *extra]].sort_values(["ticker", "date"], ignore_index=True)
         return self._table
+
+    def sectors(self) -> dict[str, str]:
+        """From a `sector` column when the files have one (map e.g. "GICS Sector" to it with column_mapping)."""
+        table = self.table()
+        if "sector" not in table.columns:
+            return {}
+        return table.dropna(subset=["sector"]).groupby("ticker")["sector"].last().to_dict()
 
     def universe(self) -> list[str]:
         return super().universe() or sorted(self.table()["ticker"].unique())
@@ -99,5 +107,5 @@ class FilesProvider(MarketDataProvider):
         rows = table[table["ticker"] == ticker]
         if rows.empty:
             raise UnknownTickerError(f"{ticker} is not in {self.path}")
-        rows = rows[(rows["date"] >= pd.Timestamp(start)) & (rows["date"] <= pd.Timestamp(end))]
+        rows = rows[(rows["date"] >= pd.Timestamp(start)) & (rows["date"] <= pd.Timestamp(end))][RAW_BAR_COLUMNS]
         return TickerHistory(ticker=ticker, bars=rows.reset_index(drop=True), events=empty_frame(EVENT_COLUMNS))

@@ -8,7 +8,7 @@ import uuid
 import pandas as pd
 from pydantic import Field
 
-from stockpred_assets.core.simulation import Regime, simulate_market, simulated_tickers
+from stockpred_assets.core.simulation import Regime, simulate_market, simulated_tickers, ticker_sector
 from stockpred_resources.providers.base import FetchReport, MarketDataProvider, TickerHistory, UnknownTickerError
 
 
@@ -30,6 +30,9 @@ class SimulatedProvider(MarketDataProvider):
 
     def universe(self) -> list[str]:
         return super().universe() or simulated_tickers(self.universe_size)
+
+    def sectors(self) -> dict[str, str]:
+        return {t: ticker_sector(t) for t in self.universe() if t in set(simulated_tickers(self.universe_size))}
 
     def _regime(self) -> Regime | None:
         if self.regime_start is None:
