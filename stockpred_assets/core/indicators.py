@@ -78,27 +78,33 @@ def _rsi(x, n, y):
 
 @_jit
 def _macd(x, fast, slow, signal, y):
-    """TA-Lib MACD: both EMAs start on the slow EMA's first row (the fast one seeded with its own last `fast` rows),
-    the signal is an EMA of the line, and all three outputs start with the signal."""
-    start = slow - 1
-    fast_ema, slow_ema = np.full(len(x), np.nan), np.full(len(x), np.nan)
-    _ema(x, fast, 2.0 / (fast + 1), start, fast_ema)
-    _ema(x, slow, 2.0 / (slow + 1), start, slow_ema)
-    line = fast_ema - slow_ema
-    _ema(line, signal, 2.0 / (signal + 1), start + signal - 1, y[1])
-    first = start + signal - 1
+    """TA-Lib MACD (outputs: line, signal, histogram): both EMAs start on the slow EMA's first row, the fast one seeded
+    with its own last `fast` rows; the signal is an EMA of the line; all three start with the signal. The histogram
+    row holds the slow EMA until the end."""
+    start, first = slow - 1, slow + signal - 2
+    if first >= len(x):
+        return
+    line, sig, hist = y[0], y[1], y[2]
+    _ema(x, fast, 2.0 / (fast + 1), start, line)
+    _ema(x, slow, 2.0 / (slow + 1), start, hist)
+    for i in range(start, len(x)):
+        line[i] -= hist[i]
+    _ema(line, signal, 2.0 / (signal + 1), first, sig)
     for i in range(first, len(x)):
-        y[0, i] = line[i]
-        y[2, i] = line[i] - y[1, i]
+        hist[i] = line[i] - sig[i]
+    line[:first] = np.nan
+    hist[:first] = np.nan
 
 
 @_jit
 def _stochastic(high, low, close, fastk, slowk, slowd, y):
-    """TA-Lib STOCH with SMA smoothing: fast %K over `fastk` rows, slow %K = SMA(fast %K), %D = SMA(slow %K)."""
+    """TA-Lib STOCH with SMA smoothing: fast %K over `fastk` rows, slow %K = SMA(fast %K), %D = SMA(slow %K); both
+    outputs start with %D. Fast %K is kept in the %D row until %D replaces it."""
     m = len(close)
-    if m < fastk:
+    first = fastk + slowk + slowd - 3
+    if m <= first:
         return
-    fast = np.empty(m - fastk + 1)
+    fast, slow_k, slow_d = y[1], y[0], y[1]
     for i in range(fastk - 1, m):
         highest, lowest = high[i], low[i]
         for j in range(i - fastk + 1, i):
@@ -107,14 +113,11 @@ def _stochastic(high, low, close, fastk, slowk, slowd, y):
         span = highest - lowest
         # A range within TA_EPSILON of the extremes' magnitude is flat; TA-Lib's %K is then 0.
         flat = abs(span) <= EPSILON * (abs(highest) + abs(lowest))
-        fast[i - fastk + 1] = 0.0 if flat else (close[i] - lowest) / span * 100.0
-    slow_k = np.full(len(fast), np.nan)
-    _sma(fast, slowk, slow_k)
-    slow_d = np.full(len(fast), np.nan)
-    _sma(slow_k[slowk - 1 :], slowd, slow_d[slowk - 1 :])
-    for i in range(slowk + slowd - 2, len(fast)):
-        y[0, i + fastk - 1] = slow_k[i]
-        y[1, i + fastk - 1] = slow_d[i]
+        fast[i] = 0.0 if flat else (close[i] - lowest) / span * 100.0
+    _sma(fast[fastk - 1 :], slowk, slow_k[fastk - 1 :])
+    _sma(slow_k[fastk + slowk - 2 :], slowd, slow_d[fastk + slowk - 2 :])
+    slow_k[:first] = np.nan
+    slow_d[:first] = np.nan
 
 
 @_jit
@@ -256,38 +259,59 @@ def _obv(close, volume, y):
         y[i] = value
 
 
-@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
-def _window_sums(a, b, end, n):
-    """Sums of a and b over the n rows ending at `end`, each window summed afresh (nothing drifts)."""
-    sum_a = sum_b = 0.0
-    for j in range(end - n + 1, end + 1):
-        sum_a += a[j]
-        sum_b += b[j]
-    return sum_a, sum_b
-
-
 @_jit
 def _cmf(high, low, close, volume, n, y):
     """Chaikin Money Flow: sum(MFV, n) / sum(volume, n), MFV = ((close-low) - (high-close)) / (high-low) * volume, 0 when
-    high == low. A window without volume sums to exactly 0/0 and reads NaN: there is no money flow to measure."""
-    m = len(close)
-    flow = np.empty(m)
-    for i in range(m):
+    high == low. A window in which no volume traded has no money flow to measure: NaN. The count of rows with volume
+    decides that exactly, where a running total could keep a rounding residue."""
+    flow = np.empty(len(close))
+    money = traded = 0.0
+    active = 0
+    for i in range(len(close)):
         span = high[i] - low[i]
         flow[i] = ((close[i] - low[i]) - (high[i] - close[i])) / span * volume[i] if span != 0.0 else 0.0
-    for i in range(n - 1, m):
-        money, traded = _window_sums(flow, volume, i, n)
-        y[i] = money / traded if traded != 0.0 else np.nan
+        money += flow[i]
+        traded += volume[i]
+        active += volume[i] != 0.0
+        if i >= n - 1:
+            y[i] = money / traded if active > 0 else np.nan
+            money -= flow[i - n + 1]
+            traded -= volume[i - n + 1]
+            active -= volume[i - n + 1] != 0.0
 
 
-# --- all tickers: gather each ticker's valid rows, run one algorithm, scatter back ------------------------------------
+# --- all tickers: each ticker's complete rows as one contiguous series ------------------------------------------------
 
-SMA, EMA, RSI, MACD, STOCH, ADX, TRANGE, ATR, BBANDS, OBV, CMF = range(11)
+SMA, EMA, RSI, MACD, STOCH, ADX, TRANGE, ATR, BBANDS, OBV, CMF, STANDARD = range(12)
+
+# Outputs of indicator_set(), in the order _standard_set() writes them.
+STANDARD_SET = [
+    *("rsi_14", "macd", "macd_signal", "macd_hist", "stoch_k", "stoch_d", "sma_10", "sma_20", "sma_50", "ema_12"),
+    *("ema_26", "adx_14", "plus_di_14", "minus_di_14", "bb_middle", "bb_upper", "bb_lower", "bb_pctb", "bb_width"),
+    *("atr_14", "obv", "cmf_20"),
+]
+
+
+@_jit
+def _standard_set(high, low, close, volume, y):
+    _rsi(close, 14, y[0])
+    _macd(close, 12, 26, 9, y[1:4])
+    _stochastic(high, low, close, 14, 3, 3, y[4:6])
+    _sma(close, 10, y[6])
+    _sma(close, 20, y[7])
+    _sma(close, 50, y[8])
+    _ema(close, 12, 2.0 / 13, 11, y[9])
+    _ema(close, 26, 2.0 / 27, 25, y[10])
+    _adx(high, low, close, 14, y[11:14])
+    _bollinger(close, 20, 2.0, y[14:19])
+    _atr(high, low, close, 14, y[19])
+    _obv(close, volume, y[20])
+    _cmf(high, low, close, volume, 20, y[21])
 
 
 @_jit
 def _one(code, x, m, p, y):
-    """Run indicator `code` on one ticker's valid rows: the first m columns of x (inputs) and y (outputs)."""
+    """Run indicator `code` on one ticker's series: the first m columns of x (inputs) into y (outputs)."""
     a, b, c, d = x[0][:m], x[1 % len(x)][:m], x[2 % len(x)][:m], x[3 % len(x)][:m]
     if code == SMA:
         _sma(a, int(p[0]), y[0])
@@ -312,13 +336,15 @@ def _one(code, x, m, p, y):
         _obv(a, b, y[0])
     elif code == CMF:
         _cmf(a, b, c, d, int(p[0]), y[0])
+    elif code == STANDARD:
+        _standard_set(a, b, c, d, y)
 
 
 @_jit
 def _panel(code, inputs, p, out):
     """inputs (tickers, k, rows) and out (tickers, outputs, rows, NaN-filled): each ticker's block is contiguous. A
-    ticker's complete rows (all k inputs present) form its series; when some row is incomplete (late listing, gap)
-    the complete rows are gathered into one contiguous series and the results written back to their rows."""
+    ticker's complete rows (all k inputs present) form its series; when a row is incomplete (late listing, gap), the
+    complete rows are gathered into one contiguous series and the results written back to their rows."""
     tickers, k, rows = inputs.shape
     at = np.empty(rows, np.int64)
     x = np.empty((k, rows))
@@ -380,7 +406,7 @@ def wilder(x: pd.DataFrame, n: int) -> pd.DataFrame:
 
 
 def rsi(close: pd.DataFrame, n: int = 14) -> pd.DataFrame:
-    """Wilder's RSI (TA-Lib RSI); 0 when there was neither gain nor loss, as TA-Lib answers."""
+    """Wilder's RSI (TA-Lib RSI); 0 while the price has not moved, as TA-Lib answers."""
     return _run(RSI, [close], ["rsi"], n)["rsi"]
 
 
@@ -399,7 +425,7 @@ def stochastic(
 
 
 def adx(high: pd.DataFrame, low: pd.DataFrame, close: pd.DataFrame, n: int = 14) -> dict[str, pd.DataFrame]:
-    """Wilder's ADX (from row 2n-1) with +DI and -DI (from row n): TA-Lib ADX, PLUS_DI, MINUS_DI."""
+    """Wilder's ADX (from a ticker's row 2n-1) with +DI and -DI (from row n): TA-Lib ADX, PLUS_DI, MINUS_DI."""
     return _run(ADX, [high, low, close], ["adx", "plus_di", "minus_di"], n)
 
 
@@ -426,3 +452,12 @@ def obv(close: pd.DataFrame, volume: pd.DataFrame) -> pd.DataFrame:
 def cmf(high: pd.DataFrame, low: pd.DataFrame, close: pd.DataFrame, volume: pd.DataFrame, n: int = 20) -> pd.DataFrame:
     """Chaikin Money Flow over n rows; a row with high == low has no money flow, a window without volume is NaN."""
     return _run(CMF, [high, low, close, volume], ["cmf"], n)["cmf"]
+
+
+def indicator_set(
+    high: pd.DataFrame, low: pd.DataFrame, close: pd.DataFrame, volume: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """The standard set (STANDARD_SET: RSI 14, MACD 12/26/9, STOCH 14/3/3, SMA 10/20/50, EMA 12/26, ADX 14 with DI,
+    BBANDS 20/2, ATR 14, OBV, CMF 20) in one pass per ticker, equal to the single-indicator functions on the rows where
+    all four inputs are present (a row missing any of them is left out of every indicator)."""
+    return _run(STANDARD, [high, low, close, volume], STANDARD_SET)
