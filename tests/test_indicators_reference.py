@@ -1,9 +1,14 @@
 """Indicators vs published reference values.
 
 TA-Lib's own regression tables (ta_regtest, 252-bar daily series) for RSI, SMA, EMA, TRANGE, ATR, BBANDS(SMA) and MACD,
-and the StockCharts ChartSchool OBV worked example. Only the variants our code implements are used: startIdx == 0,
+and the StockCharts ChartSchool worked examples for OBV, the stochastic oscillator, ADX/DI, Bollinger Bands, ATR and the
+money-flow volume behind Chaikin Money Flow. Only the variants our code implements are used: startIdx == 0,
 TA_SUCCESS, TA_COMPATIBILITY_DEFAULT. Output index k of a table row is input bar expectedBegIdx + k. Table values are
-rounded/truncated to 2-4 decimals, hence the tolerance.
+rounded/truncated to 2-4 decimals, hence the tolerance; the StockCharts sheets are rounded to 4-10 decimals.
+
+StockCharts seeds Wilder's averages differently from TA-Lib (ATR: the mean of the first n true ranges counting the
+first bar's high-low; ADX: TR14/DM14 as the sum of the first 14 one-day values, where TA-Lib sums 13 and takes a Wilder
+step), and the difference only fades: ADX is compared after a warm-up, ATR through the recursion itself.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from stockpred_assets.core import indicators as ind
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REG = DATA / "indicators" / "talib_regtest"
-OBV_CSV = DATA / "indicators" / "stockcharts" / "cs-obv.csv"
+SHEETS = DATA / "indicators" / "stockcharts"
+OBV_CSV = SHEETS / "cs-obv.csv"
 TOL = {"abs": 1e-2, "rel": 0}  # tables truncate to 2-4 decimals (RSI 49.147 -> 49.14, ATR 3.5599 -> 3.55): error < 0.01
 
 
@@ -175,3 +181,67 @@ def test_obv_matches_stockcharts_example():
     aligned = ours - ours.iloc[1] + cs["OBV"].iloc[1]
     np.testing.assert_array_equal(aligned.iloc[1:].to_numpy(), cs["OBV"].iloc[1:].to_numpy())
     np.testing.assert_array_equal(ours.diff().iloc[2:].to_numpy(), cs["positive-negative"].iloc[2:].to_numpy())
+
+
+def _sheet(name: str) -> pd.DataFrame:
+    return pd.read_csv(SHEETS / f"cs-{name}.csv")
+
+
+def _one(*columns: pd.Series) -> list[pd.DataFrame]:
+    """Sheet columns as one-ticker wide frames."""
+    return [column.to_frame("X") for column in columns]
+
+
+def _compare(ours: pd.Series, sheet: pd.Series, atol: float, start: int = 0) -> None:
+    """Where the sheet has a value (from row `start`), ours has the same one within `atol`."""
+    rows = sheet.notna() & (sheet.index >= start)
+    assert rows.sum() > 0
+    np.testing.assert_allclose(ours[rows].to_numpy(), sheet[rows].to_numpy(), rtol=0, atol=atol)
+
+
+def test_stochastic_matches_stockcharts_example():
+    cs = _sheet("soo")
+    # The sheet leaves Close blank until %K's first row; any close inside the bar leaves every %K unchanged.
+    close = cs["Close"].fillna((cs["High"] + cs["Low"]) / 2)
+    frames = _one(cs["High"], cs["Low"], close)
+    fast_k = ind.stochastic(*frames, fastk=14, slowk=1, slowd=1)["stoch_k"]["X"]
+    slow_k = ind.stochastic(*frames, fastk=14, slowk=3, slowd=1)["stoch_k"]["X"]
+    _compare(fast_k, cs["SO"], atol=1e-5)
+    _compare(slow_k, cs["SO_SIG"], atol=1e-5)
+
+
+def test_adx_matches_stockcharts_example_after_warm_up():
+    cs = _sheet("adx")
+    out = ind.adx(*_one(cs["High"], cs["Low"], cs["Close"]), n=14)
+    _compare(ind.true_range(*_one(cs["High"], cs["Low"], cs["Close"]))["X"], cs["TR"], atol=1e-9)
+    for ours, column in [("plus_di", "+DI14"), ("minus_di", "-DI14"), ("adx", "ADX")]:
+        _compare(out[ours]["X"], cs[column], atol=1e-6, start=300)  # the seeds' difference is below 1e-7 by then
+
+
+def test_bollinger_bands_match_stockcharts_example():
+    cs = _sheet("bbands")
+    bands = {k: v["X"] for k, v in ind.bollinger(*_one(cs["Close"]), n=20, k=2.0).items()}
+    _compare(bands["bb_middle"], cs["MiddleBand"], atol=1e-5)
+    _compare(bands["bb_upper"], cs["HighBand"], atol=1e-5)
+    _compare(bands["bb_lower"], cs["LowBand"], atol=1e-5)
+    _compare(bands["bb_width"] * 100.0, cs["WidthBand"], atol=1e-5)  # the sheet gives the width in percent
+    _compare(bands["bb_pctb"], cs["PercentageBand"], atol=1e-5)
+
+
+@pytest.mark.parametrize(("sheet", "n"), [("atr", 14), ("atr2", 10)])
+def test_atr_follows_stockcharts_example_recursion(sheet, n):
+    cs = _sheet(sheet)
+    frames = _one(cs["High"], cs["Low"], cs["Close"])
+    _compare(ind.true_range(*frames)["X"], cs["TR"], atol=1e-9, start=1)
+    # Same true ranges, same Wilder step, different seeds: the gap between the two shrinks by (n-1)/n a row, exactly.
+    gap = (ind.atr(*frames, n=n)["X"] - cs["ATR"]).iloc[n:]
+    np.testing.assert_allclose((gap / gap.shift(1)).iloc[1:], (n - 1) / n, rtol=1e-6)
+
+
+@pytest.mark.parametrize("n", [3, 10, 20])
+def test_cmf_matches_stockcharts_money_flow_volume(n):
+    cs = _sheet("accum")  # the Accumulation/Distribution sheet: no CMF sheet exists, its money-flow terms are CMF's
+    ours = ind.cmf(*_one(cs["High"], cs["Low"], cs["Close"], cs["Volume"]), n=n)["X"]
+    expected = cs["MF Value"].rolling(n).sum() / cs["Volume"].rolling(n).sum()
+    _compare(ours, expected, atol=1e-6)  # the sheet rounds money-flow volume to 4 decimals
+    assert ours.iloc[: n - 1].isna().all()

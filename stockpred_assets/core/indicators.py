@@ -13,13 +13,20 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pandas as pd
+from numba.extending import intrinsic
 
 # TA-Lib's TA_EPSILON: its zero tests (TA_IS_ZERO, TA_IS_ZERO_SCALED) use this band.
 EPSILON = 1e-14
 
 _jit = numba.njit(cache=True, nogil=True)
-# TA-Lib's recent builds fuse some multiply-adds (EMA, ATR): letting LLVM contract them there reproduces its bits.
-_jit_fused = numba.njit(cache=True, nogil=True, fastmath={"contract"})
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c rounded once. TA-Lib's current builds fuse the EMA and ATR steps; spelling out the same fused
+    operation reproduces their bits on every CPU, where letting LLVM contract would depend on how it inlines."""
+    signature = numba.types.float64(numba.types.float64, numba.types.float64, numba.types.float64)
+    return signature, lambda context, builder, sig, args: builder.fma(*args)
 
 
 # --- one ticker: TA-Lib's algorithms on contiguous rows (x: inputs, p: parameters, y: outputs, NaN-filled) -----------
@@ -39,9 +46,9 @@ def _sma(x, n, y):
         total -= x[i - n + 1]
 
 
-@_jit_fused
+@_jit
 def _ema(x, n, k, start, y):
-    """TA_INT_EMA from row `start`: seeded with the mean of the n rows up to it, then y += (x - y) * k."""
+    """TA_INT_EMA from row `start`: seeded with the mean of the n rows up to it, then y = (x - y) * k + y."""
     if start >= len(x):
         return
     total = 0.0
@@ -50,7 +57,7 @@ def _ema(x, n, k, start, y):
     value = total / n
     y[start] = value
     for i in range(start + 1, len(x)):
-        value = ((x[i] - value) * k) + value
+        value = _fma(x[i] - value, k, value)
         y[i] = value
 
 
@@ -148,10 +155,11 @@ def _adx(high, low, close, n, y):
         tr = tr - tr / n + move if i >= n else tr + move
         if i < n:
             continue
-        # TA-Lib skips a row whose TR sum or DI sum is zero: DI reads 0, and the row adds nothing to the ADX.
+        # TA-Lib skips a row whose TR sum is zero (DI reads 0) or whose DI sum is within TA_EPSILON of zero: the row
+        # adds nothing to the ADX.
         dx = np.nan
         y[1, i] = y[2, i] = 0.0
-        if abs(tr) >= EPSILON:
+        if tr > 0.0:
             y[1, i] = 100.0 * (plus_dm / tr)
             y[2, i] = 100.0 * (minus_dm / tr)
             di_sum = y[2, i] + y[1, i]
@@ -167,7 +175,7 @@ def _adx(high, low, close, n, y):
         y[0, i] = adx
 
 
-@_jit_fused
+@_jit
 def _atr(high, low, close, n, y):
     """TA-Lib ATR: the mean of the first n true ranges (rows 1..n), then Wilder's step as two coefficients,
     ATR = a * TR + b * ATR with b = (n-1)/n and a = 1 - b."""
@@ -181,7 +189,7 @@ def _atr(high, low, close, n, y):
     beta = (n - 1) / n
     alpha = 1.0 - beta
     for i in range(n + 1, len(close)):
-        value = alpha * _true_range(high, low, close, i) + beta * value
+        value = _fma(beta, value, alpha * _true_range(high, low, close, i))
         y[i] = value
 
 
@@ -261,9 +269,9 @@ def _obv(close, volume, y):
 
 @_jit
 def _cmf(high, low, close, volume, n, y):
-    """Chaikin Money Flow: sum(MFV, n) / sum(volume, n), MFV = ((close-low) - (high-close)) / (high-low) * volume, 0 when
-    high == low. A window in which no volume traded has no money flow to measure: NaN. The count of rows with volume
-    decides that exactly, where a running total could keep a rounding residue."""
+    """Chaikin Money Flow: sum(MFV, n) / sum(volume, n), MFV = ((close-low) - (high-close)) / (high-low) * volume,
+    0 when high == low. A window in which no volume traded has no money flow to measure: NaN. The count of rows with
+    volume decides that exactly, where a running total could keep a rounding residue."""
     flow = np.empty(len(close))
     money = traded = 0.0
     active = 0
@@ -285,11 +293,10 @@ def _cmf(high, low, close, volume, n, y):
 SMA, EMA, RSI, MACD, STOCH, ADX, TRANGE, ATR, BBANDS, OBV, CMF, STANDARD = range(12)
 
 # Outputs of indicator_set(), in the order _standard_set() writes them.
-STANDARD_SET = [
-    *("rsi_14", "macd", "macd_signal", "macd_hist", "stoch_k", "stoch_d", "sma_10", "sma_20", "sma_50", "ema_12"),
-    *("ema_26", "adx_14", "plus_di_14", "minus_di_14", "bb_middle", "bb_upper", "bb_lower", "bb_pctb", "bb_width"),
-    *("atr_14", "obv", "cmf_20"),
-]
+STANDARD_SET = (
+    "rsi_14 macd macd_signal macd_hist stoch_k stoch_d sma_10 sma_20 sma_50 ema_12 ema_26 "
+    "adx_14 plus_di_14 minus_di_14 bb_middle bb_upper bb_lower bb_pctb bb_width atr_14 obv cmf_20"
+).split()
 
 
 @_jit
@@ -375,7 +382,7 @@ def _run(code: int, frames: list[pd.DataFrame], names: list[str], *params: float
     like = frames[0]
     inputs = np.empty((like.shape[1], len(frames), like.shape[0]))
     for i, frame in enumerate(frames):
-        np.copyto(inputs[:, i], _aligned(frame, like).to_numpy().T)
+        np.copyto(inputs[:, i], _aligned(frame, like).to_numpy(dtype=np.float64).T)
     out = np.full((like.shape[1], len(names), like.shape[0]), np.nan)
     _panel(code, inputs, np.asarray(params, dtype=np.float64), out)
     return {name: pd.DataFrame(out[:, o].T, index=like.index, columns=like.columns) for o, name in enumerate(names)}
@@ -387,46 +394,52 @@ def _aligned(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
     return frame.reindex(index=like.index, columns=like.columns)
 
 
+def _period(n: int) -> int:
+    if n < 1:
+        raise ValueError(f"an indicator period must be at least 1, got {n}")
+    return n
+
+
 # --- public API: wide frames in, wide frames out ----------------------------------------------------------------------
 
 
 def sma(x: pd.DataFrame, n: int) -> pd.DataFrame:
     """Simple moving average of the last n valid rows (TA-Lib SMA)."""
-    return _run(SMA, [x], ["sma"], n)["sma"]
+    return _run(SMA, [x], ["sma"], _period(n))["sma"]
 
 
 def ema(x: pd.DataFrame, n: int) -> pd.DataFrame:
     """Exponential moving average, k = 2/(n+1), seeded with the SMA of the first n values (TA-Lib EMA)."""
-    return _run(EMA, [x], ["ema"], n, 2.0 / (n + 1))["ema"]
+    return _run(EMA, [x], ["ema"], _period(n), 2.0 / (n + 1))["ema"]
 
 
 def wilder(x: pd.DataFrame, n: int) -> pd.DataFrame:
     """Wilder's smoothing (k = 1/n) seeded with the SMA of the first n values."""
-    return _run(EMA, [x], ["ema"], n, 1.0 / n)["ema"]
+    return _run(EMA, [x], ["ema"], _period(n), 1.0 / n)["ema"]
 
 
 def rsi(close: pd.DataFrame, n: int = 14) -> pd.DataFrame:
     """Wilder's RSI (TA-Lib RSI); 0 while the price has not moved, as TA-Lib answers."""
-    return _run(RSI, [close], ["rsi"], n)["rsi"]
+    return _run(RSI, [close], ["rsi"], _period(n))["rsi"]
 
 
 def macd(close: pd.DataFrame, fast: int = 12, slow: int = 26, signal: int = 9) -> dict[str, pd.DataFrame]:
     """MACD line, signal and histogram (TA-Lib MACD); all three start once the signal has."""
     if fast >= slow:
         raise ValueError(f"MACD needs fast < slow, got fast={fast}, slow={slow}")
-    return _run(MACD, [close], ["macd", "macd_signal", "macd_hist"], fast, slow, signal)
+    return _run(MACD, [close], ["macd", "macd_signal", "macd_hist"], _period(fast), slow, _period(signal))
 
 
 def stochastic(
     high: pd.DataFrame, low: pd.DataFrame, close: pd.DataFrame, fastk: int = 14, slowk: int = 3, slowd: int = 3
 ) -> dict[str, pd.DataFrame]:
     """Slow stochastic %K and %D (TA-Lib STOCH with SMA smoothing); both start once %D has."""
-    return _run(STOCH, [high, low, close], ["stoch_k", "stoch_d"], fastk, slowk, slowd)
+    return _run(STOCH, [high, low, close], ["stoch_k", "stoch_d"], _period(fastk), _period(slowk), _period(slowd))
 
 
 def adx(high: pd.DataFrame, low: pd.DataFrame, close: pd.DataFrame, n: int = 14) -> dict[str, pd.DataFrame]:
     """Wilder's ADX (from a ticker's row 2n-1) with +DI and -DI (from row n): TA-Lib ADX, PLUS_DI, MINUS_DI."""
-    return _run(ADX, [high, low, close], ["adx", "plus_di", "minus_di"], n)
+    return _run(ADX, [high, low, close], ["adx", "plus_di", "minus_di"], _period(n))
 
 
 def true_range(high: pd.DataFrame, low: pd.DataFrame, close: pd.DataFrame) -> pd.DataFrame:
@@ -436,12 +449,12 @@ def true_range(high: pd.DataFrame, low: pd.DataFrame, close: pd.DataFrame) -> pd
 
 def atr(high: pd.DataFrame, low: pd.DataFrame, close: pd.DataFrame, n: int = 14) -> pd.DataFrame:
     """Average true range: Wilder's smoothing of the true range (TA-Lib ATR)."""
-    return _run(ATR, [high, low, close], ["atr"], n)["atr"]
+    return _run(ATR, [high, low, close], ["atr"], _period(n))["atr"]
 
 
 def bollinger(close: pd.DataFrame, n: int = 20, k: float = 2.0) -> dict[str, pd.DataFrame]:
     """Bollinger Bands on the SMA with population std (TA-Lib BBANDS), plus %b and width (NaN for flat bands)."""
-    return _run(BBANDS, [close], ["bb_middle", "bb_upper", "bb_lower", "bb_pctb", "bb_width"], n, k)
+    return _run(BBANDS, [close], ["bb_middle", "bb_upper", "bb_lower", "bb_pctb", "bb_width"], _period(n), k)
 
 
 def obv(close: pd.DataFrame, volume: pd.DataFrame) -> pd.DataFrame:
@@ -451,7 +464,7 @@ def obv(close: pd.DataFrame, volume: pd.DataFrame) -> pd.DataFrame:
 
 def cmf(high: pd.DataFrame, low: pd.DataFrame, close: pd.DataFrame, volume: pd.DataFrame, n: int = 20) -> pd.DataFrame:
     """Chaikin Money Flow over n rows; a row with high == low has no money flow, a window without volume is NaN."""
-    return _run(CMF, [high, low, close, volume], ["cmf"], n)["cmf"]
+    return _run(CMF, [high, low, close, volume], ["cmf"], _period(n))["cmf"]
 
 
 def indicator_set(
