@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from stockpred_assets.core.models import LGBMForecaster
 
 CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
 PARTITION_TAG = "dagster_partition"
 
 
@@ -29,12 +30,17 @@ def configure_mlflow(
         return mlflow.get_experiment_by_name(experiment).experiment_id
 
 
-def champion_version(client: MlflowClient, model_name: str):
-    """The registry's model version holding the champion alias, or None."""
+def alias_version(client: MlflowClient, model_name: str, alias: str):
+    """The registry's model version holding `alias`, or None."""
     try:
-        return client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
+        return client.get_model_version_by_alias(model_name, alias)
     except MlflowException:
         return None
+
+
+def champion_version(client: MlflowClient, model_name: str):
+    """The registry's model version holding the champion alias, or None."""
+    return alias_version(client, model_name, CHAMPION_ALIAS)
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,8 @@ def test_all_runs_succeed_and_report_metadata(pipeline):
     assert checks["validated_bars_unique_and_consistent"] and checks["validated_bars_complete"]
     assert "features_drift" in checks
     gate = runs["weekly"].get_asset_check_evaluations()[0]
-    assert gate.asset_check_key.name == "lgbm_model_beats_naive" and gate.passed
+    assert gate.asset_check_key.name == "lgbm_model_beats_champion" and gate.passed
+    assert gate.metadata["champion_version"].value == "-"  # the first model only has to show a positive rank IC
     backtest = runs["weekly"].asset_materializations_for_node("backtest_report")[0].metadata
     assert {"ic", "rank_ic", "sharpe", "max_drawdown", "plot", "mlflow_run_id"} <= set(backtest)
 
@@ -92,6 +93,28 @@ def test_lake_catalog_and_registry(pipeline):
     assert champion is not None and champion.tags["dagster_partition"] == WEEK
     run = tracking.client().get_run(champion.run_id)
     assert run.data.params["cutoff"] == WEEK and run.data.params["test"].split("..")[1] < WEEK
+
+
+def test_next_weeks_challenger_must_beat_the_champion_to_replace_it(pipeline):
+    with environment(pipeline["env"]):
+        run = (
+            pipeline["defs"]
+            .resolve_job_def("weekly_training_job")
+            .execute_in_process(
+                instance=pipeline["instance"],
+                partition_key="2025-06-30",
+                raise_on_error=False,
+                asset_selection=[dg.AssetKey("lgbm_model"), dg.AssetKey("champion_model")],
+            )
+        )
+        tracking = MLflowResource(tracking_uri=pipeline["settings"].mlflow_tracking_uri)
+        champion = champion_version(tracking.client(), pipeline["settings"].registered_model)
+    gate = run.get_asset_check_evaluations()[0]
+    meta = {k: v.value for k, v in gate.metadata.items()}
+    assert (meta["challenger_version"], meta["champion_version"]) == ("2", "1")
+    beats = meta["challenger_rank_ic"] > meta["champion_rank_ic"] + meta["margin"]
+    assert gate.passed == beats and run.success == beats
+    assert str(champion.version) == ("2" if beats else "1")
 
 
 def test_online_features_are_in_the_lake_and_redis(pipeline, redis_url):

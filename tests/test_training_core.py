@@ -101,3 +101,18 @@ def test_drift_statistics():
     shifted = frame.assign(**{FEATURE_COLUMNS[1]: frame[FEATURE_COLUMNS[1]] + 2})
     report = feature_drift(frame, shifted, FEATURE_COLUMNS[:2])
     assert report["feature"].iloc[0] == FEATURE_COLUMNS[1] and report["ks_pvalue"].iloc[0] < 1e-6
+
+
+def test_promotion_needs_sanity_and_a_margin_over_the_champion(data):
+    from stockpred_assets.core.promotion import judge
+
+    _, _, X, y = data
+    good, noise = y.rename("prediction"), pd.Series(np.random.default_rng(3).normal(size=len(y)), index=y.index)
+    assert judge(good, None, y, X, 5, margin=0.01).promote
+    assert not judge(noise * 0 + 1.0, None, y, X, 5, margin=0.01).promote  # constant
+    verdict = judge(noise, good, y, X, 5, margin=0.01)
+    assert not verdict.promote and "does not beat the champion" in verdict.reasons[0]
+    partial = good.drop(
+        index=good.xs(X.index.get_level_values("date").max(), level="date", drop_level=False).index[:10]
+    )
+    assert any("covers" in r for r in judge(partial, None, y.loc[partial.index], X, 5, margin=0.01).reasons)

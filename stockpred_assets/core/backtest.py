@@ -68,9 +68,12 @@ def evaluate(
     growth = pd.DataFrame({"long_short": (1 + ls).cumprod(), "buy_and_hold": (1 + periods["buy_and_hold"]).cumprod()})
     mse = float(((pred - label) ** 2).mean())
     naive_mse = float((label**2).mean())
+    # Daily ICs of h-session labels overlap; the t-statistic uses every h-th date so its samples do not.
+    spaced = rank_ic.iloc[::horizon]
     metrics = {
         "ic": float(ic.mean()),
         "rank_ic": float(rank_ic.mean()),
+        "rank_ic_t": float(spaced.mean() / spaced.std() * np.sqrt(len(spaced))) if spaced.std() > 0 else float("nan"),
         "icir": float(ic.mean() / ic.std()) if ic.std() > 0 else float("nan"),
         "rank_icir": float(rank_ic.mean() / rank_ic.std()) if rank_ic.std() > 0 else float("nan"),
         "hit_rate": float((np.sign(pred) == np.sign(label)).mean()),

@@ -21,8 +21,8 @@ def sessions(start: str | pd.Timestamp, end: str | pd.Timestamp) -> pd.DatetimeI
     """Trading sessions in [start, end] as tz-naive midnight timestamps."""
     cal = _calendar()
     start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
-    if start > end:
-        return pd.DatetimeIndex([])
+    if start > end or end < cal.first_session:
+        return pd.DatetimeIndex([], name="date")
     if end > cal.last_session:
         raise ValueError(f"{end.date()} is past the exchange calendar's last known session {cal.last_session.date()}")
     start = max(start, cal.first_session)
@@ -41,6 +41,12 @@ def previous_sessions(day: str | pd.Timestamp, count: int) -> pd.DatetimeIndex:
     # 1.6 calendar days per session is generous for any holiday cluster.
     window = sessions(day - pd.Timedelta(days=int(count * 1.6) + 10), day - pd.Timedelta(days=1))
     return window[-count:]
+
+
+def lookback_start(day: str | pd.Timestamp, count: int) -> pd.Timestamp:
+    """The first of the `count` sessions before `day`, or the calendar's first session when history is shorter."""
+    window = previous_sessions(day, count)
+    return window[0] if len(window) else pd.Timestamp(FIRST_SESSION)
 
 
 def add_sessions(day: str | pd.Timestamp, count: int) -> pd.Timestamp:

@@ -36,6 +36,15 @@ def purged_train_valid(index: pd.MultiIndex, valid_fraction: float, purge: int) 
     return train, valid
 
 
+def folds_from(index: pd.MultiIndex, test_start: pd.Timestamp | str, n_folds: int, purge: int) -> list[Fold]:
+    """Expanding-window folds whose test blocks tile the dates from `test_start` on (refit `n_folds` times)."""
+    dates = _unique_dates(index)
+    first = int(dates.searchsorted(pd.Timestamp(test_start)))
+    if first - purge < 1:
+        raise ValueError(f"no training dates before {pd.Timestamp(test_start):%Y-%m-%d} once {purge} are purged")
+    return walk_forward_folds(index, n_folds, first, purge)
+
+
 def walk_forward_folds(index: pd.MultiIndex, n_folds: int, min_train_dates: int, purge: int) -> list[Fold]:
     """Expanding-window folds that tile the dates after the first `min_train_dates` into `n_folds` test blocks."""
     dates = _unique_dates(index)

@@ -11,7 +11,7 @@ from stockpred_assets.core.backtest import evaluate, walk_forward_predictions
 from stockpred_assets.core.dataset import training_set
 from stockpred_assets.core.labels import forward_returns
 from stockpred_assets.core.models import LGBMForecaster
-from stockpred_assets.core.splits import walk_forward_folds
+from stockpred_assets.core.splits import folds_from, walk_forward_folds
 from stockpred_assets.metadata import float_metadata, png_markdown
 from stockpred_assets.partitions import week_start, weeks
 from stockpred_assets.training.assets import HISTORY_MAPPING, LgbmModelConfig, load_history
@@ -22,6 +22,8 @@ from stockpred_resources.tracking import MLflowResource
 HEADLINE = (
     "ic",
     "rank_ic",
+    "rank_icir",
+    "rank_ic_t",
     "icir",
     "hit_rate",
     "mse_vs_naive",
@@ -36,6 +38,8 @@ HEADLINE = (
 class BacktestConfig(LgbmModelConfig):
     n_folds: int = 4
     min_train_sessions: int = 252
+    oos_start: str | None = None  # when set, the test blocks tile the dates from here on instead
+    num_boost_round: int = 60
     cost_bps: float = 10.0
 
 
@@ -64,8 +68,13 @@ def backtest_report(
     """Out-of-sample walk-forward: expanding-window refits, purged by the horizon, scored on the following block."""
     table, bars = load_history(lake, week_start(context), config.train_weeks)
     X, y = training_set(table, forward_returns(bars, config.horizon))
-    folds = walk_forward_folds(X.index, config.n_folds, config.min_train_sessions, purge=config.horizon)
-    pred = walk_forward_predictions(X, y, folds, lambda: LGBMForecaster(seed=config.seed, num_boost_round=60))
+    folds = (
+        folds_from(X.index, config.oos_start, config.n_folds, purge=config.horizon)
+        if config.oos_start
+        else walk_forward_folds(X.index, config.n_folds, config.min_train_sessions, purge=config.horizon)
+    )
+    make = lambda: LGBMForecaster(seed=config.seed, num_boost_round=config.num_boost_round)  # noqa: E731
+    pred = walk_forward_predictions(X, y, folds, make)
     result = evaluate(pred, y, config.horizon, cost_bps=config.cost_bps)
     figure = _equity_figure(result)
     headline = {k: result.metrics[k] for k in HEADLINE}

@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from stockpred_assets.core.calendar import previous_sessions
+from stockpred_assets.core.calendar import lookback_start
 from stockpred_assets.core.drift import PSI_ALERT, feature_drift
 from stockpred_assets.core.features import FEATURE_COLUMNS
 from stockpred_assets.partitions import partition_days, trading_days
@@ -18,7 +18,7 @@ def features_drift(context: dg.AssetCheckExecutionContext, lake: LakeResource) -
     days = partition_days(context)
     current = lake.read_range("features", "features", days[0], days[-1])
     reference = lake.read_range(
-        "features", "features", previous_sessions(days[0], REFERENCE_SESSIONS)[0], days[0] - pd.Timedelta(days=1)
+        "features", "features", lookback_start(days[0], REFERENCE_SESSIONS), days[0] - pd.Timedelta(days=1)
     )
     if current.empty or reference.empty:
         return dg.AssetCheckResult(

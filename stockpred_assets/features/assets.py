@@ -43,7 +43,7 @@ def features(
     """Technical indicators, statistics and market context; a value for day D uses bars up to D only."""
     days = partition_days(context)
     lake.require_partitions("validated", "bars", days)
-    history_start = calendar.previous_sessions(days[0], LOOKBACK_SESSIONS)[0]
+    history_start = calendar.lookback_start(days[0], LOOKBACK_SESSIONS)
     bars = lake.read_range("validated", "bars", history_start, days[-1])
     events = lake.read_range("validated", "events", history_start, days[-1])
     table = compute_features(adjust(bars, events), market_context(lake, market_data))

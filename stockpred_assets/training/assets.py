@@ -5,13 +5,19 @@ import mlflow
 import pandas as pd
 
 from stockpred_assets.core.adjustments import adjust
-from stockpred_assets.core.calendar import previous_sessions
+from stockpred_assets.core.calendar import lookback_start
 from stockpred_assets.core.features import FEATURE_SET_VERSION, LOOKBACK_SESSIONS
 from stockpred_assets.core.training import train_lgbm
 from stockpred_assets.metadata import float_metadata
 from stockpred_assets.partitions import week_start, weeks
 from stockpred_resources.lake import LakeResource
-from stockpred_resources.registry import CHAMPION_ALIAS, PARTITION_TAG, champion_version
+from stockpred_resources.registry import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    PARTITION_TAG,
+    alias_version,
+    champion_version,
+)
 from stockpred_resources.tracking import MLflowResource
 
 TRAIN_WEEKS = 104
@@ -30,7 +36,7 @@ def load_history(lake: LakeResource, cutoff: pd.Timestamp, train_weeks: int) -> 
     """Features and bars dated in [cutoff - train_weeks, cutoff): nothing on or after the cut-off is read."""
     start, end = cutoff - pd.Timedelta(weeks=train_weeks), cutoff - pd.Timedelta(days=1)
     table = lake.read_range("features", "features", start, end)
-    bars_start = previous_sessions(start, LOOKBACK_SESSIONS)[0]
+    bars_start = lookback_start(start, LOOKBACK_SESSIONS)
     bars = lake.read_range("validated", "bars", bars_start, end)
     if table.empty or bars.empty:
         raise dg.Failure(f"no features or bars before {cutoff:%Y-%m-%d}: materialize the daily assets for that range")
@@ -70,9 +76,10 @@ def lgbm_model(
             result.model.booster, name="model", registered_model_name=mlflow_resource.registered_model
         )
     version = str(info.registered_model_version)
-    mlflow_resource.client().set_model_version_tag(
-        mlflow_resource.registered_model, version, PARTITION_TAG, context.partition_key
-    )
+    client = mlflow_resource.client()
+    client.set_model_version_tag(mlflow_resource.registered_model, version, PARTITION_TAG, context.partition_key)
+    # Every new model is the challenger; only the blocking gate lets champion_model move `champion` to it.
+    client.set_registered_model_alias(mlflow_resource.registered_model, CHALLENGER_ALIAS, version)
     return dg.MaterializeResult(
         metadata={
             "mlflow_run_id": run.info.run_id,
@@ -88,13 +95,14 @@ def lgbm_model(
 
 @dg.asset(partitions_def=weeks, deps=["lgbm_model"], kinds={"mlflow"})
 def champion_model(context: dg.AssetExecutionContext, mlflow_resource: MLflowResource) -> dg.MaterializeResult:
-    """Moves the `champion` alias to this week's model version (runs only after the blocking quality gate passed)."""
+    """Moves `champion` to this week's challenger (runs only after the blocking promotion gate passed)."""
     client = mlflow_resource.client()
     name = mlflow_resource.registered_model
-    versions = client.search_model_versions(f"name = '{name}' and tags.{PARTITION_TAG} = '{context.partition_key}'")
-    if not versions:
-        raise dg.Failure(f"no registered version of {name} for week {context.partition_key}")
-    newest = max(versions, key=lambda v: int(v.version))
+    newest = alias_version(client, name, CHALLENGER_ALIAS)
+    if newest is None or newest.tags.get(PARTITION_TAG) != context.partition_key:
+        raise dg.Failure(
+            f"the challenger of {name} is not week {context.partition_key}'s model: materialize lgbm_model"
+        )
     previous = champion_version(client, name)
     client.set_registered_model_alias(name, CHAMPION_ALIAS, newest.version)
     return dg.MaterializeResult(

@@ -1,37 +1,57 @@
-"""The promotion gate: a model version becomes champion only if it beats the naive forecast out of sample."""
+"""The promotion gate: the challenger becomes champion only if it is sane and beats the champion out of sample."""
 
 import dagster as dg
+import mlflow
+import pandas as pd
 
-from stockpred_assets.partitions import weeks
-from stockpred_resources.registry import PARTITION_TAG
+from stockpred_assets.core.dataset import training_set
+from stockpred_assets.core.labels import forward_returns
+from stockpred_assets.core.models import LGBMForecaster
+from stockpred_assets.core.promotion import judge
+from stockpred_assets.partitions import week_start, weeks
+from stockpred_assets.training.assets import load_history
+from stockpred_resources.lake import LakeResource
+from stockpred_resources.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS, PARTITION_TAG, alias_version
 from stockpred_resources.tracking import MLflowResource
 
-MIN_TEST_RANK_IC = 0.0
-MAX_TEST_MSE_VS_NAIVE = 1.05  # forward returns are mostly noise: allow 5% above the zero forecast's error
+MARGIN = 0.005  # rank IC the challenger must add over the champion on the same rows
+
+
+def _load(name: str, version) -> LGBMForecaster:
+    return LGBMForecaster(booster=mlflow.lightgbm.load_model(f"models:/{name}/{version.version}"))
 
 
 @dg.asset_check(asset="lgbm_model", partitions_def=weeks, blocking=True)
-def lgbm_model_beats_naive(
-    context: dg.AssetCheckExecutionContext, mlflow_resource: MLflowResource
+def lgbm_model_beats_champion(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource, mlflow_resource: MLflowResource
 ) -> dg.AssetCheckResult:
-    """Test-segment rank IC above zero and squared error not materially worse than predicting no change."""
-    client = mlflow_resource.client()
-    versions = client.search_model_versions(
-        f"name = '{mlflow_resource.registered_model}' and tags.{PARTITION_TAG} = '{context.partition_key}'"
-    )
-    if not versions:
-        return dg.AssetCheckResult(passed=False, metadata={"reason": "no registered model version for this week"})
-    newest = max(versions, key=lambda v: int(v.version))
-    metrics = client.get_run(newest.run_id).data.metrics
-    rank_ic, mse_ratio = metrics.get("test_rank_ic", float("nan")), metrics.get("test_mse_vs_naive", float("nan"))
+    """Finite, non-constant predictions covering the universe, and out-of-sample rank IC above the champion's by a
+    margin on the challenger's test segment (which the champion may have trained on: the comparison favours it)."""
+    client, name = mlflow_resource.client(), mlflow_resource.registered_model
+    challenger = alias_version(client, name, CHALLENGER_ALIAS)
+    if challenger is None or challenger.tags.get(PARTITION_TAG) != context.partition_key:
+        return dg.AssetCheckResult(passed=False, metadata={"reason": "no challenger registered for this week"})
+    params = client.get_run(challenger.run_id).data.params
+    horizon = int(params["horizon"])
+    test_start, test_end = (pd.Timestamp(d) for d in params["test"].split(".."))
+    table, bars = load_history(lake, week_start(context), int(params["train_weeks"]))
+    X, y = training_set(table, forward_returns(bars, horizon))
+    dates = X.index.get_level_values("date")
+    rows = (dates >= test_start) & (dates <= test_end)
+    X, y = X[rows], y[rows]
+    champion = alias_version(client, name, CHAMPION_ALIAS)
+    champion_pred = _load(name, champion).predict(X) if champion is not None else None
+    verdict = judge(_load(name, challenger).predict(X), champion_pred, y, X, horizon, MARGIN)
     return dg.AssetCheckResult(
-        passed=bool(rank_ic > MIN_TEST_RANK_IC and mse_ratio < MAX_TEST_MSE_VS_NAIVE),
+        passed=verdict.promote,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
-            "model_version": str(newest.version),
-            "test_rank_ic": float(rank_ic),
-            "test_mse_vs_naive": float(mse_ratio),
-            "min_rank_ic": MIN_TEST_RANK_IC,
-            "max_mse_vs_naive": MAX_TEST_MSE_VS_NAIVE,
+            "challenger_version": str(challenger.version),
+            "champion_version": str(champion.version) if champion is not None else "-",
+            "challenger_rank_ic": verdict.challenger_rank_ic,
+            "champion_rank_ic": verdict.champion_rank_ic if verdict.champion_rank_ic is not None else float("nan"),
+            "margin": MARGIN,
+            "test_segment": params["test"],
+            "reasons": dg.MetadataValue.json(verdict.reasons),
         },
     )

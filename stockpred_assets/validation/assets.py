@@ -25,7 +25,7 @@ def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
 def _validate(lake: LakeResource, name: str, days: list[pd.Timestamp]):
     raw = lake.read_range("raw", f"bars_{name}", days[0], days[-1])
     events = lake.read_range("raw", f"events_{name}", days[0], days[-1])
-    context_start = calendar.previous_sessions(days[0], CONTEXT_SESSIONS)[0]
+    context_start = calendar.lookback_start(days[0], CONTEXT_SESSIONS)
     context = lake.read_range("raw", f"bars_{name}", context_start, days[0] - pd.Timedelta(days=1))
     return len(raw), validate_provider(raw, events, split_valid(context)[0] if len(context) else context)
 

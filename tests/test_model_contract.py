@@ -1,0 +1,185 @@
+"""The contract every model family passes: alignment, save/load, determinism, column order, clear errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from stockpred_assets.core.dataset import training_set
+from stockpred_assets.core.features import compute_features
+from stockpred_assets.core.labels import forward_returns
+from stockpred_assets.core.models import (
+    MODEL_FAMILIES,
+    LGBMForecaster,
+    LinearForecaster,
+    MomentumForecaster,
+    TorchMLPForecaster,
+    ZeroForecaster,
+    load_model,
+    select_device,
+    zero_baseline,
+)
+from stockpred_assets.core.simulation import simulate_bars
+
+# small settings so the whole file runs in seconds; one LightGBM thread: OpenMP spinning stalls a busy 2-core box
+FAST_MODELS = {
+    "lightgbm": lambda: LGBMForecaster(num_boost_round=40, params={"num_threads": 1}),
+    "torch_mlp": lambda: TorchMLPForecaster(epochs=4, device="cpu"),
+    "linear": LinearForecaster,
+    "zero": ZeroForecaster,
+    "momentum": MomentumForecaster,
+}
+# torch may round a row differently when it sits elsewhere in a batch; every other family is exact
+TOLERANCE = {"torch_mlp": 1e-6}
+
+
+@pytest.fixture(scope="module")
+def data():
+    """(X_train, y_train, X_valid, y_valid): the oldest 75% of dates to fit on, the rest to predict."""
+    bars = simulate_bars(7, 20, "2021-01-04", "2022-12-30")
+    X, y = training_set(compute_features(bars), forward_returns(bars, 5))
+    dates = X.index.get_level_values("date")
+    train = dates < dates.unique()[int(0.75 * dates.nunique())]
+    return X[train], y[train], X[~train], y[~train]
+
+
+@pytest.fixture(scope="module", params=sorted(FAST_MODELS))
+def family(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def fitted(family, data):
+    X_train, y_train, X_valid, y_valid = data
+    return FAST_MODELS[family]().fit(X_train, y_train, X_valid, y_valid)
+
+
+def assert_same_predictions(actual: pd.Series, expected: pd.Series, family: str) -> None:
+    pd.testing.assert_series_equal(actual, expected, check_exact=family not in TOLERANCE, atol=TOLERANCE.get(family))
+
+
+def test_every_family_is_registered_and_tested():
+    assert set(FAST_MODELS) == set(MODEL_FAMILIES)
+    assert all(MODEL_FAMILIES[name].family == name for name in MODEL_FAMILIES)
+
+
+def test_predictions_are_finite_and_follow_the_given_row_order(family, fitted, data):
+    X_valid = data[2]
+    pred = fitted.predict(X_valid)
+    assert pred.index.equals(X_valid.index) and pred.name == "prediction" and pred.dtype == float
+    assert np.isfinite(pred).all()
+    assert (pred.nunique() == 1) == (family == "zero")
+    shuffled = X_valid.sample(frac=1.0, random_state=0)
+    on_shuffled = fitted.predict(shuffled)
+    assert on_shuffled.index.equals(shuffled.index)
+    assert_same_predictions(on_shuffled, pred.reindex(shuffled.index), family)
+
+
+def test_missing_feature_values_are_imputed_or_taken_as_missing(fitted, data):
+    X_valid = data[2].iloc[:20].copy()
+    X_valid.iloc[::2] = np.nan
+    assert np.isfinite(fitted.predict(X_valid)).all()
+
+
+def test_save_and_load_round_trip_gives_the_same_predictions(family, fitted, data, tmp_path):
+    X_valid = data[2]
+    fitted.save(tmp_path / "model")
+    for loaded in (load_model(tmp_path / "model"), type(fitted).load(tmp_path / "model")):
+        assert type(loaded) is type(fitted) and loaded.feature_names == fitted.feature_names
+        assert_same_predictions(loaded.predict(X_valid), fitted.predict(X_valid), family)
+
+
+def test_same_seed_gives_identical_predictions(family, fitted, data):
+    X_train, y_train, X_valid, y_valid = data
+    again = FAST_MODELS[family]().fit(X_train, y_train, X_valid, y_valid)
+    pd.testing.assert_series_equal(again.predict(X_valid), fitted.predict(X_valid), check_exact=True)
+
+
+def test_column_order_does_not_matter(fitted, data):
+    X_valid = data[2]
+    reordered = X_valid[X_valid.columns[::-1]].assign(unused=1.0)
+    pd.testing.assert_series_equal(fitted.predict(reordered), fitted.predict(X_valid), check_exact=True)
+
+
+def test_a_missing_fitted_feature_is_a_clear_error(fitted, data):
+    dropped = fitted.feature_names[0]
+    with pytest.raises(ValueError, match=dropped):
+        fitted.predict(data[2].drop(columns=[dropped]))
+
+
+def test_fit_rejects_empty_misaligned_and_all_nan_inputs(family, data):
+    X_train, y_train = data[0], data[1]
+    make = FAST_MODELS[family]
+    with pytest.raises(ValueError, match="empty"):
+        make().fit(X_train.iloc[:0], y_train.iloc[:0])
+    with pytest.raises(ValueError, match="share one"):
+        make().fit(X_train, y_train.iloc[1:])
+    with pytest.raises(ValueError, match="share one"):
+        make().fit(X_train, y_train.iloc[::-1])
+    with pytest.raises(ValueError, match="ret_20"):
+        make().fit(X_train.assign(ret_20=np.nan), y_train)
+
+
+def test_an_unfitted_model_refuses_to_predict(family, data):
+    with pytest.raises(RuntimeError, match="not fitted"):
+        FAST_MODELS[family]().predict(data[2])
+
+
+def test_loading_checks_the_family(data, tmp_path):
+    X_train, y_train = data[0], data[1]
+    ZeroForecaster().fit(X_train, y_train).save(tmp_path / "zero")
+    with pytest.raises(ValueError, match="'zero' model"):
+        LinearForecaster.load(tmp_path / "zero")
+    with pytest.raises(ValueError, match="no saved model"):
+        load_model(tmp_path / "nothing")
+
+
+def test_zero_baseline_function_matches_the_zero_model(data):
+    X_train, y_train, X_valid, _ = data
+    expected = ZeroForecaster().fit(X_train, y_train).predict(X_valid)
+    pd.testing.assert_series_equal(zero_baseline(X_valid), expected)
+
+
+def test_momentum_scale_is_least_squares_or_fixed(data):
+    X_train, y_train, X_valid, _ = data
+    x = X_train["ret_20"]
+    model = MomentumForecaster().fit(X_train, y_train)
+    assert model.fitted_scale == pytest.approx((x * y_train).sum() / (x * x).sum())
+    fixed = MomentumForecaster(scale=0.5).fit(X_train, y_train)
+    np.testing.assert_allclose(fixed.predict(X_valid), 0.5 * X_valid["ret_20"])
+
+
+def test_linear_recovers_an_exact_linear_signal(data):
+    X_train, X_valid = data[0], data[2]
+    signal = lambda X: 0.3 * X["ret_5"] - 0.002 * X["rsi_14"] + 0.01  # noqa: E731
+    model = LinearForecaster(alpha=1e-9).fit(X_train, signal(X_train))
+    np.testing.assert_allclose(model.predict(X_valid), signal(X_valid), atol=1e-8)
+
+
+def test_device_selection_prefers_cuda_when_available(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert select_device("auto").type == "cuda" and select_device("cpu").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert select_device("auto").type == "cpu"
+    with pytest.raises(ValueError, match="no CUDA"):
+        select_device("cuda")
+    with pytest.raises(ValueError, match="device must be"):
+        select_device("tpu")
+
+
+def test_torch_runs_on_the_auto_device_and_leaves_global_torch_state_alone(data):
+    X_train, y_train = data[0], data[1]
+    rng, threads = torch.get_rng_state(), torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    model = TorchMLPForecaster(epochs=1).fit(X_train, y_train)
+    assert next(model.network.parameters()).device.type == select_device("auto").type
+    assert torch.equal(torch.get_rng_state(), rng) and torch.get_num_threads() == threads
+    assert torch.are_deterministic_algorithms_enabled() == deterministic
+
+
+def test_torch_early_stopping_keeps_the_best_validation_epoch(data):
+    X_train, y_train, X_valid, y_valid = data
+    model = TorchMLPForecaster(epochs=30, patience=2, lr=1e-2, device="cpu").fit(X_train, y_train, X_valid, y_valid)
+    assert 3 <= len(model.valid_losses) < 30
+    scaled_mse = (((model.predict(X_valid) - y_valid) / model.target_std) ** 2).mean()
+    assert scaled_mse == pytest.approx(min(model.valid_losses), rel=1e-4)
