@@ -37,6 +37,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "experiment": settings.mlflow_experiment,
         "artifact_location": settings.mlflow_artifact_location,
         "registered_model": settings.registered_model,
+        "optuna_storage": settings.optuna_storage,
     }
     if settings.is_prod:
         return {

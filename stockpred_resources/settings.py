@@ -40,6 +40,7 @@ class Settings:
     files_path: str | None
     yahoo_url: str | None
     alphavantage_url: str | None
+    optuna_storage: str  # where Optuna studies live, so a tuning run resumes
     index_file: str | None  # market index closes for beta/correlation/regime (default: equal-weight index)
     vix_file: str | None  # VIX closes (default: realized-volatility proxy)
 
@@ -96,6 +97,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         files_path=environ.get("STOCKPRED_FILES_PATH") or None,
         yahoo_url=environ.get("STOCKPRED_YAHOO_URL") or None,
         alphavantage_url=environ.get("STOCKPRED_ALPHAVANTAGE_URL") or None,
+        optuna_storage=environ.get("STOCKPRED_OPTUNA_STORAGE") or f"sqlite:///{data_dir / 'optuna.db'}",
         index_file=environ.get("STOCKPRED_INDEX_FILE") or None,
         vix_file=environ.get("STOCKPRED_VIX_FILE") or None,
     )

@@ -20,6 +20,7 @@ class MLflowResource(dg.ConfigurableResource):
         default=None, description="Artifact root for a new experiment (file:// or s3://)"
     )
     registered_model: str = "stockpred-lgbm"
+    optuna_storage: str | None = Field(default=None, description="Optuna study storage (sqlite:// or postgresql://)")
 
     def setup(self) -> str:
         """Configure the mlflow module and return the experiment id (created on first use)."""

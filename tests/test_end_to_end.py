@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
 
 START, END, WEEK = "2022-07-01", "2025-06-27", "2025-06-23"
 UNIVERSE = 30
+FEW_TRIALS = {"ops": {"lgbm_model": {"config": {"n_trials": 10}}}}
 PROJECT = Path(__file__).resolve().parents[1]
 
 
@@ -58,7 +59,7 @@ def pipeline(tmp_path_factory, redis_url):
                 tags={"dagster/asset_partition_range_start": START, "dagster/asset_partition_range_end": END},
             ),
             "weekly": defs.resolve_job_def("weekly_training_job").execute_in_process(
-                instance=instance, partition_key=WEEK
+                instance=instance, partition_key=WEEK, run_config=FEW_TRIALS
             ),
             "serving": defs.resolve_job_def("serving_job").execute_in_process(instance=instance),
         }
@@ -93,6 +94,9 @@ def test_lake_catalog_and_registry(pipeline):
     assert champion is not None and champion.tags["dagster_partition"] == WEEK
     run = tracking.client().get_run(champion.run_id)
     assert run.data.params["cutoff"] == WEEK and run.data.params["test"].split("..")[1] < WEEK
+    trials = tracking.client().search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")
+    assert len(trials) == 10  # the Optuna trials, as nested runs
+    assert all("valid_rank_ic" in t.data.metrics for t in trials if t.data.tags["optuna_state"] == "complete")
 
 
 def test_next_weeks_challenger_must_beat_the_champion_to_replace_it(pipeline):
@@ -104,6 +108,7 @@ def test_next_weeks_challenger_must_beat_the_champion_to_replace_it(pipeline):
                 instance=pipeline["instance"],
                 partition_key="2025-06-30",
                 raise_on_error=False,
+                run_config=FEW_TRIALS,
                 asset_selection=[dg.AssetKey("lgbm_model"), dg.AssetKey("champion_model")],
             )
         )

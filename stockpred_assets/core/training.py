@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -11,6 +12,7 @@ from stockpred_assets.core.dataset import training_set
 from stockpred_assets.core.labels import forward_returns
 from stockpred_assets.core.models import LGBMForecaster
 from stockpred_assets.core.splits import purged_train_valid
+from stockpred_assets.core.tuning import tune_lgbm
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,8 @@ class TrainingResult:
     segments: dict[str, str]  # segment -> "first..last" dates
     sizes: dict[str, int]
     residual_quantiles: dict[str, float]  # of test residuals (label - prediction): a conformal interval
+    params: dict  # LightGBM parameters the final model used (the study's best when tuned)
+    trials: list[dict]  # the study's trials: number, state, value, params (empty when not tuned)
 
 
 def _span(index: pd.MultiIndex) -> str:
@@ -36,16 +40,34 @@ def train_lgbm(
     test_fraction: float = 0.15,
     params: dict | None = None,
     num_boost_round: int = 400,
+    n_trials: int = 0,
+    storage: str | None = None,
+    study_name: str = "lgbm",
+    callbacks: Sequence[Callable] = (),
 ) -> TrainingResult:
-    """Train on the oldest data, early-stop on the next segment, report on the newest; purge `horizon` between."""
+    """Train on the oldest data, early-stop on the next segment, report on the newest; purge `horizon` between.
+    With `n_trials`, an Optuna study on the train/validation segments picks the parameters first."""
     X, y = training_set(features, forward_returns(bars, horizon))
     if len(X) == 0:
         raise ValueError("no rows with both complete features and a known label: widen the training window")
     rest, test = purged_train_valid(X.index, test_fraction, horizon)
     X_rest, y_rest = X[rest.to_numpy()], y[rest.to_numpy()]
     train, valid = purged_train_valid(X_rest.index, valid_fraction / (1 - test_fraction), horizon)
-    model = LGBMForecaster(params=params or {}, num_boost_round=num_boost_round, seed=seed)
-    model.fit(X_rest[train.to_numpy()], y_rest[train.to_numpy()], X_rest[valid.to_numpy()], y_rest[valid.to_numpy()])
+    X_train, y_train = X_rest[train.to_numpy()], y_rest[train.to_numpy()]
+    X_valid, y_valid = X_rest[valid.to_numpy()], y_rest[valid.to_numpy()]
+    params, trials = dict(params or {}), []
+    if n_trials > 0:
+        study = tune_lgbm(
+            X_train, y_train, X_valid, y_valid, horizon, n_trials, storage, study_name, seed, num_boost_round, callbacks
+        )
+        trials = [
+            {"number": t.number, "state": t.state.name.lower(), "value": t.value, "params": t.params}
+            for t in study.trials
+        ]
+        if any(t["state"] == "complete" for t in trials):
+            params.update(study.best_params)
+    model = LGBMForecaster(params=params, num_boost_round=num_boost_round, seed=seed)
+    model.fit(X_train, y_train, X_valid, y_valid)
     X_test, y_test = X[test.to_numpy()], y[test.to_numpy()]
     pred = model.predict(X_test)
     residuals = y_test - pred
@@ -56,4 +78,6 @@ def train_lgbm(
         segments={name: _span(index) for name, index in segments.items()},
         sizes={name: len(index) for name, index in segments.items()},
         residual_quantiles={"q05": float(residuals.quantile(0.05)), "q95": float(residuals.quantile(0.95))},
+        params=params,
+        trials=trials,
     )

@@ -30,6 +30,7 @@ class LgbmModelConfig(dg.Config):
     train_weeks: int = TRAIN_WEEKS
     seed: int = 0
     num_boost_round: int = 400
+    n_trials: int = 50  # Optuna trials on the train/validation segments; 0 trains with the default parameters
 
 
 def load_history(lake: LakeResource, cutoff: pd.Timestamp, train_weeks: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -42,6 +43,21 @@ def load_history(lake: LakeResource, cutoff: pd.Timestamp, train_weeks: int) -> 
         raise dg.Failure(f"no features or bars before {cutoff:%Y-%m-%d}: materialize the daily assets for that range")
     # Labels are total returns: prices adjusted with the splits and dividends known before the cut-off.
     return table, adjust(bars, lake.read_range("validated", "events", bars_start, end))
+
+
+def log_trials(trials: list[dict]) -> None:
+    """Each Optuna trial as a nested MLflow run (logged after the study, so a failed training leaves no half run)."""
+    parent = mlflow.active_run()
+    for trial in trials:
+        with mlflow.start_run(
+            run_name=f"trial-{trial['number']}",
+            nested=True,
+            experiment_id=parent.info.experiment_id,  # else MLflow files them under the default experiment
+            tags={"optuna_state": trial["state"]},
+        ):
+            mlflow.log_params(trial["params"])
+            if trial["value"] is not None:
+                mlflow.log_metric("valid_rank_ic", trial["value"])
 
 
 @dg.asset(
@@ -58,7 +74,16 @@ def lgbm_model(
     """LightGBM forecaster of the forward return; logged and registered as a new model version."""
     cutoff = week_start(context)
     table, bars = load_history(lake, cutoff, config.train_weeks)
-    result = train_lgbm(table, bars, config.horizon, seed=config.seed, num_boost_round=config.num_boost_round)
+    result = train_lgbm(
+        table,
+        bars,
+        config.horizon,
+        seed=config.seed,
+        num_boost_round=config.num_boost_round,
+        n_trials=config.n_trials,
+        storage=mlflow_resource.optuna_storage,
+        study_name=f"lgbm-{context.partition_key}",
+    )
     tags = {PARTITION_TAG: context.partition_key, "dagster_run_id": context.run.run_id, "model_family": "lightgbm"}
     with mlflow_resource.start_run(f"lgbm-{context.partition_key}", tags) as run:
         mlflow.log_params(
@@ -72,6 +97,8 @@ def lgbm_model(
         mlflow.log_metrics({f"test_{k}": v for k, v in result.test_metrics.items()})
         mlflow.log_metrics({f"test_residual_{k}": v for k, v in result.residual_quantiles.items()})
         mlflow.log_metrics({f"rows_{k}": v for k, v in result.sizes.items()})
+        mlflow.log_params({f"lgbm_{k}": v for k, v in result.params.items()})
+        log_trials(result.trials)
         info = mlflow.lightgbm.log_model(
             result.model.booster, name="model", registered_model_name=mlflow_resource.registered_model
         )
