@@ -14,7 +14,7 @@ from stockpred_assets.core.models import LGBMForecaster
 from stockpred_assets.core.splits import folds_from, walk_forward_folds
 from stockpred_assets.metadata import float_metadata, png_markdown
 from stockpred_assets.partitions import week_start, weeks
-from stockpred_assets.training.assets import HISTORY_MAPPING, LgbmModelConfig, load_history
+from stockpred_assets.training.assets import HISTORY_MAPPING, TRAIN_WEEKS, load_history
 from stockpred_resources.lake import LakeResource
 from stockpred_resources.registry import PARTITION_TAG
 from stockpred_resources.tracking import MLflowResource
@@ -35,7 +35,12 @@ HEADLINE = (
 )
 
 
-class BacktestConfig(LgbmModelConfig):
+class BacktestConfig(dg.Config):
+    """The weekly recipe refit fold by fold with default LightGBM parameters (the backtest does not tune)."""
+
+    horizon: int = 5
+    train_weeks: int = TRAIN_WEEKS
+    seed: int = 0
     n_folds: int = 4
     min_train_sessions: int = 252
     oos_start: str | None = None  # when set, the test blocks tile the dates from here on instead
