@@ -116,3 +116,39 @@ def test_promotion_needs_sanity_and_a_margin_over_the_champion(data):
         index=good.xs(X.index.get_level_values("date").max(), level="date", drop_level=False).index[:10]
     )
     assert any("covers" in r for r in judge(partial, None, y.loc[partial.index], X, 5, margin=0.01).reasons)
+
+
+def test_bad_training_input_is_a_clear_error(data):
+    bars, features, _, _ = data
+    few = features[features["ticker"].isin(["S00001", "S00002"])]
+    with pytest.raises(ValueError, match="2 tickers are too few"):
+        train_lgbm(few, bars, horizon=5)
+    with pytest.raises(ValueError, match="shorter than their warm-up"):  # two weeks of data: all still warming up
+        train_lgbm(features[features["date"] < "2021-01-20"], bars[bars["date"] < "2021-01-20"], horizon=5)
+    with pytest.raises(ValueError, match="widen the training window"):
+        train_lgbm(features.iloc[:0], bars, horizon=5)
+    blank = features.assign(rsi_14=np.nan)
+    with pytest.raises(ValueError, match="rsi_14"):
+        train_lgbm(blank, bars, horizon=5)
+
+
+def test_a_failed_training_leaves_no_mlflow_run(tmp_path):
+    import dagster as dg
+
+    from stockpred_assets.training.assets import lgbm_model
+    from stockpred_resources.lake import LakeResource
+    from stockpred_resources.tracking import MLflowResource
+
+    tracking = MLflowResource(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_location=(tmp_path / "artifacts").as_uri()
+    )
+    result = dg.materialize(
+        [lgbm_model],
+        partition_key="2024-01-08",
+        raise_on_error=False,
+        resources={"lake": LakeResource(url=str(tmp_path / "lake")), "mlflow_resource": tracking},
+    )
+    assert not result.success
+    assert "no features or bars before 2024-01-08" in str(result.get_step_failure_events()[0].event_specific_data.error)
+    experiment = tracking.setup()
+    assert tracking.client().search_runs([experiment]) == []

@@ -9,10 +9,13 @@ import pandas as pd
 
 from stockpred_assets.core.backtest import evaluate
 from stockpred_assets.core.dataset import training_set
+from stockpred_assets.core.feature_registry import FEATURE_COLUMNS
 from stockpred_assets.core.labels import forward_returns
 from stockpred_assets.core.models import LGBMForecaster
 from stockpred_assets.core.splits import purged_train_valid
 from stockpred_assets.core.tuning import tune_lgbm
+
+MIN_TICKERS = 5  # rank IC and the long-short portfolio need a cross-section
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,20 @@ def train_lgbm(
 ) -> TrainingResult:
     """Train on the oldest data, early-stop on the next segment, report on the newest; purge `horizon` between.
     With `n_trials`, an Optuna study on the train/validation segments picks the parameters first."""
+    empty = [c for c in FEATURE_COLUMNS if c in features.columns and len(features) and features[c].isna().all()]
+    if empty:
+        raise ValueError(
+            f"features without a single value in the window (a window shorter than their warm-up, or a broken "
+            f"feature): {empty}"
+        )
     X, y = training_set(features, forward_returns(bars, horizon))
     if len(X) == 0:
         raise ValueError("no rows with both complete features and a known label: widen the training window")
+    tickers = X.index.get_level_values("ticker").nunique()
+    if tickers < MIN_TICKERS:
+        raise ValueError(
+            f"{tickers} tickers are too few for cross-sectional metrics: at least {MIN_TICKERS} are needed"
+        )
     rest, test = purged_train_valid(X.index, test_fraction, horizon)
     X_rest, y_rest = X[rest.to_numpy()], y[rest.to_numpy()]
     train, valid = purged_train_valid(X_rest.index, valid_fraction / (1 - test_fraction), horizon)
