@@ -96,6 +96,9 @@ def test_lake_catalog_and_registry(pipeline):
     assert run.data.params["cutoff"] == WEEK and run.data.params["test"].split("..")[1] < WEEK
     trials = tracking.client().search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")
     assert len(trials) == 10  # the Optuna trials, as nested runs
+    assert len(run.data.params["data_fingerprint"]) == 16
+    artifacts = {a.path for a in tracking.client().list_artifacts(run.info.run_id)}
+    assert {"feature_importance.png", "feature_importance.json"} <= artifacts
     assert all("valid_rank_ic" in t.data.metrics for t in trials if t.data.tags["optuna_state"] == "complete")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -26,7 +27,16 @@ class TrainingResult:
     sizes: dict[str, int]
     residual_quantiles: dict[str, float]  # of test residuals (label - prediction): a conformal interval
     params: dict  # LightGBM parameters the final model used (the study's best when tuned)
+    importance: pd.Series  # total split gain per feature, largest first
+    fingerprint: str  # sha256 of the rows and labels trained and tested on: same data, same fingerprint
+    input_example: pd.DataFrame  # a few test rows (for the MLflow signature)
     trials: list[dict]  # the study's trials: number, state, value, params (empty when not tuned)
+
+
+def fingerprint(X: pd.DataFrame, y: pd.Series) -> str:
+    """A content hash of a training set (its index, features and labels)."""
+    hashed = pd.util.hash_pandas_object(X.join(y.rename("__label__")), index=True).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
 def _span(index: pd.MultiIndex) -> str:
@@ -94,4 +104,9 @@ def train_lgbm(
         residual_quantiles={"q05": float(residuals.quantile(0.05)), "q95": float(residuals.quantile(0.95))},
         params=params,
         trials=trials,
+        importance=pd.Series(
+            model.booster.feature_importance("gain"), index=model.feature_names, name="gain"
+        ).sort_values(ascending=False),
+        fingerprint=fingerprint(X, y),
+        input_example=X_test.head(5),
     )

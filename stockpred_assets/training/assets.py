@@ -1,14 +1,21 @@
 """Weekly LightGBM model: trained on data before the week, tracked in MLflow, registered, promoted by a gate."""
 
+from collections import Counter
+
 import dagster as dg
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
+from mlflow.models import infer_signature
 
 from stockpred_assets.core.adjustments import adjust
 from stockpred_assets.core.calendar import lookback_start
 from stockpred_assets.core.features import FEATURE_SET_VERSION, LOOKBACK_SESSIONS
 from stockpred_assets.core.training import train_lgbm
-from stockpred_assets.metadata import float_metadata
+from stockpred_assets.metadata import float_metadata, png_markdown
 from stockpred_assets.partitions import week_start, weeks
 from stockpred_resources.lake import LakeResource
 from stockpred_resources.registry import (
@@ -43,6 +50,14 @@ def load_history(lake: LakeResource, cutoff: pd.Timestamp, train_weeks: int) -> 
         raise dg.Failure(f"no features or bars before {cutoff:%Y-%m-%d}: materialize the daily assets for that range")
     # Labels are total returns: prices adjusted with the splits and dividends known before the cut-off.
     return table, adjust(bars, lake.read_range("validated", "events", bars_start, end))
+
+
+def importance_figure(importance: pd.Series):
+    fig, ax = plt.subplots(figsize=(7, 6))
+    importance.head(20).iloc[::-1].plot.barh(ax=ax, title="Feature importance (total gain), top 20")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
 
 
 def log_trials(trials: list[dict]) -> None:
@@ -92,6 +107,7 @@ def lgbm_model(
                 "cutoff": f"{cutoff:%Y-%m-%d}",
                 **result.segments,
                 "feature_set_version": FEATURE_SET_VERSION,
+                "data_fingerprint": result.fingerprint,
             }
         )
         mlflow.log_metrics({f"test_{k}": v for k, v in result.test_metrics.items()})
@@ -99,8 +115,16 @@ def lgbm_model(
         mlflow.log_metrics({f"rows_{k}": v for k, v in result.sizes.items()})
         mlflow.log_params({f"lgbm_{k}": v for k, v in result.params.items()})
         log_trials(result.trials)
+        figure = importance_figure(result.importance)
+        mlflow.log_figure(figure, "feature_importance.png")
+        mlflow.log_dict(result.importance.round(6).to_dict(), "feature_importance.json")
+        example = result.input_example.reset_index(drop=True)
         info = mlflow.lightgbm.log_model(
-            result.model.booster, name="model", registered_model_name=mlflow_resource.registered_model
+            result.model.booster,
+            name="model",
+            registered_model_name=mlflow_resource.registered_model,
+            signature=infer_signature(example, result.model.booster.predict(example)),
+            input_example=example,
         )
     version = str(info.registered_model_version)
     client = mlflow_resource.client()
@@ -113,6 +137,9 @@ def lgbm_model(
             "model_version": version,
             "cutoff": f"{cutoff:%Y-%m-%d}",
             "segments": dg.MetadataValue.json(result.segments),
+            "data_fingerprint": result.fingerprint,
+            "optuna_trials": dg.MetadataValue.json(Counter(t["state"] for t in result.trials)),
+            "feature_importance": png_markdown(figure),
             **float_metadata(
                 {f"test_{k}": result.test_metrics[k] for k in ("ic", "rank_ic", "hit_rate", "mse_vs_naive", "sharpe")}
             ),
