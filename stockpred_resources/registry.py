@@ -55,6 +55,11 @@ class ChampionModel:
     feature_set_version: str | None  # the feature registry the model was trained on
 
 
+def load_version(model_name: str, version) -> LGBMForecaster:
+    """A registered model version's booster as a forecaster (the mlflow module must point at the registry)."""
+    return LGBMForecaster(booster=mlflow.lightgbm.load_model(f"models:/{model_name}/{version.version}"))
+
+
 def load_champion(tracking_uri: str, model_name: str, registry_uri: str | None = None) -> ChampionModel | None:
     """Load the champion's booster and the run facts the service reports; None when no champion exists yet."""
     mlflow.set_tracking_uri(tracking_uri)
@@ -63,13 +68,12 @@ def load_champion(tracking_uri: str, model_name: str, registry_uri: str | None =
     version = champion_version(client, model_name)
     if version is None:
         return None
-    booster = mlflow.lightgbm.load_model(f"models:/{model_name}/{version.version}")
     run = client.get_run(version.run_id)
     return ChampionModel(
         name=model_name,
         version=str(version.version),
         run_id=version.run_id,
-        model=LGBMForecaster(booster=booster),
+        model=load_version(model_name, version),
         horizon=int(run.data.params.get("horizon", 5)),
         residual_q05=float(run.data.metrics.get("test_residual_q05", 0.0)),
         residual_q95=float(run.data.metrics.get("test_residual_q95", 0.0)),

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-PSI_WARN = 0.1
 PSI_ALERT = 0.25
 
 

@@ -7,7 +7,6 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 BAR_COLUMNS = ["date", "ticker", "open", "high", "low", "close", "adj_close", "volume", "provider", "ingested_at"]
-PRICE_COLUMNS = ["open", "high", "low", "close", "adj_close"]
 # Raw tables keep the request that produced each row, so a bar can be traced to the payload it came from.
 RAW_BAR_COLUMNS = [*BAR_COLUMNS, "request_id"]
 # Corporate actions: kind "split" (value = new shares per old share, 4.0 for a 4:1 split) or "dividend" (cash/share).

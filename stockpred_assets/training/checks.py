@@ -1,24 +1,24 @@
 """The promotion gate: the challenger becomes champion only if it is sane and beats the champion out of sample."""
 
 import dagster as dg
-import mlflow
 import pandas as pd
 
 from stockpred_assets.core.dataset import training_set
 from stockpred_assets.core.labels import forward_returns
-from stockpred_assets.core.models import LGBMForecaster
 from stockpred_assets.core.promotion import judge
 from stockpred_assets.partitions import week_start, weeks
 from stockpred_assets.training.assets import load_history
 from stockpred_resources.lake import LakeResource
-from stockpred_resources.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS, PARTITION_TAG, alias_version
+from stockpred_resources.registry import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    PARTITION_TAG,
+    alias_version,
+    load_version,
+)
 from stockpred_resources.tracking import MLflowResource
 
 MARGIN = 0.005  # rank IC the challenger must add over the champion on the same rows
-
-
-def _load(name: str, version) -> LGBMForecaster:
-    return LGBMForecaster(booster=mlflow.lightgbm.load_model(f"models:/{name}/{version.version}"))
 
 
 @dg.asset_check(asset="lgbm_model", partitions_def=weeks, blocking=True)
@@ -40,8 +40,8 @@ def lgbm_model_beats_champion(
     rows = (dates >= test_start) & (dates <= test_end)
     X, y = X[rows], y[rows]
     champion = alias_version(client, name, CHAMPION_ALIAS)
-    champion_pred = _load(name, champion).predict(X) if champion is not None else None
-    verdict = judge(_load(name, challenger).predict(X), champion_pred, y, X, horizon, MARGIN)
+    champion_pred = load_version(name, champion).predict(X) if champion is not None else None
+    verdict = judge(load_version(name, challenger).predict(X), champion_pred, y, X, horizon, MARGIN)
     return dg.AssetCheckResult(
         passed=verdict.promote,
         severity=dg.AssetCheckSeverity.ERROR,

@@ -142,6 +142,19 @@ class MarketDataProvider(dg.ConfigurableResource):
         bars["request_id"] = request_id
         return TickerHistory(ticker=ticker, bars=bars[RAW_BAR_COLUMNS], events=events[EVENT_COLUMNS], requests=requests)
 
+    def failure_record(self, ticker: str, error: ProviderError) -> dict:
+        """The dead-letter row for a ticker that could not be fetched."""
+        return {
+            "ticker": ticker,
+            "provider": self.name,
+            "kind": error.kind,
+            "reason": str(error),
+            "retryable": error.retryable,
+            "attempted_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
+            "requests": error.requests,
+            "request_id": error.request_id,
+        }
+
     def fetch_bars(self, start: pd.Timestamp, end: pd.Timestamp, tickers: list[str] | None = None) -> FetchReport:
         """Fetch each ticker (default: the universe); a ticker that fails is reported, never raised."""
         histories, failures, latency = [], [], {}
@@ -150,17 +163,6 @@ class MarketDataProvider(dg.ConfigurableResource):
             try:
                 histories.append(self.fetch_history(ticker, start, end))
             except ProviderError as exc:
-                failures.append(
-                    {
-                        "ticker": ticker,
-                        "provider": self.name,
-                        "kind": exc.kind,
-                        "reason": str(exc),
-                        "retryable": exc.retryable,
-                        "attempted_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
-                        "requests": exc.requests,
-                        "request_id": exc.request_id,
-                    }
-                )
+                failures.append(self.failure_record(ticker, exc))
             latency[ticker] = time.monotonic() - began
         return FetchReport.combine(histories, failures, latency)

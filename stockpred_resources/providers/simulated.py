@@ -32,7 +32,8 @@ class SimulatedProvider(MarketDataProvider):
         return super().universe() or simulated_tickers(self.universe_size)
 
     def sectors(self) -> dict[str, str]:
-        return {t: ticker_sector(t) for t in self.universe() if t in set(simulated_tickers(self.universe_size))}
+        known = set(simulated_tickers(self.universe_size))
+        return {t: ticker_sector(t) for t in self.universe() if t in known}
 
     def _regime(self) -> Regime | None:
         if self.regime_start is None:
@@ -62,16 +63,6 @@ class SimulatedProvider(MarketDataProvider):
         bars, events = self._simulate(start, end, good) if good else (None, None)
         elapsed = time.monotonic() - began
         histories = [TickerHistory(ticker="*", bars=bars, events=events, requests=1)] if good else []
-        failures = [
-            {
-                "ticker": t,
-                "provider": self.name,
-                "kind": UnknownTickerError.kind,
-                "retryable": False,
-                "reason": f"not in the simulated universe of {self.universe_size}",
-                "attempted_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
-                "requests": 0,
-            }
-            for t in bad
-        ]
+        reason = f"not in the simulated universe of {self.universe_size}"
+        failures = [self.failure_record(t, UnknownTickerError(reason, requests=0)) for t in bad]
         return FetchReport.combine(histories, failures, {t: elapsed / max(len(good), 1) for t in good})
