@@ -38,6 +38,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "artifact_location": settings.mlflow_artifact_location,
         "registered_model": settings.registered_model,
         "optuna_storage": settings.optuna_storage,
+        "ui_url": settings.mlflow_ui_url,
     }
     if settings.is_prod:
         return {

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from importlib.metadata import version as package_version
+from pathlib import Path
 
 import mlflow
+import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from stockpred_assets.core.models import LGBMForecaster
+from stockpred_assets.core.models import Forecaster, LGBMForecaster
 
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
@@ -43,21 +48,46 @@ def champion_version(client: MlflowClient, model_name: str):
     return alias_version(client, model_name, CHAMPION_ALIAS)
 
 
+# What a logged model needs at load time (listed, so MLflow need not start a process to infer them).
+MODEL_REQUIREMENTS = ("lightgbm", "torch", "pandas", "numpy", "mlflow")
+
+
+def log_forecaster(model: Forecaster, registered_model_name: str, input_example: pd.DataFrame):
+    """Log a fitted forecaster into the active run (artifact path `model`) and register it as a new version."""
+    example = input_example.reset_index(drop=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            artifacts={"forecaster": str(model.save(f"{tmp}/forecaster"))},
+            registered_model_name=registered_model_name,
+            signature=infer_signature(example, model.predict(example).to_numpy()),
+            input_example=example,
+            pip_requirements=[f"{name}=={package_version(name)}" for name in MODEL_REQUIREMENTS],
+        )
+
+
 @dataclass(frozen=True)
 class ChampionModel:
     name: str
     version: str
     run_id: str
-    model: LGBMForecaster
+    model: Forecaster
     horizon: int
     residual_q05: float
     residual_q95: float
     feature_set_version: str | None  # the feature registry the model was trained on
+    family: str = "lightgbm"
+    label: str = "return"  # "return": predictions are forward returns; "rank": cross-sectional scores
 
 
-def load_version(model_name: str, version) -> LGBMForecaster:
-    """A registered model version's booster as a forecaster (the mlflow module must point at the registry)."""
-    return LGBMForecaster(booster=mlflow.lightgbm.load_model(f"models:/{model_name}/{version.version}"))
+def load_version(model_name: str, version) -> Forecaster:
+    """A registered model version as a core forecaster (the mlflow module must point at the registry)."""
+    uri = f"models:/{model_name}/{version.version}"
+    flavors = mlflow.models.get_model_info(uri).flavors
+    if "lightgbm" in flavors:  # versions logged before every family went through ForecasterModel
+        return LGBMForecaster(booster=mlflow.lightgbm.load_model(uri))
+    return mlflow.pyfunc.load_model(uri).unwrap_python_model().forecaster
 
 
 def load_champion(tracking_uri: str, model_name: str, registry_uri: str | None = None) -> ChampionModel | None:
@@ -78,4 +108,6 @@ def load_champion(tracking_uri: str, model_name: str, registry_uri: str | None =
         residual_q05=float(run.data.metrics.get("test_residual_q05", 0.0)),
         residual_q95=float(run.data.metrics.get("test_residual_q95", 0.0)),
         feature_set_version=run.data.params.get("feature_set_version"),
+        family=run.data.tags.get("model_family", "lightgbm"),
+        label=run.data.params.get("label", "return"),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ENVIRONMENTS = ("local", "ci", "prod")
@@ -22,6 +22,26 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class ServiceSettings:
+    """The prediction service (bento/): security, cache, limits, model polling, shadow scoring."""
+
+    api_keys_file: str | None = None  # JSON list of {"id", "role", "sha256", "rate_per_second"?, "burst"?}
+    api_keys: str | None = None  # inline "id:role:sha256[:rate_per_second],..." (a Kubernetes Secret, say)
+    cache_ttl_seconds: int = 3600
+    rate_per_second: float = 20.0  # per API key, unless its entry says otherwise
+    rate_burst: int = 40
+    max_body_bytes: int = 1 << 20
+    max_batch_tickers: int = 10_000
+    max_explain_tickers: int = 1_000  # SHAP for more rows than this per request is refused (it costs seconds)
+    model_poll_seconds: float = 30.0  # how often each worker checks the registry's champion alias
+    shadow_scoring: bool = False  # the challenger scores the same requests; only the champion answers
+    audit_log: str = "-"  # "-": stderr, else a file path (one JSON line per request)
+    max_feature_age_sessions: int = 2  # older feature vectors are answered but flagged stale
+    workers: int = 1
+    bentoml_home: str | None = None  # where the `bento` asset builds (default: BentoML's own, $BENTOML_HOME)
+
+
+@dataclass(frozen=True)
 class Settings:
     env: str
     data_dir: Path
@@ -30,6 +50,7 @@ class Settings:
     mlflow_tracking_uri: str
     mlflow_artifact_location: str | None
     mlflow_experiment: str
+    mlflow_ui_url: str  # where people open the MLflow UI: run links in Dagster metadata point there
     registered_model: str
     redis_url: str | None
     simulated_seed: int

@@ -19,8 +19,9 @@ class MLflowResource(dg.ConfigurableResource):
     artifact_location: str | None = Field(
         default=None, description="Artifact root for a new experiment (file:// or s3://)"
     )
-    registered_model: str = "stockpred-lgbm"
+    registered_model: str = "stockpred"
     optuna_storage: str | None = Field(default=None, description="Optuna study storage (sqlite:// or postgresql://)")
+    ui_url: str = Field(default="http://127.0.0.1:5000", description="The MLflow UI people open (for run links)")
 
     def setup(self) -> str:
         """Configure the mlflow module and return the experiment id (created on first use)."""
@@ -33,3 +34,6 @@ class MLflowResource(dg.ConfigurableResource):
     def start_run(self, run_name: str, tags: dict[str, str]):
         experiment_id = self.setup()
         return mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"

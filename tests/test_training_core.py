@@ -11,11 +11,11 @@ from stockpred_assets.core.backtest import evaluate, walk_forward_predictions
 from stockpred_assets.core.dataset import training_set
 from stockpred_assets.core.drift import PSI_ALERT, feature_drift, psi
 from stockpred_assets.core.features import FEATURE_COLUMNS, compute_features
-from stockpred_assets.core.labels import forward_returns
+from stockpred_assets.core.labels import cross_sectional_rank, forward_returns, make_label
 from stockpred_assets.core.models import LGBMForecaster
 from stockpred_assets.core.simulation import simulate_bars
 from stockpred_assets.core.splits import purged_train_valid, walk_forward_folds
-from stockpred_assets.core.training import train_lgbm
+from stockpred_assets.core.training import TrainingSpec, labelled_set, train_model
 
 
 @pytest.fixture(scope="module")
@@ -80,12 +80,53 @@ def test_evaluate_on_known_predictions(data):
     assert abs(evaluate(noise, y, horizon=5).metrics["rank_ic"]) < 0.03
 
 
-def test_training_beats_noise_out_of_sample_on_the_simulated_market(data):
-    bars, features, X, y = data
-    result = train_lgbm(features, bars, horizon=5, seed=0)
+def test_segments_keep_a_purge_and_embargo_gap_and_folds_report_per_fold(data):
+    bars, features, X, _ = data
+    spec = TrainingSpec(horizon=5, embargo=3, n_folds=3)
+    result = train_model("linear", labelled_set(features, bars, 5), spec)
     assert set(result.sizes) == {"train", "valid", "test"}
-    train_end = result.segments["train"].split("..")[1]
-    assert train_end < result.segments["valid"].split("..")[0] < result.segments["test"].split("..")[0]
+    dates = pd.DatetimeIndex(X.index.get_level_values("date").unique()).sort_values()
+    spans = {name: [pd.Timestamp(d) for d in span.split("..")] for name, span in result.segments.items()}
+    for before, after in (("train", "valid"), ("valid", "test")):
+        # 5 purged (the label horizon) + 3 embargoed sessions lie between the segments
+        assert dates.get_loc(spans[after][0]) - dates.get_loc(spans[before][1]) == 5 + 3 + 1
+    assert [f["fold"] for f in result.fold_metrics] == [0, 1, 2]
+    for fold in result.fold_metrics:
+        first_test = pd.Timestamp(fold["test"].split("..")[0])
+        assert dates.get_loc(first_test) - dates.get_loc(pd.Timestamp(fold["train_end"])) == 9
+        assert pd.Timestamp(fold["test"].split("..")[1]) <= spans["train"][1]  # folds stay inside train
+    assert result.cv_metrics["rank_ic"] == pytest.approx(np.mean([f["rank_ic"] for f in result.fold_metrics]))
+
+
+def test_rank_labels_are_centred_cross_sectional_ranks(data):
+    bars = data[0]
+    returns = forward_returns(bars, 1)
+    ranks = make_label(bars, 1, "rank")
+    by_date = ranks.groupby(level="date")
+    assert by_date.mean().abs().max() < 1e-12 and ranks.max() < 0.5 and ranks.min() > -0.5
+    day = returns.index.get_level_values("date")[0]
+    assert returns.xs(day).rank().corr(ranks.xs(day).rank()) == pytest.approx(1.0)
+    tiny = pd.Series(
+        [0.03, -0.01, 0.01], index=pd.MultiIndex.from_product([[day], ["A", "B", "C"]], names=["date", "ticker"])
+    )
+    assert cross_sectional_rank(tiny).tolist() == pytest.approx([1 / 3, -1 / 3, 0.0])
+    with pytest.raises(ValueError, match="label must be one of"):
+        make_label(bars, 5, "sign")
+
+
+@pytest.mark.parametrize("family", ["lightgbm", "torch_mlp", "linear", "momentum"])
+def test_every_family_trains_on_rank_labels_and_is_measured_on_returns(data, family):
+    bars, features, _, _ = data
+    labelled = labelled_set(features, bars, 5, "rank")
+    params = {"epochs": 3} if family == "torch_mlp" else {}
+    result = train_model(family, labelled, TrainingSpec(label="rank", n_folds=2), params)
+    assert np.isfinite(result.test_metrics["rank_ic"]) and len(result.fold_metrics) == 2
+    assert result.importance.index.isin(result.model.feature_names).all() and (result.importance >= 0).all()
+    assert labelled.returns.index.equals(labelled.y.index) and not labelled.returns.equals(labelled.y)
+
+
+def test_training_beats_noise_out_of_sample_on_the_simulated_market(data):
+    _, _, X, y = data
     folds = walk_forward_folds(X.index, 3, 252, purge=5)
     oos = walk_forward_predictions(X, y, folds, lambda: LGBMForecaster(num_boost_round=60))
     assert oos.index.get_level_values("date").min() == folds[0].test_start
@@ -122,21 +163,27 @@ def test_bad_training_input_is_a_clear_error(data):
     bars, features, _, _ = data
     few = features[features["ticker"].isin(["S00001", "S00002"])]
     with pytest.raises(ValueError, match="2 tickers are too few"):
-        train_lgbm(few, bars, horizon=5)
+        labelled_set(few, bars, horizon=5)
     with pytest.raises(ValueError, match="shorter than their warm-up"):  # two weeks of data: all still warming up
-        train_lgbm(features[features["date"] < "2021-01-20"], bars[bars["date"] < "2021-01-20"], horizon=5)
+        labelled_set(features[features["date"] < "2021-01-20"], bars[bars["date"] < "2021-01-20"], horizon=5)
     with pytest.raises(ValueError, match="widen the training window"):
-        train_lgbm(features.iloc[:0], bars, horizon=5)
+        labelled_set(features.iloc[:0], bars, horizon=5)
     blank = features.assign(rsi_14=np.nan)
     with pytest.raises(ValueError, match="rsi_14"):
-        train_lgbm(blank, bars, horizon=5)
+        labelled_set(blank, bars, horizon=5)
+    # warmed-up and labelled, but a quarter is too short for the segments, gaps and folds
+    short = features[(features["date"] >= "2022-01-03") & (features["date"] < "2022-04-01")]
+    with pytest.raises(ValueError, match="too few"):
+        train_model("linear", labelled_set(short, bars, 5), TrainingSpec(n_folds=3))
+    with pytest.raises(ValueError, match="unknown model family"):
+        train_model("xgboost", labelled_set(features, bars, 5))
 
 
 def test_a_failed_training_leaves_no_mlflow_run(tmp_path):
     import dagster as dg
 
     from stockpred_assets.training.assets import lgbm_model
-    from stockpred_resources.lake import LakeResource
+    from stockpred_resources.lake import DuckDBResource, LakeResource
     from stockpred_resources.tracking import MLflowResource
 
     tracking = MLflowResource(
@@ -146,7 +193,11 @@ def test_a_failed_training_leaves_no_mlflow_run(tmp_path):
         [lgbm_model],
         partition_key="2024-01-08",
         raise_on_error=False,
-        resources={"lake": LakeResource(url=str(tmp_path / "lake")), "mlflow_resource": tracking},
+        resources={
+            "lake": LakeResource(url=str(tmp_path / "lake")),
+            "duckdb": DuckDBResource(database=str(tmp_path / "catalog.duckdb")),
+            "mlflow_resource": tracking,
+        },
     )
     assert not result.success
     assert "no features or bars before 2024-01-08" in str(result.get_step_failure_events()[0].event_specific_data.error)

@@ -100,6 +100,24 @@ class Forecaster:
         """One forecast per row of X, in X's row order; X's extra columns are ignored, its column order is free."""
         return as_prediction(self._predict_values(select_features(X, self.feature_names)), X)
 
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Per-feature contributions for each row, plus a `bias` column. Generic (occlusion): a feature's
+        contribution is the prediction minus the prediction with that feature missing (every family but LightGBM
+        fills a missing value with its training median); `bias` is the prediction with every feature missing.
+        LightGBM overrides this with exact SHAP values."""
+        names = self.feature_names
+        values = select_features(X, names).to_numpy(dtype=float)
+        n, k = values.shape
+        # per row: the row itself, the row with each feature blanked in turn, the row with all features blanked
+        stacked = np.repeat(values[:, None, :], k + 2, axis=1)
+        stacked[:, np.arange(1, k + 1), np.arange(k)] = np.nan
+        stacked[:, k + 1, :] = np.nan
+        frame = pd.DataFrame(stacked.reshape(n * (k + 2), k), columns=names)
+        out = np.asarray(self._predict_values(frame), dtype=float).reshape(n, k + 2)
+        return pd.DataFrame(
+            np.column_stack([out[:, :1] - out[:, 1 : k + 1], out[:, k + 1]]), index=X.index, columns=[*names, "bias"]
+        )
+
     @property
     def feature_names(self) -> list[str]:
         """The fitted feature columns, in the order the model consumes them."""

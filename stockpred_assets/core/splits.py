@@ -1,4 +1,9 @@
-"""Time-ordered dataset segments with a purge gap, so no label overlaps the segment that follows it."""
+"""Time-ordered dataset segments separated by a gap, so no label overlaps the segment that follows it.
+
+The gap between a training block and the block it is measured on is `purge + embargo` sessions: the purge (at least
+the label horizon h) removes training rows whose h-session label would end inside the next block; the embargo adds
+sessions on top, against serial correlation of features and labels across the boundary.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,13 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 import pandas as pd
+
+
+def gap_sessions(horizon: int, embargo: int) -> int:
+    """Sessions left out between two segments: the label horizon (purge) plus the embargo."""
+    if horizon < 1 or embargo < 0:
+        raise ValueError(f"horizon must be >= 1 and embargo >= 0, got {horizon} and {embargo}")
+    return horizon + embargo
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,13 @@ import matplotlib.pyplot as plt
 import mlflow
 
 from stockpred_assets.core.backtest import evaluate, walk_forward_predictions
-from stockpred_assets.core.dataset import training_set
-from stockpred_assets.core.labels import forward_returns
-from stockpred_assets.core.models import LGBMForecaster
-from stockpred_assets.core.splits import folds_from, walk_forward_folds
+from stockpred_assets.core.splits import folds_from, gap_sessions, walk_forward_folds
+from stockpred_assets.core.training import make_forecaster
 from stockpred_assets.metadata import float_metadata, png_markdown
 from stockpred_assets.partitions import week_start, weeks
-from stockpred_assets.training.assets import HISTORY_MAPPING, TRAIN_WEEKS, load_history
-from stockpred_resources.lake import LakeResource
+from stockpred_assets.training.assets import HISTORY_MAPPING, TRAIN_WEEKS
+from stockpred_assets.training.data import load_training_set
+from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.registry import PARTITION_TAG
 from stockpred_resources.tracking import MLflowResource
 
@@ -36,15 +35,19 @@ HEADLINE = (
 
 
 class BacktestConfig(dg.Config):
-    """The weekly recipe refit fold by fold with default LightGBM parameters (the backtest does not tune)."""
+    """A model family refit fold by fold with default parameters (the backtest does not tune)."""
 
+    family: str = "lightgbm"  # lightgbm | torch_mlp | linear | momentum
     horizon: int = 5
+    label: str = "return"  # the training target: "return" or "rank"; metrics are always against the return
+    embargo: int = 0  # sessions left out on top of the horizon-long purge before each test block
     train_weeks: int = TRAIN_WEEKS
     seed: int = 0
     n_folds: int = 4
     min_train_sessions: int = 252
     oos_start: str | None = None  # when set, the test blocks tile the dates from here on instead
-    num_boost_round: int = 60
+    num_boost_round: int = 60  # lightgbm
+    epochs: int = 10  # torch_mlp
     cost_bps: float = 10.0
 
 
@@ -68,19 +71,27 @@ def _equity_figure(result):
     kinds={"lightgbm", "mlflow", "matplotlib"},
 )
 def backtest_report(
-    context: dg.AssetExecutionContext, config: BacktestConfig, lake: LakeResource, mlflow_resource: MLflowResource
+    context: dg.AssetExecutionContext,
+    config: BacktestConfig,
+    lake: LakeResource,
+    duckdb: DuckDBResource,
+    mlflow_resource: MLflowResource,
 ) -> dg.MaterializeResult:
     """Out-of-sample walk-forward: expanding-window refits, purged by the horizon, scored on the following block."""
-    table, bars = load_history(lake, week_start(context), config.train_weeks)
-    X, y = training_set(table, forward_returns(bars, config.horizon))
+    data = load_training_set(lake, duckdb, week_start(context), config.train_weeks, config.horizon, config.label)
+    X, y = data.X, data.y
+    gap = gap_sessions(config.horizon, config.embargo)
     folds = (
-        folds_from(X.index, config.oos_start, config.n_folds, purge=config.horizon)
+        folds_from(X.index, config.oos_start, config.n_folds, purge=gap)
         if config.oos_start
-        else walk_forward_folds(X.index, config.n_folds, config.min_train_sessions, purge=config.horizon)
+        else walk_forward_folds(X.index, config.n_folds, config.min_train_sessions, purge=gap)
     )
-    make = lambda: LGBMForecaster(seed=config.seed, num_boost_round=config.num_boost_round)  # noqa: E731
-    pred = walk_forward_predictions(X, y, folds, make)
-    result = evaluate(pred, y, config.horizon, cost_bps=config.cost_bps)
+    params = {
+        "lightgbm": {"num_boost_round": config.num_boost_round},
+        "torch_mlp": {"epochs": config.epochs, "patience": config.epochs},  # no validation split: fixed epochs
+    }.get(config.family, {})
+    pred = walk_forward_predictions(X, y, folds, lambda: make_forecaster(config.family, params, config.seed))
+    result = evaluate(pred, data.returns, config.horizon, cost_bps=config.cost_bps)
     figure = _equity_figure(result)
     headline = {k: result.metrics[k] for k in HEADLINE}
     with mlflow_resource.start_run(

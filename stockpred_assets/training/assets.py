@@ -1,153 +1,167 @@
-"""Weekly LightGBM model: trained on data before the week, tracked in MLflow, registered, promoted by a gate."""
-
-from collections import Counter
+"""Weekly models: one asset per family trained on data before the week, the challenger picked among them, and the
+champion moved only after the blocking gate (checks.py) passed."""
 
 import dagster as dg
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import mlflow
 import pandas as pd
-from mlflow.models import infer_signature
+from pydantic import Field
 
-from stockpred_assets.core.adjustments import adjust
-from stockpred_assets.core.calendar import lookback_start
-from stockpred_assets.core.features import FEATURE_SET_VERSION, LOOKBACK_SESSIONS
-from stockpred_assets.core.training import train_lgbm
-from stockpred_assets.metadata import float_metadata, png_markdown
+from stockpred_assets.core.training import TrainingSpec, train_model
 from stockpred_assets.partitions import week_start, weeks
-from stockpred_resources.lake import LakeResource
-from stockpred_resources.registry import (
-    CHALLENGER_ALIAS,
-    CHAMPION_ALIAS,
-    PARTITION_TAG,
-    alias_version,
-    champion_version,
-)
+from stockpred_assets.training.data import load_training_set
+from stockpred_assets.training.recording import FAMILY_TAG, record_training
+from stockpred_resources.lake import DuckDBResource, LakeResource
+from stockpred_resources.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS, PARTITION_TAG, alias_version
 from stockpred_resources.tracking import MLflowResource
 
 TRAIN_WEEKS = 104
 # Upstream daily partitions a week's model reads: the TRAIN_WEEKS weeks before it, never the week itself.
 HISTORY_MAPPING = dg.TimeWindowPartitionMapping(start_offset=-TRAIN_WEEKS, end_offset=-1)
+HISTORY = [
+    dg.AssetDep("features", partition_mapping=HISTORY_MAPPING),
+    dg.AssetDep("validated_bars", partition_mapping=HISTORY_MAPPING),
+]
+MODEL_ASSETS = ("lgbm_model", "mlp_model", "linear_model", "momentum_model")
 
 
-class LgbmModelConfig(dg.Config):
-    horizon: int = 5
+class TrainConfig(dg.Config):
+    horizon: int = 5  # label: forward return over this many sessions
+    label: str = "return"  # "return", or "rank": the cross-sectional rank of the forward return
     train_weeks: int = TRAIN_WEEKS
+    embargo: int = 5  # sessions left out between segments on top of the horizon-long purge
+    n_folds: int = 3  # walk-forward folds inside the train segment (per-fold metrics; pick the challenger)
     seed: int = 0
+
+
+class LgbmModelConfig(TrainConfig):
     num_boost_round: int = 400
     n_trials: int = 50  # Optuna trials on the train/validation segments; 0 trains with the default parameters
 
 
-def load_history(lake: LakeResource, cutoff: pd.Timestamp, train_weeks: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Features and bars dated in [cutoff - train_weeks, cutoff): nothing on or after the cut-off is read."""
-    start, end = cutoff - pd.Timedelta(weeks=train_weeks), cutoff - pd.Timedelta(days=1)
-    table = lake.read_range("features", "features", start, end)
-    bars_start = lookback_start(start, LOOKBACK_SESSIONS)
-    bars = lake.read_range("validated", "bars", bars_start, end)
-    if table.empty or bars.empty:
-        raise dg.Failure(f"no features or bars before {cutoff:%Y-%m-%d}: materialize the daily assets for that range")
-    # Labels are total returns: prices adjusted with the splits and dividends known before the cut-off.
-    return table, adjust(bars, lake.read_range("validated", "events", bars_start, end))
+class MlpModelConfig(TrainConfig):
+    hidden_sizes: list[int] = Field(default_factory=lambda: [64, 32])
+    epochs: int = 20
+    batch_size: int = 512
+    lr: float = 1e-3
+    device: str = "auto"  # CUDA when torch sees a GPU
 
 
-def importance_figure(importance: pd.Series):
-    fig, ax = plt.subplots(figsize=(7, 6))
-    importance.head(20).iloc[::-1].plot.barh(ax=ax, title="Feature importance (total gain), top 20")
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+class LinearModelConfig(TrainConfig):
+    alpha: float = 1.0
 
 
-def log_trials(trials: list[dict]) -> None:
-    """Each Optuna trial as a nested MLflow run (logged after the study, so a failed training leaves no half run)."""
-    parent = mlflow.active_run()
-    for trial in trials:
-        with mlflow.start_run(
-            run_name=f"trial-{trial['number']}",
-            nested=True,
-            experiment_id=parent.info.experiment_id,  # else MLflow files them under the default experiment
-            tags={"optuna_state": trial["state"]},
-        ):
-            mlflow.log_params(trial["params"])
-            if trial["value"] is not None:
-                mlflow.log_metric("valid_rank_ic", trial["value"])
+class MomentumModelConfig(TrainConfig):
+    column: str = "ret_20"
 
 
-@dg.asset(
-    partitions_def=weeks,
-    deps=[
-        dg.AssetDep("features", partition_mapping=HISTORY_MAPPING),
-        dg.AssetDep("validated_bars", partition_mapping=HISTORY_MAPPING),
-    ],
-    kinds={"lightgbm", "mlflow"},
-)
-def lgbm_model(
-    context: dg.AssetExecutionContext, config: LgbmModelConfig, lake: LakeResource, mlflow_resource: MLflowResource
-) -> dg.MaterializeResult:
-    """LightGBM forecaster of the forward return; logged and registered as a new model version."""
+def train_and_record(
+    context: dg.AssetExecutionContext, family: str, config: TrainConfig, params: dict, lake: LakeResource,
+    duckdb: DuckDBResource, mlflow_resource: MLflowResource, n_trials: int = 0,
+) -> dg.MaterializeResult:  # fmt: skip
     cutoff = week_start(context)
-    table, bars = load_history(lake, cutoff, config.train_weeks)
-    result = train_lgbm(
-        table,
-        bars,
-        config.horizon,
-        seed=config.seed,
-        num_boost_round=config.num_boost_round,
-        n_trials=config.n_trials,
-        storage=mlflow_resource.optuna_storage,
-        study_name=f"lgbm-{context.partition_key}",
-    )
-    tags = {PARTITION_TAG: context.partition_key, "dagster_run_id": context.run.run_id, "model_family": "lightgbm"}
-    with mlflow_resource.start_run(f"lgbm-{context.partition_key}", tags) as run:
-        mlflow.log_params(
+    data = load_training_set(lake, duckdb, cutoff, config.train_weeks, config.horizon, config.label)
+    spec = TrainingSpec(config.horizon, config.label, config.embargo, config.seed, n_folds=config.n_folds)
+    try:
+        result = train_model(
+            family, data, spec, params, n_trials=n_trials, storage=mlflow_resource.optuna_storage,
+            # one study per week and recipe, so a re-run resumes it and another recipe does not
+            study_name=f"{family}-{context.partition_key}-h{config.horizon}-{config.label}-s{config.seed}",
+        )  # fmt: skip
+    except ValueError as exc:  # the window cannot be split or fitted: say so, nothing was logged
+        raise dg.Failure(f"{family} for week {context.partition_key}: {exc}") from exc
+    return record_training(context, config, cutoff, result, mlflow_resource)
+
+
+@dg.asset(partitions_def=weeks, deps=HISTORY, kinds={"lightgbm", "optuna", "mlflow"})
+def lgbm_model(
+    context: dg.AssetExecutionContext, config: LgbmModelConfig, lake: LakeResource, duckdb: DuckDBResource,
+    mlflow_resource: MLflowResource,
+) -> dg.MaterializeResult:  # fmt: skip
+    """LightGBM regression tuned by an Optuna study (TPE, median pruning); a new registered model version."""
+    params = {"num_boost_round": config.num_boost_round}
+    return train_and_record(context, "lightgbm", config, params, lake, duckdb, mlflow_resource, config.n_trials)
+
+
+@dg.asset(partitions_def=weeks, deps=HISTORY, kinds={"pytorch", "mlflow"})
+def mlp_model(
+    context: dg.AssetExecutionContext, config: MlpModelConfig, lake: LakeResource, duckdb: DuckDBResource,
+    mlflow_resource: MLflowResource,
+) -> dg.MaterializeResult:  # fmt: skip
+    """PyTorch MLP (CUDA with mixed precision when present, CPU otherwise; early stopping; seeded)."""
+    params = {
+        "hidden_sizes": tuple(config.hidden_sizes),
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "device": config.device,
+    }
+    return train_and_record(context, "torch_mlp", config, params, lake, duckdb, mlflow_resource)
+
+
+@dg.asset(partitions_def=weeks, deps=HISTORY, kinds={"numpy", "mlflow"})
+def linear_model(
+    context: dg.AssetExecutionContext, config: LinearModelConfig, lake: LakeResource, duckdb: DuckDBResource,
+    mlflow_resource: MLflowResource,
+) -> dg.MaterializeResult:  # fmt: skip
+    """Baseline: ridge regression on the standardized features."""
+    return train_and_record(context, "linear", config, {"alpha": config.alpha}, lake, duckdb, mlflow_resource)
+
+
+@dg.asset(partitions_def=weeks, deps=HISTORY, kinds={"numpy", "mlflow"})
+def momentum_model(
+    context: dg.AssetExecutionContext, config: MomentumModelConfig, lake: LakeResource, duckdb: DuckDBResource,
+    mlflow_resource: MLflowResource,
+) -> dg.MaterializeResult:  # fmt: skip
+    """Naive baseline: the forecast is a fitted multiple of one momentum feature (20-session return by default)."""
+    return train_and_record(context, "momentum", config, {"column": config.column}, lake, duckdb, mlflow_resource)
+
+
+def week_versions(mlflow_resource: MLflowResource, week: str) -> dict[str, object]:
+    """This week's newest registered version of each family."""
+    client, name = mlflow_resource.client(), mlflow_resource.registered_model
+    newest: dict[str, object] = {}
+    for version in client.search_model_versions(f"name = '{name}'"):
+        family = version.tags.get(FAMILY_TAG)
+        if version.tags.get(PARTITION_TAG) != week or family is None:
+            continue
+        if family not in newest or int(version.version) > int(newest[family].version):
+            newest[family] = version
+    return newest
+
+
+@dg.asset(partitions_def=weeks, deps=list(MODEL_ASSETS), kinds={"mlflow"})
+def challenger_model(context: dg.AssetExecutionContext, mlflow_resource: MLflowResource) -> dg.MaterializeResult:
+    """Picks this week's best family by walk-forward rank IC inside the training segment (the test segment stays
+    for the gate) and gives its version the `challenger` alias."""
+    client, name = mlflow_resource.client(), mlflow_resource.registered_model
+    versions = week_versions(mlflow_resource, context.partition_key)
+    if not versions:
+        raise dg.Failure(f"no model of week {context.partition_key} in {name}: materialize the model assets")
+    rows = []
+    for family, version in versions.items():
+        metrics = client.get_run(version.run_id).data.metrics
+        rows.append(
             {
-                **config.model_dump(),
-                "cutoff": f"{cutoff:%Y-%m-%d}",
-                **result.segments,
-                "feature_set_version": FEATURE_SET_VERSION,
-                "data_fingerprint": result.fingerprint,
+                "family": family,
+                "version": str(version.version),
+                "cv_rank_ic": metrics.get("cv_rank_ic", float("nan")),
+                "test_rank_ic": metrics.get("test_rank_ic", float("nan")),
+                "test_hit_rate": metrics.get("test_hit_rate", float("nan")),
             }
         )
-        mlflow.log_metrics({f"test_{k}": v for k, v in result.test_metrics.items()})
-        mlflow.log_metrics({f"test_residual_{k}": v for k, v in result.residual_quantiles.items()})
-        mlflow.log_metrics({f"rows_{k}": v for k, v in result.sizes.items()})
-        mlflow.log_params({f"lgbm_{k}": v for k, v in result.params.items()})
-        log_trials(result.trials)
-        figure = importance_figure(result.importance)
-        mlflow.log_figure(figure, "feature_importance.png")
-        mlflow.log_dict(result.importance.round(6).to_dict(), "feature_importance.json")
-        example = result.input_example.reset_index(drop=True)
-        info = mlflow.lightgbm.log_model(
-            result.model.booster,
-            name="model",
-            registered_model_name=mlflow_resource.registered_model,
-            signature=infer_signature(example, result.model.booster.predict(example)),
-            input_example=example,
-        )
-    version = str(info.registered_model_version)
-    client = mlflow_resource.client()
-    client.set_model_version_tag(mlflow_resource.registered_model, version, PARTITION_TAG, context.partition_key)
-    # Every new model is the challenger; only the blocking gate lets champion_model move `champion` to it.
-    client.set_registered_model_alias(mlflow_resource.registered_model, CHALLENGER_ALIAS, version)
+    table = pd.DataFrame(rows).sort_values("cv_rank_ic", ascending=False, na_position="last")
+    best = table.iloc[0]
+    client.set_registered_model_alias(name, CHALLENGER_ALIAS, best["version"])
     return dg.MaterializeResult(
         metadata={
-            "mlflow_run_id": run.info.run_id,
-            "model_version": version,
-            "cutoff": f"{cutoff:%Y-%m-%d}",
-            "segments": dg.MetadataValue.json(result.segments),
-            "data_fingerprint": result.fingerprint,
-            "optuna_trials": dg.MetadataValue.json(Counter(t["state"] for t in result.trials)),
-            "feature_importance": png_markdown(figure),
-            **float_metadata(
-                {f"test_{k}": result.test_metrics[k] for k in ("ic", "rank_ic", "hit_rate", "mse_vs_naive", "sharpe")}
-            ),
+            "challenger_family": best["family"],
+            "challenger_version": best["version"],
+            "cv_rank_ic": float(best["cv_rank_ic"]),
+            "families": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".4f")),
         }
     )
 
 
-@dg.asset(partitions_def=weeks, deps=["lgbm_model"], kinds={"mlflow"})
+@dg.asset(partitions_def=weeks, deps=["challenger_model"], kinds={"mlflow"})
 def champion_model(context: dg.AssetExecutionContext, mlflow_resource: MLflowResource) -> dg.MaterializeResult:
     """Moves `champion` to this week's challenger (runs only after the blocking promotion gate passed)."""
     client = mlflow_resource.client()
@@ -155,14 +169,15 @@ def champion_model(context: dg.AssetExecutionContext, mlflow_resource: MLflowRes
     newest = alias_version(client, name, CHALLENGER_ALIAS)
     if newest is None or newest.tags.get(PARTITION_TAG) != context.partition_key:
         raise dg.Failure(
-            f"the challenger of {name} is not week {context.partition_key}'s model: materialize lgbm_model"
+            f"the challenger of {name} is not week {context.partition_key}'s model: materialize challenger_model"
         )
-    previous = champion_version(client, name)
+    previous = alias_version(client, name, CHAMPION_ALIAS)
     client.set_registered_model_alias(name, CHAMPION_ALIAS, newest.version)
     return dg.MaterializeResult(
         metadata={
             "registered_model": name,
             "champion_version": str(newest.version),
+            "champion_family": newest.tags.get(FAMILY_TAG, "-"),
             "previous_champion": str(previous.version) if previous else "-",
             "mlflow_run_id": newest.run_id,
         }

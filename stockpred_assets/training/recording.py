@@ -1,0 +1,106 @@
+"""One MLflow run per trained model: params, per-fold and test metrics, importance, the model; then registration."""
+
+import dagster as dg
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import mlflow
+import pandas as pd
+
+from stockpred_assets.core.features import FEATURE_SET_VERSION
+from stockpred_assets.core.training import SIGNAL_METRICS, TrainingResult
+from stockpred_assets.metadata import float_metadata, png_markdown
+from stockpred_resources.registry import PARTITION_TAG, log_forecaster
+from stockpred_resources.tracking import MLflowResource
+
+FAMILY_TAG = "model_family"
+
+
+def importance_figure(importance: pd.Series, family: str):
+    fig, ax = plt.subplots(figsize=(7, 6))
+    measure = "total gain" if family == "lightgbm" else "mean |occlusion effect|"
+    importance.head(20).iloc[::-1].plot.barh(ax=ax, title=f"{family}: feature importance ({measure}), top 20")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def log_trials(trials: list[dict]) -> None:
+    """Each Optuna trial as a nested MLflow run (logged after the study, so a failed training leaves no half run)."""
+    parent = mlflow.active_run()
+    for trial in trials:
+        with mlflow.start_run(
+            run_name=f"trial-{trial['number']}",
+            nested=True,
+            experiment_id=parent.info.experiment_id,  # else MLflow files them under the default experiment
+            tags={"optuna_state": trial["state"]},
+        ):
+            mlflow.log_params(trial["params"])
+            if trial["value"] is not None:
+                mlflow.log_metric("valid_rank_ic", trial["value"])
+
+
+def log_folds(folds: list[dict]) -> None:
+    """Per-fold metrics twice: as `fold_<metric>` series (step = fold number, charted by MLflow) and as a table."""
+    for fold in folds:
+        mlflow.log_metrics({f"fold_{name}": fold[name] for name in SIGNAL_METRICS}, step=fold["fold"])
+    mlflow.log_table(pd.DataFrame(folds), "fold_metrics.json")
+
+
+def fold_markdown(folds: list[dict]) -> str:
+    shown = ["fold", "train_end", "test", "rows", "rank_ic", "ic", "hit_rate", "sharpe"]
+    return pd.DataFrame(folds)[shown].to_markdown(index=False, floatfmt=".4f")
+
+
+def record_training(
+    context: dg.AssetExecutionContext, config: dg.Config, cutoff: pd.Timestamp, result: TrainingResult,
+    mlflow_resource: MLflowResource,
+) -> dg.MaterializeResult:  # fmt: skip
+    """Log `result` as an MLflow run, register the model as a new version tagged with the week and family."""
+    week, family = context.partition_key, result.family
+    tags = {PARTITION_TAG: week, "dagster_run_id": context.run.run_id, FAMILY_TAG: family}
+    with mlflow_resource.start_run(f"{family}-{week}", tags) as run:
+        mlflow.log_params(
+            {
+                **config.model_dump(),
+                "cutoff": f"{cutoff:%Y-%m-%d}",
+                **result.segments,
+                "feature_set_version": FEATURE_SET_VERSION,
+                "data_fingerprint": result.fingerprint,
+            }
+        )
+        mlflow.log_params({f"model_{k}": v for k, v in result.params.items()})
+        mlflow.log_metrics({f"test_{k}": v for k, v in result.test_metrics.items()})
+        mlflow.log_metrics({f"cv_{k}": v for k, v in result.cv_metrics.items()})
+        mlflow.log_metrics({f"test_residual_{k}": v for k, v in result.residual_quantiles.items()})
+        mlflow.log_metrics({f"rows_{k}": v for k, v in result.sizes.items()})
+        log_folds(result.fold_metrics)
+        log_trials(result.trials)
+        figure = importance_figure(result.importance, family)
+        mlflow.log_figure(figure, "feature_importance.png")
+        mlflow.log_dict(result.importance.round(8).to_dict(), "feature_importance.json")
+        info = log_forecaster(result.model, mlflow_resource.registered_model, result.input_example)
+    version = str(info.registered_model_version)
+    client = mlflow_resource.client()
+    for key, value in ((PARTITION_TAG, week), (FAMILY_TAG, family)):
+        client.set_model_version_tag(mlflow_resource.registered_model, version, key, value)
+    trial_states = pd.Series([t["state"] for t in result.trials], dtype=str).value_counts().to_dict()
+    return dg.MaterializeResult(
+        metadata={
+            "mlflow_run": dg.MetadataValue.url(mlflow_resource.run_url(run.info.experiment_id, run.info.run_id)),
+            "mlflow_run_id": run.info.run_id,
+            "model_version": version,
+            "model_family": family,
+            "cutoff": f"{cutoff:%Y-%m-%d}",
+            "segments": dg.MetadataValue.json(result.segments),
+            "data_fingerprint": result.fingerprint,
+            "fold_metrics": dg.MetadataValue.md(fold_markdown(result.fold_metrics)),
+            "feature_importance": png_markdown(figure),
+            **({"optuna_trials": dg.MetadataValue.json(trial_states)} if result.trials else {}),
+            **float_metadata({f"cv_{k}": result.cv_metrics[k] for k in ("rank_ic", "ic")}),
+            **float_metadata(
+                {f"test_{k}": result.test_metrics[k] for k in ("ic", "rank_ic", "hit_rate", "mse_vs_naive", "sharpe")}
+            ),
+        }
+    )
