@@ -1,5 +1,9 @@
 """Out-of-sample evaluation: signal quality (IC, rank IC, ICIR, hit rate, error vs naive) and a long-short
-portfolio after costs, rebalanced every `horizon` sessions so holding periods never overlap."""
+portfolio after costs, rebalanced every `horizon` sessions so holding periods never overlap.
+
+`daily_ic` and `signal_metrics` are the vectorized signal half of the evaluation engine (wide date x ticker matrices,
+no per-date Python loop); `core.portfolio` simulates daily portfolios and `core.report` draws and writes the report.
+"""
 
 from __future__ import annotations
 
@@ -21,12 +25,87 @@ class BacktestResult:
     equity: pd.DataFrame  # by rebalance date: long_short, buy_and_hold (cumulative growth of 1)
 
 
-def _by_date_corr(pred: pd.Series, label: pd.Series, method: str) -> pd.Series:
-    frame = pd.DataFrame({"pred": pred, "label": label})
+def _rowwise_corr(x: np.ndarray, y: np.ndarray, min_names: int) -> np.ndarray:
+    """Pearson correlation of each row of x with the same row of y over the columns where both are finite."""
+    both = np.isfinite(x) & np.isfinite(y)
+    n = both.sum(axis=1)
+    x, y = np.where(both, x, 0.0), np.where(both, y, 0.0)
+    safe_n = np.maximum(n, 1)[:, None]
+    dx = np.where(both, x - x.sum(axis=1, keepdims=True) / safe_n, 0.0)
+    dy = np.where(both, y - y.sum(axis=1, keepdims=True) / safe_n, 0.0)
+    sxx, syy = (dx * dx).sum(axis=1), (dy * dy).sum(axis=1)
+    denominator = np.sqrt(sxx * syy)
+    ok = (n >= min_names) & (denominator > 1e-300)
+    return np.where(ok, (dx * dy).sum(axis=1) / np.where(ok, denominator, 1.0), np.nan)
+
+
+def daily_ic(pred: pd.Series, label: pd.Series, method: str = "pearson", min_names: int = 3) -> pd.Series:
+    """The cross-sectional correlation of predictions with realized labels on each date, both indexed by
+    (date, ticker): Pearson (IC) or Spearman (rank IC: Pearson of average ranks, ties averaged). Only the tickers
+    where both are present and finite count; a date with fewer than `min_names` of them, or a constant cross-section,
+    is left out. Vectorized over a wide (date x ticker) matrix."""
+    if method not in ("pearson", "spearman"):
+        raise ValueError(f"method must be 'pearson' or 'spearman', not {method!r}")
+    frame = pd.concat({"pred": pred, "label": label}, axis=1, join="inner")
+    frame = frame[np.isfinite(frame["pred"]) & np.isfinite(frame["label"])]
+    x, y = frame["pred"].unstack(-1), frame["label"].unstack(-1)
     if method == "spearman":
-        frame = frame.groupby(level="date").rank()
-    grouped = frame.groupby(level="date")
-    return grouped.apply(lambda g: g["pred"].corr(g["label"]) if len(g) > 2 else np.nan).dropna()
+        x, y = x.rank(axis=1), y.rank(axis=1)
+    values = _rowwise_corr(x.to_numpy(dtype=float), y.to_numpy(dtype=float), min_names)
+    return pd.Series(
+        values, index=pd.DatetimeIndex(x.index, name="date"), name="rank_ic" if method == "spearman" else "ic"
+    ).dropna()
+
+
+def ic_statistics(ic: pd.Series, horizon: int = 1, prefix: str = "ic") -> dict[str, float]:
+    """Mean, standard deviation, IR (mean / std of the daily series, not annualized, as Qlib reports it), the
+    t-statistic of the mean and the share of positive dates. With an h-session label the daily values overlap, so the
+    t-statistic uses every h-th date only (non-overlapping samples): t = mean / std * sqrt(n) over those dates."""
+    ic = ic.dropna()
+    std = float(ic.std()) if len(ic) > 1 else float("nan")
+    spaced = ic.iloc[:: max(1, horizon)]
+    spaced_std = float(spaced.std()) if len(spaced) > 1 else float("nan")
+    return {
+        prefix: float(ic.mean()) if len(ic) else float("nan"),
+        f"{prefix}_std": std,
+        f"{prefix}ir": float(ic.mean() / std) if std > 0 else float("nan"),
+        f"{prefix}_t": float(spaced.mean() / spaced_std * np.sqrt(len(spaced))) if spaced_std > 0 else float("nan"),
+        f"{prefix}_positive": float((ic > 0).mean()) if len(ic) else float("nan"),
+    }
+
+
+@dataclass(frozen=True)
+class SignalResult:
+    metrics: dict[str, float]
+    ic: pd.Series  # Pearson IC by date
+    rank_ic: pd.Series  # Spearman rank IC by date
+
+
+def signal_metrics(pred: pd.Series, label: pd.Series, horizon: int = 1) -> SignalResult:
+    """Signal quality of predictions against realized forward returns, both indexed by (date, ticker), on the rows
+    they share: IC and rank IC with their std, IR and t (see `ic_statistics`), hit rate (share of rows where the
+    prediction and the realized return have the same sign) and the mean squared error beside the naive baseline that
+    predicts a zero return (`mse_vs_naive` < 1 and `oos_r2` > 0 mean the model beats it)."""
+    frame = pd.concat({"pred": pred, "label": label}, axis=1, join="inner").dropna()
+    p, y = frame["pred"], frame["label"]
+    ic, rank_ic = daily_ic(p, y, "pearson"), daily_ic(p, y, "spearman")
+    mse, naive_mse = float(((p - y) ** 2).mean()), float((y**2).mean())
+    metrics = {
+        **ic_statistics(ic, horizon, "ic"),
+        **ic_statistics(rank_ic, horizon, "rank_ic"),
+        "hit_rate": float((np.sign(p) == np.sign(y)).mean()),
+        "mse": mse,
+        "naive_mse": naive_mse,
+        "mse_vs_naive": mse / naive_mse if naive_mse > 0 else float("nan"),
+        "oos_r2": 1.0 - mse / naive_mse if naive_mse > 0 else float("nan"),
+        "n_predictions": float(len(frame)),
+        "n_dates": float(frame.index.get_level_values(0).nunique()),
+    }
+    return SignalResult(metrics=metrics, ic=ic, rank_ic=rank_ic)
+
+
+def _by_date_corr(pred: pd.Series, label: pd.Series, method: str) -> pd.Series:
+    return daily_ic(pred, label, method)
 
 
 def _max_drawdown(growth: pd.Series) -> float:
