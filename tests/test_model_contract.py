@@ -183,3 +183,12 @@ def test_torch_early_stopping_keeps_the_best_validation_epoch(data):
     assert 3 <= len(model.valid_losses) < 30
     scaled_mse = (((model.predict(X_valid) - y_valid) / model.target_std) ** 2).mean()
     assert scaled_mse == pytest.approx(min(model.valid_losses), rel=1e-4)
+
+
+def test_contributions_explain_each_row(family, fitted, data):
+    X = data[0].iloc[:7]
+    contrib = fitted.contributions(X)
+    assert list(contrib.columns) == [*fitted.feature_names, "bias"] and contrib.index.equals(X.index)
+    assert np.isfinite(contrib.to_numpy()).all()
+    if family in ("lightgbm", "linear", "momentum", "zero"):  # additive models: contributions sum to the prediction
+        np.testing.assert_allclose(contrib.sum(axis=1), fitted.predict(X), atol=1e-9)

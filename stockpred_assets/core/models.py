@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -31,7 +32,7 @@ DEFAULT_LGBM_PARAMS = {
     "bagging_freq": 1,
     "lambda_l2": 10.0,
     "verbosity": -1,
-    "num_threads": 2,
+    "num_threads": os.cpu_count() or 1,  # every core
     "deterministic": True,
     "force_col_wise": True,
 }
