@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -31,9 +34,22 @@ class MLflowResource(dg.ConfigurableResource):
         self.setup()
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri or self.tracking_uri)
 
-    def start_run(self, run_name: str, tags: dict[str, str]):
+    @contextmanager
+    def start_run(self, run_name: str, tags: dict[str, str]) -> Iterator[mlflow.ActiveRun]:
+        """An MLflow run for the block; if the block raises, the run and its nested runs are deleted rather than
+        left half-logged (the error goes on to Dagster)."""
         experiment_id = self.setup()
-        return mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+        try:
+            yield run
+        except BaseException:
+            mlflow.end_run("FAILED")
+            client, run_id = self.client(), run.info.run_id
+            for child in client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'"):
+                client.delete_run(child.info.run_id)
+            client.delete_run(run_id)
+            raise
+        mlflow.end_run()
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
         return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"

@@ -203,3 +203,21 @@ def test_a_failed_training_leaves_no_mlflow_run(tmp_path):
     assert "no features or bars before 2024-01-08" in str(result.get_step_failure_events()[0].event_specific_data.error)
     experiment = tracking.setup()
     assert tracking.client().search_runs([experiment]) == []
+
+
+def test_a_run_that_fails_while_logging_is_deleted_with_its_nested_runs(tmp_path):
+    from stockpred_resources.tracking import MLflowResource
+
+    tracking = MLflowResource(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_location=(tmp_path / "artifacts").as_uri()
+    )
+    with pytest.raises(RuntimeError, match="disk full"), tracking.start_run("lightgbm-2024-01-08", {"k": "v"}) as run:
+        mlflow.log_param("horizon", 5)
+        with mlflow.start_run(run_name="trial-0", nested=True, experiment_id=run.info.experiment_id):
+            mlflow.log_metric("valid_rank_ic", 0.01)
+        raise RuntimeError("disk full")
+    assert tracking.client().search_runs([run.info.experiment_id]) == []
+    assert mlflow.active_run() is None
+    with tracking.start_run("lightgbm-2024-01-15", {}) as kept:
+        mlflow.log_param("horizon", 5)
+    assert [r.info.run_id for r in tracking.client().search_runs([run.info.experiment_id])] == [kept.info.run_id]
