@@ -59,6 +59,7 @@ def tune_lgbm(
     callbacks: Sequence[Callable] = (),
 ) -> optuna.Study:
     """Run (or resume) the study until it holds `n_trials` finished trials; returns it (best params: best_params)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=study_name,
         storage=storage,
@@ -83,6 +84,5 @@ def tune_lgbm(
         t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     ]
     remaining = max(n_trials - len(finished), 0)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, n_trials=remaining, catch=(Exception,), callbacks=list(callbacks))
     return study
