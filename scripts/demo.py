@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -17,6 +18,8 @@ import warnings
 import httpx
 import pandas as pd
 
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 warnings.filterwarnings("ignore", module="dagster")
 warnings.filterwarnings("ignore", message=".*(beta|preview).*")
 
@@ -26,6 +29,8 @@ from stockpred_assets.core import calendar  # noqa: E402
 from stockpred_assets.definitions import defs  # noqa: E402
 from stockpred_assets.evaluation.assets import HEADLINE  # noqa: E402
 from stockpred_assets.partitions import weeks  # noqa: E402
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)  # after mlflow configured its loggers on import
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -52,12 +57,25 @@ def materialize(instance: dg.DagsterInstance, start: str, end: str, week: str) -
     return results
 
 
+def print_models(result: dg.ExecuteInProcessResult) -> None:
+    """The week's families side by side, the challenger picked among them and what the promotion gate decided."""
+    meta = result.asset_materializations_for_node("challenger_model")[0].metadata
+    print(f"\nThis week's models (challenger: {meta['challenger_family'].value} v{meta['challenger_version'].value}):")
+    print(meta["families"].value)
+    for check in result.get_asset_check_evaluations():
+        reasons = check.metadata.get("reasons")
+        print(f"  gate {check.asset_check_key.name}: {'passed' if check.passed else 'blocked'}", end="")
+        print(f" {reasons.value}" if reasons is not None and reasons.value else "")
+
+
 def print_backtest(result: dg.ExecuteInProcessResult) -> None:
     event = result.asset_materializations_for_node("backtest_report")[0]
-    meta = {k: v.value for k, v in event.metadata.items() if k != "plot"}
+    meta = {k: v.value for k, v in event.metadata.items() if not k.startswith("plot")}
     print(f"\nBacktest (walk-forward, out of sample {meta['oos_range']}, {meta['oos_predictions']} predictions):")
+    print(f"  portfolio figures: {meta['primary_strategy']} (TopK-dropout), net of 5/15 bps costs unless _gross")
     for key in HEADLINE:
-        print(f"  {key:<28} {meta[key]: .4f}")
+        print(f"  {key:<34} {meta[key]: .4f}")
+    print(f"  report: {meta['report_html']} (open it in a browser; plots also in the Dagster UI and MLflow)")
 
 
 def serve_and_predict(port: int, tickers: list[str]) -> None:
@@ -103,6 +121,7 @@ def main() -> None:
     start, end = f"{first:%Y-%m-%d}", f"{last:%Y-%m-%d}"
     print(f"Materializing {start}..{end} (daily partitions, one run), the model for week {week}, online features:")
     results = materialize(dg.DagsterInstance.get(), start, end, week)
+    print_models(results["weekly_training_job"])
     print_backtest(results["weekly_training_job"])
     serve_and_predict(args.port, ["S00000", "S00042", "NOPE"])
 

@@ -17,6 +17,7 @@ import redis
 from conftest import free_port, local_env
 
 from stockpred_assets.definitions import build_definitions
+from stockpred_assets.evaluation.assets import HEADLINE
 from stockpred_resources.online_store import fetch_vector
 from stockpred_resources.registry import champion_version
 from stockpred_resources.settings import load_settings
@@ -79,7 +80,10 @@ def test_all_runs_succeed_and_report_metadata(pipeline):
     assert gate.asset_check_key.name == "challenger_beats_champion" and gate.passed
     assert gate.metadata["champion_version"].value == "-"  # the first model only has to show a positive rank IC
     backtest = runs["weekly"].asset_materializations_for_node("backtest_report")[0].metadata
-    assert {"ic", "rank_ic", "sharpe", "max_drawdown", "plot", "mlflow_run_id"} <= set(backtest)
+    plots = {"plot_cumulative_return", "plot_ic", "plot_drawdown"}
+    assert set(HEADLINE) | plots | {"summary", "per_year", "report_html", "mlflow_run_id"} <= set(backtest)
+    assert Path(backtest["report_html"].value).read_text().count("<img") == 3
+    assert backtest["mlflow_logged_into"].value != "its own run"  # the week's lightgbm version's run
 
 
 def test_lake_catalog_and_registry(pipeline):

@@ -1,40 +1,43 @@
-"""Walk-forward backtest of the weekly model recipe, reported in Dagster and MLflow."""
+"""Out-of-sample evaluation: the daily predictions of the model in force, the weekly walk-forward backtest of the
+training recipe and the rolling report over every prediction made so far; reported in Dagster and MLflow."""
+
+import collections
 
 import dagster as dg
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import mlflow
-
-from stockpred_assets.core.backtest import evaluate, walk_forward_predictions
+from stockpred_assets.core.backtest import walk_forward_predictions
+from stockpred_assets.core.dataset import feature_matrix
 from stockpred_assets.core.splits import folds_from, gap_sessions, walk_forward_folds
 from stockpred_assets.core.training import make_forecaster
-from stockpred_assets.metadata import float_metadata, png_markdown
-from stockpred_assets.partitions import week_start, weeks
-from stockpred_assets.training.assets import HISTORY_MAPPING, TRAIN_WEEKS
+from stockpred_assets.evaluation.registry import backtest_run, promoted_versions
+from stockpred_assets.evaluation.reporting import (
+    HEADLINE,
+    INDEX_HEADLINE,
+    PortfolioConfig,
+    daily_returns,
+    evaluate,
+    log_report,
+    report_metadata,
+    write_html,
+    write_predictions,
+)
+from stockpred_assets.evaluation.scoring import empty_predictions, models_in_force, score
+from stockpred_assets.metadata import table_metadata
+from stockpred_assets.partitions import partition_days, trading_days, week_start, weeks
+from stockpred_assets.training.assets import HISTORY_MAPPING, MODEL_ASSETS, TRAIN_WEEKS
 from stockpred_assets.training.data import load_training_set
 from stockpred_resources.lake import DuckDBResource, LakeResource
-from stockpred_resources.registry import PARTITION_TAG
+from stockpred_resources.market_data import MarketDataResource
+from stockpred_resources.registry import PARTITION_TAG, load_version
 from stockpred_resources.tracking import MLflowResource
 
-HEADLINE = (
-    "ic",
-    "rank_ic",
-    "rank_icir",
-    "rank_ic_t",
-    "icir",
-    "hit_rate",
-    "mse_vs_naive",
-    "annual_return",
-    "sharpe",
-    "max_drawdown",
-    "turnover",
-    "buy_and_hold_annual_return",
-)
+__all__ = ["HEADLINE", "INDEX_HEADLINE", "backtest_history", "backtest_report", "predictions"]
+
+NO_MODEL = "no champion promoted for this week or before"
 
 
-class BacktestConfig(dg.Config):
+class BacktestConfig(PortfolioConfig):
     """A model family refit fold by fold with default parameters (the backtest does not tune)."""
 
     family: str = "lightgbm"  # lightgbm | torch_mlp | linear | momentum
@@ -48,25 +51,16 @@ class BacktestConfig(dg.Config):
     oos_start: str | None = None  # when set, the test blocks tile the dates from here on instead
     num_boost_round: int = 60  # lightgbm
     epochs: int = 10  # torch_mlp
-    cost_bps: float = 10.0
-
-
-def _equity_figure(result):
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), sharex=False)
-    result.equity.plot(ax=top, title="Growth of 1 (long-short top/bottom 20%, after costs) vs equal-weight hold")
-    result.daily_ic.rolling(20).mean().plot(ax=bottom, title="Rank IC, 20-day mean", color="tab:green")
-    bottom.axhline(0.0, color="grey", linewidth=0.8)
-    fig.tight_layout()
-    return fig
 
 
 @dg.asset(
     partitions_def=weeks,
-    # Not downstream of lgbm_model: the backtest judges the training recipe and must run even when the promotion
-    # gate blocks this week's model.
+    # After the week's models are registered (so the backtest lands in their MLflow run), but not downstream of
+    # challenger_model: the backtest judges the training recipe and must run even when the promotion gate blocks.
     deps=[
         dg.AssetDep("features", partition_mapping=HISTORY_MAPPING),
         dg.AssetDep("validated_bars", partition_mapping=HISTORY_MAPPING),
+        *MODEL_ASSETS,
     ],
     kinds={"lightgbm", "mlflow", "matplotlib"},
 )
@@ -75,10 +69,14 @@ def backtest_report(
     config: BacktestConfig,
     lake: LakeResource,
     duckdb: DuckDBResource,
+    market_data: MarketDataResource,
     mlflow_resource: MLflowResource,
 ) -> dg.MaterializeResult:
-    """Out-of-sample walk-forward: expanding-window refits, purged by the horizon, scored on the following block."""
-    data = load_training_set(lake, duckdb, week_start(context), config.train_weeks, config.horizon, config.label)
+    """Out-of-sample walk-forward: expanding-window refits, purged by the horizon, each scored on the following
+    block; the signal, TopK-dropout / top-k / long-short books after costs against the index and the equal-weighted
+    universe, per year; plots in the metadata, an HTML report in the lake, all of it in the model's MLflow run."""
+    cutoff = week_start(context)
+    data = load_training_set(lake, duckdb, cutoff, config.train_weeks, config.horizon, config.label)
     X, y = data.X, data.y
     gap = gap_sessions(config.horizon, config.embargo)
     folds = (
@@ -91,22 +89,161 @@ def backtest_report(
         "torch_mlp": {"epochs": config.epochs, "patience": config.epochs},  # no validation split: fixed epochs
     }.get(config.family, {})
     pred = walk_forward_predictions(X, y, folds, lambda: make_forecaster(config.family, params, config.seed))
-    result = evaluate(pred, data.returns, config.horizon, cost_bps=config.cost_bps)
-    figure = _equity_figure(result)
-    headline = {k: result.metrics[k] for k in HEADLINE}
-    with mlflow_resource.start_run(
-        f"backtest-{context.partition_key}", {PARTITION_TAG: context.partition_key, "kind": "backtest"}
-    ) as run:
-        mlflow.log_params({**config.model_dump(), "folds": len(folds)})
-        mlflow.log_metrics(result.metrics)
-        mlflow.log_figure(figure, "backtest.png")
-    plt.close(figure)
+    first = pred.index.get_level_values("date").min()
+    returns = daily_returns(lake, duckdb, first - pd.Timedelta(days=10), cutoff - pd.Timedelta(days=1))
+    title = f"Walk-forward backtest of {config.family} ({config.label} label), week {context.partition_key}"
+    report = evaluate(pred, returns, config, market_data, config.horizon, title, label=data.returns)
+    figures, page = report.figures(), report.to_html()
+    name = f"backtest_report/{context.partition_key}"
+    html = write_html(lake, name, page)
+    predictions_file = write_predictions(lake, f"{name}_predictions", pred)  # to analyse them further
+    version, role = backtest_run(mlflow_resource, context.partition_key, config.family)
+    run = log_report(
+        mlflow_resource, report, figures, page, "backtest", {**config.model_dump(), "folds": len(folds)},
+        run_id=version.run_id if version is not None else None, run_name=f"backtest-{context.partition_key}",
+        tags={PARTITION_TAG: context.partition_key, "kind": "backtest"},
+    )  # fmt: skip
     return dg.MaterializeResult(
         metadata={
-            **float_metadata(headline),
-            "oos_range": f"{folds[0].test_start:%Y-%m-%d}..{folds[-1].test_end:%Y-%m-%d}",
-            "oos_predictions": int(result.metrics["n_predictions"]),
+            **report_metadata(report, figures, html),
+            "folds": len(folds),
+            "oos_predictions_file": predictions_file,
             "mlflow_run_id": run.info.run_id,
-            "plot": png_markdown(figure),
+            "mlflow_run": dg.MetadataValue.url(mlflow_resource.run_url(run.info.experiment_id, run.info.run_id)),
+            "mlflow_logged_into": f"{role} v{version.version}" if version is not None else "its own run",
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=trading_days,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    # champion_model: the registry's promotions decide which model scores a day (the one in force that week)
+    deps=["features", "champion_model"],
+    output_required=False,  # nothing is materialized before the first champion exists (a fresh deployment)
+    kinds={"mlflow", "parquet", "duckdb"},
+)
+def predictions(
+    context: dg.AssetExecutionContext, lake: LakeResource, duckdb: DuckDBResource, mlflow_resource: MLflowResource
+):
+    """Each day's forecasts for every ticker with complete features, made by the champion in force that week: the
+    version promoted for the day's week or, failing that, the latest week before (trained on data before its week's
+    Monday, so it never saw the day it scores). Days before the first promotion are skipped and reported."""
+    days = partition_days(context)
+    promoted = promoted_versions(mlflow_resource)
+    if not promoted:
+        context.log.warning(
+            f"{mlflow_resource.registered_model} has no champion yet: nothing scores these days. Materialize "
+            "weekly_training_job, then these partitions again."
+        )
+        return
+    chosen = models_in_force(days, [p for p, _ in promoted.values()])
+    by_version = collections.defaultdict(list)
+    for day, promotion in chosen.items():
+        if promotion is not None:
+            by_version[promotion.version].append(day)
+    if not by_version:
+        first = min(p.champion_from for p, _ in promoted.values())
+        raise dg.Failure(
+            f"no champion was in force on {days[0]:%Y-%m-%d}..{days[-1]:%Y-%m-%d}: the first was promoted for the "
+            f"week of {first:%Y-%m-%d}, and a day is scored only by a model promoted for its week or before"
+        )
+    scored_days = sorted(d for vdays in by_version.values() for d in vdays)
+    features = duckdb.read_window(lake.lake(), "features", "features", scored_days[0], scored_days[-1])
+    if features.empty:
+        raise dg.Failure(f"no features in {scored_days[0]:%Y-%m-%d}..{scored_days[-1]:%Y-%m-%d}: materialize them")
+    X = feature_matrix(features)
+    row_dates = X.index.get_level_values("date")
+    skipped = {f"{d:%Y-%m-%d}": NO_MODEL for d, p in chosen.items() if p is None}
+    frames, used = [], []
+    for number, vdays in by_version.items():
+        promotion, version = promoted[number]
+        params = mlflow_resource.client().get_run(version.run_id).data.params
+        trained_on = params.get("feature_set_version")
+        other = set(features.loc[features["date"].isin(vdays), "feature_set_version"].dropna()) - {trained_on}
+        if trained_on and other:  # a model scores only the feature set it was trained on
+            skipped |= {f"{d:%Y-%m-%d}": f"features {sorted(other)}, v{number} wants {trained_on}" for d in vdays}
+            continue
+        rows = X[row_dates.isin(vdays)]
+        model = load_version(mlflow_resource.registered_model, version)
+        frames.append(score(rows, model, promotion, int(params.get("horizon", 5)), params.get("label", "return")))
+        used.append(
+            {
+                "model_version": number,
+                "model_family": promotion.family,
+                "champion_from": f"{promotion.champion_from:%Y-%m-%d}",
+                "trained_before": f"{promotion.cutoff:%Y-%m-%d}",
+                "days": f"{min(vdays):%Y-%m-%d}..{max(vdays):%Y-%m-%d}",
+                "rows": len(rows),
+            }
+        )
+    table = pd.concat([empty_predictions(), *frames], ignore_index=True).sort_values(["date", "ticker"])
+    if table.empty and not used:
+        raise dg.Failure(f"no day of the range could be scored: {sorted(set(skipped.values()))}")
+    paths = lake.write_partitions("evaluation", "predictions", table, days)
+    duckdb.register_view(lake.lake(), "evaluation", "predictions", view="predictions")
+    in_range = features[features["date"].isin(scored_days)]
+    yield dg.MaterializeResult(
+        metadata={
+            **table_metadata(table, paths),
+            "days_scored": dg.MetadataValue.int(int(table["date"].nunique()) if len(table) else 0),
+            "days_skipped": dg.MetadataValue.int(len(skipped)),
+            "skipped": dg.MetadataValue.json(skipped),
+            "unscored_rows": dg.MetadataValue.int(len(in_range) - len(table)),  # features still warming up
+            "models": dg.MetadataValue.md(pd.DataFrame(used).to_markdown(index=False) if used else "-"),
+            "duckdb_view": "predictions",
+        }
+    )
+
+
+class HistoryConfig(PortfolioConfig):
+    min_dates: int = 2  # dates with a realized return needed before the report is drawn
+
+
+@dg.asset(deps=["predictions"], output_required=False, kinds={"mlflow", "matplotlib", "html"})
+def backtest_history(
+    context: dg.AssetExecutionContext,
+    config: HistoryConfig,
+    lake: LakeResource,
+    duckdb: DuckDBResource,
+    market_data: MarketDataResource,
+    mlflow_resource: MLflowResource,
+):
+    """The report over every prediction in the lake, i.e. what trading the champion in force each day would have
+    earned: the signal, the books after costs against the benchmarks, per year; plots, HTML and an MLflow run."""
+    store = lake.lake()
+    dates = store.partition_dates("evaluation", "predictions")
+    table = duckdb.read_window(store, "evaluation", "predictions", dates[0], dates[-1]) if dates else pd.DataFrame()
+    sessions = store.partition_dates("validated", "bars")
+    realized = sorted(set(table["date"])) if len(table) else []
+    realized = [d for d in realized if sessions and d < sessions[-1]]
+    if len(realized) < config.min_dates:
+        context.log.warning(
+            f"{len(realized)} prediction date(s) have a realized next-session return, {config.min_dates} are "
+            "needed: no report yet"
+        )
+        return
+    horizons = table["horizon"].value_counts()
+    horizon = int(horizons.index[0])  # the signal is scored against the horizon most predictions were made for
+    pred = table.set_index(["date", "ticker"])["prediction"].sort_index()
+    returns = daily_returns(lake, duckdb, realized[0] - pd.Timedelta(days=10), sessions[-1])
+    title = f"Predictions of the champion in force, {realized[0]:%Y-%m-%d}..{realized[-1]:%Y-%m-%d}"
+    report = evaluate(pred, returns, config, market_data, horizon, title)
+    figures, page = report.figures(), report.to_html()
+    html = write_html(lake, "backtest_history/report", page)
+    run = log_report(
+        mlflow_resource, report, figures, page, "backtest_history", config.model_dump(),
+        run_name=f"backtest-history-{realized[-1]:%Y-%m-%d}", tags={"kind": "backtest_history"},
+    )  # fmt: skip
+    models = table.groupby(["model_version", "model_family"], as_index=False).agg(
+        first=("date", "min"), last=("date", "max"), rows=("prediction", "size")
+    )
+    yield dg.MaterializeResult(
+        metadata={
+            **report_metadata(report, figures, html),
+            "horizons": dg.MetadataValue.json({int(h): int(n) for h, n in horizons.items()}),
+            "models": dg.MetadataValue.md(models.to_markdown(index=False)),
+            "mlflow_run_id": run.info.run_id,
+            "mlflow_run": dg.MetadataValue.url(mlflow_resource.run_url(run.info.experiment_id, run.info.run_id)),
         }
     )

@@ -1,4 +1,4 @@
-"""Drift of each day's features against the sessions before it."""
+"""Drift of each day's features against the sessions before it; predictions made strictly out of sample."""
 
 import dagster as dg
 import pandas as pd
@@ -7,7 +7,10 @@ from stockpred_assets.core.calendar import lookback_start
 from stockpred_assets.core.drift import PSI_ALERT, feature_drift
 from stockpred_assets.core.features import FEATURE_COLUMNS
 from stockpred_assets.partitions import partition_days, trading_days
+from stockpred_assets.training.assets import CHAMPION_FROM_TAG
 from stockpred_resources.lake import LakeResource
+from stockpred_resources.registry import PARTITION_TAG
+from stockpred_resources.tracking import MLflowResource
 
 REFERENCE_SESSIONS = 60
 
@@ -36,5 +39,41 @@ def features_drift(context: dg.AssetCheckExecutionContext, lake: LakeResource) -
             "max_psi_feature": str(worst["feature"]),
             "drifted_features": int((drift["psi"] >= PSI_ALERT).sum()),
             "per_feature": dg.MetadataValue.md(drift.round(4).to_markdown(index=False)),
+        },
+    )
+
+
+@dg.asset_check(asset="predictions", partitions_def=trading_days, blocking=True)
+def predictions_out_of_sample(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource, mlflow_resource: MLflowResource
+) -> dg.AssetCheckResult:
+    """Every prediction was made by a model trained before the day it scores (its training cut-off, the week it
+    was trained for, is on or before the day) and promoted for that day's week or before. Blocks the history."""
+    days = partition_days(context)
+    table = lake.read_range("evaluation", "predictions", days[0], days[-1], columns=["date", "model_version"])
+    if table.empty:
+        return dg.AssetCheckResult(passed=True, metadata={"rows": 0})
+    client, name = mlflow_resource.client(), mlflow_resource.registered_model
+    tags = {v: client.get_model_version(name, v).tags for v in table["model_version"].unique()}
+    cutoff = table["model_version"].map({v: pd.Timestamp(t.get(PARTITION_TAG, "2262-01-01")) for v, t in tags.items()})
+    since = table["model_version"].map(
+        {v: pd.Timestamp(t.get(CHAMPION_FROM_TAG, "2262-01-01")) for v, t in tags.items()}
+    )
+    dates = pd.to_datetime(table["date"])
+    monday = dates - pd.to_timedelta(dates.dt.weekday, unit="D")
+    leaked = table[(cutoff > dates) | (since > monday)]
+    return dg.AssetCheckResult(
+        passed=leaked.empty,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "rows": len(table),
+            "rows_not_out_of_sample": len(leaked),
+            "models": dg.MetadataValue.json(
+                {
+                    v: {"trained_before": t.get(PARTITION_TAG), "champion_from": t.get(CHAMPION_FROM_TAG)}
+                    for v, t in tags.items()
+                }
+            ),
+            "first_offending_date": f"{leaked['date'].min():%Y-%m-%d}" if len(leaked) else "-",
         },
     )

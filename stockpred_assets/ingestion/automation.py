@@ -12,9 +12,13 @@ RETRY_LOOKBACK_DAYS = 10
 
 
 def daily_data_job(providers: list[str]):
-    """Raw bars of the enabled providers, then validation and features, for one or many trading days."""
+    """Raw bars of the enabled providers, then validation and features, for one or many trading days; the day's
+    predictions by the champion in force and the rolling report over all of them."""
     raw = dg.AssetSelection.assets(*[f"raw_bars_{name}" for name in providers])
-    return dg.define_asset_job("daily_data_job", selection=raw | dg.AssetSelection.groups("validation", "features"))
+    evaluation = dg.AssetSelection.assets("predictions", "backtest_history")
+    return dg.define_asset_job(
+        "daily_data_job", selection=raw | dg.AssetSelection.groups("validation", "features") | evaluation
+    )
 
 
 @dg.schedule(job_name="daily_data_job", cron_schedule="30 18 * * 1-5", execution_timezone=TIMEZONE)

@@ -21,6 +21,8 @@ HISTORY = [
     dg.AssetDep("validated_bars", partition_mapping=HISTORY_MAPPING),
 ]
 MODEL_ASSETS = ("lgbm_model", "mlp_model", "linear_model", "momentum_model")
+# Set on a version when it becomes champion: the week from which it is the model in force (`predictions` reads it).
+CHAMPION_FROM_TAG = "champion_from"
 
 
 class TrainConfig(dg.Config):
@@ -173,11 +175,13 @@ def champion_model(context: dg.AssetExecutionContext, mlflow_resource: MLflowRes
         )
     previous = alias_version(client, name, CHAMPION_ALIAS)
     client.set_registered_model_alias(name, CHAMPION_ALIAS, newest.version)
+    client.set_model_version_tag(name, newest.version, CHAMPION_FROM_TAG, context.partition_key)
     return dg.MaterializeResult(
         metadata={
             "registered_model": name,
             "champion_version": str(newest.version),
             "champion_family": newest.tags.get(FAMILY_TAG, "-"),
+            "champion_from": context.partition_key,
             "previous_champion": str(previous.version) if previous else "-",
             "mlflow_run_id": newest.run_id,
         }

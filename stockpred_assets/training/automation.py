@@ -4,7 +4,8 @@ import dagster as dg
 
 weekly_training_job = dg.define_asset_job(
     "weekly_training_job",
-    selection=dg.AssetSelection.groups("training", "evaluation"),
+    # the weekly evaluation asset; `predictions` (daily) and `backtest_history` run with the daily job
+    selection=dg.AssetSelection.groups("training") | dg.AssetSelection.assets("backtest_report"),
 )
 
 weekly_training_schedule = dg.build_schedule_from_partitioned_job(

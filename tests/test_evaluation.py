@@ -1,0 +1,44 @@
+"""Which model is in force on a day (never one that could have seen it) and how strategies scale with the universe.
+The assets themselves: tests/test_evaluation_assets.py."""
+
+import pandas as pd
+
+from stockpred_assets.evaluation.reporting import PortfolioConfig, strategies
+from stockpred_assets.evaluation.scoring import Promotion, models_in_force, week_monday
+
+W0, W1, W2, W3 = (pd.Timestamp(d) for d in ("2024-03-04", "2024-03-11", "2024-03-18", "2024-03-25"))
+DAYS = pd.bdate_range(W0, "2024-03-22")  # three weeks, no exchange holiday
+
+
+def _promotion(version: str, week: pd.Timestamp, cutoff: pd.Timestamp | None = None) -> Promotion:
+    return Promotion(version, week, week if cutoff is None else cutoff)
+
+
+def test_the_model_in_force_is_the_latest_promoted_for_the_days_week_or_before():
+    v1, v2, v2_again = _promotion("1", W1), _promotion("2", W2), _promotion("5", W2)
+    chosen = models_in_force(DAYS, [v2, v1])
+    assert [chosen[d] for d in DAYS[:5]] == [None] * 5  # before the first promotion
+    assert {chosen[d].version for d in DAYS[5:10]} == {"1"} and {chosen[d].version for d in DAYS[10:]} == {"2"}
+    # a week promoted twice: the newer version; a week without a promotion keeps the previous champion
+    assert models_in_force([pd.Timestamp("2024-03-27")], [v1, v2, v2_again])[pd.Timestamp("2024-03-27")] == v2_again
+
+
+def test_a_version_never_scores_a_day_before_its_training_cutoff_or_its_promotion():
+    # mislabelled: promoted "from" W1 but trained up to W2's Monday (it saw W1): it must not score W1
+    bad = _promotion("3", W1, cutoff=W2)
+    chosen = models_in_force(DAYS, [_promotion("1", W0), bad])
+    assert all(chosen[d].version == "1" for d in DAYS[:10]) and all(chosen[d].version == "3" for d in DAYS[10:])
+    # a model promoted for W3 scores nothing in W0..W2, not even the Friday before its week
+    assert set(models_in_force(DAYS, [_promotion("4", W3)]).values()) == {None}
+    assert week_monday("2024-03-24") == W2 and week_monday(W2) == W2
+
+
+def test_strategies_scale_k_and_drop_with_the_universe():
+    config = PortfolioConfig()
+    dropout, topk, spread = strategies(505, config)
+    assert (dropout.kind, dropout.k, dropout.n_drop) == ("topk_dropout", 50, 5)
+    assert topk.max_turnover == 0.2 and spread.max_turnover == 0.4 and spread.kind == "long_short"
+    assert (dropout.open_cost_bps, dropout.close_cost_bps) == (5.0, 15.0)
+    assert (strategies(30, config)[0].k, strategies(30, config)[0].n_drop) == (6, 1)
+    assert strategies(3, config)[0].k == 1
+    assert strategies(100, PortfolioConfig(max_turnover=0))[1].max_turnover is None
