@@ -9,6 +9,9 @@ from stockpred_assets.evaluation import checks as evaluation_checks
 from stockpred_assets.features import assets as features_assets
 from stockpred_assets.ingestion import assets as ingestion_assets
 from stockpred_assets.ingestion.automation import daily_data_job, daily_data_schedule, dead_letter_retry_sensor
+from stockpred_assets.monitoring import assets as monitoring_assets
+from stockpred_assets.monitoring import checks as monitoring_checks
+from stockpred_assets.monitoring.automation import automation_sensor, drift_retrain_sensor, run_failure_alert_sensor
 from stockpred_assets.serving import assets as serving_assets
 from stockpred_assets.serving.automation import champion_change_sensor, serving_job
 from stockpred_assets.training import assets as training_assets
@@ -28,6 +31,7 @@ GROUPS = {
     "training": training_assets,
     "evaluation": evaluation_assets,
     "serving": serving_assets,
+    "monitoring": monitoring_assets,
 }
 
 
@@ -42,10 +46,18 @@ def build_definitions() -> dg.Definitions:
     settings = load_settings()
     defs = dg.Definitions(
         assets=_assets(),
-        asset_checks=dg.load_asset_checks_from_modules([validation_checks, training_checks, evaluation_checks]),
+        asset_checks=dg.load_asset_checks_from_modules(
+            [validation_checks, training_checks, evaluation_checks, monitoring_checks]
+        ),
         jobs=[daily_data_job(list(settings.providers)), weekly_training_job, serving_job],
         schedules=[daily_data_schedule, weekly_training_schedule],
-        sensors=[champion_change_sensor, dead_letter_retry_sensor],
+        sensors=[
+            champion_change_sensor,
+            dead_letter_retry_sensor,
+            drift_retrain_sensor,
+            run_failure_alert_sensor,
+            automation_sensor,
+        ],
         resources=build_resources(settings),
     )
     return defs.map_asset_specs(func=lambda spec: spec.replace_attributes(owners=OWNERS))

@@ -9,6 +9,7 @@ import dagster as dg
 from stockpred_resources.cache import RedisResource
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
+from stockpred_resources.monitoring import MonitoringResource
 from stockpred_resources.providers import AlphaVantageProvider, FilesProvider, SimulatedProvider, YahooProvider
 from stockpred_resources.settings import Settings
 from stockpred_resources.tracking import MLflowResource
@@ -19,7 +20,11 @@ def _providers(settings: Settings) -> dict[str, Any]:
     optional_urls = {"yahoo": settings.yahoo_url, "alphavantage": settings.alphavantage_url}
     urls = {name: {"base_url": url} for name, url in optional_urls.items() if url}
     return {
-        "simulated_provider": SimulatedProvider(seed=settings.simulated_seed, universe_size=settings.universe_size),
+        "simulated_provider": SimulatedProvider(
+            seed=settings.simulated_seed,
+            universe_size=settings.universe_size,
+            regime_start=settings.simulated_regime_start,
+        ),
         "yahoo_provider": YahooProvider(**universe, **urls.get("yahoo", {})),
         "alphavantage_provider": AlphaVantageProvider(
             api_key=dg.EnvVar("ALPHAVANTAGE_API_KEY"), **universe, **urls.get("alphavantage", {})
@@ -29,6 +34,16 @@ def _providers(settings: Settings) -> dict[str, Any]:
             providers=list(settings.providers), index_file=settings.index_file, vix_file=settings.vix_file
         ),
     }
+
+
+def _monitoring(settings: Settings) -> MonitoringResource:
+    # the webhook URL often holds a token: prod reads it from the environment at run time
+    url = settings.alert_webhook_url
+    return MonitoringResource(
+        webhook_url=dg.EnvVar("STOCKPRED_ALERT_WEBHOOK_URL") if url and settings.is_prod else url,
+        drift_retrain_cooldown_days=settings.drift_retrain_cooldown_days,
+        dagster_ui_url=settings.dagster_ui_url,
+    )
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -47,6 +62,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             "duckdb": DuckDBResource(database=settings.duckdb_path),
             "mlflow_resource": MLflowResource(tracking_uri=dg.EnvVar("STOCKPRED_MLFLOW_TRACKING_URI"), **tracking),
             "redis": RedisResource(url=dg.EnvVar("STOCKPRED_REDIS_URL")),
+            "monitoring": _monitoring(settings),
         }
     return {
         **_providers(settings),
@@ -54,4 +70,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "duckdb": DuckDBResource(database=settings.duckdb_path),
         "mlflow_resource": MLflowResource(tracking_uri=settings.mlflow_tracking_uri, **tracking),
         "redis": RedisResource(url=settings.redis_url),
+        "monitoring": _monitoring(settings),
     }

@@ -38,7 +38,6 @@ class ServiceSettings:
     audit_log: str = "-"  # "-": stderr, else a file path (one JSON line per request)
     max_feature_age_sessions: int = 2  # older feature vectors are answered but flagged stale
     workers: int = 1
-    bentoml_home: str | None = None  # where the `bento` asset builds (default: BentoML's own, $BENTOML_HOME)
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,12 @@ class Settings:
     optuna_storage: str  # where Optuna studies live, so a tuning run resumes
     index_file: str | None  # market index closes for beta/correlation/regime (default: equal-weight index)
     vix_file: str | None  # VIX closes (default: realized-volatility proxy)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+    # monitoring: where run failures are posted, how often drift may retrain, links in alerts
+    alert_webhook_url: str | None = None
+    drift_retrain_cooldown_days: float = 7.0
+    dagster_ui_url: str = "http://127.0.0.1:3000"
+    simulated_regime_start: str | None = None  # switch the simulated market's bear regime on from this date
 
     @property
     def is_prod(self) -> bool:
@@ -78,6 +83,46 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (environ.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+    return raw in ("1", "true", "yes", "on")
+
+
+def load_service_settings(environ: Mapping[str, str] | None = None) -> ServiceSettings:
+    """The prediction service's STOCKPRED_* variables (also read alone, when the service module is imported)."""
+    environ = os.environ if environ is None else environ
+    d = ServiceSettings()
+    return ServiceSettings(
+        api_keys_file=environ.get("STOCKPRED_API_KEYS_FILE") or None,
+        api_keys=environ.get("STOCKPRED_API_KEYS") or None,
+        cache_ttl_seconds=_int(environ, "STOCKPRED_CACHE_TTL_SECONDS", d.cache_ttl_seconds),
+        rate_per_second=_float(environ, "STOCKPRED_RATE_LIMIT_PER_SECOND", d.rate_per_second),
+        rate_burst=_int(environ, "STOCKPRED_RATE_LIMIT_BURST", d.rate_burst),
+        max_body_bytes=_int(environ, "STOCKPRED_MAX_BODY_BYTES", d.max_body_bytes),
+        max_batch_tickers=_int(environ, "STOCKPRED_MAX_BATCH_TICKERS", d.max_batch_tickers),
+        max_explain_tickers=_int(environ, "STOCKPRED_MAX_EXPLAIN_TICKERS", d.max_explain_tickers),
+        model_poll_seconds=_float(environ, "STOCKPRED_MODEL_POLL_SECONDS", d.model_poll_seconds),
+        shadow_scoring=_bool(environ, "STOCKPRED_SHADOW_SCORING", d.shadow_scoring),
+        audit_log=environ.get("STOCKPRED_AUDIT_LOG") or d.audit_log,
+        max_feature_age_sessions=_int(environ, "STOCKPRED_MAX_FEATURE_AGE_SESSIONS", d.max_feature_age_sessions),
+        workers=_int(environ, "STOCKPRED_SERVICE_WORKERS", d.workers),
+    )
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -108,7 +153,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         mlflow_artifact_location=environ.get("STOCKPRED_MLFLOW_ARTIFACTS")
         or (None if env == "prod" else (data_dir / "mlartifacts").as_uri()),
         mlflow_experiment=environ.get("STOCKPRED_MLFLOW_EXPERIMENT") or "stockpred",
-        registered_model=environ.get("STOCKPRED_REGISTERED_MODEL") or "stockpred-lgbm",
+        mlflow_ui_url=environ.get("STOCKPRED_MLFLOW_UI_URL") or "http://127.0.0.1:5000",
+        registered_model=environ.get("STOCKPRED_REGISTERED_MODEL") or "stockpred",
         redis_url=environ.get("STOCKPRED_REDIS_URL") or None,
         simulated_seed=_int(environ, "STOCKPRED_SEED", 7),
         universe_size=_int(environ, "STOCKPRED_UNIVERSE_SIZE", 50),
@@ -121,4 +167,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         optuna_storage=environ.get("STOCKPRED_OPTUNA_STORAGE") or f"sqlite:///{data_dir / 'optuna.db'}",
         index_file=environ.get("STOCKPRED_INDEX_FILE") or None,
         vix_file=environ.get("STOCKPRED_VIX_FILE") or None,
+        service=load_service_settings(environ),
+        alert_webhook_url=environ.get("STOCKPRED_ALERT_WEBHOOK_URL") or None,
+        drift_retrain_cooldown_days=_float(environ, "STOCKPRED_DRIFT_RETRAIN_COOLDOWN_DAYS", 7.0),
+        dagster_ui_url=environ.get("STOCKPRED_DAGSTER_UI_URL") or "http://127.0.0.1:3000",
+        simulated_regime_start=environ.get("STOCKPRED_SIM_REGIME_START") or None,
     )

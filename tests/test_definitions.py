@@ -56,12 +56,15 @@ def test_graph_matches_snapshot(defs):
 
 def test_every_group_job_schedule_and_sensor_resolves(defs):
     groups = {node.group_name for node in defs.resolve_asset_graph().asset_nodes}
-    assert groups == {"ingestion", "validation", "features", "training", "evaluation", "serving"}
+    assert groups == {"ingestion", "validation", "features", "training", "evaluation", "serving", "monitoring"}
     for job in ("daily_data_job", "weekly_training_job", "serving_job"):
         assert defs.resolve_job_def(job).name == job
     assert defs.resolve_schedule_def("daily_data_schedule").job_name == "daily_data_job"
     assert defs.resolve_schedule_def("weekly_training_schedule").job_name == "weekly_training_job"
     assert defs.resolve_sensor_def("champion_change_sensor").job_name == "serving_job"
+    assert defs.resolve_sensor_def("drift_retrain_sensor").job_name == "weekly_training_job"
+    for name in ("run_failure_alert_sensor", "automation_condition_sensor"):
+        assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
     defs.resolve_all_job_defs()
 
 
