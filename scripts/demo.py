@@ -33,20 +33,30 @@ from stockpred_assets.partitions import weeks  # noqa: E402
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # after mlflow configured its loggers on import
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+MONITORED = [dg.AssetKey("predictions"), dg.AssetKey("drift_report")]
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 def materialize(instance: dg.DagsterInstance, start: str, end: str, week: str) -> dict:
-    """Run the three jobs the automation runs: daily data over the range (one run), the week's model, serving."""
+    """Run what the automation runs: daily data over the range (one run), the week's models, serving, then the
+    week's sessions scored by the new champion and their drift report (what the daily chain does from now on)."""
     steps = [
         ("daily_data_job", {"tags": {RANGE_START_TAG: start, RANGE_END_TAG: end}}),
         ("weekly_training_job", {"partition_key": week}),
         ("serving_job", {}),
     ]
+    if week <= end:
+        scored = {"tags": {RANGE_START_TAG: max(week, start), RANGE_END_TAG: end}, "asset_selection": MONITORED}
+        steps.append(("predictions+drift", scored))
     results = {}
     for job_name, kwargs in steps:
         began = time.monotonic()
-        result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, run_config=QUIET, **kwargs)
+        job = (
+            defs.resolve_implicit_global_asset_job_def()
+            if "asset_selection" in kwargs
+            else defs.resolve_job_def(job_name)
+        )
+        result = job.execute_in_process(instance=instance, run_config=QUIET, **kwargs)
         print(
             f"  {job_name:<20} {'ok' if result.success else 'FAILED'} "
             f"in {time.monotonic() - began:5.1f}s  run {result.run_id[:8]}"
@@ -55,6 +65,17 @@ def materialize(instance: dg.DagsterInstance, start: str, end: str, week: str) -
             sys.exit(f"{job_name} failed: see `make dev` -> Runs -> {result.run_id}")
         results[job_name] = result
     return results
+
+
+def print_drift(result: dg.ExecuteInProcessResult) -> None:
+    events = result.asset_materializations_for_node("drift_report")
+    if not events:
+        return
+    meta = {k: v.value for k, v in events[-1].metadata.items()}
+    shown = {k: v for k, v in meta.items() if isinstance(v, (int, float, str)) and len(str(v)) < 80}
+    print(f"\nDrift report ({events[-1].partition}):")
+    for key, value in list(shown.items())[:12]:
+        print(f"  {key:<28} {value}")
 
 
 def print_models(result: dg.ExecuteInProcessResult) -> None:
@@ -123,6 +144,8 @@ def main() -> None:
     results = materialize(dg.DagsterInstance.get(), start, end, week)
     print_models(results["weekly_training_job"])
     print_backtest(results["weekly_training_job"])
+    if "predictions+drift" in results:
+        print_drift(results["predictions+drift"])
     serve_and_predict(args.port, ["S00000", "S00042", "NOPE"])
 
 

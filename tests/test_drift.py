@@ -155,6 +155,9 @@ def test_live_performance_uses_only_labels_known_on_the_day():
     assert flipped["live_rank_ic"] < -0.5 and flipped["ic_gap_t"] < -2 and flipped["decay_status"] == drift.WARN
     noisy = drift.live_performance(realized * 0 + rng.normal(size=len(realized)), realized, days[-1:], baseline, 60)
     assert noisy.iloc[0]["live_mse_vs_naive"] > 1.1 and noisy.iloc[0]["decay_status"] == drift.WARN  # error worse
+    # a new champion's first days: predictions whose returns are not realized yet
+    fresh = drift.live_performance(good.loc[days[-3:]], realized.loc[days[:-10]], days[-3:], baseline, 60)
+    assert (fresh["ic_dates"] == 0).all() and (fresh["decay_status"] == drift.NOT_AVAILABLE).all()
 
 
 def test_freshness_flags_missing_and_thin_days():

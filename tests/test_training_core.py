@@ -221,3 +221,9 @@ def test_a_run_that_fails_while_logging_is_deleted_with_its_nested_runs(tmp_path
     with tracking.start_run("lightgbm-2024-01-15", {}) as kept:
         mlflow.log_param("horizon", 5)
     assert [r.info.run_id for r in tracking.client().search_runs([run.info.experiment_id])] == [kept.info.run_id]
+
+
+def test_a_fold_with_constant_predictions_counts_as_no_information(data):
+    bars, features, _, _ = data
+    result = train_model("zero", labelled_set(features, bars, 5), TrainingSpec(n_folds=2))
+    assert [f["rank_ic"] for f in result.fold_metrics] == [0.0, 0.0] and result.cv_metrics["rank_ic"] == 0.0

@@ -350,8 +350,11 @@ def live_performance(
     days = pd.DatetimeIndex(pd.to_datetime(list(days))).normalize()
     h = int(baseline.horizon)
     frame = pd.concat({"pred": predictions, "label": realized}, axis=1, join="inner").dropna()
-    rank_ic = daily_ic(frame["pred"], frame["label"], "spearman") if len(frame) else pd.Series(dtype=float)
-    ic = daily_ic(frame["pred"], frame["label"], "pearson") if len(frame) else pd.Series(dtype=float)
+    no_dates = pd.Series(dtype=float, index=pd.DatetimeIndex([], name="date"))
+    rank_ic = daily_ic(frame["pred"], frame["label"], "spearman") if len(frame) else no_dates
+    ic = daily_ic(frame["pred"], frame["label"], "pearson") if len(frame) else no_dates
+    if len(rank_ic) == 0:  # no prediction has a realized return yet (e.g. the first days of a champion)
+        rank_ic, ic = no_dates, no_dates
     by_date = (
         frame.assign(se=(frame["pred"] - frame["label"]) ** 2, naive=frame["label"] ** 2)
         .groupby(level="date")[["se", "naive"]]

@@ -137,7 +137,10 @@ def walk_forward_metrics(
         seen = np.asarray(row_dates <= fold.train_end)
         block = np.asarray((row_dates >= fold.test_start) & (row_dates <= fold.test_end))
         model = fit_early_stopped(factory, data.X[seen], data.y[seen], gap)
-        metrics = evaluate(model.predict(data.X[block]), data.returns, horizon).metrics
+        pred = model.predict(data.X[block])
+        metrics = dict(evaluate(pred, data.returns, horizon).metrics)
+        if pred.nunique() <= 1:  # e.g. boosting stopped before its first split: no ranking, i.e. no information
+            metrics.update({name: 0.0 for name in ("ic", "rank_ic", "rank_ic_t", "icir", "rank_icir")})
         results.append(
             {
                 "fold": number,
