@@ -1,26 +1,87 @@
-"""Request and response models of the prediction service."""
+"""Request fields and response models of the prediction service (the OpenAPI document at /docs.json)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, Field
+
+TICKER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.\-^=_/]{0,19}$"
+Ticker = Annotated[
+    str, Field(description="Symbol, case-insensitive (e.g. S00042, BRK.B)", pattern=TICKER_PATTERN, max_length=20)
+]
+Horizon = Annotated[
+    int | None,
+    Field(description="Sessions ahead; must equal the champion's horizon (default: that horizon)", ge=1, le=260),
+]
+Explain = Annotated[bool, Field(description="Include the top feature contributions (SHAP for LightGBM)")]
 
 
 class Contribution(BaseModel):
     feature: str
-    value: float = Field(description="The feature's value in the vector used")
-    contribution: float = Field(description="Its additive contribution to the predicted return (TreeSHAP)")
+    value: float | None = Field(description="The feature's value in the vector used (null when missing)")
+    contribution: float = Field(
+        description="Its additive contribution to the prediction (TreeSHAP for LightGBM, occlusion otherwise)"
+    )
 
 
 class Prediction(BaseModel):
     ticker: str
-    predicted_return: float = Field(description="Forecast return over the horizon")
-    predicted_price: float = Field(description="Last close compounded by the predicted return")
-    interval_low: float = Field(description="Lower bound of the 90% interval of the return (test-set residuals)")
-    interval_high: float = Field(description="Upper bound of the 90% interval of the return")
-    horizon_sessions: int
-    last_close: float
-    feature_date: str = Field(description="Session date of the feature vector (YYYY-MM-DD)")
+    cached: bool = Field(description="Served from the prediction cache")
+    features_source: str = Field(description="Where the feature vector came from: redis, lake, or cache")
+    stale: bool = Field(description="The feature vector is older than the latest one or than the age limit")
+    stale_reason: str | None
+    feature_age_sessions: int | None = Field(description="Sessions closed since the feature date")
     model_name: str
     model_version: str
+    model_family: str
+    label: str = Field(description="return: predictions are forward returns; rank: cross-sectional scores")
+    horizon_sessions: int
+    prediction: float = Field(description="The model's output (a return, or a score when label is rank)")
+    predicted_return: float | None = Field(description="Forecast return over the horizon (null for rank models)")
+    predicted_price: float | None = Field(description="Last close compounded by the predicted return")
+    interval_low: float = Field(description="Lower bound of the interval of the prediction (held-out residuals)")
+    interval_high: float = Field(description="Upper bound of the interval")
+    interval_level: float = Field(description="Nominal coverage of the interval")
+    price_interval_low: float | None
+    price_interval_high: float | None
+    last_close: float
+    feature_date: str = Field(description="Session date of the feature vector (YYYY-MM-DD)")
+    feature_set_version: str
+    explained: bool
     top_contributions: list[Contribution]
-    cached: bool = False
+    note: str | None
+
+
+class TickerError(BaseModel):
+    ticker: str
+    status: int
+    error: str
+
+
+class BatchPrediction(BaseModel):
+    model_name: str
+    model_version: str
+    horizon_sessions: int
+    count: int
+    cache_hits: int
+    predictions: list[Prediction]
+    errors: list[TickerError] = Field(description="Tickers without an answer (unknown: 404)")
+
+
+class ReloadResult(BaseModel):
+    changed: bool
+    previous_version: str | None
+    model_version: str | None
+    challenger_version: str | None
+    other_workers_signalled: bool
+    error: str | None
+
+
+class FlushResult(BaseModel):
+    deleted: int
+    cache: str
+
+
+class ErrorBody(BaseModel):
+    error: str

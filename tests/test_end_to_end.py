@@ -51,7 +51,9 @@ def environment(values: dict[str, str]):
 def pipeline(tmp_path_factory, redis_url):
     """Runs the daily job over three years (one run), the week's training job and the serving job."""
     root = tmp_path_factory.mktemp("stockpred")
-    env = local_env(root, STOCKPRED_UNIVERSE_SIZE=str(UNIVERSE), STOCKPRED_REDIS_URL=redis_url)
+    env = local_env(
+        root, STOCKPRED_UNIVERSE_SIZE=str(UNIVERSE), STOCKPRED_REDIS_URL=redis_url, BENTOML_HOME=str(root / "bentoml")
+    )
     with environment(env):
         defs = build_definitions()
         instance = dg.DagsterInstance.ephemeral()

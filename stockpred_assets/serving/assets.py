@@ -1,13 +1,17 @@
-"""Online features: the latest complete feature vector per ticker, for the prediction service."""
+"""Serving: the latest feature vector per ticker for the prediction service, and the Bento that serves the champion."""
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from stockpred_assets.core.features import latest_per_ticker
 from stockpred_assets.metadata import table_metadata
+from stockpred_assets.serving.build import build_bento
 from stockpred_resources.cache import RedisResource
 from stockpred_resources.lake import LakeResource
 from stockpred_resources.online_store import push_vectors
+from stockpred_resources.registry import champion_version
+from stockpred_resources.tracking import MLflowResource
 
 RECENT_DAYS = 14  # calendar days of feature partitions scanned for each ticker's latest vector
 
@@ -16,7 +20,7 @@ RECENT_DAYS = 14  # calendar days of feature partitions scanned for each ticker'
 def online_features(
     context: dg.AssetExecutionContext, lake: LakeResource, redis: RedisResource
 ) -> dg.MaterializeResult:
-    """Latest feature vector per ticker, written to the lake and, when configured, to Redis."""
+    """Latest feature vector per ticker, written to the lake and, when configured, to Redis (one hash per ticker)."""
     dates = lake.lake().partition_dates("features", "features")
     if not dates:
         raise dg.Failure("the features table is empty: materialize `features` first")
@@ -32,3 +36,31 @@ def online_features(
             "stale_tickers": dg.MetadataValue.json(stale),
         }
     )
+
+
+class BentoConfig(dg.Config):
+    bentoml_home: str | None = Field(
+        default=None, description="BentoML store to build into (default: $BENTOML_HOME, else ~/bentoml)"
+    )
+    bentofile: str = Field(default="bento/bentofile.yaml", description="Relative to the repository root")
+
+
+@dg.asset(deps=["champion_model"], kinds={"bentoml"})
+def bento(config: BentoConfig, mlflow_resource: MLflowResource) -> dg.MaterializeResult:
+    """The Bento for the registry's champion: the service's code and requirements (CUDA torch), labelled with the
+    champion it was built for; the service itself follows the `champion` alias at run time. Built offline."""
+    name = mlflow_resource.registered_model
+    version = champion_version(mlflow_resource.client(), name)
+    if version is None:
+        raise dg.Failure(f"{name} has no champion yet: materialize champion_model first")
+    labels = {"champion_model": name, "champion_version": str(version.version), "champion_run_id": version.run_id}
+    built = build_bento(labels, config.bentofile, config.bentoml_home)
+    metadata = {
+        "bento_tag": dg.MetadataValue.text(built.tag),
+        "champion_version": dg.MetadataValue.text(str(version.version)),
+        "champion_run_id": dg.MetadataValue.text(version.run_id),
+        "build_seconds": dg.MetadataValue.float(round(built.seconds, 2)),
+    }
+    if built.path:
+        metadata["path"] = dg.MetadataValue.path(built.path)
+    return dg.MaterializeResult(metadata=metadata)

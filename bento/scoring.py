@@ -1,0 +1,188 @@
+"""The model call: feature rows in, cacheable answers (JSON bytes) out, off the event loop and batched."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from bento.features import FeatureRow
+from bento.models import INTERVAL_LEVEL, TOP_CONTRIBUTIONS, ServedModel
+
+SMALL_REQUEST = 64  # rows; smaller requests are batched with concurrent ones, larger ones run as they are
+MAX_MODEL_BATCH = 512
+RANK_NOTE = (
+    "the champion predicts cross-sectional rank scores, not returns: `prediction` orders tickers, and there is "
+    "no predicted return or price"
+)
+
+
+def score(served: ServedModel, rows: list[FeatureRow], explain: bool) -> list[bytes]:
+    """The cacheable part of each row's answer, as JSON bytes (runs in a worker thread)."""
+    names = served.feature_names
+    X = np.empty((len(rows), len(names)))
+    layouts: dict[tuple[str, ...], list[int]] = {}
+    for i, row in enumerate(rows):
+        layouts.setdefault(row.columns, []).append(i)
+    for columns, positions in layouts.items():
+        index = served.index_for(columns)
+        X[positions] = np.stack([rows[i].values for i in positions])[:, index]
+    frame = pd.DataFrame(X, columns=names)
+    predictions = served.model.predict(frame).to_numpy(dtype=float)
+    top_idx = top_val = None
+    if explain:
+        contrib = served.model.contributions(frame).drop(columns="bias").to_numpy(dtype=float)
+        k = min(TOP_CONTRIBUTIONS, contrib.shape[1])
+        top_idx = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :k]
+        top_val = np.take_along_axis(contrib, top_idx, axis=1)
+    is_return = served.label != "rank"
+    # What every row of this call shares is serialized once; each row adds its own fields in front of it.
+    shared = orjson.dumps(
+        {
+            "model_name": served.name,
+            "model_version": served.version,
+            "model_family": served.family,
+            "label": served.label,
+            "horizon_sessions": served.horizon,
+            "interval_level": INTERVAL_LEVEL,
+            "explained": explain,
+            "note": None if is_return else RANK_NOTE,
+        }
+    )
+    tail = b"," + shared[1:]
+    low = predictions + served.residual_q05
+    high = predictions + served.residual_q95
+    closes = np.array([row.close for row in rows], dtype=float)
+    nan = np.full(len(rows), np.nan)
+    prices = [closes * (1.0 + v) if is_return else nan for v in (predictions, low, high)]
+    columns = zip(
+        predictions.tolist(), low.tolist(), high.tolist(), *(v.tolist() for v in prices), closes.tolist(), strict=True
+    )
+    out = []
+    for i, (p, lo, hi, price, price_lo, price_hi, close) in enumerate(columns):
+        row = rows[i]
+        doc = {
+            "ticker": row.ticker,
+            "prediction": p,
+            "predicted_return": p if is_return else None,
+            "predicted_price": price if is_return else None,
+            "interval_low": lo,
+            "interval_high": hi,
+            "price_interval_low": price_lo if is_return else None,
+            "price_interval_high": price_hi if is_return else None,
+            "last_close": close,
+            "feature_date": row.date,
+            "feature_set_version": row.feature_set_version,
+            "top_contributions": []
+            if top_idx is None
+            else [
+                {"feature": names[j], "value": float(X[i, j]), "contribution": float(c)}
+                for j, c in zip(top_idx[i], top_val[i], strict=True)
+            ],
+        }
+        out.append(orjson.dumps(doc)[:-1] + tail)
+    return out
+
+
+@dataclass
+class _Job:
+    served: ServedModel
+    rows: list[FeatureRow]
+    explain: bool
+    future: asyncio.Future
+
+
+class ModelRunner:
+    """Runs the model off the event loop. Small requests that arrive while the model is busy are scored together in
+    one call (more rows per call, fewer calls), and concurrent misses for the same answer compute it once."""
+
+    def __init__(self, threads: int = 2, on_batch=None) -> None:
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="stockpred-model")
+        self._slots = asyncio.Semaphore(threads)
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._inflight: dict[tuple, asyncio.Future] = {}
+        self.on_batch = on_batch
+        self._tasks: set[asyncio.Task] = set()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._spawn(self._batches())
+
+    async def run(self, served: ServedModel, rows: list[FeatureRow], explain: bool) -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        if len(rows) >= SMALL_REQUEST or self._queue is None:
+            if self.on_batch:
+                self.on_batch(len(rows))
+            return await loop.run_in_executor(self.executor, score, served, rows, explain)
+        results: list[asyncio.Future] = []
+        fresh: list[FeatureRow] = []
+        own: list[asyncio.Future] = []
+        for row in rows:
+            key = (served.version, row.ticker, row.date, explain)
+            future = self._inflight.get(key)
+            if future is None:
+                future = self._inflight[key] = loop.create_future()
+                future.add_done_callback(lambda _f, k=key: self._inflight.pop(k, None))
+                fresh.append(row)
+                own.append(future)
+            results.append(future)
+        if fresh:
+            batch: asyncio.Future = loop.create_future()
+            batch.add_done_callback(lambda b: _settle(b, own))
+            self._queue.put_nowait(_Job(served, fresh, explain, batch))
+        return list(await asyncio.gather(*results))
+
+    async def _batches(self) -> None:
+        while True:
+            jobs = [await self._queue.get()]
+            size = len(jobs[0].rows)
+            while size < MAX_MODEL_BATCH and not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
+                size += len(jobs[-1].rows)
+            await self._slots.acquire()
+            self._spawn(self._score(jobs))
+
+    async def _score(self, jobs: list[_Job]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            groups: dict[tuple, list[_Job]] = {}
+            for job in jobs:
+                groups.setdefault((id(job.served), job.explain), []).append(job)
+            for group in groups.values():
+                rows = [row for job in group for row in job.rows]
+                if self.on_batch:
+                    self.on_batch(len(rows))
+                try:
+                    docs = await loop.run_in_executor(self.executor, score, group[0].served, rows, group[0].explain)
+                except Exception as exc:
+                    for job in group:
+                        if not job.future.done():
+                            job.future.set_exception(exc)
+                    continue
+                start = 0
+                for job in group:
+                    if not job.future.done():
+                        job.future.set_result(docs[start : start + len(job.rows)])
+                    start += len(job.rows)
+        finally:
+            self._slots.release()
+
+
+def _settle(batch: asyncio.Future, futures: list[asyncio.Future]) -> None:
+    error = batch.exception()
+    for i, future in enumerate(futures):
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(batch.result()[i])

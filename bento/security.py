@@ -1,0 +1,169 @@
+"""API keys (stored as SHA-256 hashes, never in clear), roles, and the per-key rate limit.
+
+Keys are random 256-bit tokens, so a fast hash is the right one: nothing to brute-force, and a lookup costs
+microseconds. Create one with `python -m bento.security new-key --id alice --role reader` and put the printed entry
+in the keys file (`STOCKPRED_API_KEYS_FILE`) or in `STOCKPRED_API_KEYS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROLES = ("reader", "admin")  # each role may do what the ones before it may
+KEY_ID = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+TOKEN_PREFIX = "spk_"
+
+
+class KeyConfigError(ValueError):
+    pass
+
+
+def hash_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def allows(role: str, needed: str) -> bool:
+    return ROLES.index(role) >= ROLES.index(needed)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    role: str
+    rate_per_second: float | None = None  # None: the service default
+    burst: int | None = None
+
+
+def _entry(raw: dict, where: str) -> tuple[str, ApiKey]:
+    try:
+        key_id, role, digest = str(raw["id"]), str(raw["role"]), str(raw["sha256"]).lower()
+    except KeyError as exc:
+        raise KeyConfigError(f"{where}: an entry lacks {exc.args[0]!r} (needs id, role, sha256)") from None
+    if not KEY_ID.match(key_id):
+        raise KeyConfigError(f"{where}: bad key id {key_id!r}")
+    if role not in ROLES:
+        raise KeyConfigError(f"{where}: key {key_id!r} has role {role!r}, not one of {ROLES}")
+    if not SHA256.match(digest):
+        raise KeyConfigError(f"{where}: key {key_id!r} needs the hex SHA-256 of the token, not the token itself")
+    rate = raw.get("rate_per_second")
+    burst = raw.get("burst")
+    return digest, ApiKey(key_id, role, float(rate) if rate is not None else None, int(burst) if burst else None)
+
+
+class KeyStore:
+    """Hash -> key. `authenticate` hashes what the client sent and looks the digest up."""
+
+    def __init__(self, entries: dict[str, ApiKey]) -> None:
+        self._by_hash = dict(entries)
+        ids = [k.id for k in entries.values()]
+        if len(ids) != len(set(ids)):
+            raise KeyConfigError("two API keys share an id")
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def authenticate(self, token: str) -> ApiKey | None:
+        return self._by_hash.get(hash_key(token))
+
+    @classmethod
+    def load(cls, keys_file: str | None, inline: str | None) -> KeyStore:
+        entries: dict[str, ApiKey] = {}
+        if keys_file:
+            path = Path(keys_file)
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise KeyConfigError(f"cannot read API keys file {path}: {exc}") from exc
+            rows = data.get("keys", []) if isinstance(data, dict) else data
+            if not isinstance(rows, list):
+                raise KeyConfigError(f"{path}: expected a list of keys or {{'keys': [...]}}")
+            entries.update(_entry(row, str(path)) for row in rows)
+        for item in (inline or "").split(","):
+            if item.strip():
+                parts = item.strip().split(":")
+                if len(parts) not in (3, 4):
+                    raise KeyConfigError("STOCKPRED_API_KEYS entries are id:role:sha256[:rate_per_second]")
+                raw = dict(zip(("id", "role", "sha256", "rate_per_second"), parts, strict=False))
+                entries.update([_entry(raw, "STOCKPRED_API_KEYS")])
+        return cls(entries)
+
+
+# Generic cell rate algorithm: one timestamp per key (the theoretical arrival time, integer microseconds, exact in
+# Lua's doubles), so the limit is smooth rather than a fixed window's double burst at the boundary. Returns 0 when
+# the request may go ahead, else the milliseconds to wait. Shared by the scripts that check a rate.
+GCRA_FUNCTION = """
+local function gcra(key, interval, burst)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local wait = new_tat - interval * burst - now
+  if wait > 0 then return math.ceil(wait / 1000) end
+  redis.call('SET', key, string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+  return 0
+end
+"""
+# KEYS[1]: the key's timestamp; ARGV: interval (microseconds), burst.
+GCRA_SCRIPT = GCRA_FUNCTION + "return gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))\n"
+RATE_PREFIX = "stockpred:rate:"
+
+
+def interval_us(rate_per_second: float) -> int:
+    return max(1, round(1_000_000 / rate_per_second))
+
+
+class LocalLimiter:
+    """The same algorithm in process memory: the limit per worker while Redis is away."""
+
+    def __init__(self) -> None:
+        self._tat: dict[str, float] = {}
+
+    def check(self, key_id: str, rate: float, burst: int) -> float:
+        """0 when allowed, else the seconds to wait."""
+        now = time.monotonic() * 1000
+        interval = 1000.0 / rate
+        tat = max(self._tat.get(key_id, 0.0), now)
+        new_tat = tat + interval
+        wait = new_tat - interval * burst - now
+        if wait > 0:
+            return wait / 1000
+        self._tat[key_id] = new_tat
+        return 0.0
+
+
+def retry_after_header(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Create an API key for the prediction service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    new = sub.add_parser("new-key", help="print a new token (shown once) and the entry to store")
+    new.add_argument("--id", required=True)
+    new.add_argument("--role", choices=ROLES, default="reader")
+    new.add_argument("--rate-per-second", type=float)
+    args = parser.parse_args()
+    token = new_token()
+    entry = {"id": args.id, "role": args.role, "sha256": hash_key(token)}
+    if args.rate_per_second:
+        entry["rate_per_second"] = args.rate_per_second
+    print(f"token (give it to the client; it is not stored anywhere): {token}")
+    print(f"keys-file entry: {json.dumps(entry)}")
+
+
+if __name__ == "__main__":
+    main()

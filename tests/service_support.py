@@ -1,0 +1,191 @@
+"""A served world without the pipeline: synthetic online features, a small champion in a real MLflow registry, API
+keys, and `bentoml serve` started on a free port. Used by tests/test_service*.py and benchmarks/serving."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import redis
+
+from stockpred_assets.core.feature_registry import FEATURE_COLUMNS, FEATURE_SET_VERSION, RAW_COLUMNS
+from stockpred_assets.core.models import Forecaster, LGBMForecaster, LinearForecaster
+from stockpred_resources.online_store import push_vectors
+from stockpred_resources.registry import CHAMPION_ALIAS, configure_mlflow, log_forecaster
+from stockpred_resources.settings import Settings, load_settings
+from stockpred_resources.storage import Lake
+
+PROJECT = Path(__file__).resolve().parents[1]
+FEATURE_DATE = "2025-06-27"
+HORIZON = 5
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tickers(n: int) -> list[str]:
+    return [f"T{i:05d}" for i in range(n)]
+
+
+def online_frame(n: int, date: str = FEATURE_DATE, seed: int = 0) -> pd.DataFrame:
+    """One synthetic feature vector per ticker, shaped like `online_features` writes them."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(n, len(FEATURE_COLUMNS))), columns=FEATURE_COLUMNS)
+    for name in RAW_COLUMNS:
+        frame[name] = rng.uniform(20, 400, size=n)
+    frame.insert(0, "ticker", tickers(n))
+    frame.insert(0, "date", pd.Timestamp(date))
+    frame["feature_set_version"] = FEATURE_SET_VERSION
+    return frame
+
+
+def training_data(rows: int = 4000, seed: int = 1) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(rows, len(FEATURE_COLUMNS))), columns=FEATURE_COLUMNS)
+    y = 0.01 * X["ret_5"] - 0.005 * X["rsi_14"] + 0.02 * rng.normal(size=rows)
+    return X, pd.Series(y.to_numpy(), index=X.index)
+
+
+def fit(family: str = "lightgbm", seed: int = 1, rounds: int = 60) -> Forecaster:
+    X, y = training_data(seed=seed)
+    if family == "lightgbm":
+        return LGBMForecaster(num_boost_round=rounds, seed=seed, params={"min_data_in_leaf": 50}).fit(X, y)
+    return LinearForecaster(alpha=1.0).fit(X, y)
+
+
+def register(settings: Settings, model: Forecaster, alias: str | None = CHAMPION_ALIAS, label: str = "return") -> str:
+    """Log `model` as a new version of the registered model (with what the service reads) and move `alias`."""
+    configure_mlflow(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifact_location)
+    X, _ = training_data(rows=5)
+    with mlflow.start_run():
+        mlflow.log_params({"horizon": HORIZON, "feature_set_version": FEATURE_SET_VERSION, "label": label})
+        mlflow.set_tag("model_family", model.family)
+        mlflow.log_metrics({"test_residual_q05": -0.03, "test_residual_q95": 0.035})
+        info = log_forecaster(model, settings.registered_model, X)
+    version = str(info.registered_model_version)
+    if alias:
+        mlflow.MlflowClient().set_registered_model_alias(settings.registered_model, alias, version)
+    return version
+
+
+def set_alias(settings: Settings, alias: str, version: str) -> None:
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    client.set_registered_model_alias(settings.registered_model, alias, version)
+
+
+@dataclass
+class World:
+    root: Path
+    env: dict[str, str]
+    settings: Settings
+    keys: dict[str, str]  # key id -> token
+    features: pd.DataFrame
+
+
+KEYS = {  # id -> (role, rate per second or None for the default)
+    "reader": ("reader", 10_000.0),
+    "admin": ("admin", 10_000.0),
+    "slow": ("reader", 1.0),
+}
+
+
+def build_world(
+    root: Path,
+    n_tickers: int = 50,
+    redis_url: str | None = None,
+    family: str = "lightgbm",
+    extra_env: dict[str, str] | None = None,
+    keys: dict[str, tuple[str, float | None]] = KEYS,
+    rounds: int = 60,
+) -> World:
+    from bento.security import hash_key, new_token
+
+    root.mkdir(parents=True, exist_ok=True)
+    tokens = {key_id: new_token() for key_id in keys}
+    entries = []
+    for key_id, (role, rate) in keys.items():
+        entry = {"id": key_id, "role": role, "sha256": hash_key(tokens[key_id])}
+        if rate:
+            entry.update(rate_per_second=rate, burst=max(1, int(rate)))
+        entries.append(entry)
+    (root / "api_keys.json").write_text(json.dumps(entries))
+    env = {
+        "STOCKPRED_ENV": "local",
+        "STOCKPRED_DATA_DIR": str(root),
+        "STOCKPRED_API_KEYS_FILE": str(root / "api_keys.json"),
+        "STOCKPRED_AUDIT_LOG": str(root / "audit.log"),
+        "STOCKPRED_MODEL_POLL_SECONDS": "600",
+        **({"STOCKPRED_REDIS_URL": redis_url} if redis_url else {}),
+        **(extra_env or {}),
+    }
+    settings = load_settings(env)
+    features = online_frame(n_tickers)
+    Lake(settings.lake_url).write_table("serving", "online_features", features)
+    if redis_url:
+        client = redis.Redis.from_url(redis_url)
+        client.flushdb()
+        push_vectors(client, features)
+    register(settings, fit(family, rounds=rounds))
+    return World(root, env, settings, tokens, features)
+
+
+@contextmanager
+def serve(
+    env: dict[str, str],
+    log_path: Path,
+    ready_timeout: float = 120,
+    target: str = "bento.service:StockPredictor",
+    cwd: Path = PROJECT,
+):
+    """`bentoml serve <target>` with `env`; yields the base URL once /readyz answers 200."""
+    port = free_port()
+    full_env = {**os.environ, **env, "BENTOML_HOME": str(log_path.parent / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", target, "--port", str(port)],
+            cwd=cwd,
+            env=full_env,
+            start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"bentoml serve did not become ready: {log_path.read_text()[-4000:]}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def audit_lines(world: World) -> list[dict]:
+    path = world.root / "audit.log"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
