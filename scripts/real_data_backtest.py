@@ -21,15 +21,15 @@ drawdown of the summed excess return).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
 warnings.filterwarnings("ignore")
-MARKET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "market"
+
+from sp500_env import MARKET, use_sp500_file  # noqa: E402  (scripts/ is on sys.path when run)
+
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 WEEK = "2018-02-12"  # the file ends on 2018-02-07: the backtest of the following week sees all of it
 # Qlib 0.9.7, LightGBM + Alpha158 on the same data, TopK 50 / drop 5, 5 + 15 bps: (before costs, after costs)
@@ -133,18 +133,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=13, help="refits over the test period (13: about monthly)")
     parser.add_argument("--data-dir", default=None, help="where the lake and stores go (default: a new temp dir)")
     args = parser.parse_args()
-    if not (MARKET / "all_stocks_5yr.csv.gz").is_file():
-        sys.exit(f"{MARKET} not found: this report reads ../shared/data")
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="stockpred-backtest-")
-    os.environ.update(
-        {
-            "STOCKPRED_DATA_DIR": data_dir,
-            "STOCKPRED_PROVIDERS": "files",
-            "STOCKPRED_FILES_PATH": str(MARKET / "all_stocks_5yr.csv.gz"),
-            "STOCKPRED_INDEX_FILE": str(MARKET / "GSPC.csv"),
-            "STOCKPRED_VIX_FILE": str(MARKET / "VIX_History.csv"),
-        }
-    )
+    use_sp500_file(data_dir)
     from stockpred_resources.settings import load_settings
 
     meta = run_platform(data_dir, args.folds)

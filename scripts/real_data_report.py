@@ -14,15 +14,15 @@ figures beside Qlib's are scripts/real_data_backtest.py.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
 warnings.filterwarnings("ignore")
-MARKET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "market"
+
+from sp500_env import use_sp500_file  # noqa: E402  (scripts/ is on sys.path when run)
+
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
@@ -37,18 +37,8 @@ def main() -> None:
         help="family:label pairs (families: lightgbm torch_mlp linear momentum; labels: return rank)",
     )
     args = parser.parse_args()
-    if not (MARKET / "all_stocks_5yr.csv.gz").is_file():
-        sys.exit(f"{MARKET} not found: this report reads ../shared/data")
     data_dir = tempfile.mkdtemp(prefix="stockpred-real-")
-    os.environ.update(
-        {
-            "STOCKPRED_DATA_DIR": data_dir,
-            "STOCKPRED_PROVIDERS": "files",
-            "STOCKPRED_FILES_PATH": str(MARKET / "all_stocks_5yr.csv.gz"),
-            "STOCKPRED_INDEX_FILE": str(MARKET / "GSPC.csv"),
-            "STOCKPRED_VIX_FILE": str(MARKET / "VIX_History.csv"),
-        }
-    )
+    use_sp500_file(data_dir)
     import dagster as dg
 
     from stockpred_assets.definitions import build_definitions

@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,3 +198,18 @@ def s3_bucket(s3_endpoint, monkeypatch) -> Iterator[str]:
     s3fs.S3FileSystem(skip_instance_cache=True).mkdir(bucket)
     yield bucket
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+@contextmanager
+def environment(values: dict[str, str]):
+    """Set environment variables for the block, restoring the previous values afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -14,7 +14,7 @@ import httpx
 import pandas as pd
 import pytest
 import redis
-from conftest import free_port, local_env
+from conftest import environment, free_port, local_env
 
 from stockpred_assets.definitions import build_definitions
 from stockpred_assets.evaluation.assets import HEADLINE
@@ -31,20 +31,6 @@ UNIVERSE = 30
 FEW_TRIALS = {"ops": {"lgbm_model": {"config": {"n_trials": 10}}, "mlp_model": {"config": {"epochs": 8}}}}
 FAMILIES = {"lightgbm", "torch_mlp", "linear", "momentum"}
 PROJECT = Path(__file__).resolve().parents[1]
-
-
-@contextmanager
-def environment(values: dict[str, str]):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,11 @@ exists, `champion_model` tags the week it promotes from, the daily job then scor
 its week, the rolling report follows, and the weekly backtest lands in the week's model run in MLflow."""
 
 import os
-from contextlib import contextmanager
 
 import dagster as dg
 import pandas as pd
 import pytest
-from conftest import local_env
+from conftest import environment, local_env
 
 from stockpred_assets.definitions import build_definitions
 from stockpred_assets.evaluation.reporting import HEADLINE
@@ -24,20 +23,6 @@ START, END = "2023-01-03", "2024-03-22"
 W1, W2 = "2024-03-11", "2024-03-18"
 RANGE = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 TRAIN = {"train_weeks": 30, "horizon": 1, "n_folds": 2}
-
-
-@contextmanager
-def environment(values: dict[str, str]):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")
