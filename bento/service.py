@@ -89,6 +89,22 @@ class StockPredictor:
     def __is_ready__(self) -> bool:
         return self.core.predictor.readiness()[0]
 
+    async def _forecast(self, ctx: bentoml.Context, audit: dict, tickers: list[str], horizon, explain: bool):
+        """(the predictor's answer, None), or (None, the response the client gets instead: 429, 4xx or 503).
+        The request counts against the key's rate limit once the predictor has charged it."""
+        try:
+            out = await self.core.predictor.predict(tickers, horizon, explain, audit.get("rate_limit"))
+        except RateLimited as exc:
+            audit["rate_charged"] = True
+            return None, too_many(ctx, self.core, audit, exc)
+        except RequestError as exc:
+            return None, error_response(ctx, exc.status, str(exc))
+        except NoModel as exc:
+            return None, error_response(ctx, 503, str(exc))
+        audit["rate_charged"] = True
+        audit["model_version"] = out.served.version
+        return out, None
+
     @bentoml.api(route="/predict")
     async def predict(
         self, ctx: bentoml.Context, ticker: Ticker, horizon: Horizon = None, explain: Explain = True
@@ -96,18 +112,10 @@ class StockPredictor:
         """Forecast one ticker: predicted return and price, interval, contributions, model version, cache flag."""
         audit = _audit(ctx)
         audit["ticker"] = ticker.strip().upper()
-        try:
-            out = await self.core.predictor.predict([ticker], horizon, explain, audit.get("rate_limit"))
-        except RateLimited as exc:
-            audit["rate_charged"] = True
-            return too_many(ctx, self.core, audit, exc)
-        except RequestError as exc:
-            return error_response(ctx, exc.status, str(exc))
-        except NoModel as exc:
-            return error_response(ctx, 503, str(exc))
-        audit["rate_charged"] = True
+        out, refused = await self._forecast(ctx, audit, [ticker], horizon, explain)
+        if refused is not None:
+            return refused
         version = out.served.version
-        audit["model_version"] = version
         [name] = out.tickers
         if name in out.errors:
             return error_response(ctx, *out.errors[name], model_version=version)
@@ -126,18 +134,10 @@ class StockPredictor:
         Unknown tickers are listed in `errors` (status 404) rather than failing the batch."""
         audit = _audit(ctx)
         audit["tickers"] = len(tickers)
-        try:
-            out = await self.core.predictor.predict(tickers, horizon, explain, audit.get("rate_limit"))
-        except RateLimited as exc:
-            audit["rate_charged"] = True
-            return too_many(ctx, self.core, audit, exc)
-        except RequestError as exc:
-            return error_response(ctx, exc.status, str(exc))
-        except NoModel as exc:
-            return error_response(ctx, 503, str(exc))
-        audit["rate_charged"] = True
+        out, refused = await self._forecast(ctx, audit, tickers, horizon, explain)
+        if refused is not None:
+            return refused
         served = out.served
-        audit["model_version"] = served.version
         audit["cached"] = out.hits
         head = orjson.dumps(
             {

@@ -29,6 +29,7 @@ from stockpred_assets.core import calendar  # noqa: E402
 from stockpred_assets.definitions import defs  # noqa: E402
 from stockpred_assets.evaluation.assets import HEADLINE  # noqa: E402
 from stockpred_assets.partitions import weeks  # noqa: E402
+from stockpred_resources.readiness import wait_for_http  # noqa: E402
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # after mlflow configured its loggers on import
 
@@ -105,16 +106,8 @@ def serve_and_predict(port: int, tickers: list[str]) -> None:
     server = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"the service did not become ready (exit code {server.poll()})")
-            time.sleep(1)
+        if not wait_for_http(f"{base}/readyz", server, timeout=180, interval=1.0):
+            sys.exit(f"the service did not become ready (exit code {server.poll()})")
         print(f"\nService ready at {base}")
         for ticker in tickers:
             body = {"ticker": ticker}

@@ -9,12 +9,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import mlflow
 import numpy as np
 import pandas as pd
@@ -23,6 +21,7 @@ import redis
 from stockpred_assets.core.feature_registry import FEATURE_COLUMNS, FEATURE_SET_VERSION, RAW_COLUMNS
 from stockpred_assets.core.models import Forecaster, LGBMForecaster, LinearForecaster
 from stockpred_resources.online_store import push_vectors
+from stockpred_resources.readiness import wait_for_http
 from stockpred_resources.registry import CHAMPION_ALIAS, configure_mlflow, log_forecaster
 from stockpred_resources.settings import Settings, load_settings
 from stockpred_resources.storage import Lake
@@ -166,16 +165,8 @@ def serve(
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"bentoml serve did not become ready: {log_path.read_text()[-4000:]}")
-            time.sleep(0.3)
+        if not wait_for_http(f"{base}/readyz", proc, ready_timeout):
+            raise RuntimeError(f"bentoml serve did not become ready: {log_path.read_text()[-4000:]}")
         yield base
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

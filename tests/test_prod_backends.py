@@ -37,6 +37,7 @@ from stockpred_assets.ingestion.automation import daily_data_schedule
 from stockpred_resources.cache import RedisResource
 from stockpred_resources.environments import build_resources
 from stockpred_resources.lake import DuckDBResource
+from stockpred_resources.readiness import wait_for_http
 from stockpred_resources.registry import CHAMPION_ALIAS, configure_mlflow, load_champion, log_forecaster
 from stockpred_resources.settings import load_settings
 from stockpred_resources.storage import MissingPartitionsError
@@ -240,16 +241,9 @@ def mlflow_server(postgres_server, s3_bucket, tmp_path, monkeypatch):
         [*command, "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"mlflow server did not start:\n{(tmp_path / 'mlflow.log').read_text()[-3000:]}")
+    if not wait_for_http(f"{url}/health", proc, timeout=120):
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"mlflow server did not start:\n{(tmp_path / 'mlflow.log').read_text()[-3000:]}")
         time.sleep(0.5)
     yield url
     os.killpg(proc.pid, signal.SIGTERM)
