@@ -371,23 +371,14 @@ class Predictor:
         return out
 
     async def _lookup_many(self, tickers, prefix: str, explain: bool, rate) -> dict[str, Lookup | None]:
-        """Batches: cache keys from the in-process date index, one MGET for the answers (the scripted per-ticker
-        lookup costs Redis ~10 us a ticker), then the vectors of the misses only."""
-        dates = self.redis.dates
+        """Batches: cache keys from the online store's snapshot (dates), one MGET for the answers (the scripted
+        per-ticker lookup costs Redis ~10 us a ticker), and the misses' features from the same snapshot."""
+        dates, rows = self.redis.dates, self.redis.rows
         known = [t for t in tickers if t in dates]
         values = await self.redis.answers(prefix, [(t, dates[t]) for t in known], explain, rate)
-        out: dict[str, Lookup | None] = {}
-        missing = [t for t in tickers if t not in dates]
+        out: dict[str, Lookup | None] = dict.fromkeys(tickers)
         for ticker, value in zip(known, values, strict=True):
-            if value is None:
-                missing.append(ticker)
-            else:
-                out[ticker] = Lookup(dates[ticker], value, None, False)
-        if missing:
-            rows = await self.redis.vectors(missing)
-            for ticker in missing:
-                row = rows.get(ticker)
-                out[ticker] = None if row is None else Lookup(row.date, None, row, False)
+            out[ticker] = Lookup(dates[ticker], value, None if value is not None else rows[ticker], False)
         return out
 
     async def _lake_rows(self, rows, prefix, explain, cache, out: Outcome, misses: list[FeatureRow]) -> None:

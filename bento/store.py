@@ -25,7 +25,14 @@ from redis.retry import Retry
 
 from bento.features import FeatureRow
 from bento.security import GCRA_FUNCTION, GCRA_SCRIPT, RATE_PREFIX, interval_us
-from stockpred_resources.online_store import DATES_KEY, KEY_PREFIX, META_KEY, decode_vector
+from stockpred_resources.online_store import (
+    KEY_PREFIX,
+    META_KEY,
+    SNAPSHOT_KEY,
+    Snapshot,
+    decode_snapshot,
+    decode_vector,
+)
 
 logger = logging.getLogger("bentoml.stockpred")
 T = TypeVar("T")
@@ -113,16 +120,6 @@ end
 return {0, out}
 """
 )
-# Feature vectors of many tickers: {date, close, feature set, vector} each (false when absent). ARGV[1]: the online
-# key prefix; ARGV[2]: tickers joined by newlines.
-VECTORS_SCRIPT = """
-local out = {}
-for ticker in string.gmatch(ARGV[2], '[^\\n]+') do
-  local f = redis.call('HMGET', ARGV[1] .. ticker, 'date', 'close', 'feature_set_version', 'vector')
-  if f[1] then out[#out + 1] = f else out[#out + 1] = false end
-end
-return out
-"""
 # Answers with a TTL. ARGV[1]: TTL seconds; ARGV[2]: keys joined by newlines; ARGV[3]: the values joined likewise
 # (JSON without raw newlines).
 STORE_SCRIPT = """
@@ -171,6 +168,20 @@ def cache_key(prefix: str, ticker: str, date: str, explained: bool) -> str:
     return f"{lock_name(prefix, ticker, date)}:{'x' if explained else 'p'}"
 
 
+def _snapshot_rows(snapshot: Snapshot | None) -> tuple[dict[str, str], dict[str, FeatureRow]]:
+    if snapshot is None:
+        return {}, {}
+    close_at = snapshot.columns.index("close") if "close" in snapshot.columns else None
+    closes = snapshot.matrix[:, close_at].tolist() if close_at is not None else [float("nan")] * len(snapshot.tickers)
+    rows = {
+        ticker: FeatureRow(ticker, date, close, version, values, snapshot.columns, "redis")
+        for ticker, date, close, version, values in zip(
+            snapshot.tickers, snapshot.dates, closes, snapshot.versions, snapshot.matrix, strict=True
+        )
+    }
+    return dict(zip(snapshot.tickers, snapshot.dates, strict=True)), rows
+
+
 class Lookup:
     """What the lookup script said about one ticker."""
 
@@ -195,13 +206,15 @@ class RedisLink:
         self.down_since: float | None = None
         self._lookup = self.client.register_script(LOOKUP_SCRIPT)
         self._answers = self.client.register_script(ANSWERS_SCRIPT)
-        self._vectors = self.client.register_script(VECTORS_SCRIPT)
         self._store = self.client.register_script(STORE_SCRIPT)
         self._gcra = self.client.register_script(GCRA_SCRIPT)
         self._columns: dict[str, tuple[str, ...]] = {}
         self.meta: dict[str, str] = {}
-        self.dates: dict[str, str] = {}  # ticker -> feature date, reloaded when the online store is rewritten
-        self._dates_written_at: str | None = None
+        # The online store's packed snapshot, reloaded when it is rewritten: ticker -> feature date (to build cache
+        # keys without reading hashes) and ticker -> row (the features of a batch's misses without reading them).
+        self.dates: dict[str, str] = {}
+        self.rows: dict[str, FeatureRow] = {}
+        self._snapshot_written_at: str | None = None
         self.on_change: Callable[[bool], None] | None = None
 
     def _mark_down(self, exc: BaseException) -> None:
@@ -248,10 +261,17 @@ class RedisLink:
             if name.startswith("columns:"):
                 self._columns.setdefault(name[len("columns:") :], tuple(json.loads(value)))
         written_at = self.meta.get("written_at")
-        if written_at != self._dates_written_at:
-            raw = await self.call(lambda: self.client.hgetall(DATES_KEY))
-            self.dates = {k.decode(): v.decode() for k, v in raw.items()}
-            self._dates_written_at = written_at
+        if written_at != self._snapshot_written_at:
+            raw = await self.call(lambda: self.client.hgetall(SNAPSHOT_KEY))
+            try:
+                snapshot = await asyncio.to_thread(decode_snapshot, raw)
+            except (KeyError, ValueError) as exc:
+                logger.warning("ignoring the online snapshot (%s): batches read the hashes instead", exc)
+                snapshot = None
+            if snapshot is not None and snapshot.written_at != written_at:
+                return self.meta  # rewritten between the two reads: the next refresh takes the newer one
+            self.dates, self.rows = await asyncio.to_thread(_snapshot_rows, snapshot)
+            self._snapshot_written_at = written_at
         return self.meta
 
     def columns(self, version: str) -> tuple[str, ...] | None:
@@ -326,30 +346,6 @@ class RedisLink:
         if wait_ms > 0:
             raise RateLimited(wait_ms / 1000)
         return [value for _, values in replies for value in values]
-
-    async def vectors(self, tickers: list[str]) -> dict[str, FeatureRow | None]:
-        """The online vectors of `tickers` (None where Redis has none, or its layout is unknown)."""
-        chunks = [tickers[i : i + SCRIPT_CHUNK] for i in range(0, len(tickers), SCRIPT_CHUNK)]
-        replies = await self.call(
-            lambda: asyncio.gather(*(self._vectors(keys=[], args=[KEY_PREFIX, "\n".join(c)]) for c in chunks))
-        )
-        out: dict[str, FeatureRow | None] = {}
-        unknown_layout = False
-        for chunk, reply in zip(chunks, replies, strict=True):
-            for ticker, item in zip(chunk, reply, strict=True):
-                row = None
-                if item:
-                    version = item[2].decode() if item[2] else ""
-                    columns = self._columns.get(version)
-                    if columns is None:
-                        unknown_layout = True
-                    else:
-                        values = decode_vector(item[3]) if item[3] else np.full(len(columns), np.nan)
-                        row = FeatureRow(ticker, item[0].decode(), float(item[1]), version, values, columns, "redis")
-                out[ticker] = row
-        if unknown_layout:
-            await self.refresh_meta()
-        return out
 
     async def store(self, items: list[tuple[str, bytes]], ttl: int, locks: list[str] | None = None) -> None:
         """Write answers with a TTL (one script call per chunk) and release the given locks (`lock_name`s)."""

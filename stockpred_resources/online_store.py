@@ -7,8 +7,10 @@ Layout (one hash per ticker, so a reader takes only the fields it needs):
   of the meta's `columns:<feature_set_version>`, which the service decodes without parsing 60 strings per ticker;
 - `stockpred:online-meta`: `latest_date`, `count`, `feature_set_version`, `written_at`, `columns:<version>`;
 - `stockpred:online-tickers`: the set of tickers written last, so tickers that left the universe are deleted;
-- `stockpred:online-dates`: ticker -> date, so a reader can build cache keys for many tickers without reading their
-  hashes (the service reloads it when `written_at` changes).
+- `stockpred:online-snapshot`: every ticker's vector packed in one hash (`written_at`, `columns`, and newline-joined
+  `tickers`, `dates`, `versions`, then `matrix`: the float64 rows in that order), written in the same transaction as
+  the meta. A service worker reads it once per rewrite (when `written_at` changes) and answers batches from it: a
+  batch of 10,000 tickers then costs no per-ticker read, where 10,000 hash reads took Redis ~80 ms.
 
 No Dagster here: the service imports this module.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -25,7 +28,7 @@ import redis
 KEY_PREFIX = "stockpred:online:"
 META_KEY = "stockpred:online-meta"
 TICKERS_KEY = "stockpred:online-tickers"
-DATES_KEY = "stockpred:online-dates"
+SNAPSHOT_KEY = "stockpred:online-snapshot"
 VECTOR_FIELD = "vector"
 TEXT_FIELDS = ("ticker", "date", "feature_set_version")
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
@@ -72,16 +75,28 @@ def push_vectors(client: redis.Redis, latest: pd.DataFrame, ttl_seconds: int = D
     pipe = client.pipeline(transaction=True)
     for ticker in gone:
         pipe.delete(online_key(ticker))
-    pipe.delete(TICKERS_KEY, DATES_KEY)
+    written_at = repr(time.time())
+    pipe.delete(TICKERS_KEY, SNAPSHOT_KEY, "stockpred:online-dates")  # the last: an older ticker -> date index
     pipe.sadd(TICKERS_KEY, *tickers)
-    pipe.hset(DATES_KEY, mapping=dict(zip(tickers, dates, strict=True)))
+    pipe.hset(
+        SNAPSHOT_KEY,
+        mapping={
+            "written_at": written_at,
+            "columns": json.dumps(columns),
+            "tickers": "\n".join(tickers),
+            "dates": "\n".join(dates),
+            "versions": "\n".join(versions),
+            "matrix": np.ascontiguousarray(matrix).tobytes(),
+        },
+    )
+    pipe.expire(SNAPSHOT_KEY, ttl_seconds)
     pipe.hset(
         META_KEY,
         mapping={
             "latest_date": max(dates),
             "count": len(tickers),
             "feature_set_version": latest_version,
-            "written_at": repr(time.time()),
+            "written_at": written_at,
             **{f"columns:{v}": json.dumps(columns) for v in set(versions)},
         },
     )
@@ -111,3 +126,38 @@ def read_meta(client: redis.Redis) -> dict[str, str]:
 
 def decode_vector(raw: bytes) -> np.ndarray:
     return np.frombuffer(raw, dtype="<f8")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every ticker's online vector as of one write (`push_vectors`): row i of `matrix` is `tickers[i]`'s vector in
+    `columns` order, dated `dates[i]`, of feature set `versions[i]`."""
+
+    written_at: str
+    columns: tuple[str, ...]
+    tickers: list[str]
+    dates: list[str]
+    versions: list[str]
+    matrix: np.ndarray
+
+
+def read_snapshot(client: redis.Redis) -> Snapshot | None:
+    """The packed snapshot of the last write (None when the store holds none)."""
+    return decode_snapshot(client.hgetall(SNAPSHOT_KEY))
+
+
+def decode_snapshot(fields: dict[bytes, bytes]) -> Snapshot | None:
+    """A snapshot from the raw fields of its hash; None when there are none, ValueError when they disagree."""
+    if not fields:
+        return None
+    columns = tuple(json.loads(fields[b"columns"]))
+    tickers, dates, versions = (fields[name].decode().split("\n") for name in (b"tickers", b"dates", b"versions"))
+    matrix = np.frombuffer(fields[b"matrix"], dtype="<f8")
+    if not (len(tickers) == len(dates) == len(versions)) or matrix.size != len(tickers) * len(columns):
+        raise ValueError(
+            f"inconsistent online snapshot: {len(tickers)} tickers, {len(dates)} dates, {len(versions)} versions, "
+            f"{matrix.size} values for {len(columns)} columns"
+        )
+    return Snapshot(
+        fields[b"written_at"].decode(), columns, tickers, dates, versions, matrix.reshape(len(tickers), len(columns))
+    )

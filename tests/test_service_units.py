@@ -14,7 +14,15 @@ from bento.predictor import LocalTTLCache, NoModel, Predictor, RateLimited, Requ
 from bento.security import ApiKey, KeyConfigError, KeyStore, LocalLimiter, allows, hash_key, new_token
 from bento.store import RedisLink
 from stockpred_assets.core.models import LinearForecaster
-from stockpred_resources.online_store import META_KEY, fetch_vector, push_vectors, read_meta
+from stockpred_resources.online_store import (
+    META_KEY,
+    SNAPSHOT_KEY,
+    decode_snapshot,
+    fetch_vector,
+    push_vectors,
+    read_meta,
+    read_snapshot,
+)
 from stockpred_resources.settings import SettingsError, load_service_settings, load_settings
 
 
@@ -33,6 +41,25 @@ def test_online_store_keeps_one_hash_per_ticker_and_replaces_the_set(redis_url):
     assert raw[columns.index("ret_5")] == pytest.approx(frame.loc[2, "ret_5"])
     push_vectors(client, frame.iloc[:3])  # two tickers left the universe
     assert fetch_vector(client, "T00004") is None and read_meta(client)["count"] == "3"
+
+
+def test_online_snapshot_packs_the_same_vectors_as_the_hashes(redis_url):
+    client = redis.Redis.from_url(redis_url, db=3)
+    client.flushdb()
+    frame = online_frame(7)
+    frame.loc[3, "rsi_14"] = np.nan
+    push_vectors(client, frame)
+    snapshot = read_snapshot(client)
+    assert snapshot.written_at == read_meta(client)["written_at"] and snapshot.tickers == frame["ticker"].tolist()
+    assert snapshot.dates == [FEATURE_DATE] * 7 and client.ttl(SNAPSHOT_KEY) > 0
+    for i, ticker in enumerate(snapshot.tickers):
+        packed = np.frombuffer(client.hget(f"stockpred:online:{ticker}", "vector"), dtype="<f8")
+        np.testing.assert_array_equal(snapshot.matrix[i], packed)
+    assert np.isnan(snapshot.matrix[3, snapshot.columns.index("rsi_14")])
+    raw = client.hgetall(SNAPSHOT_KEY)
+    raw[b"dates"] = raw[b"dates"].rsplit(b"\n", 1)[0]  # one date short
+    with pytest.raises(ValueError, match="inconsistent online snapshot: 7 tickers, 6 dates"):
+        decode_snapshot(raw)
 
 
 def test_api_keys_are_stored_hashed_and_checked(tmp_path):
@@ -139,6 +166,44 @@ def test_predictor_reads_redis_caches_and_flags(world):
     with pytest.raises(RequestError, match="horizon 7 is not served") as info:
         predictor.check_request(["T00001"], 7, True)
     assert info.value.status == 422
+
+
+@pytest.mark.slow
+def test_a_batch_reads_the_snapshot_and_agrees_with_single_lookups(world):
+    """Batches take their features from the worker's copy of the online snapshot, single tickers from the hash:
+    the answers are the same, and a rewrite of the store reaches batches at the next refresh."""
+    predictor = Predictor(load_settings(world.env))
+    predictor.load()
+    client = redis.Redis.from_url(world.env["STOCKPRED_REDIS_URL"])
+    moved = world.features.copy()
+    moved["date"] = pd.Timestamp("2025-06-30")
+    moved["ret_5"] += 0.5
+
+    async def scenario():
+        await predictor.flush_cache()
+        batch = await predictor.predict(["T00001", "T00002", "T00003"], None, False)
+        await asyncio.sleep(0.2)  # the cache write runs after the answer
+        await predictor.flush_cache()
+        singles = [await predictor.predict([t], None, False) for t in ("T00001", "T00002", "T00003")]
+        push_vectors(client, moved)
+        await predictor.redis.refresh_meta()
+        after = await predictor.predict(["T00001", "T00002"], None, False)
+        return batch, singles, after
+
+    try:
+        batch, singles, after = run(predictor, scenario)
+    finally:
+        push_vectors(client, world.features)
+    assert batch.misses == 3
+    for single in singles:
+        [ticker] = single.tickers
+        a, b = json.loads(batch.answers[ticker]), json.loads(single.answers[ticker])
+        assert a["features_source"] == b["features_source"] == "redis"
+        fields = ("prediction", "last_close", "feature_date")
+        assert [a[f] for f in fields] == [b[f] for f in fields]
+    newer = json.loads(after.answers["T00001"])
+    assert after.misses == 2 and newer["feature_date"] == "2025-06-30"
+    assert newer["prediction"] != json.loads(batch.answers["T00001"])["prediction"]
 
 
 @pytest.mark.slow

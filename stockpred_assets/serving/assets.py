@@ -20,7 +20,8 @@ RECENT_DAYS = 14  # calendar days of feature partitions scanned for each ticker'
 def online_features(
     context: dg.AssetExecutionContext, lake: LakeResource, redis: RedisResource
 ) -> dg.MaterializeResult:
-    """Latest feature vector per ticker, written to the lake and, when configured, to Redis (one hash per ticker)."""
+    """Latest feature vector per ticker, written to the lake and, when configured, to Redis (one hash per
+    ticker and a packed snapshot of them all)."""
     dates = lake.lake().partition_dates("features", "features")
     if not dates:
         raise dg.Failure("the features table is empty: materialize `features` first")
