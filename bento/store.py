@@ -24,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from bento.features import FeatureRow
+from bento.resp import PipelinedRedis
 from bento.security import GCRA_FUNCTION, GCRA_SCRIPT, RATE_PREFIX, interval_us
 from stockpred_resources.online_store import (
     KEY_PREFIX,
@@ -201,6 +202,7 @@ class RedisLink:
             retry=Retry(NoBackoff(), 0),  # fail fast: the breaker below decides when to try again
             max_connections=256,
         )
+        self.fast = PipelinedRedis(url, timeout)  # the per-request script calls (see bento.resp)
         self.up = True
         self.error: str | None = None
         self.down_since: float | None = None
@@ -296,7 +298,7 @@ class RedisLink:
             if rate is not None and i == 0:  # the first chunk charges the request once
                 keys.append(RATE_PREFIX + rate[0])
                 limit = ["1", str(interval_us(rate[1])), str(rate[2])]
-            return self._lookup(keys=keys, args=[*base_args, *limit, *chunk])
+            return self.fast.evalsha(self._lookup, keys, [*base_args, *limit, *chunk])
 
         replies = await self.call(lambda: _all([call(i, c) for i, c in enumerate(chunks)]))
         wait_ms = int(replies[0][0])
@@ -338,8 +340,8 @@ class RedisLink:
             flag = "1" if explained else "0"
             if rate is not None and i == 0:
                 limit = ["1", str(interval_us(rate[1])), str(rate[2])]
-                return self._answers(keys=[RATE_PREFIX + rate[0]], args=[*limit, prefix, flag, joined])
-            return self._answers(keys=[], args=["0", "0", "0", prefix, flag, joined])
+                return self.fast.evalsha(self._answers, [RATE_PREFIX + rate[0]], [*limit, prefix, flag, joined])
+            return self.fast.evalsha(self._answers, [], ["0", "0", "0", prefix, flag, joined])
 
         replies = await self.call(lambda: _all([call(i, c) for i, c in enumerate(chunks)]))
         wait_ms = int(replies[0][0])
@@ -389,4 +391,5 @@ class RedisLink:
         await self.call(lambda: self.client.incr(RELOAD_KEY))
 
     async def close(self) -> None:
+        await self.fast.close()
         await self.client.aclose()
