@@ -12,7 +12,6 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from stockpred_assets.core.models import Forecaster
@@ -86,9 +85,9 @@ class ServedModel:
 
     def warm_up(self) -> None:
         """One prediction and explanation before serving, so the first request pays no lazy initialisation."""
-        frame = pd.DataFrame(np.zeros((1, len(self.feature_names))), columns=self.feature_names)
-        self.model.predict(frame)
-        self.model.contributions(frame)
+        values = np.zeros((1, len(self.feature_names)))
+        self.model.predict_matrix(values)
+        self.model.contributions_matrix(values)
 
 
 def _served(champion) -> ServedModel:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import orjson
-import pandas as pd
 
 from bento.features import FeatureRow
 from bento.models import INTERVAL_LEVEL, TOP_CONTRIBUTIONS, ServedModel
@@ -31,11 +30,10 @@ def score(served: ServedModel, rows: list[FeatureRow], explain: bool) -> list[by
     for columns, positions in layouts.items():
         index = served.index_for(columns)
         X[positions] = np.stack([rows[i].values for i in positions])[:, index]
-    frame = pd.DataFrame(X, columns=names)
-    predictions = served.model.predict(frame).to_numpy(dtype=float)
+    predictions = served.model.predict_matrix(X)
     top_idx = top_val = None
     if explain:
-        contrib = served.model.contributions(frame).drop(columns="bias").to_numpy(dtype=float)
+        contrib = served.model.contributions_matrix(X)[:, :-1]  # without the bias
         k = min(TOP_CONTRIBUTIONS, contrib.shape[1])
         top_idx = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :k]
         top_val = np.take_along_axis(contrib, top_idx, axis=1)

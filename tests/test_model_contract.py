@@ -192,3 +192,14 @@ def test_contributions_explain_each_row(family, fitted, data):
     assert np.isfinite(contrib.to_numpy()).all()
     if family in ("lightgbm", "linear", "momentum", "zero"):  # additive models: contributions sum to the prediction
         np.testing.assert_allclose(contrib.sum(axis=1), fitted.predict(X), atol=1e-9)
+
+
+def test_the_matrix_path_gives_the_frame_path_numbers(family, fitted, data):
+    """The service scores plain matrices (columns in feature_names order): same numbers as the DataFrame path."""
+    X = data[0].iloc[:9].copy()
+    X.iloc[2, 0] = np.nan
+    values = X[fitted.feature_names].to_numpy(dtype=float)
+    np.testing.assert_allclose(fitted.predict_matrix(values), fitted.predict(X).to_numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        fitted.contributions_matrix(values), fitted.contributions(X).to_numpy(), rtol=0, atol=1e-12
+    )

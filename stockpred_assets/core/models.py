@@ -119,6 +119,16 @@ class Forecaster:
             np.column_stack([out[:, :1] - out[:, 1 : k + 1], out[:, k + 1]]), index=X.index, columns=[*names, "bias"]
         )
 
+    def predict_matrix(self, values: np.ndarray) -> np.ndarray:
+        """`predict` for a float matrix whose columns are `feature_names` in that order: the serving path, where
+        building and checking a DataFrame costs more than a one-row prediction. Families may skip the frame."""
+        frame = pd.DataFrame(values, columns=self.feature_names)
+        return np.asarray(self._predict_values(frame), dtype=float).reshape(-1)
+
+    def contributions_matrix(self, values: np.ndarray) -> np.ndarray:
+        """`contributions` for such a matrix: one row per input row, the features' columns then the bias."""
+        return self.contributions(pd.DataFrame(values, columns=self.feature_names)).to_numpy(dtype=float)
+
     @property
     def feature_names(self) -> list[str]:
         """The fitted feature columns, in the order the model consumes them."""
@@ -200,6 +210,15 @@ class LGBMForecaster(Forecaster):
             select_features(X, self.feature_names), pred_contrib=True, num_iteration=self.booster.best_iteration or None
         )
         return pd.DataFrame(raw, index=X.index, columns=[*self.feature_names, "bias"])
+
+    def predict_matrix(self, values: np.ndarray) -> np.ndarray:
+        booster = self.booster_or_raise()
+        return np.asarray(booster.predict(values, num_iteration=booster.best_iteration or None), dtype=float)
+
+    def contributions_matrix(self, values: np.ndarray) -> np.ndarray:
+        booster = self.booster_or_raise()
+        raw = booster.predict(values, pred_contrib=True, num_iteration=booster.best_iteration or None)
+        return np.asarray(raw, dtype=float)
 
     def booster_or_raise(self) -> lgb.Booster:
         if self.booster is None:
