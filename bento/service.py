@@ -19,12 +19,14 @@ from starlette.responses import JSONResponse, Response
 from bento.audit import AuditSink
 from bento.gateway import Gateway, Guard, rate_limited
 from bento.metrics import Metrics
+from bento.patches import cancel_request_timers
 from bento.predictor import NoModel, Predictor, RateLimited, RequestError
 from bento.schemas import BatchPrediction, Explain, FlushResult, Horizon, Prediction, ReloadResult, Ticker
 from bento.security import KeyStore
 from stockpred_resources.settings import load_service_settings, load_settings
 
 logger = logging.getLogger("bentoml.stockpred")
+cancel_request_timers()  # before BentoML builds the app in this worker: see bento.patches
 # Read when the module is imported, because the decorator below needs it; the rest is read in __init__.
 WORKERS = load_service_settings().workers
 
