@@ -40,6 +40,19 @@ def pack(args: tuple[Arg, ...] | list[Arg]) -> bytes:
     return b"".join(parts)
 
 
+def _tls_context(options: dict) -> ssl.SSLContext:
+    """TLS for a rediss:// URL, with redis-py's query options: ssl_ca_certs, ssl_cert_reqs (none, optional,
+    required), ssl_check_hostname, ssl_certfile and ssl_keyfile."""
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    required = str(options.get("ssl_cert_reqs", "required")).lower()
+    if options.get("ssl_check_hostname") is False or required in ("none", "optional"):
+        context.check_hostname = False
+    context.verify_mode = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL}.get(required, ssl.CERT_REQUIRED)
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    return context
+
+
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
@@ -112,7 +125,7 @@ class PipelinedRedis:
             if kind is UnixDomainSocketConnection:
                 make = loop.create_unix_connection(_Protocol, options["path"])
             else:
-                tls = ssl.create_default_context() if kind is SSLConnection else None
+                tls = _tls_context(options) if kind is SSLConnection else None
                 make = loop.create_connection(
                     _Protocol, options.get("host", "localhost"), options.get("port", 6379), ssl=tls
                 )

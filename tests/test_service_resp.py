@@ -106,3 +106,95 @@ def test_refused_silent_and_dropped_connections_raise_redis_errors():
 
     waited = asyncio.run(scenario())
     assert 0.3 <= waited < 1.0
+
+
+def test_tls_options_follow_redis_py_url_parameters():
+    import ssl
+
+    from redis.asyncio.connection import parse_url
+
+    from bento.resp import _tls_context
+
+    strict = _tls_context(parse_url("rediss://h:6380/0"))
+    assert strict.verify_mode == ssl.CERT_REQUIRED and strict.check_hostname
+    loose = _tls_context(parse_url("rediss://h:6380/0?ssl_cert_reqs=none"))
+    assert loose.verify_mode == ssl.CERT_NONE and not loose.check_hostname
+    named = _tls_context(parse_url("rediss://h:6380/0?ssl_check_hostname=false"))
+    assert named.verify_mode == ssl.CERT_REQUIRED and not named.check_hostname
+
+
+def test_a_tls_redis_answers_over_rediss(tmp_path):
+    """A private redis-server with TLS only (a self-signed CA made with openssl), reached with a rediss:// URL."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")  # the Debian images CI and users run on have it
+    ca, cert, key = tmp_path / "ca.pem", tmp_path / "redis.pem", tmp_path / "redis.key"
+    subj = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            *subj,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    shutil.copy(cert, ca)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            str(cert),
+            "--tls-key-file",
+            str(key),
+            "--tls-ca-cert-file",
+            str(ca),
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+
+    async def scenario():
+        deadline = time.monotonic() + 10
+        while True:
+            link = PipelinedRedis(f"rediss://127.0.0.1:{port}/3?ssl_ca_certs={ca}")
+            try:
+                return await link.execute("PING"), await link.execute("CLIENT", "INFO")
+            except RedisConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+            finally:
+                await link.close()
+
+    try:
+        pong, info = asyncio.run(scenario())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert pong == b"PONG" and b" db=3 " in info
