@@ -128,6 +128,7 @@ class Predictor:
         loop = asyncio.get_running_loop()
         if self.redis:
             self.redis.on_change = self._on_redis_change
+            self.redis.on_snapshot = settle_heap  # the snapshot's rows are long-lived too
             self._on_redis_change(True)
             self._spawn(self.redis.watch())
             try:

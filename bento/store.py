@@ -218,6 +218,7 @@ class RedisLink:
         self.rows: dict[str, FeatureRow] = {}
         self._snapshot_written_at: str | None = None
         self.on_change: Callable[[bool], None] | None = None
+        self.on_snapshot: Callable[[], None] | None = None  # after a new snapshot is in place
 
     def _mark_down(self, exc: BaseException) -> None:
         if self.up:
@@ -274,6 +275,8 @@ class RedisLink:
                 return self.meta  # rewritten between the two reads: the next refresh takes the newer one
             self.dates, self.rows = await asyncio.to_thread(_snapshot_rows, snapshot)
             self._snapshot_written_at = written_at
+            if self.on_snapshot:
+                self.on_snapshot()
         return self.meta
 
     def columns(self, version: str) -> tuple[str, ...] | None:
