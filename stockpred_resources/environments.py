@@ -42,7 +42,9 @@ def _monitoring(settings: Settings) -> MonitoringResource:
     return MonitoringResource(
         webhook_url=dg.EnvVar("STOCKPRED_ALERT_WEBHOOK_URL") if url and settings.is_prod else url,
         drift_retrain_cooldown_days=settings.drift_retrain_cooldown_days,
+        drift_alert_max_age_days=settings.drift_alert_max_age_days,
         dagster_ui_url=settings.dagster_ui_url,
+        pushgateway_url=settings.pushgateway_url,
     )
 
 

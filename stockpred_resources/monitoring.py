@@ -1,11 +1,13 @@
-"""What the monitoring sensors need: where alerts are posted, how often drift may retrain, where the UI is."""
+"""What monitoring needs: where alerts are posted and metrics pushed, how often drift may retrain, where the UI is."""
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import dagster as dg
 import httpx
+from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 from pydantic import Field
 
 log = logging.getLogger("stockpred.alerts")
@@ -28,6 +30,35 @@ class MonitoringResource(dg.ConfigurableResource):
         default=7.0, description="Drift alerts about days older than this do not retrain (a backfill of old reports)"
     )
     dagster_ui_url: str = Field(default="http://127.0.0.1:3000", description="Base URL of run links in alerts")
+    pushgateway_url: str | None = Field(
+        default=None, description="Prometheus Pushgateway for drift and live-model metrics; unset: not pushed"
+    )
+
+    def is_recent(self, day) -> bool:
+        """Whether a report about `day` is current enough to act on (retrain, or replace the pushed metrics)."""
+        if self.drift_alert_max_age_days is None:
+            return True
+        age = datetime.now(UTC).date() - day.date()
+        return age.days <= self.drift_alert_max_age_days
+
+    def push_gauges(self, job: str, gauges: list[tuple[str, str, dict[str, str], float]]) -> str:
+        """Replace the metrics of `job` on the Pushgateway with `gauges` ((name, help, labels, value) each), so a
+        series that is no longer reported disappears; what happened, as text. A gateway that cannot be reached is
+        logged, not raised: the report stands, and the `push_time_seconds` staleness alert notices the gap."""
+        if not self.pushgateway_url:
+            return "not pushed (set STOCKPRED_PUSHGATEWAY_URL)"
+        registry = CollectorRegistry()
+        metrics: dict[str, Gauge] = {}
+        for name, doc, labels, value in gauges:
+            if name not in metrics:
+                metrics[name] = Gauge(name, doc, sorted(labels), registry=registry)
+            (metrics[name].labels(**labels) if labels else metrics[name]).set(value)
+        try:
+            push_to_gateway(self.pushgateway_url, job=job, registry=registry, timeout=self.timeout_seconds)
+        except OSError as exc:  # urllib's URLError and HTTPError are OSErrors
+            log.warning("metrics not pushed to %s: %s", self.pushgateway_url, exc)
+            return f"push to {self.pushgateway_url} failed: {exc}"
+        return f"{len(gauges)} series pushed to {self.pushgateway_url} (job {job})"
 
     def run_url(self, run_id: str) -> str:
         return f"{self.dagster_ui_url.rstrip('/')}/runs/{run_id}"

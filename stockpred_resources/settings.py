@@ -67,6 +67,8 @@ class Settings:
     # monitoring: where run failures are posted, how often drift may retrain, links in alerts
     alert_webhook_url: str | None = None
     drift_retrain_cooldown_days: float = 7.0
+    drift_alert_max_age_days: float | None = 7.0  # older drift days neither retrain nor reach the Pushgateway
+    pushgateway_url: str | None = None  # drift and live-model metrics are pushed here (Prometheus alerts read them)
     dagster_ui_url: str = "http://127.0.0.1:3000"
     simulated_regime_start: str | None = None  # switch the simulated market's bear regime on from this date
 
@@ -170,6 +172,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         service=load_service_settings(environ),
         alert_webhook_url=environ.get("STOCKPRED_ALERT_WEBHOOK_URL") or None,
         drift_retrain_cooldown_days=_float(environ, "STOCKPRED_DRIFT_RETRAIN_COOLDOWN_DAYS", 7.0),
+        drift_alert_max_age_days=None
+        if environ.get("STOCKPRED_DRIFT_ALERT_MAX_AGE_DAYS", "").strip().lower() == "none"
+        else _float(environ, "STOCKPRED_DRIFT_ALERT_MAX_AGE_DAYS", 7.0),
+        pushgateway_url=environ.get("STOCKPRED_PUSHGATEWAY_URL") or None,
         dagster_ui_url=environ.get("STOCKPRED_DAGSTER_UI_URL") or "http://127.0.0.1:3000",
         simulated_regime_start=environ.get("STOCKPRED_SIM_REGIME_START") or None,
     )

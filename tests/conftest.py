@@ -66,6 +66,39 @@ def redis_url(tmp_path_factory) -> str:
     proc.wait(timeout=10)
 
 
+@pytest.fixture(scope="session")
+def pushgateway_url(tmp_path_factory) -> str:
+    """A private Prometheus Pushgateway on a free port (Debian package `prometheus-pushgateway`, installed by
+    scripts/ensure-test-services.sh)."""
+    import httpx
+
+    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    if binary is None:
+        pytest.fail("prometheus-pushgateway is not installed: run .ci/run or `apt-get install prometheus-pushgateway`")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, f"--web.listen-address=127.0.0.1:{port}"],
+        cwd=tmp_path_factory.mktemp("pushgateway"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.fail(f"prometheus-pushgateway did not start on port {port}")
+        time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
 def local_env(root: Path, **extra: str) -> dict[str, str]:
     """STOCKPRED_* variables for a local environment whose data lives under `root`."""
     return {"STOCKPRED_ENV": "local", "STOCKPRED_DATA_DIR": str(root), **extra}

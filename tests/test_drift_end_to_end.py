@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 from conftest import local_env
+from test_drift_metrics import gateway_samples
 
 from stockpred_assets.core import calendar
 from stockpred_assets.core.feature_registry import FEATURE_COLUMNS
@@ -51,9 +52,10 @@ def history(tmp_path_factory):
     return root
 
 
-def monitor(root, name: str, regime_start: str | None = None) -> dict:
+def monitor(root, name: str, pushgateway_url: str, regime_start: str | None = None) -> dict:
     """The year after the champion's cut-off on a copy of the shared past: ingest the later sessions (with the bear
-    regime when `regime_start` is set), score them with the champion, report drift over the year, tick the sensor."""
+    regime when `regime_start` is set), score them with the champion, report drift over the year (its newest day's
+    figures pushed to a real Pushgateway), tick the sensor."""
     data = root / name
     shutil.copytree(root / "history" / "lake", data / "lake")
     env = local_env(
@@ -62,6 +64,8 @@ def monitor(root, name: str, regime_start: str | None = None) -> dict:
         STOCKPRED_SEED=SEED,
         STOCKPRED_MLFLOW_TRACKING_URI=f"sqlite:///{root / 'history' / 'mlflow.db'}",
         STOCKPRED_MLFLOW_ARTIFACTS=(root / "history" / "mlartifacts").as_uri(),
+        STOCKPRED_PUSHGATEWAY_URL=pushgateway_url,
+        STOCKPRED_DRIFT_ALERT_MAX_AGE_DAYS="none",  # the simulated year is past: report it as if it were now
         **({"STOCKPRED_SIM_REGIME_START": regime_start} if regime_start else {}),
     )
     with pytest.MonkeyPatch.context() as mp:
@@ -78,6 +82,7 @@ def monitor(root, name: str, regime_start: str | None = None) -> dict:
             instance=instance, asset_selection=[dg.AssetKey("drift_report")], tags=span(*MONITORED)
         )
         assert report.success
+        pushed = gateway_samples(pushgateway_url, "stockpred-drift")
         # the sensor reads what the daemon would: the instance's drift_report materializations
         resources = {"monitoring": MonitoringResource(drift_alert_max_age_days=None)}  # the simulated year is past
         context = dg.build_sensor_context(instance=instance, definitions=defs, resources=resources)
@@ -91,19 +96,20 @@ def monitor(root, name: str, regime_start: str | None = None) -> dict:
         "metadata": {k: v.value for k, v in materialized.metadata.items()},
         "checks": {e.asset_check_key.name: e for e in report.get_asset_check_evaluations()},
         "tick": tick,
+        "pushed": pushed,
         "lake": lake,
         "root": root,
     }
 
 
 @pytest.fixture(scope="module")
-def stationary(history):
-    return monitor(history, "stationary")
+def stationary(history, pushgateway_url):
+    return monitor(history, "stationary", pushgateway_url)
 
 
 @pytest.fixture(scope="module")
-def bear(history):
-    return monitor(history, "bear", REGIME_START)
+def bear(history, pushgateway_url):
+    return monitor(history, "bear", pushgateway_url, REGIME_START)
 
 
 def test_a_stationary_year_raises_no_alert(stationary):
@@ -164,3 +170,23 @@ def test_the_bear_regime_raises_the_alert_and_the_sensor_requests_retraining(bea
     assert request.partition_key == f"{monday:%Y-%m-%d}"
     assert request.run_key == f"drift-{last}-{monday:%Y-%m-%d}"
     assert request.tags["stockpred/trigger"] == "drift"
+
+
+def test_the_newest_days_figures_reach_the_pushgateway(stationary, bear):
+    """What the PrometheusRule's drift and model alerts read, as the gateway serves it."""
+    for world in (stationary, bear):
+        pushed = world["pushed"]
+        assert world["metadata"]["metrics_push"].startswith(f"{len(pushed)} series pushed to http://127.0.0.1:")
+        features = world["features"]
+        newest = features[features["date"] == pd.Timestamp("2024-12-31")].dropna(subset=["psi"]).set_index("feature")
+        psi = {labels[0][1]: v for (name, labels), v in pushed.items() if name == "stockpred_feature_psi"}
+        drifting = {labels[0][1]: v for (name, labels), v in pushed.items() if name == "stockpred_feature_drifting"}
+        assert psi == pytest.approx(newest["psi"].to_dict())
+        assert drifting == newest["drifting"].astype(float).to_dict()
+        day = world["summary"].loc["2024-12-31"]
+        assert pushed[("stockpred_drift_alert", ())] == float(day["status"] == "alert")
+        assert pushed[("stockpred_drift_share", ())] == pytest.approx(day["drift_share"])
+        model = (("model", "linear"), ("version", "1"))
+        assert pushed[("stockpred_model_rank_ic", model)] == pytest.approx(day["live_rank_ic"])
+        assert ("stockpred_model_error_ratio", model) in pushed
+    assert stationary["pushed"][("stockpred_drift_alert", ())] == 0.0

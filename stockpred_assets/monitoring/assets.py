@@ -20,6 +20,7 @@ from stockpred_assets.metadata import png_markdown
 from stockpred_assets.monitoring.reference import LAYER, ChampionFacts, champion_facts, load_reference
 from stockpred_assets.partitions import partition_days, trading_days
 from stockpred_resources.lake import DuckDBResource, LakeResource
+from stockpred_resources.monitoring import MonitoringResource
 from stockpred_resources.tracking import MLflowResource
 
 WINDOW_SESSIONS = 40
@@ -86,9 +87,11 @@ def drift_report(
     lake: LakeResource,
     duckdb: DuckDBResource,
     mlflow_resource: MLflowResource,
+    monitoring: MonitoringResource,
 ) -> dg.MaterializeResult:
     """PSI (fixed bins of the champion's training window) and KS per feature over the latest sessions, the drift of
-    the champion's live predictions, their realized IC and error against its test figures, and data freshness."""
+    the champion's live predictions, their realized IC and error against its test figures, and data freshness.
+    When the newest day is current, its figures go to the Prometheus Pushgateway (job `stockpred-drift`)."""
     days = partition_days(context)
     champion = champion_facts(mlflow_resource)
     features = lake.read_range(
@@ -101,8 +104,14 @@ def drift_report(
         status = np.where(fresh["fresh"] == drift.NO_SESSION, drift.NO_SESSION, drift.NOT_AVAILABLE)
         summary = fresh.assign(status=status, reasons="no champion yet").rename_axis("date").reset_index()
         _write(lake, duckdb, summary, pd.DataFrame(columns=["date", "feature"]), days)
+        # an empty push still says the checks ran (the Pushgateway's push_time_seconds)
+        pushed = monitoring.push_gauges(PUSH_JOB, []) if monitoring.is_recent(days[-1]) else "not pushed: a past day"
         return dg.MaterializeResult(
-            metadata={"drift_status": drift.NOT_AVAILABLE, "note": "no champion yet: nothing to compare against"}
+            metadata={
+                "drift_status": drift.NOT_AVAILABLE,
+                "note": "no champion yet: nothing to compare against",
+                "metrics_push": pushed,
+            }
         )
     thresholds = config.thresholds()
     reference = load_reference(lake, duckdb, mlflow_resource, champion, config.window_sessions, context.log)
@@ -114,7 +123,50 @@ def drift_report(
     live, note = _live(lake, champion, reference, sessions, config, thresholds)
     summary = _summary(days, champion, reference, per_feature, live, fresh, thresholds)
     _write(lake, duckdb, summary, per_feature, days)
-    return dg.MaterializeResult(metadata=_metadata(summary, per_feature, champion, reference, note, lake, features))
+    metadata = _metadata(summary, per_feature, champion, reference, note, lake, features)
+    latest = pd.Timestamp(metadata["status_date"])
+    if monitoring.is_recent(latest):
+        metadata["metrics_push"] = monitoring.push_gauges(PUSH_JOB, drift_gauges(summary, per_feature, champion))
+    else:
+        metadata["metrics_push"] = f"not pushed: {latest:%Y-%m-%d} is a past day (a backfill)"
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def drift_gauges(
+    summary: pd.DataFrame, per_feature: pd.DataFrame, champion: ChampionFacts
+) -> list[tuple[str, str, dict[str, str], float]]:
+    """The newest session's figures as Prometheus gauges (what deploy/k8s's PrometheusRule alerts on): the day's
+    verdict (`stockpred_drift_alert` 1 when drift_report raised its alert, the drifting share), PSI per feature and
+    whether it is past its own limit, and the champion's live rank IC and live error relative to its test segment's."""
+    sessions = summary[summary["status"] != drift.NO_SESSION]
+    if sessions.empty:
+        return []
+    latest = sessions.iloc[-1]
+    day = per_feature[(per_feature["date"] == latest["date"]) & per_feature["psi"].notna()]
+    gauges = [
+        ("stockpred_drift_alert", "1 when the day's drift verdict is alert", {}, float(latest["status"] == drift.ALERT))
+    ]
+    share = _number(latest.get("drift_share"))
+    if share is not None:
+        gauges.append(("stockpred_drift_share", "Share of features drifting past their limits", {}, share))
+    for feature, psi, drifting in day[["feature", "psi", "drifting"]].itertuples(index=False):
+        labels = {"feature": feature}
+        gauges.append(("stockpred_feature_psi", "PSI against the champion's training window", labels, float(psi)))
+        gauges.append(("stockpred_feature_drifting", "1 when PSI is past the feature's limit", labels, float(drifting)))
+    model = {"model": champion.family, "version": champion.version}
+    rank_ic = _number(latest.get("live_rank_ic"))
+    if rank_ic is not None:
+        gauges.append(("stockpred_model_rank_ic", "Rank IC of the champion's recent live predictions", model, rank_ic))
+    live, backtest = _number(latest.get("live_mse_vs_naive")), champion.baseline.mse_vs_naive
+    is_return = champion.baseline.label == "return"  # a rank model's squared error means nothing
+    if is_return and live is not None and backtest is not None and np.isfinite(backtest) and backtest > 0:
+        gauges.append(
+            ("stockpred_model_error_ratio", "Live MSE vs naive over the test segment's", model, live / backtest)
+        )
+    return gauges
+
+
+PUSH_JOB = "stockpred-drift"
 
 
 def _live(

@@ -59,8 +59,8 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext, monitoring: Monito
         return dg.SensorResult(skip_reason=f"no drift alert in {read} new drift report(s)", cursor=cursor)
     day = pd.Timestamp(max(dates))
     now = dt.datetime.now(dt.UTC)
-    max_age = monitoring.drift_alert_max_age_days
-    if max_age is not None and day < pd.Timestamp(now.date()) - pd.Timedelta(days=max_age):
+    if not monitoring.is_recent(day):
+        max_age = monitoring.drift_alert_max_age_days
         return dg.SensorResult(
             skip_reason=f"the newest drift alert ({day:%Y-%m-%d}) is over {max_age:g} days old: a backfill, not news",
             cursor=cursor,
