@@ -76,9 +76,11 @@ def pushgateway_url(tmp_path_factory) -> str:
     if binary is None:
         pytest.fail("prometheus-pushgateway is not installed: run .ci/run or `apt-get install prometheus-pushgateway`")
     port = free_port()
+    workdir = tmp_path_factory.mktemp("pushgateway")
     proc = subprocess.Popen(
-        [binary, f"--web.listen-address=127.0.0.1:{port}"],
-        cwd=tmp_path_factory.mktemp("pushgateway"),
+        # Debian's build persists to /var/lib/prometheus by default: keep this one's state in its temp dir
+        [binary, f"--web.listen-address=127.0.0.1:{port}", f"--persistence.file={workdir / 'pushgateway.data'}"],
+        cwd=workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )

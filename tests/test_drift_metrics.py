@@ -14,6 +14,12 @@ from stockpred_assets.monitoring.reference import ChampionFacts
 from stockpred_resources.monitoring import MonitoringResource
 
 
+# the help texts drift_report pushes: the gateway warns when groups disagree on a family's help
+PSI_HELP = "PSI against the champion's training window"
+IC_HELP = "Rank IC of the champion's recent live predictions"
+ALERT_HELP = "1 when the day's drift verdict is alert"
+
+
 def gateway_samples(url: str, job: str) -> dict[tuple[str, tuple], float]:
     """The samples the gateway serves for `job` (as Prometheus would scrape them): {(name, labels): value}."""
     text = httpx.get(f"{url}/metrics", timeout=5).text
@@ -35,10 +41,10 @@ def champion() -> ChampionFacts:
 def test_push_replaces_the_jobs_series_and_an_unreachable_gateway_is_not_fatal(pushgateway_url):
     monitoring = MonitoringResource(pushgateway_url=pushgateway_url)
     first = [
-        ("stockpred_feature_psi", "psi", {"feature": "ret_5"}, 0.31),
-        ("stockpred_feature_psi", "psi", {"feature": "rsi_14"}, 0.02),
-        ("stockpred_model_rank_ic", "ic", {"model": "lightgbm", "version": "7"}, -0.01),
-        ("stockpred_drift_alert", "alert", {}, 1.0),
+        ("stockpred_feature_psi", PSI_HELP, {"feature": "ret_5"}, 0.31),
+        ("stockpred_feature_psi", PSI_HELP, {"feature": "rsi_14"}, 0.02),
+        ("stockpred_model_rank_ic", IC_HELP, {"model": "lightgbm", "version": "7"}, -0.01),
+        ("stockpred_drift_alert", ALERT_HELP, {}, 1.0),
     ]
     assert monitoring.push_gauges("stockpred-test", first).startswith("4 series pushed")
     assert gateway_samples(pushgateway_url, "stockpred-test") == {
