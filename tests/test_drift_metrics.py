@@ -13,7 +13,6 @@ from stockpred_assets.monitoring.assets import drift_gauges
 from stockpred_assets.monitoring.reference import ChampionFacts
 from stockpred_resources.monitoring import MonitoringResource
 
-
 # the help texts drift_report pushes: the gateway warns when groups disagree on a family's help
 PSI_HELP = "PSI against the champion's training window"
 IC_HELP = "Rank IC of the champion's recent live predictions"
