@@ -164,6 +164,9 @@ class PipelinedRedis:
         protocol = self._protocol
         if protocol is None or protocol.closed:
             protocol = await self._connection()
+            if protocol.closed:  # lost while this caller waited to resume: its reply would never come
+                raise RedisConnectionError("connection to Redis lost before the command was sent")
+        # from here to the write nothing awaits, so the connection cannot be lost in between
         future = asyncio.get_running_loop().create_future()
         protocol.waiting.append((future, time.monotonic()))
         protocol.transport.write(pack(args))
