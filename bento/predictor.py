@@ -314,7 +314,7 @@ class Predictor:
         lookups = None
         if self.redis and self.redis.up:
             try:
-                if single or not self.redis.dates:
+                if single or not self.redis.rows:
                     lookups = await self.redis.lookup(tickers, prefix, explain, LOCK_MS if single else 0, rate)
                 else:
                     lookups = await self._lookup_many(tickers, prefix, explain, rate)
@@ -374,12 +374,12 @@ class Predictor:
     async def _lookup_many(self, tickers, prefix: str, explain: bool, rate) -> dict[str, Lookup | None]:
         """Batches: cache keys from the online store's snapshot (dates), one MGET for the answers (the scripted
         per-ticker lookup costs Redis ~10 us a ticker), and the misses' features from the same snapshot."""
-        dates, rows = self.redis.dates, self.redis.rows
-        known = [t for t in tickers if t in dates]
-        values = await self.redis.answers(prefix, [(t, dates[t]) for t in known], explain, rate)
+        rows = self.redis.rows
+        known = [rows[t] for t in tickers if t in rows]
+        values = await self.redis.answers(prefix, [(r.ticker, r.date) for r in known], explain, rate)
         out: dict[str, Lookup | None] = dict.fromkeys(tickers)
-        for ticker, value in zip(known, values, strict=True):
-            out[ticker] = Lookup(dates[ticker], value, None if value is not None else rows[ticker], False)
+        for row, value in zip(known, values, strict=True):
+            out[row.ticker] = Lookup(row.date, value, None if value is not None else row, False)
         return out
 
     async def _lake_rows(self, rows, prefix, explain, cache, out: Outcome, misses: list[FeatureRow]) -> None:
@@ -396,12 +396,7 @@ class Predictor:
             if not explain:
                 plain = [cache_key(prefix, r.ticker, r.date, False) for r in rows]
                 found = [f if f is not None else self.local_cache.get(p) for f, p in zip(found, plain, strict=True)]
-        for row, cached in zip(rows, found, strict=True):
-            if cached is not None:
-                out.answers[row.ticker] = self._finish(cached, True, "cache", row.date, out)
-                out.hits += 1
-            else:
-                misses.append(row)
+        misses.extend(self._take_cached(rows, found, out))
 
     async def _wait_for_others(self, rows, prefix, explain, out: Outcome) -> list[FeatureRow]:
         deadline = time.monotonic() + LOCK_WAIT_S
@@ -412,15 +407,19 @@ class Predictor:
                 found = await self.redis.answers(prefix, [(r.ticker, r.date) for r in pending], explain)
             except RedisUnavailable:
                 break
-            still = []
-            for row, cached in zip(pending, found, strict=True):
-                if cached is not None:
-                    out.answers[row.ticker] = self._finish(cached, True, "cache", row.date, out)
-                    out.hits += 1
-                else:
-                    still.append(row)
-            pending = still
+            pending = self._take_cached(pending, found, out)
         return pending
+
+    def _take_cached(self, rows: list[FeatureRow], found: list[bytes | None], out: Outcome) -> list[FeatureRow]:
+        """Answer the rows whose cached answer was found; the others are returned, in order."""
+        left = []
+        for row, cached in zip(rows, found, strict=True):
+            if cached is not None:
+                out.answers[row.ticker] = self._finish(cached, True, "cache", row.date, out)
+                out.hits += 1
+            else:
+                left.append(row)
+        return left
 
     async def _compute(self, served, rows, prefix, explain, cache, out: Outcome, locks: list[str]) -> None:
         usable = []

@@ -169,18 +169,17 @@ def cache_key(prefix: str, ticker: str, date: str, explained: bool) -> str:
     return f"{lock_name(prefix, ticker, date)}:{'x' if explained else 'p'}"
 
 
-def _snapshot_rows(snapshot: Snapshot | None) -> tuple[dict[str, str], dict[str, FeatureRow]]:
+def _snapshot_rows(snapshot: Snapshot | None) -> dict[str, FeatureRow]:
     if snapshot is None:
-        return {}, {}
+        return {}
     close_at = snapshot.columns.index("close") if "close" in snapshot.columns else None
     closes = snapshot.matrix[:, close_at].tolist() if close_at is not None else [float("nan")] * len(snapshot.tickers)
-    rows = {
+    return {
         ticker: FeatureRow(ticker, date, close, version, values, snapshot.columns, "redis")
         for ticker, date, close, version, values in zip(
             snapshot.tickers, snapshot.dates, closes, snapshot.versions, snapshot.matrix, strict=True
         )
     }
-    return dict(zip(snapshot.tickers, snapshot.dates, strict=True)), rows
 
 
 class Lookup:
@@ -212,9 +211,8 @@ class RedisLink:
         self._gcra = self.client.register_script(GCRA_SCRIPT)
         self._columns: dict[str, tuple[str, ...]] = {}
         self.meta: dict[str, str] = {}
-        # The online store's packed snapshot, reloaded when it is rewritten: ticker -> feature date (to build cache
-        # keys without reading hashes) and ticker -> row (the features of a batch's misses without reading them).
-        self.dates: dict[str, str] = {}
+        # The online store's packed snapshot, reloaded when it is rewritten: ticker -> row, whose date builds cache
+        # keys without reading hashes and whose vector scores a batch's misses without reading them.
         self.rows: dict[str, FeatureRow] = {}
         self._snapshot_written_at: str | None = None
         self.on_change: Callable[[bool], None] | None = None
@@ -273,7 +271,7 @@ class RedisLink:
                 snapshot = None
             if snapshot is not None and snapshot.written_at != written_at:
                 return self.meta  # rewritten between the two reads: the next refresh takes the newer one
-            self.dates, self.rows = await asyncio.to_thread(_snapshot_rows, snapshot)
+            self.rows = await asyncio.to_thread(_snapshot_rows, snapshot)
             self._snapshot_written_at = written_at
             if self.on_snapshot:
                 self.on_snapshot()

@@ -9,7 +9,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from stockpred_assets.core import calendar  # noqa: E402
 from stockpred_assets.definitions import defs  # noqa: E402
 from stockpred_assets.evaluation.assets import HEADLINE  # noqa: E402
 from stockpred_assets.partitions import weeks  # noqa: E402
-from stockpred_resources.readiness import wait_for_http  # noqa: E402
+from stockpred_resources.readiness import stop_group, wait_for_http  # noqa: E402
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # after mlflow configured its loggers on import
 
@@ -116,11 +115,7 @@ def serve_and_predict(port: int, tickers: list[str]) -> None:
             print(f"HTTP {answer.status_code}")
             print(json.dumps(answer.json(), indent=2))
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_group(server)
 
 
 def main() -> None:

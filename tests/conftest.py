@@ -18,8 +18,8 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-import redis
 import s3fs
+from service_support import free_port, start_redis
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -31,36 +31,13 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory) -> str:
     """A private redis-server on a free port (Debian package `redis-server`, installed by .ci/run)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed: run .ci/run or `apt-get install redis-server`")
-    workdir = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail(f"redis-server did not start on port {port}")
-            time.sleep(0.1)
+    try:
+        proc, url = start_redis(tmp_path_factory.mktemp("redis"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     yield url
     proc.terminate()
     proc.wait(timeout=10)
@@ -70,7 +47,7 @@ def redis_url(tmp_path_factory) -> str:
 def pushgateway_url(tmp_path_factory) -> str:
     """A private Prometheus Pushgateway on a free port (Debian package `prometheus-pushgateway`, installed by
     scripts/ensure-test-services.sh)."""
-    import httpx
+    from stockpred_resources.readiness import wait_for_http
 
     binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
     if binary is None:
@@ -85,17 +62,9 @@ def pushgateway_url(tmp_path_factory) -> str:
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail(f"prometheus-pushgateway did not start on port {port}")
-        time.sleep(0.1)
+    if not wait_for_http(f"{url}/-/ready", proc, timeout=20, interval=0.1):
+        proc.kill()
+        pytest.fail(f"prometheus-pushgateway did not start on port {port}")
     yield url
     proc.terminate()
     proc.wait(timeout=10)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
+import shutil
 import socket
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import redis
 from stockpred_assets.core.feature_registry import FEATURE_COLUMNS, FEATURE_SET_VERSION, RAW_COLUMNS
 from stockpred_assets.core.models import Forecaster, LGBMForecaster, LinearForecaster
 from stockpred_resources.online_store import push_vectors
-from stockpred_resources.readiness import wait_for_http
+from stockpred_resources.readiness import stop_group, wait_for_http
 from stockpred_resources.registry import CHAMPION_ALIAS, configure_mlflow, log_forecaster
 from stockpred_resources.settings import Settings, load_settings
 from stockpred_resources.storage import Lake
@@ -35,6 +36,40 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_for_redis(url: str, proc: subprocess.Popen | None = None, timeout: float = 20) -> redis.Redis:
+    """A client once `url` answers PING; redis.ConnectionError when `proc` exits or `timeout` passes first."""
+    client, deadline = redis.Redis.from_url(url), time.monotonic() + timeout
+    while True:
+        try:
+            client.ping()
+            return client
+        except redis.ConnectionError:
+            if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def start_redis(workdir: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """A private redis-server without persistence on 127.0.0.1:`port` (a free one by default), answering PING:
+    (the process, its URL)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed: run .ci/run or `apt-get install redis-server`")
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        wait_for_redis(url, proc)
+    except redis.ConnectionError as exc:
+        proc.kill()
+        raise RuntimeError(f"redis-server did not start on port {port}") from exc
+    return proc, url
 
 
 def tickers(n: int) -> list[str]:
@@ -150,8 +185,10 @@ def serve(
     ready_timeout: float = 120,
     target: str = "bento.service:StockPredictor",
     cwd: Path = PROJECT,
+    ready_path: str = "/readyz",
 ):
-    """`bentoml serve <target>` with `env`; yields the base URL once /readyz answers 200."""
+    """`bentoml serve <target>` with `env`; yields the base URL once `ready_path` answers 200 (/livez for a service
+    that is expected not to become ready)."""
     port = free_port()
     full_env = {**os.environ, **env, "BENTOML_HOME": str(log_path.parent / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
     with open(log_path, "w") as log:
@@ -165,16 +202,11 @@ def serve(
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        if not wait_for_http(f"{base}/readyz", proc, ready_timeout):
-            raise RuntimeError(f"bentoml serve did not become ready: {log_path.read_text()[-4000:]}")
+        if not wait_for_http(f"{base}{ready_path}", proc, ready_timeout):
+            raise RuntimeError(f"bentoml serve did not answer {ready_path}: {log_path.read_text()[-4000:]}")
         yield base
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc)
 
 
 def audit_lines(world: World) -> list[dict]:

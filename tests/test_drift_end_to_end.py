@@ -8,7 +8,7 @@ import shutil
 import dagster as dg
 import pandas as pd
 import pytest
-from conftest import local_env
+from conftest import environment, local_env
 from test_drift_metrics import gateway_samples
 
 from stockpred_assets.core import calendar
@@ -40,9 +40,7 @@ def history(tmp_path_factory):
     """The shared past: bars and features through February 2024 and a champion for the week of 2024-01-08."""
     root = tmp_path_factory.mktemp("drift")
     env = local_env(root / "history", STOCKPRED_UNIVERSE_SIZE=UNIVERSE, STOCKPRED_SEED=SEED)
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
+    with environment(env):
         defs, instance = build_definitions(), dg.DagsterInstance.ephemeral()
         daily = defs.resolve_job_def("daily_data_job")
         assert daily.execute_in_process(instance=instance, asset_selection=DATA, tags=span(*HISTORY)).success
@@ -68,9 +66,7 @@ def monitor(root, name: str, pushgateway_url: str, regime_start: str | None = No
         STOCKPRED_DRIFT_ALERT_MAX_AGE_DAYS="none",  # the simulated year is past: report it as if it were now
         **({"STOCKPRED_SIM_REGIME_START": regime_start} if regime_start else {}),
     )
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
+    with environment(env):
         defs, instance = build_definitions(), dg.DagsterInstance.ephemeral()
         daily = defs.resolve_job_def("daily_data_job")
         assert daily.execute_in_process(instance=instance, asset_selection=DATA, tags=span(*LATER)).success

@@ -1,11 +1,9 @@
 """The whole graph materialized into a tmp dir, then the champion served over real HTTP by `bentoml serve`."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -14,7 +12,8 @@ import httpx
 import pandas as pd
 import pytest
 import redis
-from conftest import environment, free_port, local_env
+from conftest import environment, local_env
+from service_support import serve
 
 from stockpred_assets.definitions import build_definitions
 from stockpred_assets.evaluation.assets import HEADLINE
@@ -153,36 +152,6 @@ def test_missing_upstream_partitions_fail_with_a_clear_error(pipeline):
     assert "raw/bars_simulated lacks 1 partition(s), first 2022-01-03" in failure.to_string()
 
 
-@contextmanager
-def bento_server(env: dict[str, str], tmp: Path):
-    port = free_port()
-    full_env = {**os.environ, **env, "BENTOML_HOME": str(tmp / "bentoml")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "bento.service:StockPredictor", "--port", str(port)],
-        cwd=PROJECT,
-        env=full_env,
-        start_new_session=True,
-        stdout=open(tmp / "bento.log", "w"),
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                httpx.get(f"{base}/livez", timeout=2)
-                break
-            except httpx.TransportError as exc:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log = (tmp / "bento.log").read_text()[-3000:]
-                    raise RuntimeError(f"bentoml serve did not start: {log}") from exc
-                time.sleep(0.5)
-        yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-
-
 def _wait_ready(base: str, seconds: float = 60) -> int:
     deadline, status = time.monotonic() + seconds, 0
     while time.monotonic() < deadline:
@@ -195,7 +164,7 @@ def _wait_ready(base: str, seconds: float = 60) -> int:
 
 def test_service_answers_predictions_over_http(pipeline, tmp_path):
     env = {k: v for k, v in pipeline["env"].items() if k != "STOCKPRED_REDIS_URL"}
-    with bento_server(env, tmp_path) as base:
+    with serve(env, tmp_path / "bento.log", ready_path="/livez") as base:
         assert _wait_ready(base) == 200
         assert httpx.get(f"{base}/livez").status_code == 200
         answer = httpx.post(f"{base}/predict", json={"ticker": "s00003"}, timeout=30)
@@ -223,7 +192,7 @@ def test_service_answers_predictions_over_http(pipeline, tmp_path):
 
 
 def test_service_without_a_model_is_alive_but_not_ready(tmp_path):
-    with bento_server(local_env(tmp_path / "empty"), tmp_path) as base:
+    with serve(local_env(tmp_path / "empty"), tmp_path / "bento.log", ready_path="/livez") as base:
         assert httpx.get(f"{base}/livez").status_code == 200
         assert httpx.get(f"{base}/readyz").status_code == 503
         answer = httpx.post(f"{base}/predict", json={"ticker": "S00001"}, timeout=30)

@@ -24,12 +24,13 @@ import pytest
 import redis
 import s3fs
 import yaml
-from conftest import free_port, postgres_bindir
+from conftest import postgres_bindir
 from dagster._core.scheduler.instigation import InstigatorStatus
 from dagster._core.test_utils import in_process_test_workspace
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 from mlflow.tracking import MlflowClient
+from service_support import free_port, wait_for_redis
 
 from stockpred_assets.core.models import LGBMForecaster
 from stockpred_assets.ingestion.assets import raw_bars_simulated
@@ -292,18 +293,6 @@ def start_redis(workdir: Path, port: int, password: str) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
-
-
-def wait_for_redis(url: str) -> redis.Redis:
-    client, deadline = redis.Redis.from_url(url), time.monotonic() + 20
-    while True:
-        try:
-            client.ping()
-            return client
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def test_redis_of_the_manifest_needs_its_password_and_keeps_data_across_restarts(tmp_path):

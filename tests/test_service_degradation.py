@@ -1,36 +1,14 @@
 """Redis stopped in the middle of traffic: the service keeps answering (from the lake, uncached, with a per-worker
 rate limit), says so in /readyz and /metrics, and uses Redis again once it is back."""
 
-import shutil
-import subprocess
 import threading
 import time
 
 import httpx
 import pytest
-import redis
-from service_support import build_world, free_port, serve
+from service_support import build_world, free_port, serve, start_redis
 
 pytestmark = pytest.mark.slow
-
-
-def start_redis(port: int, workdir) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            redis.Redis(port=port).ping()
-            return proc
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.1)
 
 
 def wait_for(predicate, seconds: float = 20) -> bool:
@@ -44,7 +22,7 @@ def wait_for(predicate, seconds: float = 20) -> bool:
 
 def test_redis_outage_degrades_to_the_lake_without_failing_requests(tmp_path):
     port = free_port()
-    store = start_redis(port, tmp_path)
+    store, _ = start_redis(tmp_path, port)
     try:
         world = build_world(tmp_path / "world", 30, f"redis://127.0.0.1:{port}/0")
         with serve(world.env, tmp_path / "bento.log") as base:
@@ -84,7 +62,7 @@ def test_redis_outage_degrades_to_the_lake_without_failing_requests(tmp_path):
                 slow = {"X-API-Key": world.keys["slow"]}
                 assert [predict("T00002", slow).status_code for _ in range(2)] == [200, 429]  # limit held locally
 
-                store = start_redis(port, tmp_path)  # back, and empty: features still come from the lake
+                store, _ = start_redis(tmp_path, port)  # back, and empty: features still come from the lake
                 assert wait_for(lambda: httpx.get(f"{base}/readyz").json()["redis"] == "ok")
                 predict("T00003")
                 assert wait_for(lambda: predict("T00003").json()["cached"])

@@ -105,7 +105,7 @@ def drift_report(
         summary = fresh.assign(status=status, reasons="no champion yet").rename_axis("date").reset_index()
         _write(lake, duckdb, summary, pd.DataFrame(columns=["date", "feature"]), days)
         # an empty push still says the checks ran (the Pushgateway's push_time_seconds)
-        pushed = monitoring.push_gauges(PUSH_JOB, []) if monitoring.is_recent(days[-1]) else "not pushed: a past day"
+        pushed = _push_metrics(monitoring, days[-1], [])
         return dg.MaterializeResult(
             metadata={
                 "drift_status": drift.NOT_AVAILABLE,
@@ -124,12 +124,16 @@ def drift_report(
     summary = _summary(days, champion, reference, per_feature, live, fresh, thresholds)
     _write(lake, duckdb, summary, per_feature, days)
     metadata = _metadata(summary, per_feature, champion, reference, note, lake, features)
-    latest = pd.Timestamp(metadata["status_date"])
-    if monitoring.is_recent(latest):
-        metadata["metrics_push"] = monitoring.push_gauges(PUSH_JOB, drift_gauges(summary, per_feature, champion))
-    else:
-        metadata["metrics_push"] = f"not pushed: {latest:%Y-%m-%d} is a past day (a backfill)"
+    gauges = drift_gauges(summary, per_feature, champion)
+    metadata["metrics_push"] = _push_metrics(monitoring, pd.Timestamp(metadata["status_date"]), gauges)
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _push_metrics(monitoring: MonitoringResource, day: pd.Timestamp, gauges: list) -> str:
+    """Push the report's gauges when it is about a current day; what happened, as text."""
+    if not monitoring.is_recent(day):
+        return f"not pushed: {day:%Y-%m-%d} is a past day (a backfill)"
+    return monitoring.push_gauges(PUSH_JOB, gauges)
 
 
 def drift_gauges(
