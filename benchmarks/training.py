@@ -30,7 +30,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from stockpred_assets.core.models import DEFAULT_LGBM_PARAMS, Standardizer, build_mlp  # noqa: E402
+from stockpred_assets.core.models import DEFAULT_LGBM_PARAMS, Standardizer  # noqa: E402
+from stockpred_assets.core.neural import build_mlp  # noqa: E402
 from stockpred_assets.core.splits import purged_train_valid  # noqa: E402
 from stockpred_assets.core.training import TrainingSpec, make_forecaster, train_model  # noqa: E402
 from stockpred_assets.core.tuning import tune_lgbm  # noqa: E402

@@ -3,20 +3,22 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
+from stockpred_assets.core import models
 from stockpred_assets.core.dataset import training_set
 from stockpred_assets.core.features import compute_features
 from stockpred_assets.core.labels import forward_returns
 from stockpred_assets.core.models import (
     MODEL_FAMILIES,
+    TORCH_MISSING,
+    FamilyUnavailableError,
     LGBMForecaster,
     LinearForecaster,
     MomentumForecaster,
-    TorchMLPForecaster,
     ZeroForecaster,
     load_model,
-    select_device,
+    model_family,
+    torch_available,
     zero_baseline,
 )
 from stockpred_assets.core.simulation import simulate_bars
@@ -24,7 +26,7 @@ from stockpred_assets.core.simulation import simulate_bars
 # small settings so the whole file runs in seconds; one LightGBM thread: OpenMP spinning stalls a busy 2-core box
 FAST_MODELS = {
     "lightgbm": lambda: LGBMForecaster(num_boost_round=40, params={"num_threads": 1}),
-    "torch_mlp": lambda: TorchMLPForecaster(epochs=4, device="cpu"),
+    "torch_mlp": lambda: model_family("torch_mlp")(epochs=4, device="cpu"),
     "linear": LinearForecaster,
     "zero": ZeroForecaster,
     "momentum": MomentumForecaster,
@@ -43,7 +45,14 @@ def data():
     return X[train], y[train], X[~train], y[~train]
 
 
-@pytest.fixture(scope="module", params=sorted(FAST_MODELS))
+# PyTorch is an optional extra (`make install TORCH=none`): without it the MLP is skipped, saying why
+WITHOUT_TORCH = pytest.mark.skipif(not torch_available(), reason=TORCH_MISSING)
+
+
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(name, marks=WITHOUT_TORCH) if name == "torch_mlp" else name for name in sorted(FAST_MODELS)],
+)
 def family(request):
     return request.param
 
@@ -60,7 +69,18 @@ def assert_same_predictions(actual: pd.Series, expected: pd.Series, family: str)
 
 def test_every_family_is_registered_and_tested():
     assert set(FAST_MODELS) == set(MODEL_FAMILIES)
-    assert all(MODEL_FAMILIES[name].family == name for name in MODEL_FAMILIES)
+    available = [name for name in MODEL_FAMILIES if name != "torch_mlp" or torch_available()]
+    assert all(model_family(name).family == name for name in available)
+
+
+def test_a_family_whose_dependency_is_missing_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(models, "torch_available", lambda: False)
+    with pytest.raises(FamilyUnavailableError, match=r"needs PyTorch.*make install TORCH=cpu"):
+        model_family("torch_mlp")
+    (tmp_path / "model.json").write_text('{"family": "torch_mlp"}')
+    with pytest.raises(FamilyUnavailableError, match="needs PyTorch"):
+        load_model(tmp_path)
+    assert model_family("linear") is LinearForecaster  # the other families do not need it
 
 
 def test_predictions_are_finite_and_follow_the_given_row_order(family, fitted, data):
@@ -154,35 +174,6 @@ def test_linear_recovers_an_exact_linear_signal(data):
     signal = lambda X: 0.3 * X["ret_5"] - 0.002 * X["rsi_14"] + 0.01  # noqa: E731
     model = LinearForecaster(alpha=1e-9).fit(X_train, signal(X_train))
     np.testing.assert_allclose(model.predict(X_valid), signal(X_valid), atol=1e-8)
-
-
-def test_device_selection_prefers_cuda_when_available(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert select_device("auto").type == "cuda" and select_device("cpu").type == "cpu"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert select_device("auto").type == "cpu"
-    with pytest.raises(ValueError, match="no CUDA"):
-        select_device("cuda")
-    with pytest.raises(ValueError, match="device must be"):
-        select_device("tpu")
-
-
-def test_torch_runs_on_the_auto_device_and_leaves_global_torch_state_alone(data):
-    X_train, y_train = data[0], data[1]
-    rng, threads = torch.get_rng_state(), torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    model = TorchMLPForecaster(epochs=1).fit(X_train, y_train)
-    assert next(model.network.parameters()).device.type == select_device("auto").type
-    assert torch.equal(torch.get_rng_state(), rng) and torch.get_num_threads() == threads
-    assert torch.are_deterministic_algorithms_enabled() == deterministic
-
-
-def test_torch_early_stopping_keeps_the_best_validation_epoch(data):
-    X_train, y_train, X_valid, y_valid = data
-    model = TorchMLPForecaster(epochs=30, patience=2, lr=1e-2, device="cpu").fit(X_train, y_train, X_valid, y_valid)
-    assert 3 <= len(model.valid_losses) < 30
-    scaled_mse = (((model.predict(X_valid) - y_valid) / model.target_std) ** 2).mean()
-    assert scaled_mse == pytest.approx(min(model.valid_losses), rel=1e-4)
 
 
 def test_contributions_explain_each_row(family, fitted, data):

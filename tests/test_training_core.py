@@ -12,7 +12,7 @@ from stockpred_assets.core.dataset import training_set
 from stockpred_assets.core.drift import PSI_ALERT, feature_drift, psi
 from stockpred_assets.core.features import FEATURE_COLUMNS, compute_features
 from stockpred_assets.core.labels import cross_sectional_rank, forward_returns, make_label
-from stockpred_assets.core.models import LGBMForecaster
+from stockpred_assets.core.models import TORCH_MISSING, LGBMForecaster, torch_available
 from stockpred_assets.core.simulation import simulate_bars
 from stockpred_assets.core.splits import purged_train_valid, walk_forward_folds
 from stockpred_assets.core.training import TrainingSpec, labelled_set, train_model
@@ -114,7 +114,15 @@ def test_rank_labels_are_centred_cross_sectional_ranks(data):
         make_label(bars, 5, "sign")
 
 
-@pytest.mark.parametrize("family", ["lightgbm", "torch_mlp", "linear", "momentum"])
+@pytest.mark.parametrize(
+    "family",
+    [
+        "lightgbm",
+        pytest.param("torch_mlp", marks=pytest.mark.skipif(not torch_available(), reason=TORCH_MISSING)),
+        "linear",
+        "momentum",
+    ],
+)
 def test_every_family_trains_on_rank_labels_and_is_measured_on_returns(data, family):
     bars, features, _, _ = data
     labelled = labelled_set(features, bars, 5, "rank")

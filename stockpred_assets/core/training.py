@@ -21,7 +21,7 @@ from stockpred_assets.core.backtest import evaluate
 from stockpred_assets.core.dataset import training_set
 from stockpred_assets.core.feature_registry import FEATURE_COLUMNS
 from stockpred_assets.core.labels import forward_returns, make_label
-from stockpred_assets.core.models import MODEL_FAMILIES, Forecaster, LGBMForecaster
+from stockpred_assets.core.models import Forecaster, LGBMForecaster, model_family
 from stockpred_assets.core.splits import gap_sessions, purged_train_valid, walk_forward_folds
 from stockpred_assets.core.tuning import tune_lgbm
 
@@ -102,9 +102,7 @@ def labelled_set(features: pd.DataFrame, bars: pd.DataFrame, horizon: int, label
 
 def make_forecaster(family: str, params: dict | None = None, seed: int = 0) -> Forecaster:
     """An unfitted model of `family` configured by `params` (its constructor arguments) and seeded where it can be."""
-    if family not in MODEL_FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; known: {sorted(MODEL_FAMILIES)}")
-    cls = MODEL_FAMILIES[family]
+    cls = model_family(family)
     params = dict(params or {})
     accepted = {f.name for f in fields(cls) if f.init}
     unknown = sorted(set(params) - accepted)
