@@ -6,24 +6,47 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 export BENTOML_HOME ?= $(CURDIR)/data/bentoml
+# PORT: what the target serves: Dagster's UI (make dev), the prediction service (make serve, make demo).
+# MLFLOW_PORT: the MLflow UI that make dev starts; the run links and plots a run records in Dagster point there.
+PORT ?= 3000
+MLFLOW_PORT ?= 5000
+demo dev: export STOCKPRED_MLFLOW_UI_URL ?= http://127.0.0.1:$(MLFLOW_PORT)
 
-.PHONY: install demo test test-fast dev serve validate clean
+.PHONY: install lock demo test test-fast dev serve validate clean
 
-$(STAMP): pyproject.toml
+# TORCH=cpu (default): PyTorch's CPU build (~190 MB) for the MLP family; TORCH=cuda: PyPI's CUDA build (~3 GB, what
+# the GPU image uses); TORCH=none: no PyTorch, the MLP family is skipped with a message saying why.
+TORCH ?= cpu
+# requirements/lock.txt: the runtime dependencies (what the images install); requirements/dev.txt: the same pins plus
+# the dev extras (tests, linters), what `make install` installs. Both pin every package with its hashes.
+LOCK := requirements/lock.txt
+DEV_LOCK := requirements/dev.txt
+
+$(STAMP): pyproject.toml $(DEV_LOCK) requirements/torch-$(TORCH).txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "stockpred needs Python 3.11, found " + sys.version.split()[0])'
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(DEV_LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet -r requirements/torch-$(TORCH).txt -c $(DEV_LOCK)
+	$(BIN)/pip check
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve the locks after changing pyproject.toml's dependencies: pins with the hashes of every file PyPI serves,
+# resolved against PyPI alone (no machine-local index or wheel folder); the dev lock keeps the runtime lock's pins.
+PIP_COMPILE := env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile --quiet --generate-hashes \
+	--allow-unsafe --strip-extras --no-emit-find-links
+lock:
+	$(PIP_COMPILE) -o $(LOCK) pyproject.toml
+	$(PIP_COMPILE) --extra dev -c $(LOCK) -o $(DEV_LOCK) pyproject.toml
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python scripts/demo.py --port $(PORT)
 
 test: install
 	scripts/ensure-test-services.sh
@@ -34,10 +57,10 @@ test-fast: install
 	$(BIN)/pytest -m "not slow"
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/python scripts/dev.py --port $(PORT) --mlflow-port $(MLFLOW_PORT)
 
 serve: install
-	$(BIN)/bentoml serve bento.service:StockPredictor --port 3000
+	$(BIN)/bentoml serve bento.service:StockPredictor --port $(PORT)
 
 validate: install
 	$(BIN)/dagster definitions validate -w workspace.yaml
