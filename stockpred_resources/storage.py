@@ -1,16 +1,20 @@
 """The lake: Parquet tables on any fsspec filesystem, hive-partitioned by session date.
 
-`<root>/<layer>/<table>/date=YYYY-MM-DD/part-0.parquet`. Writing a partition replaces it (delete, then move the
-fully written file in), so a partition never holds duplicates nor a half-written file. No Dagster import: the
-prediction service reads the lake through the same class.
+`<root>/<layer>/<table>/date=YYYY-MM-DD/part-0.parquet`. Writing a partition stages the whole file aside and moves
+it over the old one (an atomic rename locally, an atomic object PUT on S3), so a reader, or a crash at any point, sees
+the old partition or the new one, never nothing. Local writers of a table take a file lock, so a concurrent writer
+waits. No Dagster import: the prediction service reads the lake through the same class.
 """
 
 from __future__ import annotations
 
 import io
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
+import filelock
 import fsspec
 import numpy as np
 import pandas as pd
@@ -18,15 +22,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 PART_FILE = "part-0.parquet"
+STAGING = "_staging"
+LOCK_TIMEOUT_S = 600.0  # how long a writer waits for another run writing the same table
+STALE_STAGING_S = 3600.0  # unlocked (object store) staging files older than this are left by a crashed writer
 
 
 class MissingPartitionsError(LookupError):
     """A table lacks partitions a reader needs."""
 
 
+class LakeBusyError(TimeoutError):
+    """Another writer held the table's lock for longer than the wait allowed."""
+
+
 class Lake:
-    def __init__(self, url: str, storage_options: dict | None = None) -> None:
+    def __init__(self, url: str, storage_options: dict | None = None, lock_timeout_s: float = LOCK_TIMEOUT_S) -> None:
         self.url = url.rstrip("/")
+        self.lock_timeout_s = lock_timeout_s
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
         self.root = self.root.rstrip("/")
 
@@ -37,16 +49,44 @@ class Lake:
         """The table's location as a URL (what DuckDB and users see)."""
         return f"{self.url}/{layer}/{table}"
 
+    @property
+    def local(self) -> bool:
+        return self.fs.protocol in ("file", ("file", "local"))
+
+    @contextmanager
+    def write_lock(self, layer: str, table: str) -> Iterator[None]:
+        """Exclusive right to write a local table (object stores have no lock: their PUTs are atomic)."""
+        if not self.local:
+            yield
+            return
+        base = self.table_path(layer, table)
+        self.fs.makedirs(base, exist_ok=True)
+        try:
+            with filelock.FileLock(f"{base}/.write.lock", timeout=self.lock_timeout_s):
+                yield
+        except filelock.Timeout:
+            waited = f"waited {self.lock_timeout_s:g} s"
+            raise LakeBusyError(f"{layer}/{table} is being written by another run; {waited}") from None
+
+    def _clean_staging(self, layer: str, table: str) -> None:
+        """Remove staging files a crashed writer left: all of them under the lock, old ones on object stores."""
+        staging = f"{self.table_path(layer, table)}/{STAGING}"
+        if not self.fs.exists(staging):
+            return
+        for info in self.fs.ls(staging, detail=True):
+            modified = info.get("LastModified")  # what S3 reports; local files are all stale under the lock
+            if self.local or (modified is not None and time.time() - modified.timestamp() > STALE_STAGING_S):
+                self.fs.rm(info["name"])
+
     def _put(self, frame: pd.DataFrame | pa.Table, target_dir: str, layer: str, table: str) -> str:
+        """Write the file aside in full, then move it over the partition's file in one atomic step."""
         buffer = io.BytesIO()
         arrow = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
         pq.write_table(arrow, buffer)
-        staging = f"{self.table_path(layer, table)}/_staging/{uuid.uuid4().hex}.parquet"
+        staging = f"{self.table_path(layer, table)}/{STAGING}/{uuid.uuid4().hex}.parquet"
         self.fs.makedirs(staging.rsplit("/", 1)[0], exist_ok=True)
         with self.fs.open(staging, "wb") as out:
             out.write(buffer.getvalue())
-        if self.fs.exists(target_dir):
-            self.fs.rm(target_dir, recursive=True)
         self.fs.makedirs(target_dir, exist_ok=True)
         target = f"{target_dir}/{PART_FILE}"
         self.fs.mv(staging, target)
@@ -66,13 +106,15 @@ class Lake:
         arrow = pa.Table.from_pandas(frame.iloc[order].reset_index(drop=True), preserve_index=False)
         sorted_dates = dates.to_numpy()[order]
         paths = []
-        for day in days:
-            lo, hi = (
-                np.searchsorted(sorted_dates, np.datetime64(day), "left"),
-                np.searchsorted(sorted_dates, np.datetime64(day), "right"),
-            )
-            target_dir = f"{self.table_path(layer, table)}/date={day:%Y-%m-%d}"
-            paths.append(self._put(arrow.slice(lo, hi - lo), target_dir, layer, table))
+        with self.write_lock(layer, table):
+            self._clean_staging(layer, table)
+            for day in days:
+                lo, hi = (
+                    np.searchsorted(sorted_dates, np.datetime64(day), "left"),
+                    np.searchsorted(sorted_dates, np.datetime64(day), "right"),
+                )
+                target_dir = f"{self.table_path(layer, table)}/date={day:%Y-%m-%d}"
+                paths.append(self._put(arrow.slice(lo, hi - lo), target_dir, layer, table))
         return paths
 
     def partition_dates(self, layer: str, table: str) -> list[pd.Timestamp]:
@@ -119,7 +161,9 @@ class Lake:
 
     def write_table(self, layer: str, table: str, frame: pd.DataFrame) -> str:
         """Replace an unpartitioned table."""
-        return self._put(frame.reset_index(drop=True), f"{self.table_path(layer, table)}/current", layer, table)
+        with self.write_lock(layer, table):
+            self._clean_staging(layer, table)
+            return self._put(frame.reset_index(drop=True), f"{self.table_path(layer, table)}/current", layer, table)
 
     def read_table(self, layer: str, table: str) -> pd.DataFrame:
         path = f"{self.table_path(layer, table)}/current/{PART_FILE}"

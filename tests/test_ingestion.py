@@ -1,6 +1,7 @@
 """raw_bars_<provider> assets: one run per backfill, one request per ticker, incremental, dead-letter, nothing lost."""
 
 import json
+import logging
 
 import dagster as dg
 import pandas as pd
@@ -10,7 +11,8 @@ from recorded_server import RecordedServer, Reply
 from stockpred_assets.core.ingestion import combine, tickers_to_fetch
 from stockpred_assets.ingestion.assets import raw_bars_files, raw_bars_simulated, raw_bars_yahoo
 from stockpred_assets.ingestion.automation import dead_letter_retry_sensor
-from stockpred_resources.lake import LakeResource
+from stockpred_assets.validation.assets import validated_bars
+from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
 from stockpred_resources.providers import FilesProvider, SimulatedProvider, YahooProvider
 from stockpred_resources.storage import Lake
@@ -187,3 +189,65 @@ def test_dead_letter_sensor_requests_the_partitions_with_retryable_failures(tmp_
     requests = dead_letter_retry_sensor(context)
     assert [r.partition_key for r in requests] == [f"{recent:%Y-%m-%d}"]
     assert requests[0].tags["stockpred/retry"] == "DOWN"
+
+
+BAD_FILE = """date,open,high,low,close,volume,Name
+2024-03-04,10,11,9,10.5,100,AAA
+2024-03-05,10,11,9,10.6,100,AAA
+2024-03-06,10,11,9,10.7,100,AAA
+2024-03-07,10,11,9,10.8,100,AAA
+2024-03-08,10,11,9,10.9,100,AAA
+2024-03-04,20,21,19,20.5,100,BBB
+2024-03-05,,21,19,20.5,100,BBB
+2024-03-06,12.3,1
+2024-02-30,10,11,9,10.5,100,AAA
+2024-03-07,abc,21,19,20.5,100,BBB
+2099-03-06,10,11,9,10.5,100,AAA
+2024-03-09,10,11,9,10.5,100,AAA
+2024-03-08,20,21,19,20.5,100,BBB,oops
+"""
+
+
+def test_bad_rows_of_a_file_are_rejected_with_reasons_and_the_rest_is_ingested_and_counted(tmp_path):
+    (tmp_path / "bars.csv").write_text(BAD_FILE)
+    instance, today = dg.DagsterInstance.ephemeral(), pd.Timestamp.now(tz="UTC")
+    resources = {
+        "files_provider": FilesProvider(path=str(tmp_path / "bars.csv")),
+        "market_data": MarketDataResource(providers=["files"]),
+        "lake": LakeResource(url=str(tmp_path / "lake")),
+        "duckdb": DuckDBResource(database=str(tmp_path / "catalog.duckdb")),
+    }
+    tags = {"dagster/asset_partition_range_start": "2024-03-04", "dagster/asset_partition_range_end": "2024-03-08"}
+    result = dg.materialize([raw_bars_files, validated_bars], resources=resources, tags=tags, instance=instance)
+    assert result.success
+    meta, _ = metadata(result, "raw_bars_files")
+    assert (meta["rows_read"], meta["rows_rejected"]) == (13, 6)  # every data line of the file
+    rejects = Lake(str(tmp_path / "lake")).read_table("raw", "rejects_files")
+    assert dict(zip(rejects["raw"], rejects["reason"], strict=True)) == {
+        "2024-03-06,12.3,1,,,,": "missing ticker, low, close, volume",
+        "2024-02-30,10,11,9,10.5,100,AAA": "date '2024-02-30' is not a valid date",
+        "2024-03-07,abc,21,19,20.5,100,BBB": "open 'abc' is not a number",
+        "2099-03-06,10,11,9,10.5,100,AAA": f"2099-03-06 (Friday) is in the future (today is {today:%Y-%m-%d})",
+        "2024-03-09,10,11,9,10.5,100,AAA": "2024-03-09 (Saturday) is not an NYSE session",
+        "2024-03-08,20,21,19,20.5,100,BBB,oops": "line 14: expected 7 fields, saw 8",
+    }
+    checked, _ = metadata(result, "validated_bars")
+    assert checked["rows_in"] == 13 - 6 == checked["rows_valid"] + checked["rows_quarantined"]
+    assert (checked["rows_valid"], checked["quarantined_by_rule"]) == (6, {"open:not_nullable": 1})
+    logged = [e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING]
+    assert any(m.startswith("files: 6 source row(s) rejected, kept in ") for m in logged)
+
+
+def test_an_empty_file_is_a_clear_empty_result(tmp_path):
+    (tmp_path / "bars.csv").write_text("")
+    result = run(
+        raw_bars_files,
+        "files_provider",
+        FilesProvider(path=str(tmp_path / "bars.csv")),
+        tmp_path,
+        None,
+        tags={"dagster/partition": "2024-03-04"},
+    )
+    meta, _ = metadata(result, "raw_bars_files")
+    assert result.success and (meta["rows_read"], meta["rows_rejected"], meta["dagster/row_count"]) == (0, 0, 0)
+    assert meta["notes"] == ["bars.csv has no rows"]

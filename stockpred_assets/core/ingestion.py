@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from stockpred_assets.core.schemas import empty_frame
+from stockpred_assets.core.schemas import REJECT_COLUMNS, empty_frame
 
 
 def tickers_to_fetch(
@@ -49,3 +49,33 @@ def combine(
     if not parts:
         return empty_frame(columns)
     return pd.concat(parts, ignore_index=True).sort_values(["date", "ticker"], ignore_index=True)
+
+
+def off_calendar(fetched: pd.DataFrame | None, sessions: pd.DatetimeIndex) -> pd.DataFrame:
+    """Fetched rows dated on no session of the window (a weekend, a holiday) as REJECT_COLUMNS rows."""
+    if fetched is None or fetched.empty:
+        return empty_frame(REJECT_COLUMNS)
+    off = fetched[~fetched["date"].isin(sessions)]
+    if off.empty:
+        return empty_frame(REJECT_COLUMNS)
+    raw = off[["date", "ticker", "open", "high", "low", "close", "volume"]].astype(str).agg(",".join, axis=1)
+    return pd.DataFrame(
+        {
+            "source": off["request_id"],
+            "ticker": off["ticker"],
+            "date": off["date"].dt.strftime("%Y-%m-%d"),
+            "raw": raw,
+            "reason": off["date"].dt.strftime("%Y-%m-%d (%A) is not an NYSE session"),
+            "provider": off["provider"],
+            "rejected_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
+        }
+    )[REJECT_COLUMNS]
+
+
+def keep_rejects(earlier: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """The rejects table after a run: earlier rows plus new ones, one row per (source, raw, reason)."""
+    parts = [f for f in (earlier, new) if len(f)]
+    if not parts:
+        return empty_frame(REJECT_COLUMNS)
+    frame = pd.concat(parts, ignore_index=True)[REJECT_COLUMNS]
+    return frame.drop_duplicates(["source", "raw", "reason"], keep="first").reset_index(drop=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import pandera.errors as pa_errors
 
@@ -12,6 +13,7 @@ from stockpred_assets.core import calendar
 from stockpred_assets.core.schemas import BAR_COLUMNS, EVENT_COLUMNS, BarSchema, empty_frame
 
 QUARANTINE_COLUMNS = [*BAR_COLUMNS, "rule", "reason"]
+PRICE_COLUMNS = ["open", "high", "low", "close", "adj_close", "volume"]
 
 
 class BarShapeError(ValueError):
@@ -23,16 +25,52 @@ def _reject(reasons: dict[int, tuple[str, str]], index, rule: str, reason) -> No
         reasons.setdefault(i, (rule, reason(i) if callable(reason) else reason))
 
 
-def split_valid(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(validated, quarantined) frames whose row counts add up to len(raw)."""
+def _reference_close(frame: pd.DataFrame, date, ticker, reference: pd.DataFrame | None) -> tuple[float, str] | None:
+    """The close a duplicated bar should agree with: the other providers' (median), else the neighbouring sessions'."""
+    if reference is not None and len(reference):
+        others = reference.loc[(reference["date"] == date) & (reference["ticker"] == ticker), "close"].dropna()
+        if len(others):
+            return float(others.median()), "the other providers"
+    same = frame[(frame["ticker"] == ticker) & (frame["date"] != date)].sort_values("date")
+    around = [*same.loc[same["date"] < date, "close"].tail(1), *same.loc[same["date"] > date, "close"].head(1)]
+    around = [c for c in around if pd.notna(c) and c > 0]
+    return (float(np.median(around)), "the neighbouring sessions") if around else None
+
+
+def _duplicates(frame: pd.DataFrame, reference: pd.DataFrame | None) -> dict[int, tuple[str, str]]:
+    """Of each (date, ticker) held twice, keep the bar nearest the reference close and quarantine the others;
+    identical copies (or no reference) keep the latest ingestion."""
+    reasons: dict[int, tuple[str, str]] = {}
+    held = frame[frame.duplicated(["date", "ticker"], keep=False)]
+    for (date, ticker), group in held.groupby(["date", "ticker"], sort=False):
+        group = group.sort_values("ingested_at", kind="stable")
+        found = (
+            None if len(group.drop_duplicates(PRICE_COLUMNS)) == 1 else _reference_close(frame, date, ticker, reference)
+        )
+        if found is None:
+            keep, why = group.index[-1], "duplicate (date, ticker): the latest ingestion was kept"
+        else:
+            close, source = found
+            distance = (np.log(group["close"].where(group["close"] > 0) / close)).abs().fillna(np.inf)
+            keep = distance.idxmin()
+            why = (
+                f"duplicate (date, ticker) with different values: the bar closing at {group.at[keep, 'close']:g}, "
+                f"nearest {source} ({close:g}), was kept"
+            )
+        _reject(reasons, group.index.drop(keep), "duplicate", why)
+    return reasons
+
+
+def split_valid(raw: pd.DataFrame, reference: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(validated, quarantined) frames whose row counts add up to len(raw); `reference` (date, ticker, close of
+    other providers) settles which of two different bars for one (date, ticker) is kept."""
     missing = [c for c in BAR_COLUMNS if c not in raw.columns]
     if missing:
         raise BarShapeError(f"raw bars lack the canonical columns {missing}")
     frame = raw[BAR_COLUMNS].reset_index(drop=True)
     reasons: dict[int, tuple[str, str]] = {}
 
-    dup = frame.sort_values("ingested_at").duplicated(["date", "ticker"], keep="last")
-    _reject(reasons, dup[dup].index, "duplicate", "duplicate (date, ticker): the latest ingestion was kept")
+    reasons.update(_duplicates(frame, reference))
     if len(frame):
         days = pd.to_datetime(frame["date"]).dt.normalize()
         open_days = calendar.sessions(days.min(), days.max())
@@ -86,13 +124,18 @@ def _quarantine(frame: pd.DataFrame, index: pd.Index, rule: str, reason: str) ->
 
 
 def validate_provider(
-    raw: pd.DataFrame, events: pd.DataFrame, context: pd.DataFrame, stale_sessions: int = 5, jump_sigmas: float = 8.0
+    raw: pd.DataFrame,
+    events: pd.DataFrame,
+    context: pd.DataFrame,
+    stale_sessions: int = 5,
+    jump_sigmas: float = 8.0,
+    reference: pd.DataFrame | None = None,
 ) -> ProviderValidation:
     """Schema rules, then the anomaly rules on the window (with `context`: valid bars of the sessions just before it,
     so a split on the window's first day is still seen). Unit mix-ups, bad prints and stale prices are quarantined;
     unreported splits become `detected` events; dividends that cannot be right are quarantined; big moves without a
     corporate action are flagged but kept, since a crash is data, not an error."""
-    valid, quarantined = split_valid(raw) if len(raw) else (raw, empty_frame(QUARANTINE_COLUMNS))
+    valid, quarantined = split_valid(raw, reference) if len(raw) else (raw, empty_frame(QUARANTINE_COLUMNS))
     window_start = valid["date"].min() if len(valid) else None
     history = pd.concat([context[context["date"] < window_start], valid], ignore_index=True) if len(context) else valid
     in_window = history["date"] >= window_start if len(valid) else pd.Series(False, index=history.index)

@@ -13,6 +13,8 @@ RAW_BAR_COLUMNS = [*BAR_COLUMNS, "request_id"]
 EVENT_COLUMNS = ["date", "ticker", "kind", "value", "provider"]
 # One row per ticker that could not be fetched: the dead-letter record.
 FAILURE_COLUMNS = ["ticker", "provider", "kind", "reason", "retryable", "attempted_at", "requests", "request_id"]
+# One row per source row the raw layer cannot hold (no valid date, text in a number, off the calendar): its text, why.
+REJECT_COLUMNS = ["source", "ticker", "date", "raw", "reason", "provider", "rejected_at"]
 
 
 class BarSchema(pa.DataFrameModel):

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from stockpred_assets.core import calendar
-from stockpred_assets.core.ingestion import combine, tickers_to_fetch
-from stockpred_assets.core.schemas import EVENT_COLUMNS, FAILURE_COLUMNS, RAW_BAR_COLUMNS, empty_frame
+from stockpred_assets.core.ingestion import combine, keep_rejects, off_calendar, tickers_to_fetch
+from stockpred_assets.core.schemas import EVENT_COLUMNS, FAILURE_COLUMNS, RAW_BAR_COLUMNS, REJECT_COLUMNS, empty_frame
 from stockpred_assets.metadata import table_metadata
 from stockpred_assets.partitions import partition_days, trading_days
 from stockpred_resources.lake import LakeResource
@@ -58,7 +58,45 @@ def ingest(
         lake.write_table("reference", f"sectors_{name}", pd.DataFrame(sectors.items(), columns=["ticker", "sector"]))
     for failure in failures.itertuples():
         context.log.warning(f"{name}: {failure.ticker} failed ({failure.kind}): {failure.reason}")
-    return dg.MaterializeResult(metadata={**table_metadata(bars, paths), **fetch_metadata(name, wanted, report)})
+    found = [f for f in (provider.rejects(), off_calendar(report.bars if report else None, sessions)) if len(f)]
+    rejects = pd.concat(found, ignore_index=True) if found else empty_frame(REJECT_COLUMNS)
+    metadata = {**table_metadata(bars, paths), **fetch_metadata(name, wanted, report)}
+    fetched = len(report.bars) if report else 0
+    return dg.MaterializeResult(metadata={**metadata, **reject_metadata(context, provider, lake, rejects, fetched)})
+
+
+def reject_metadata(
+    context: dg.AssetExecutionContext,
+    provider: MarketDataProvider,
+    lake: LakeResource,
+    rejects: pd.DataFrame,
+    fetched: int,
+) -> dict:
+    """Keep the rows the raw layer cannot hold in `raw/rejects_<provider>`, warn about them, and count them."""
+    table = f"rejects_{provider.name}"
+    try:
+        earlier = lake.read_table("raw", table)
+    except FileNotFoundError:
+        earlier = empty_frame(REJECT_COLUMNS)
+    path = lake.write_table("raw", table, keep_rejects(earlier, rejects))
+    for note in provider.notes():
+        context.log.warning(f"{provider.name}: {note}")
+    if len(rejects):
+        first = rejects.iloc[0]
+        context.log.warning(
+            f"{provider.name}: {len(rejects)} source row(s) rejected, kept in {path} (first: {first.raw!r}: "
+            f"{first.reason})"
+        )
+    loaded = provider.rows_loaded()
+    return {
+        "rows_read": (loaded if loaded is not None else fetched) + len(rejects),
+        "rows_rejected": len(rejects),
+        "rejects_path": path,
+        "rejects": dg.MetadataValue.md(
+            rejects[["source", "date", "reason"]].head(20).to_markdown(index=False) if len(rejects) else "none"
+        ),
+        "notes": dg.MetadataValue.json(provider.notes()),
+    }
 
 
 def fetch_metadata(name: str, wanted: list[str], report) -> dict:

@@ -1,4 +1,5 @@
-"""Ingest, validate and featurize every trading day after the US close; retry dead-lettered tickers."""
+"""Ingest, validate and featurize every trading day after the US close, and refresh the service's online features;
+retry dead-lettered tickers."""
 
 import dagster as dg
 import pandas as pd
@@ -13,11 +14,13 @@ RETRY_LOOKBACK_DAYS = 10
 
 def daily_data_job(providers: list[str]):
     """Raw bars of the enabled providers, then validation and features, for one or many trading days; the day's
-    predictions by the champion in force and the rolling report over all of them."""
+    predictions by the champion in force and the rolling report over all of them; and the online feature vectors
+    the service answers from, so that they are the day's whether or not the champion changed."""
     raw = dg.AssetSelection.assets(*[f"raw_bars_{name}" for name in providers])
     evaluation = dg.AssetSelection.assets("predictions", "backtest_history")
+    serving = dg.AssetSelection.assets("online_features")
     return dg.define_asset_job(
-        "daily_data_job", selection=raw | dg.AssetSelection.groups("validation", "features") | evaluation
+        "daily_data_job", selection=raw | dg.AssetSelection.groups("validation", "features") | evaluation | serving
     )
 
 

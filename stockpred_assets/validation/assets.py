@@ -22,12 +22,17 @@ def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return pd.concat(present, ignore_index=True) if present else empty_frame(columns)
 
 
-def _validate(lake: LakeResource, name: str, days: list[pd.Timestamp]):
-    raw = lake.read_range("raw", f"bars_{name}", days[0], days[-1])
+def _validate(lake: LakeResource, name: str, days: list[pd.Timestamp], raw: pd.DataFrame, reference: pd.DataFrame):
     events = lake.read_range("raw", f"events_{name}", days[0], days[-1])
     context_start = calendar.lookback_start(days[0], CONTEXT_SESSIONS)
     context = lake.read_range("raw", f"bars_{name}", context_start, days[0] - pd.Timedelta(days=1))
-    return len(raw), validate_provider(raw, events, split_valid(context)[0] if len(context) else context)
+    clean_context = split_valid(context)[0] if len(context) else context
+    return len(raw), validate_provider(raw, events, clean_context, reference=reference)
+
+
+def _others(raws: dict[str, pd.DataFrame], name: str) -> pd.DataFrame:
+    """The other providers' closes, which settle a provider's duplicated bars."""
+    return _concat([f[["date", "ticker", "close"]] for n, f in raws.items() if n != name], ["date", "ticker", "close"])
 
 
 @dg.asset(
@@ -42,7 +47,8 @@ def validated_bars(
     """Bars that pass every rule, primary provider first with a per-ticker fallback; rejects go to quarantine."""
     days = partition_days(context)
     lake.require_partitions("raw", f"bars_{market_data.providers[0]}", days)
-    results = {name: _validate(lake, name, days) for name in market_data.providers}
+    raws = {name: lake.read_range("raw", f"bars_{name}", days[0], days[-1]) for name in market_data.providers}
+    results = {name: _validate(lake, name, days, raws[name], _others(raws, name)) for name in raws}
     checked = [r for _, r in results.values()]
     tables = {
         "bars": merge_by_priority([r.valid for r in checked]),

@@ -19,6 +19,7 @@ from stockpred_resources.providers.base import (
     empty_frame,
 )
 from stockpred_resources.providers.http import HttpClient, HttpSettings
+from stockpred_resources.redaction import secrets_in
 
 SERIES_KEY = "Time Series (Daily)"
 PRICE_KEYS = {"open": "1. open", "high": "2. high", "low": "3. low", "close": "4. close"}
@@ -27,8 +28,6 @@ QUOTA_WORDS = re.compile(r"rate limit|call frequency|calls per (minute|day)|requ
 # "25 requests per day" means the day is spent; the legacy note names both limits and usually meant the minute's.
 DAILY_QUOTA = re.compile(r"per day", re.IGNORECASE)
 PER_MINUTE = re.compile(r"per minute", re.IGNORECASE)
-# The keyed rate-limit message echoes the caller's key ("We have detected your API key as XXXX and ...").
-ECHOED_KEY = re.compile(r"(API key as )\S+", re.IGNORECASE)
 
 
 class AlphaVantageProvider(MarketDataProvider, HttpSettings):
@@ -47,12 +46,15 @@ class AlphaVantageProvider(MarketDataProvider, HttpSettings):
     def name(self) -> str:
         return "alphavantage"
 
+    def secrets(self) -> list[str]:
+        return [self.api_key, *secrets_in(self.base_url)]
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close_http()
 
     def fetch_history(self, ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> TickerHistory:
         start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
-        client = self.http_client(self.base_url, secrets=[self.api_key])
+        client = self.http_client(self.base_url, secrets=self.secrets())
         params = {
             "function": self.function,
             "symbol": ticker,
@@ -93,7 +95,7 @@ def _series(ticker: str, payload: Any, client: HttpClient) -> dict[str, dict[str
 
 
 def _quote(text: Any, client: HttpClient) -> str:
-    return ECHOED_KEY.sub(r"\1***", client.redact(str(text)))
+    return client.redact(str(text))  # the rate-limit note quotes the key ("detected your API key as XXXX")
 
 
 def _parse_series(

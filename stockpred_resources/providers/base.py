@@ -16,17 +16,25 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from stockpred_assets.core.schemas import EVENT_COLUMNS, FAILURE_COLUMNS, RAW_BAR_COLUMNS, empty_frame
+from stockpred_assets.core.schemas import (
+    EVENT_COLUMNS,
+    FAILURE_COLUMNS,
+    RAW_BAR_COLUMNS,
+    REJECT_COLUMNS,
+    empty_frame,
+)
+from stockpred_resources.redaction import redact
 
 
 class ProviderError(Exception):
-    """A ticker could not be fetched; `kind` says why and `retryable` whether a later run may succeed."""
+    """A ticker could not be fetched; `kind` says why and `retryable` whether a later run may succeed. The message is
+    redacted (URL passwords, API key parameters) as it is made: it reaches logs, metadata and the dead letters."""
 
     kind = "provider_error"
     retryable = True
 
     def __init__(self, message: str = "", *, requests: int = 1, request_id: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))
         self.requests = requests  # HTTP requests spent on the ticker, retries included
         self.request_id = request_id
 
@@ -111,9 +119,25 @@ class MarketDataProvider(dg.ConfigurableResource):
             symbols += [line.split("#", 1)[0].strip() for line in lines]
         return list(dict.fromkeys(s.strip().upper() for s in symbols if s and s.strip()))
 
+    def secrets(self) -> list[str]:
+        """Configured values that must never appear in a message (API keys, URL passwords)."""
+        return []
+
     def sectors(self) -> dict[str, str]:
         """Ticker -> sector where the provider knows it (used for sector-relative features)."""
         return {}
+
+    def rejects(self) -> pd.DataFrame:
+        """Source rows the raw layer cannot hold (REJECT_COLUMNS: raw text and reason); none for API providers."""
+        return empty_frame(REJECT_COLUMNS)
+
+    def notes(self) -> list[str]:
+        """Warnings about the source as a whole (e.g. an empty file), logged by the ingest step."""
+        return []
+
+    def rows_loaded(self) -> int | None:
+        """Rows of the whole source that loaded, for a source read in full (files); None when counted per fetch."""
+        return None
 
     @abstractmethod
     def fetch_history(self, ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> TickerHistory:
@@ -143,12 +167,12 @@ class MarketDataProvider(dg.ConfigurableResource):
         return TickerHistory(ticker=ticker, bars=bars[RAW_BAR_COLUMNS], events=events[EVENT_COLUMNS], requests=requests)
 
     def failure_record(self, ticker: str, error: ProviderError) -> dict:
-        """The dead-letter row for a ticker that could not be fetched."""
+        """The dead-letter row for a ticker that could not be fetched, its reason stripped of the provider's secrets."""
         return {
             "ticker": ticker,
             "provider": self.name,
             "kind": error.kind,
-            "reason": str(error),
+            "reason": redact(str(error), self.secrets()),
             "retryable": error.retryable,
             "attempted_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
             "requests": error.requests,

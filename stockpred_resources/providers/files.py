@@ -1,14 +1,22 @@
-"""Bars from files the user already has: one CSV/Parquet file or a folder of them, with a column mapping."""
+"""Bars from files the user already has: one CSV/Parquet file or a folder of them, with a column mapping.
+
+A row the raw layer cannot hold (no date or ticker, an impossible date, text in a number, a date in the future or
+off the NYSE calendar, a line with too many fields) is set aside with its text and reason; the other rows load.
+"""
 
 from __future__ import annotations
 
+import re
 import uuid
+import warnings
 from pathlib import Path
 
+import fsspec
 import pandas as pd
 from pydantic import Field, PrivateAttr
 
-from stockpred_assets.core.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS, empty_frame
+from stockpred_assets.core import calendar
+from stockpred_assets.core.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS, REJECT_COLUMNS, empty_frame
 from stockpred_resources.providers.base import (
     BadResponseError,
     MarketDataProvider,
@@ -41,6 +49,59 @@ DEFAULT_COLUMNS = {
     "volume": "volume",
 }
 SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+NUMERIC = ["open", "high", "low", "close", "adj_close", "volume"]
+BLANK = {"", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"}  # an empty value: kept as NaN, validation decides
+SKIPPED_LINE = re.compile(r"Skipping line (\d+): (.+)")
+
+
+def _read_text(path: Path) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
+    """Every field as text, plus (line number, problem) for lines pandas skipped (more fields than the header)."""
+    if path.name.endswith((".parquet", ".pq")):
+        frame = pd.read_parquet(path)
+        return frame.astype(object).where(frame.notna(), "").astype(str), []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        try:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="warn")
+        except pd.errors.EmptyDataError:
+            return pd.DataFrame(), []
+    skipped = [m.groups() for w in caught for m in SKIPPED_LINE.finditer(str(w.message))]
+    return frame, [(int(n), why) for n, why in skipped]
+
+
+def _lines(path: Path, numbers: list[int]) -> list[str]:
+    with fsspec.open(str(path), "rt", compression="infer") as handle:
+        text = handle.read().splitlines()
+    return [text[n - 1] if n <= len(text) else "" for n in numbers]
+
+
+def _reasons(frame: pd.DataFrame, dates: pd.Series, numbers: dict[str, pd.Series]) -> pd.Series:
+    """Why each row cannot be held by the raw layer ("" when it can); every problem of a row is named."""
+    reasons = pd.Series("", index=frame.index, dtype=object)
+
+    def note(mask: pd.Series, why) -> None:  # why(rows) -> messages, computed for the flagged rows only
+        if mask.any():
+            reasons[mask] = reasons[mask] + why(mask) + "; "
+
+    blank = frame[["date", "ticker", "open", "high", "low", "close", "volume"]].isin(BLANK)
+    note(
+        blank["date"] | blank["ticker"], lambda m: "missing " + blank[m].apply(lambda r: ", ".join(r.index[r]), axis=1)
+    )
+    note(dates.isna() & ~blank["date"], lambda m: "date " + frame.loc[m, "date"].map(repr) + " is not a valid date")
+    for c, values in numbers.items():
+        note(
+            values.isna() & ~frame[c].isin(BLANK),
+            lambda m, c=c: f"{c} " + frame.loc[m, c].map(repr) + " is not a number",
+        )
+    today = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
+    first = pd.Timestamp(calendar.FIRST_SESSION)
+    day = lambda m: dates[m].dt.strftime("%Y-%m-%d (%A)")  # noqa: E731
+    note(dates > today, lambda m: day(m) + f" is in the future (today is {today:%Y-%m-%d})")
+    note(dates < first, lambda m: day(m) + f" is before {calendar.FIRST_SESSION}, the first session")
+    known = dates[(dates <= today) & (dates >= first)]
+    open_days = calendar.sessions(known.min(), known.max()) if len(known) else pd.DatetimeIndex([])
+    note(dates.index.isin(known.index) & ~dates.isin(open_days), lambda m: day(m) + " is not an NYSE session")
+    return reasons.str.removesuffix("; ")
 
 
 class FilesProvider(MarketDataProvider):
@@ -50,6 +111,8 @@ class FilesProvider(MarketDataProvider):
     column_mapping: dict[str, str] = Field(default_factory=dict, description="Source column -> canonical column")
     _table: pd.DataFrame | None = PrivateAttr(default=None)
     _request_id: str = PrivateAttr(default="")
+    _rejects: pd.DataFrame | None = PrivateAttr(default=None)
+    _notes: list[str] = PrivateAttr(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -65,32 +128,80 @@ class FilesProvider(MarketDataProvider):
             return [root]
         raise BadResponseError(f"{root} does not exist")
 
-    def _read(self, path: Path) -> pd.DataFrame:
-        frame = pd.read_parquet(path) if path.name.endswith((".parquet", ".pq")) else pd.read_csv(path)
-        frame = frame.rename(columns={**DEFAULT_COLUMNS, **self.column_mapping})
-        if "ticker" not in frame.columns:
-            frame["ticker"] = path.name.split(".")[0].upper()
-        missing = {"date", "open", "high", "low", "close", "volume"} - set(frame.columns)
+    def _read(self, path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(rows in the raw schema, rejected rows with their text and reason) of one file."""
+        text, skipped = _read_text(path)
+        if text.empty and not skipped:
+            self._notes.append(f"{path.name} has no rows")
+            return pd.DataFrame(), empty_frame(REJECT_COLUMNS)
+        rejects = self._skipped(path, skipped)
+        text = text.rename(columns={**DEFAULT_COLUMNS, **self.column_mapping})
+        if "ticker" not in text.columns:
+            text["ticker"] = path.name.split(".")[0].upper()
+        missing = {"date", "open", "high", "low", "close", "volume"} - set(text.columns)
         if missing:
-            raise BadResponseError(f"{path.name} lacks columns {sorted(missing)} (map them with column_mapping)")
-        return frame
+            why = f"{path.name} lacks columns {sorted(missing)} (map them with column_mapping)"
+            return pd.DataFrame(), pd.concat([rejects, self._rejects_of(path, text, why)], ignore_index=True)
+        dates = pd.to_datetime(text["date"].where(~text["date"].isin(BLANK)), errors="coerce")
+        dates = (dates.dt.tz_localize(None) if dates.dt.tz is not None else dates).dt.normalize()
+        numbers = {c: pd.to_numeric(text[c].where(~text[c].isin(BLANK)), errors="coerce") for c in NUMERIC if c in text}
+        reasons = _reasons(text, dates, numbers)
+        bad = reasons != ""
+        rejects = pd.concat([rejects, self._rejects_of(path, text[bad], reasons[bad])], ignore_index=True)
+        rows = text[~bad].assign(date=dates[~bad], **{c: v[~bad] for c, v in numbers.items()})
+        return rows, rejects
+
+    def _rejects_of(self, path: Path, text: pd.DataFrame, reason, raw: pd.Series | None = None) -> pd.DataFrame:
+        if text.empty:
+            return empty_frame(REJECT_COLUMNS)
+        raw = raw if raw is not None else text.astype(str).agg(",".join, axis=1)
+        frame = pd.DataFrame(
+            {"source": path.name, "ticker": text["ticker"], "date": text["date"], "raw": raw, "reason": reason}
+        )
+        return frame.assign(provider=self.name, rejected_at=pd.Timestamp.now(tz="UTC").tz_localize(None))[
+            REJECT_COLUMNS
+        ]
+
+    def _skipped(self, path: Path, skipped: list[tuple[int, str]]) -> pd.DataFrame:
+        if not skipped:
+            return empty_frame(REJECT_COLUMNS)
+        lines = _lines(path, [n for n, _ in skipped])
+        text = pd.DataFrame({"ticker": "", "date": [line.split(",", 1)[0] for line in lines]})
+        reasons = [f"line {n}: {why.strip()}" for n, why in skipped]
+        return self._rejects_of(path, text, reasons, raw=pd.Series(lines))
 
     def table(self) -> pd.DataFrame:
-        """Every file's rows in the raw schema, read once per resource instance."""
+        """Every file's loadable rows in the raw schema, read once per resource instance (see `rejects`)."""
         if self._table is None:
-            frame = pd.concat([self._read(p) for p in self._files()], ignore_index=True)
-            frame["date"] = pd.to_datetime(frame["date"]).dt.tz_localize(None).dt.normalize()
-            if "adj_close" not in frame.columns:
-                frame["adj_close"] = frame["close"]
-            self._request_id = uuid.uuid4().hex
-            frame = frame.assign(
-                provider=self.name,
-                request_id=self._request_id,
-                ingested_at=pd.Timestamp.now(tz="UTC").tz_localize(None),
-            )
-            extra = ["sector"] if "sector" in frame.columns else []
-            self._table = frame[[*RAW_BAR_COLUMNS, *extra]].sort_values(["ticker", "date"], ignore_index=True)
+            self._notes = []
+            read = [self._read(p) for p in self._files()]
+            self._rejects = pd.concat([r for _, r in read], ignore_index=True)
+            parts = [rows for rows, _ in read if len(rows)]
+            self._table = self._raw_schema(pd.concat(parts, ignore_index=True) if parts else None)
         return self._table
+
+    def _raw_schema(self, frame: pd.DataFrame | None) -> pd.DataFrame:
+        if frame is None:
+            return empty_frame(RAW_BAR_COLUMNS)
+        if "adj_close" not in frame.columns:
+            frame["adj_close"] = frame["close"]
+        self._request_id = uuid.uuid4().hex
+        frame = frame.assign(
+            provider=self.name, request_id=self._request_id, ingested_at=pd.Timestamp.now(tz="UTC").tz_localize(None)
+        )
+        extra = ["sector"] if "sector" in frame.columns else []
+        return frame[[*RAW_BAR_COLUMNS, *extra]].sort_values(["ticker", "date"], ignore_index=True)
+
+    def rejects(self) -> pd.DataFrame:
+        self.table()
+        return self._rejects
+
+    def notes(self) -> list[str]:
+        self.table()
+        return list(self._notes)
+
+    def rows_loaded(self) -> int:
+        return len(self.table())
 
     def sectors(self) -> dict[str, str]:
         """From a `sector` column when the files have one (map e.g. "GICS Sector" to it with column_mapping)."""

@@ -26,8 +26,12 @@ from stockpred_resources.providers.base import (
     QuotaExceededError,
     TransientError,
 )
+from stockpred_resources.redaction import redact, redact_loggers, secrets_in
 
 log = logging.getLogger(__name__)
+# httpx logs every request's full URL at INFO (query API keys and userinfo passwords included), httpcore the server's
+# status line and headers at DEBUG.
+redact_loggers("httpx", *(f"httpcore.{name}" for name in ("connection", "http11", "http2", "proxy", "socks")))
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -209,7 +213,7 @@ class HttpClient:
     ) -> None:
         self.retry = retry or RetryPolicy()
         self.limiter, self.breaker = limiter, breaker
-        self._secrets = [s for s in secrets if s]
+        self._secrets = [s for s in (*secrets, *secrets_in(base_url)) if s]
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._http = httpx.Client(
@@ -220,10 +224,9 @@ class HttpClient:
         self._http.close()
 
     def redact(self, text: str) -> str:
-        """The text with every configured secret (API keys) masked, for messages and logs."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        """The text with every configured secret (API keys, the base URL's password) and secret-looking URL parts
+        masked, for messages and logs."""
+        return redact(text, self._secrets)
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> JsonReply:
         """One logical GET, retried as the policy allows; raises a ProviderError subclass when it cannot succeed."""
@@ -297,7 +300,8 @@ class HttpClient:
         if status == 429:
             raise _Retryable("HTTP 429 Too Many Requests", TransientError, _retry_after(response))
         if status >= 500:
-            raise _Retryable(f"HTTP {status} {response.reason_phrase}", TransientError, _retry_after(response))
+            what = self.redact(f"HTTP {status} {response.reason_phrase}")  # the phrase is the server's text
+            raise _Retryable(what, TransientError, _retry_after(response))
         if status >= 400:
             text = self.redact(response.text[:500])
             raise HttpStatusError(f"GET {path}: HTTP {status}: {text}", status, text)

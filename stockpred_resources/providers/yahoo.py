@@ -18,6 +18,7 @@ from stockpred_resources.providers.base import (
     empty_frame,
 )
 from stockpred_resources.providers.http import HttpSettings, HttpStatusError
+from stockpred_resources.redaction import secrets_in
 
 OHLC = ["open", "high", "low", "close"]
 # Yahoo refuses requests without a browser-like user agent.
@@ -35,12 +36,15 @@ class YahooProvider(MarketDataProvider, HttpSettings):
     def name(self) -> str:
         return "yahoo"
 
+    def secrets(self) -> list[str]:
+        return secrets_in(self.base_url)  # e.g. a gateway's password in the URL
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close_http()
 
     def fetch_history(self, ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> TickerHistory:
         start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
-        client = self.http_client(self.base_url, headers={"User-Agent": USER_AGENT})
+        client = self.http_client(self.base_url, headers={"User-Agent": USER_AGENT}, secrets=self.secrets())
         # A day of slack either side: sessions are stamped at the exchange's open, which is not midnight UTC.
         params = {
             "period1": int((start - pd.Timedelta(days=1)).tz_localize("UTC").timestamp()),
