@@ -21,6 +21,7 @@ class Reply:
     delay_s: float = 0.0
     reset: bool = False
     content_type: str = "application/json"
+    reason: str | None = None  # the status line's reason phrase (the standard one when None)
 
     @staticmethod
     def json(text: str | bytes, status: int = 200, **kwargs) -> Reply:
@@ -120,7 +121,7 @@ class RecordedServer:
                     self.close_connection = True
                     return
                 try:
-                    self.send_response(reply.status)
+                    self.send_response(reply.status, reply.reason)
                     self.send_header("Content-Type", reply.content_type)
                     self.send_header("Content-Length", str(len(reply.body)))
                     for name, value in reply.headers.items():

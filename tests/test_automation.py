@@ -199,6 +199,14 @@ def test_champion_change_refreshes_online_features_and_the_bento(defs):
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
 
+def test_every_daily_run_refreshes_online_features_whatever_the_champion(defs):
+    daily = defs.resolve_job_def("daily_data_job")
+    selected = {key.to_user_string() for key in daily.asset_layer.selected_asset_keys}
+    assert {"features", "online_features"} <= selected  # the day's vectors, not the last promotion's
+    assert "bento" not in selected  # rebuilt only when the champion changes
+    assert daily.partitions_def is not None  # the schedule still requests one day's partition
+
+
 # --- run failure -> webhook ----------------------------------------------------------------------------------------
 
 

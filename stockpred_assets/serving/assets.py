@@ -21,7 +21,9 @@ def online_features(
     context: dg.AssetExecutionContext, lake: LakeResource, redis: RedisResource
 ) -> dg.MaterializeResult:
     """Latest feature vector per ticker, written to the lake and, when configured, to Redis (one hash per
-    ticker and a packed snapshot of them all)."""
+    ticker and a packed snapshot of them all). Refreshed by the daily job after each day's features and by
+    serving_job when the champion changes; it needs no champion (the service scores the vectors with whichever
+    champion it loads), so a fresh deployment's vectors are ready when the first one is promoted."""
     dates = lake.lake().partition_dates("features", "features")
     if not dates:
         raise dg.Failure("the features table is empty: materialize `features` first")

@@ -1,4 +1,5 @@
-"""Refresh what the service reads whenever the champion model changes."""
+"""Refresh what the service reads whenever the champion model changes (the daily job refreshes the online features
+every trading day; this job also rebuilds the Bento for the new champion)."""
 
 import dagster as dg
 
