@@ -12,6 +12,7 @@ import pandas as pd
 
 from stockpred_assets.core import calendar
 from stockpred_resources.online_store import TEXT_FIELDS
+from stockpred_resources.redaction import redact, redact_url
 from stockpred_resources.storage import PART_FILE, Lake
 
 logger = logging.getLogger("bentoml.stockpred")
@@ -66,8 +67,8 @@ class LakeFeatures:
             try:
                 rows = self._index(self._read())
             except Exception as exc:  # a half-visible object store write, a permissions problem: keep the old rows
-                self.error = f"cannot read {self.url}: {exc}"
-                logger.warning(self.error)
+                self.error = f"cannot read the lake table {'/'.join(LAKE_TABLE)} (see the service log)"
+                logger.warning("cannot read %s: %s", redact_url(self.url), redact(str(exc)))
                 return bool(self.rows)
             self.rows, self._stamp, self.error = rows, stamp, None
             dates = [r.date for r in self.rows.values()]

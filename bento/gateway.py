@@ -1,18 +1,22 @@
 """The ASGI middleware in front of the API routes: API keys and roles, the per-key rate limit, request size and
-media type, the audit log line; and the JSON /readyz.
+media type, the audit log line; and the JSON /readyz, the OpenAPI document and the index page.
 
 It runs before BentoML parses a body, so an unauthenticated client learns nothing about the schema, and an oversized
-body is refused before it is read whole.
+body is refused before it is read whole. Answers of 400 and above pass through it once more: a refused request is
+charged to the key's rate limit there (and becomes a 429 when the limit is spent), and BentoML's odd error shapes
+are made the one `{"error": ...}` object every other refusal is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime
 
 import orjson
 
+from bento.patches import TIMED_OUT
 from bento.security import ApiKey, KeyStore, LocalLimiter, allows, retry_after_header
 
 logger = logging.getLogger("bentoml.stockpred")
@@ -25,6 +29,18 @@ ROUTES = {
     "/admin/cache/flush": "admin",
 }
 ANONYMOUS = ApiKey("anonymous", "reader")
+CLIENT_CLOSED = 499  # audited when the client left before its answer (nginx's "client closed request")
+# BentoML's own index page loads Google Tag Manager; this one loads nothing.
+INDEX = (
+    b"<!doctype html><html><head><meta charset='utf-8'><title>stockpred</title></head><body>"
+    b"<h1>stockpred prediction service</h1><p>POST /predict, /predict_batch (API key, role reader); "
+    b"/admin/reload, /admin/cache/flush (role admin).</p><p><a href='/docs.json'>OpenAPI document</a> &middot; "
+    b"<a href='/readyz'>readiness</a> &middot; <a href='/metrics'>metrics</a></p></body></html>"
+)
+INDEX_HEADERS = [
+    (b"content-type", b"text/html; charset=utf-8"),
+    (b"content-security-policy", b"default-src 'none'"),
+]
 # Routes whose rate limit is charged by the handler's Redis lookup (one round trip for both); when a request ends
 # before that (an invalid body, say) the gateway charges it afterwards.
 CHARGED_BY_HANDLER = {"/predict", "/predict_batch"}
@@ -81,12 +97,24 @@ class Guard:
 
 
 def rate_limited(limit: tuple[str, float, int], wait: float) -> tuple[int, bytes, list]:
-    key_id, rate, _ = limit
+    _, rate, _ = limit  # the key's id stays out of the answer (and out of metric labels): the audit log has it
     return _json(
         429,
-        {"error": f"rate limit of {rate:g} requests/s for key {key_id!r} exceeded", "retry_after_s": wait},
+        {"error": f"rate limit of {rate:g} requests/s for this API key exceeded", "retry_after_s": wait},
         [(b"retry-after", retry_after_header(wait).encode())],
     )
+
+
+def one_error(body: bytes) -> bytes:
+    """BentoML answers some 4xx as `[{"error": ...}]`: the object alone, like every other refusal."""
+    if body[:1] == b"[":
+        try:
+            items = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return body
+        if len(items) == 1 and isinstance(items[0], dict) and "error" in items[0]:
+            return orjson.dumps(items[0])
+    return body
 
 
 def _json(status: int, body: dict, headers: list[tuple[bytes, bytes]] = ()) -> tuple[int, bytes, list]:
@@ -99,6 +127,7 @@ class Gateway:
     def __init__(self, app) -> None:
         self.app = app
         self._core = None
+        self._openapi: bytes | None = None
 
     def core(self):
         if self._core is None:
@@ -107,6 +136,15 @@ class Gateway:
             self._core = bentoml.get_current_service().core
         return self._core
 
+    def openapi(self) -> bytes:
+        if self._openapi is None:
+            from bento.openapi import document
+            from bento.service import StockPredictor as service  # imported by now: it is what BentoML serves
+
+            inputs = {api.route: (f"{name}__Input", api.input_spec) for name, api in service.apis.items()}
+            self._openapi = orjson.dumps(document(service.openapi_spec.asdict(), inputs))
+        return self._openapi
+
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
@@ -114,13 +152,17 @@ class Gateway:
         if path == "/readyz":
             ready, body = self.core().predictor.readiness()
             return await _send(send, *_json(200 if ready else 503, body))
+        if path == "/docs.json":
+            return await _send(send, 200, self.openapi(), [(b"content-type", b"application/json")])
+        if path == "/":
+            return await _send(send, 200, INDEX, INDEX_HEADERS)
         needed = ROUTES.get(path)
         if needed is None:
             return await self.app(scope, receive, send)
         core = self.core()
         started = time.perf_counter()
         audit: dict = {"route": path, "method": scope["method"]}
-        status = 500
+        status, answered, left = 500, False, False
         try:
             headers = dict(scope["headers"])
             refusal = await self._admit(core.guard, headers, needed, audit)
@@ -129,32 +171,70 @@ class Gateway:
                 body, refusal = await self._read_body(receive, headers, core.guard.config.max_body_bytes)
             if refusal is not None:
                 status = refusal[0]
+                if status == CLIENT_CLOSED:
+                    return None
                 return await _send(send, *refusal)
 
-            async def replay():
-                nonlocal body
+            async def listen():
+                nonlocal body, left
                 if body is not None:
                     message, body = {"type": "http.request", "body": body, "more_body": False}, None
                     return message
-                return await receive()
+                message = await receive()
+                if message["type"] == "http.disconnect" and not answered:
+                    left = True
+                return message
 
-            receive_body = receive if body is None else replay
+            held: list | None = None
 
             async def watch(message) -> None:
-                nonlocal status
+                nonlocal status, answered, held
                 if message["type"] == "http.response.start":
                     status = message["status"]
-                await send(message)
+                    if status < 400:  # the hot path: straight through
+                        return await send(message)
+                    held = [message]
+                    return None
+                if held is None:
+                    answered = answered or not message.get("more_body")
+                    return await send(message)
+                held.append(message)
+                if not message.get("more_body"):
+                    start, *parts = held
+                    held = None
+                    refused = await self._refused(core, audit, start, b"".join(m.get("body", b"") for m in parts))
+                    status, answered = refused[0], True
+                    await _send(send, *refused)
+                return None
 
             scope.setdefault("state", {})["audit"] = audit
-            await self.app(scope, receive_body, watch)
+            await self.app(scope, listen, watch)
+        except asyncio.CancelledError:
+            status = 504 if scope.get(TIMED_OUT) else CLIENT_CLOSED  # BentoML's timeout answers 504 after this
+            raise
         finally:
+            if left:
+                status = CLIENT_CLOSED  # it left before the answer: it saw none, whatever the app tried to send
             if "rate_limit" in audit and not audit.get("rate_charged"):
-                await core.guard.wait_seconds(audit["rate_limit"])  # refused before the lookup: charge it now
+                await core.guard.wait_seconds(audit["rate_limit"])  # ended before any lookup: charge it now
             elapsed = time.perf_counter() - started
             if core.metrics is not None:
                 core.metrics.latency.labels(path).observe(elapsed)
             core.audit.write(_audit_line(scope, audit, status, elapsed))
+
+    async def _refused(self, core, audit: dict, start: dict, body: bytes) -> tuple[int, bytes, list]:
+        """An error answer of the app, as sent: charged to the key's rate limit when nothing charged the request
+        yet (a 429 instead once the limit is spent), in the one error shape."""
+        if "rate_limit" in audit and not audit.get("rate_charged"):
+            audit["rate_charged"] = True
+            wait = await core.guard.wait_seconds(audit["rate_limit"])
+            if wait > 0:
+                if core.metrics is not None:
+                    core.metrics.rate_limited.labels(audit["route"]).inc()
+                return rate_limited(audit["rate_limit"], wait)
+        body = one_error(body)
+        headers = [(k, v) for k, v in start.get("headers", ()) if k.lower() != b"content-length"]
+        return start["status"], body, [*headers, (b"content-length", str(len(body)).encode())]
 
     async def _admit(self, guard: Guard, headers, needed: str, audit: dict):
         key = guard.authenticate(headers)
@@ -168,12 +248,22 @@ class Gateway:
                 else "invalid API key"
             )
             return _json(401, {"error": message}, [(b"www-authenticate", b'Bearer realm="stockpred"')])
+        if key is ANONYMOUS and not allows(key.role, needed):  # no credentials: ask for them (401), not 403
+            if guard.metrics is not None:
+                guard.metrics.auth_failures.labels("missing").inc()
+            audit["key_id"] = None
+            message = (
+                f"missing API key: {audit['route']} needs a key with the {needed} role (`Authorization: Bearer <key>`)"
+            )
+            return _json(401, {"error": message}, [(b"www-authenticate", b'Bearer realm="stockpred"')])
         audit["key_id"], audit["role"] = key.id, key.role
         if not allows(key.role, needed):
             if guard.metrics is not None:
                 guard.metrics.auth_failures.labels("forbidden").inc()
-            who = "anonymous callers" if key is ANONYMOUS else f"key {key.id!r} (role {key.role})"
-            return _json(403, {"error": f"{who} may not call {audit['route']}: it needs the {needed} role"})
+            return _json(
+                403,
+                {"error": f"this API key (role {key.role}) may not call {audit['route']}: it needs the {needed} role"},
+            )
         limit = guard.limit(key)
         if limit[1] > 0 and audit["route"] in CHARGED_BY_HANDLER and guard.redis is not None and guard.redis.up:
             audit["rate_limit"] = limit  # the handler's lookup charges it
@@ -181,7 +271,7 @@ class Gateway:
         wait = await guard.wait_seconds(limit)
         if wait > 0:
             if guard.metrics is not None:
-                guard.metrics.rate_limited.labels(key.id).inc()
+                guard.metrics.rate_limited.labels(audit["route"]).inc()
             return rate_limited(limit, wait)
         return None
 
@@ -199,7 +289,7 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return None, _json(400, {"error": "client disconnected"})
+                return None, (CLIENT_CLOSED, b"", [])  # nothing to answer: the client is gone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:

@@ -40,7 +40,8 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384),
         )
         self.auth_failures = prom.Counter("stockpred_auth_failures", "Requests refused with 401 or 403", ["reason"])
-        self.rate_limited = prom.Counter("stockpred_rate_limited", "Requests refused with 429", ["key_id"])
+        # per route, never per key: /metrics is public, and key ids are for the audit log
+        self.rate_limited = prom.Counter("stockpred_rate_limited", "Requests refused with 429", ["route"])
         self.redis_up = prom.Gauge(
             "stockpred_redis_up", "1 while Redis answers (0: lake, uncached)", multiprocess_mode="livemin"
         )

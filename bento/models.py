@@ -15,6 +15,7 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from stockpred_assets.core.models import Forecaster
+from stockpred_resources.redaction import redact
 from stockpred_resources.registry import CHALLENGER_ALIAS, alias_version, champion_version, load_champion, load_version
 from stockpred_resources.settings import Settings
 
@@ -150,8 +151,10 @@ class ModelManager:
                 self.error = None
                 return changed
             except Exception as exc:  # the registry or an artifact store away: keep serving what we have
-                self.error = f"cannot load the champion of {name}: {type(exc).__name__}: {exc}"
-                logger.warning(self.error)
+                # `error` reaches answers (/readyz, a 503): the cause, which may name paths, hosts or credentials
+                # of the registry, goes to the log only
+                self.error = f"cannot load the champion of {name} from the model registry (see the service log)"
+                logger.warning("cannot load the champion of %s: %s", name, redact(f"{type(exc).__name__}: {exc}"))
                 return False
 
     def _check_challenger(self, client: MlflowClient, name: str) -> None:

@@ -1,4 +1,5 @@
-"""A fix for BentoML's request timeout, applied when the service module is imported.
+"""Fixes to BentoML 1.4, applied when the service module is imported: its request timeout, and its ERROR log with
+a traceback for every client error.
 
 BentoML's `TimeoutMiddleware` (bentoml/_internal/server/http/traffic.py, 1.4.x) arms `loop.call_later(timeout, ...)`
 for every request and never cancels it. The timer keeps the request's context alive until it fires: the contextvars
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 logger = logging.getLogger("bentoml.stockpred")
+TIMED_OUT = "stockpred.timed_out"  # set in the ASGI scope when the timeout cancels the request (the gateway audits 504)
 
 
 def cancel_request_timers() -> bool:
@@ -47,9 +50,13 @@ def cancel_request_timers() -> bool:
             await send(message)
 
         fut = asyncio.ensure_future(self.app(scope, receive, _send), loop=loop)
+        # An app that fails before answering must not leave the waiter to the timeout (BentoML's does: the client
+        # then waits `timeout` seconds for nothing); `await fut` below raises its error at once.
+        fut.add_done_callback(lambda _: waiter.done() or waiter.set_result(None))
         try:
             await waiter
         except TimeoutError:
+            scope[TIMED_OUT] = True
             if fut.cancel():
                 resp = JSONResponse(
                     {"error": f"Not able to process the request in {self.timeout} seconds"}, status_code=504
@@ -63,4 +70,38 @@ def cancel_request_timers() -> bool:
 
     __call__._stockpred_fixed = True
     middleware.__call__ = __call__
+    return True
+
+
+def quiet_client_errors() -> bool:
+    """Log a request BentoML refuses as invalid (400, 415, a client that left) in one line, without a traceback.
+
+    BentoML's `api_endpoint_wrapper` logs every refused body at ERROR with its traceback (2 KB a request: 200
+    invalid bodies wrote 448 KB). Server errors keep BentoML's full log. True when installed.
+    """
+    try:
+        from _bentoml_impl.server import app
+        from bentoml.exceptions import BentoMLException
+        from pydantic import ValidationError
+        from starlette.requests import ClientDisconnect
+    except ImportError:
+        return False
+    original = getattr(app.log_exception, "_stockpred_original", app.log_exception)
+
+    def log_exception(request, exc_info=True) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ValidationError):
+            fields = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)[:5]
+            )
+            logger.info("400 %s %s: invalid body (%s)", request.method, request.url.path, fields)
+        elif isinstance(exc, ClientDisconnect):
+            logger.info("%s %s: the client left before sending its body", request.method, request.url.path)
+        elif isinstance(exc, BentoMLException) and exc.error_code.value < 500:
+            logger.info("%d %s %s: %s", exc.error_code.value, request.method, request.url.path, exc)
+        else:
+            original(request, exc_info)
+
+    log_exception._stockpred_original = original
+    app.log_exception = log_exception
     return True

@@ -1,20 +1,25 @@
-"""Request fields and response models of the prediction service (the OpenAPI document at /docs.json)."""
+"""Request fields and response models of the prediction service (the OpenAPI document at /docs.json).
+
+Request fields are strict: JSON `true` is no horizon and `"yes"` no boolean (pydantic's lax mode read them as 1 and
+true), so what the document says is what the service accepts.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
 TICKER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.\-^=_/]{0,19}$"
 Ticker = Annotated[
-    str, Field(description="Symbol, case-insensitive (e.g. S00042, BRK.B)", pattern=TICKER_PATTERN, max_length=20)
+    StrictStr,
+    Field(description="Symbol, case-insensitive (e.g. S00042, BRK.B)", pattern=TICKER_PATTERN, max_length=20),
 ]
 Horizon = Annotated[
-    int | None,
+    StrictInt | None,
     Field(description="Sessions ahead; must equal the champion's horizon (default: that horizon)", ge=1, le=260),
 ]
-Explain = Annotated[bool, Field(description="Include the top feature contributions (SHAP for LightGBM)")]
+Explain = Annotated[StrictBool, Field(description="Include the top feature contributions (SHAP for LightGBM)")]
 
 
 class Contribution(BaseModel):
@@ -84,4 +89,35 @@ class FlushResult(BaseModel):
 
 
 class ErrorBody(BaseModel):
+    """Every refusal: 401, 403, 404, 413, 415, 422, 500, 503, 504."""
+
     error: str
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Where in the body: field names and list positions")
+    msg: str
+    type: str
+
+
+class InvalidBody(BaseModel):
+    """400: the body is not JSON, or a field is missing, of the wrong type or out of range."""
+
+    error: str
+    detail: list[FieldError] | None = Field(
+        default=None, description="One entry per invalid field (absent when the body is not JSON)"
+    )
+
+
+class TooManyRequests(BaseModel):
+    """429: the API key's rate limit is spent; retry after `retry_after_s` (also the Retry-After header)."""
+
+    error: str
+    retry_after_s: float
+
+
+class Readiness(BaseModel):
+    """GET /readyz: 200 when a model and features are loaded, else 503 with the reasons."""
+
+    ready: bool
+    reasons: list[str]

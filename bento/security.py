@@ -1,8 +1,8 @@
 """API keys (stored as SHA-256 hashes, never in clear), roles, and the per-key rate limit.
 
 Keys are random 256-bit tokens, so a fast hash is the right one: nothing to brute-force, and a lookup costs
-microseconds. Create one with `python -m bento.security new-key --id alice --role reader` and put the printed entry
-in the keys file (`STOCKPRED_API_KEYS_FILE`) or in `STOCKPRED_API_KEYS`.
+microseconds. Create one with `python -m bento.security new-key --id alice --role reader --keys-file data/api_keys.json`
+and (re)start the service with `STOCKPRED_API_KEYS_FILE=data/api_keys.json`; keys are read once, at start.
 """
 
 from __future__ import annotations
@@ -149,6 +149,18 @@ def retry_after_header(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
+def add_to_keys_file(path: Path, entry: dict) -> None:
+    """Append `entry` to the JSON keys file at `path` (created when missing); an existing id is refused."""
+    rows: list = []
+    if path.exists():
+        data = json.loads(path.read_text() or "[]")
+        rows = data.get("keys", []) if isinstance(data, dict) else data
+    if any(row.get("id") == entry["id"] for row in rows):
+        raise KeyConfigError(f"{path} already has a key with id {entry['id']!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([*rows, entry], indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Create an API key for the prediction service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,13 +168,28 @@ def main() -> None:
     new.add_argument("--id", required=True)
     new.add_argument("--role", choices=ROLES, default="reader")
     new.add_argument("--rate-per-second", type=float)
+    new.add_argument("--keys-file", type=Path, help="add the entry to this JSON keys file (created when missing)")
     args = parser.parse_args()
+    if not KEY_ID.match(args.id):
+        parser.error(f"bad key id {args.id!r}: letters, digits and _.@- only")
     token = new_token()
     entry = {"id": args.id, "role": args.role, "sha256": hash_key(token)}
     if args.rate_per_second:
         entry["rate_per_second"] = args.rate_per_second
+    inline = f"{args.id}:{args.role}:{entry['sha256']}" + (f":{args.rate_per_second:g}" if args.rate_per_second else "")
     print(f"token (give it to the client; it is not stored anywhere): {token}")
-    print(f"keys-file entry: {json.dumps(entry)}")
+    if args.keys_file:
+        add_to_keys_file(args.keys_file, entry)
+        where = args.keys_file.resolve()
+        print(f"added key {args.id!r} to {where}")
+        print("The key is active once the service (re)starts with that file, e.g.:")
+        print(f"  STOCKPRED_API_KEYS_FILE={where} make serve")
+    else:
+        print(f"keys-file entry: {json.dumps(entry)}")
+        print("The key is not active yet. Either add the entry to the JSON list in the file STOCKPRED_API_KEYS_FILE")
+        print("names (or rerun with --keys-file PATH to do it), or append it to STOCKPRED_API_KEYS:")
+        print(f"  STOCKPRED_API_KEYS={inline}")
+        print("then restart the service with that variable set (keys are read once, at start).")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The stockpred prediction service: the MLflow registry's champion behind HTTP.
 
 Routes (POST, JSON): /predict, /predict_batch (role reader), /admin/reload, /admin/cache/flush (role admin).
-Public: /livez, /readyz (JSON: ready only with a model and features), /metrics (Prometheus), /docs.json (OpenAPI).
+Public: /livez, /readyz (JSON: ready only with a model and features), /metrics (Prometheus), /docs.json (OpenAPI,
+see `bento.openapi`), / (a page of links: BentoML's own loads a third-party tag script).
 API keys, roles, rate limits, body limits and the audit log live in `bento.gateway`; features, the cache and the
 model in `bento.predictor`.
 """
@@ -19,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from bento.audit import AuditSink
 from bento.gateway import Gateway, Guard, rate_limited
 from bento.metrics import Metrics
-from bento.patches import cancel_request_timers
+from bento.patches import cancel_request_timers, quiet_client_errors
 from bento.predictor import NoModel, Predictor, RateLimited, RequestError
 from bento.schemas import BatchPrediction, Explain, FlushResult, Horizon, Prediction, ReloadResult, Ticker
 from bento.security import KeyStore
@@ -27,6 +28,7 @@ from stockpred_resources.settings import load_service_settings, load_settings
 
 logger = logging.getLogger("bentoml.stockpred")
 cancel_request_timers()  # before BentoML builds the app in this worker: see bento.patches
+quiet_client_errors()
 # Read when the module is imported, because the decorator below needs it; the rest is read in __init__.
 WORKERS = load_service_settings().workers
 
@@ -43,7 +45,7 @@ def too_many(ctx: bentoml.Context, core: Core, audit: dict, exc: RateLimited) ->
     status, body, headers = rate_limited(audit["rate_limit"], exc.wait_seconds)
     ctx.response.status_code = status
     if core.metrics is not None:
-        core.metrics.rate_limited.labels(audit["rate_limit"][0]).inc()
+        core.metrics.rate_limited.labels(audit["route"]).inc()
     return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
 
 

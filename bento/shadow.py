@@ -18,6 +18,7 @@ from bento.features import FeatureRow, LakeFeatures
 from bento.models import ModelManager, ServedModel
 from bento.scoring import MAX_MODEL_BATCH, score
 from stockpred_resources.online_store import KEY_PREFIX, decode_vector
+from stockpred_resources.redaction import redact
 
 logger = logging.getLogger("bentoml.stockpred")
 QUEUE_SIZE = 10_000
@@ -57,7 +58,7 @@ class ShadowScorer:
             try:
                 await loop.run_in_executor(executor, self._score, challenger, items)
             except Exception as exc:  # shadow scoring must never hurt serving
-                logger.warning("shadow scoring failed: %s", exc)
+                logger.warning("shadow scoring failed: %s", redact(f"{type(exc).__name__}: {exc}"))
                 if self.metrics:
                     self.metrics.shadow.labels("failed").inc(len(items))
 

@@ -34,6 +34,7 @@ from stockpred_resources.online_store import (
     decode_snapshot,
     decode_vector,
 )
+from stockpred_resources.redaction import redact, redact_url
 
 logger = logging.getLogger("bentoml.stockpred")
 T = TypeVar("T")
@@ -194,6 +195,7 @@ class Lookup:
 class RedisLink:
     def __init__(self, url: str, timeout: float = 0.5) -> None:
         self.url = url
+        self.safe_url = redact_url(url)  # what logs and answers show: the password masked
         self.client = aioredis.Redis.from_url(
             url,
             socket_timeout=timeout,
@@ -220,11 +222,13 @@ class RedisLink:
 
     def _mark_down(self, exc: BaseException) -> None:
         if self.up:
-            logger.warning("Redis at %s is unavailable (%s): answering from the lake, uncached", self.url, exc)
+            logger.warning(
+                "Redis at %s is unavailable (%s): answering from the lake, uncached", self.safe_url, redact(str(exc))
+            )
             self.down_since = time.time()
             if self.on_change:
                 self.on_change(False)
-        self.up, self.error = False, f"{type(exc).__name__}: {exc}"
+        self.up, self.error = False, redact(f"{type(exc).__name__}: {exc}")
 
     async def call(self, make: Callable[[], Awaitable[T]]) -> T:
         if not self.up:
@@ -233,10 +237,10 @@ class RedisLink:
             return await make()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             self._mark_down(exc)
-            raise RedisUnavailable(str(exc)) from exc
+            raise RedisUnavailable(redact(str(exc))) from exc
         except RedisError as exc:  # an error reply (out of memory, a busy script): this call degrades, not Redis
-            logger.warning("Redis answered an error: %s", exc)
-            raise RedisUnavailable(str(exc)) from exc
+            logger.warning("Redis answered an error: %s", redact(str(exc)))
+            raise RedisUnavailable(redact(str(exc))) from exc
 
     async def watch(self, interval: float = 1.0) -> None:
         """Background task: ping while down, and refresh the online store's meta while up."""
@@ -245,14 +249,14 @@ class RedisLink:
                 if not self.up:
                     await self.client.ping()
                     self.up, self.error, self.down_since = True, None, None
-                    logger.warning("Redis at %s is back", self.url)
+                    logger.warning("Redis at %s is back", self.safe_url)
                     if self.on_change:
                         self.on_change(True)
                 await self.refresh_meta()
             except RedisUnavailable:
                 pass
             except (RedisError, OSError) as exc:
-                self.error = f"{type(exc).__name__}: {exc}"
+                self.error = redact(f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(interval)
 
     async def refresh_meta(self) -> dict[str, str]:

@@ -93,7 +93,7 @@ def test_auth_matrix(server, path, key, header, status):
     if status == 401:
         assert answer.headers["www-authenticate"].startswith("Bearer") and "API key" in answer.json()["error"]
     if status == 403:
-        assert answer.json()["error"] == f"key 'reader' (role reader) may not call {path}: it needs the admin role"
+        assert answer.json()["error"] == f"this API key (role reader) may not call {path}: it needs the admin role"
 
 
 def test_rate_limit_answers_429_with_retry_after(server):

@@ -4,8 +4,10 @@ one still gets BentoML's 504."""
 import asyncio
 import contextvars
 import gc
+import time
 import weakref
 
+import pytest
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
 
 from bento.patches import cancel_request_timers
@@ -68,3 +70,16 @@ def test_a_slow_request_still_gets_504():
     cancel_request_timers()
     _, statuses = run_requests(slow, 2, timeout=0.2)
     assert statuses[:2] == [504, 504]
+
+
+async def broken(scope, receive, send) -> None:
+    raise RuntimeError("failed before answering")
+
+
+def test_an_app_that_fails_before_answering_raises_at_once():
+    """BentoML's middleware waited for the timeout (the client hung 30 s for nothing); the error comes out now."""
+    cancel_request_timers()
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="failed before answering"):
+        run_requests(broken, 1, timeout=10)
+    assert time.monotonic() - started < 2
