@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml $(DEV_LOCK) requirements/torch-$(TORCH).txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(DEV_LOCK)
 	$(BIN)/pip install --quiet --no-deps -e .
-	$(BIN)/pip install --quiet -r requirements/torch-$(TORCH).txt -c $(DEV_LOCK)
+	$(BIN)/pip install --quiet -r requirements/torch-$(TORCH).txt
 	$(BIN)/pip check
 	touch $(STAMP)
 
