@@ -12,59 +12,118 @@ import os
 import subprocess
 import sys
 import time
-import warnings
 
 import httpx
 import pandas as pd
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-warnings.filterwarnings("ignore", module="dagster")
-warnings.filterwarnings("ignore", message=".*(beta|preview).*")
 
-import dagster as dg  # noqa: E402
+import dagster as dg
 
-from stockpred_assets.core import calendar  # noqa: E402
-from stockpred_assets.definitions import defs  # noqa: E402
-from stockpred_assets.evaluation.assets import HEADLINE  # noqa: E402
-from stockpred_assets.partitions import weeks  # noqa: E402
-from stockpred_resources.readiness import stop_group, wait_for_http  # noqa: E402
+from stockpred_assets.core import calendar
+from stockpred_assets.definitions import defs
+from stockpred_assets.evaluation.assets import HEADLINE
+from stockpred_assets.evaluation.scoring import week_monday
+from stockpred_assets.training.assets import CHAMPION_FROM_TAG
+from stockpred_assets.training.recording import FAMILY_TAG
+from stockpred_resources.readiness import stop_group, wait_for_http
+from stockpred_resources.registry import champion_version
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # after mlflow configured its loggers on import
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-MONITORED = [dg.AssetKey("predictions"), dg.AssetKey("drift_report")]
+SCORED_SESSIONS = 10  # the model is trained for the week holding the 10th session back: the sessions since are scored
+SCORED = [dg.AssetKey("predictions"), dg.AssetKey("drift_report"), dg.AssetKey("backtest_history")]
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
+def execute(step: str, job: dg.JobDefinition, instance: dg.DagsterInstance, **kwargs) -> dg.ExecuteInProcessResult:
+    began = time.monotonic()
+    run_config = {**QUIET, **kwargs.pop("run_config", {})}
+    result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False, **kwargs)
+    status = "ok" if result.success else "FAILED"
+    print(f"  {step:<28} {status} in {time.monotonic() - began:5.1f}s  run {result.run_id[:8]}")
+    return result
+
+
+def champion() -> dict[str, str] | None:
+    """The registry's champion: version, family and the week it is in force from."""
+    tracking = defs.resources["mlflow_resource"]
+    version = champion_version(tracking.client(), tracking.registered_model)
+    if version is None:
+        return None
+    tags = version.tags
+    return {
+        "version": str(version.version),
+        "family": tags.get(FAMILY_TAG, "-"),
+        "since": tags.get(CHAMPION_FROM_TAG, "-"),
+    }
+
+
 def materialize(instance: dg.DagsterInstance, start: str, end: str, week: str) -> dict:
-    """Run what the automation runs: daily data over the range (one run), the week's models, serving, then the
-    week's sessions scored by the new champion and their drift report (what the daily chain does from now on)."""
-    steps = [
-        ("daily_data_job", {"tags": {RANGE_START_TAG: start, RANGE_END_TAG: end}}),
-        ("weekly_training_job", {"partition_key": week}),
-        ("serving_job", {}),
-    ]
-    if week <= end:
-        scored = {"tags": {RANGE_START_TAG: max(week, start), RANGE_END_TAG: end}, "asset_selection": MONITORED}
-        steps.append(("predictions+drift", scored))
-    results = {}
-    for job_name, kwargs in steps:
-        began = time.monotonic()
-        job = (
-            defs.resolve_implicit_global_asset_job_def()
-            if "asset_selection" in kwargs
-            else defs.resolve_job_def(job_name)
-        )
-        result = job.execute_in_process(instance=instance, run_config=QUIET, **kwargs)
-        print(
-            f"  {job_name:<20} {'ok' if result.success else 'FAILED'} "
-            f"in {time.monotonic() - began:5.1f}s  run {result.run_id[:8]}"
-        )
+    """Run what the automation runs: daily data over the range (one run), the week's models and promotion gate,
+    the walk-forward backtest of the champion's family, serving, then the sessions since the week's Monday scored by
+    the champion, their drift reports and the report over every prediction so far."""
+    daily = execute("daily_data_job", defs.resolve_job_def("daily_data_job"), instance, tags=_range(start, end))
+    if not daily.success:
+        sys.exit(f"daily_data_job failed: see `make dev` -> Runs -> {daily.run_id}")
+    weekly_job = defs.resolve_job_def("weekly_training_job")
+    models = [k for k in weekly_job.asset_layer.executable_asset_keys if k != dg.AssetKey("backtest_report")]
+    weekly = execute("weekly_training_job (models)", weekly_job, instance, partition_key=week, asset_selection=models)
+    print_models(weekly)
+    best = champion()
+    if best is None:
+        sys.exit("no champion: the promotion gate blocked this week's challenger and none was promoted before")
+    print(f"\nChampion: {best['family']} v{best['version']} (in force from the week of {best['since']})")
+    family = {"ops": {"backtest_report": {"config": {"family": best["family"]}}}}
+    backtest = execute(
+        "weekly_training_job (backtest)", weekly_job, instance, partition_key=week,
+        asset_selection=[dg.AssetKey("backtest_report")], run_config=family,
+    )  # fmt: skip
+    serving = execute("serving_job", defs.resolve_job_def("serving_job"), instance)
+    scored = execute(
+        "predictions, drift, history", defs.resolve_implicit_global_asset_job_def(), instance,
+        tags=_range(week, end), asset_selection=SCORED,
+    )  # fmt: skip
+    for step, result in (("backtest", backtest), ("serving_job", serving), ("scoring", scored)):
         if not result.success:
-            sys.exit(f"{job_name} failed: see `make dev` -> Runs -> {result.run_id}")
-        results[job_name] = result
-    return results
+            sys.exit(f"{step} failed: see `make dev` -> Runs -> {result.run_id}")
+    return {"champion": best, "backtest": backtest, "scored": scored}
+
+
+def _range(start: str, end: str) -> dict[str, str]:
+    return {RANGE_START_TAG: start, RANGE_END_TAG: end}
+
+
+def _metadata(result: dg.ExecuteInProcessResult, node: str) -> dict | None:
+    events = result.asset_materializations_for_node(node)
+    return {k: v.value for k, v in events[-1].metadata.items()} if events else None
+
+
+def _table(value: dg.TableMetadataValue) -> str:
+    return pd.DataFrame([record.data for record in value.records]).to_string(index=False)
+
+
+def print_models(result: dg.ExecuteInProcessResult) -> None:
+    """The week's families side by side, the challenger picked among them and what the promotion gate decided."""
+    meta = _metadata(result, "challenger_model")
+    if meta is None:
+        sys.exit(f"weekly_training_job failed: see `make dev` -> Runs -> {result.run_id}")
+    print(f"\nThis week's models (challenger: {meta['challenger_family']} v{meta['challenger_version']}):")
+    print(_table(meta["families"]))
+    for check in result.get_asset_check_evaluations():
+        reasons = check.metadata.get("reasons")
+        print(f"  gate {check.asset_check_key.name}: {'passed' if check.passed else 'blocked'}", end="")
+        print(f" {reasons.value}" if reasons is not None and reasons.value else "")
+
+
+def print_report(meta: dict, what: str) -> None:
+    print(f"\n{what}, out of sample {meta['oos_range']}, {meta['oos_predictions']} predictions:")
+    print(f"  portfolio figures: {meta['primary_strategy']} (TopK-dropout), net of 5/15 bps costs unless _gross")
+    for key in HEADLINE:
+        print(f"  {key:<34} {meta[key]: .4f}")
+    print(f"  report: {meta['report_html']} (open it in a browser; plots also in the Dagster UI and MLflow)")
 
 
 def print_drift(result: dg.ExecuteInProcessResult) -> None:
@@ -76,27 +135,6 @@ def print_drift(result: dg.ExecuteInProcessResult) -> None:
     print(f"\nDrift report ({events[-1].partition}):")
     for key, value in list(shown.items())[:12]:
         print(f"  {key:<28} {value}")
-
-
-def print_models(result: dg.ExecuteInProcessResult) -> None:
-    """The week's families side by side, the challenger picked among them and what the promotion gate decided."""
-    meta = result.asset_materializations_for_node("challenger_model")[0].metadata
-    print(f"\nThis week's models (challenger: {meta['challenger_family'].value} v{meta['challenger_version'].value}):")
-    print(meta["families"].value)
-    for check in result.get_asset_check_evaluations():
-        reasons = check.metadata.get("reasons")
-        print(f"  gate {check.asset_check_key.name}: {'passed' if check.passed else 'blocked'}", end="")
-        print(f" {reasons.value}" if reasons is not None and reasons.value else "")
-
-
-def print_backtest(result: dg.ExecuteInProcessResult) -> None:
-    event = result.asset_materializations_for_node("backtest_report")[0]
-    meta = {k: v.value for k, v in event.metadata.items() if not k.startswith("plot")}
-    print(f"\nBacktest (walk-forward, out of sample {meta['oos_range']}, {meta['oos_predictions']} predictions):")
-    print(f"  portfolio figures: {meta['primary_strategy']} (TopK-dropout), net of 5/15 bps costs unless _gross")
-    for key in HEADLINE:
-        print(f"  {key:<34} {meta[key]: .4f}")
-    print(f"  report: {meta['report_html']} (open it in a browser; plots also in the Dagster UI and MLflow)")
 
 
 def serve_and_predict(port: int, tickers: list[str]) -> None:
@@ -121,19 +159,27 @@ def serve_and_predict(port: int, tickers: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--years", type=float, default=3.0, help="history to materialize")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("STOCKPRED_DEMO_PORT", "3000")))
+    parser.add_argument("--port", type=int, default=3000, help="the prediction service's port (make demo PORT=...)")
     args = parser.parse_args()
 
-    week = weeks.get_last_partition_key()
     last = calendar.previous_sessions(pd.Timestamp.now(tz="America/New_York").date(), 1)[-1]
     first = calendar.sessions(last - pd.DateOffset(years=args.years), last)[0]
+    week = f"{week_monday(calendar.previous_sessions(last, SCORED_SESSIONS)[0]):%Y-%m-%d}"
     start, end = f"{first:%Y-%m-%d}", f"{last:%Y-%m-%d}"
-    print(f"Materializing {start}..{end} (daily partitions, one run), the model for week {week}, online features:")
+    print(f"Materializing {start}..{end} (daily partitions, one run), the model for the week of {week}, serving:")
     results = materialize(dg.DagsterInstance.get(), start, end, week)
-    print_models(results["weekly_training_job"])
-    print_backtest(results["weekly_training_job"])
-    if "predictions+drift" in results:
-        print_drift(results["predictions+drift"])
+    family = results["champion"]["family"]
+    name = f"{family} v{results['champion']['version']}"
+    print_report(
+        _metadata(results["backtest"], "backtest_report"),
+        f"Walk-forward backtest of the champion's family ({family}, refit fold by fold)",
+    )
+    history = _metadata(results["scored"], "backtest_history")
+    if history is not None:
+        print_report(
+            history, f"backtest_history: the predictions of the champion in force each day ({name} from {week})"
+        )
+    print_drift(results["scored"])
     serve_and_predict(args.port, ["S00000", "S00042", "NOPE"])
 
 

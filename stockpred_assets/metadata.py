@@ -1,4 +1,5 @@
-"""Metadata every materialization reports: rows, date range, tickers, where the data went."""
+"""Metadata every materialization reports: rows, date range, tickers, where the data went; tables and plots in the
+shapes the Dagster UI shows inline."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import io
 
 import dagster as dg
 import pandas as pd
+from pandas.api import types
 
 
 def table_metadata(frame: pd.DataFrame, paths: list[str] | None = None) -> dict[str, dg.MetadataValue]:
@@ -27,8 +29,34 @@ def float_metadata(metrics: dict[str, float]) -> dict[str, dg.MetadataValue]:
     return {k: dg.MetadataValue.float(float(v)) for k, v in metrics.items()}
 
 
+def _cell(value: object, kind: str) -> object:
+    if pd.isna(value):
+        return None
+    if kind == "float":
+        return round(float(value), 4)
+    return int(value) if kind == "int" else str(value)
+
+
+def frame_table(frame: pd.DataFrame, index: bool = False) -> dg.MetadataValue:
+    """A DataFrame as a Dagster table, which the UI draws inline with its column types (Markdown longer than 1,000
+    characters hides behind a "[Show Markdown]" link); floats rounded to 4 decimals. `index`: keep the index as the
+    first column."""
+    frame = frame.reset_index() if index else frame
+    kinds = {
+        str(c): "int" if types.is_integer_dtype(t) else "float" if types.is_float_dtype(t) else "string"
+        for c, t in frame.dtypes.items()
+    }
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in kinds.items()])
+    records = [
+        dg.TableRecord({name: _cell(value, kinds[name]) for name, value in zip(kinds, row, strict=True)})
+        for row in frame.itertuples(index=False)
+    ]
+    return dg.MetadataValue.table(records=records, schema=schema)
+
+
 def png_markdown(figure) -> dg.MetadataValue:
-    """A matplotlib figure as Markdown the Dagster UI renders inline."""
+    """A matplotlib figure as Markdown with the PNG embedded: for plots that are not logged anywhere else (the UI
+    shows it behind a "[Show Markdown]" link); plots logged to MLflow use `MLflowResource.image`."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     encoded = base64.b64encode(buffer.getvalue()).decode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlencode
 
 import dagster as dg
 import mlflow
@@ -24,7 +25,10 @@ class MLflowResource(dg.ConfigurableResource):
     )
     registered_model: str = "stockpred"
     optuna_storage: str | None = Field(default=None, description="Optuna study storage (sqlite:// or postgresql://)")
-    ui_url: str = Field(default="http://127.0.0.1:5000", description="The MLflow UI people open (for run links)")
+    ui_url: str = Field(
+        default="http://127.0.0.1:5000",
+        description="The MLflow UI people open: run links and plots (`make dev` starts it)",
+    )
 
     def setup(self) -> str:
         """Configure the mlflow module and return the experiment id (created on first use)."""
@@ -53,3 +57,9 @@ class MLflowResource(dg.ConfigurableResource):
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
         return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def image(self, run_id: str, artifact_path: str, title: str) -> dg.MetadataValue:
+        """A PNG artifact of a run as Markdown that the Dagster UI draws inline, served by the MLflow UI (short
+        Markdown renders in place; an embedded PNG would hide behind a "[Show Markdown]" link)."""
+        url = f"{self.ui_url.rstrip('/')}/get-artifact?{urlencode({'path': artifact_path, 'run_uuid': run_id})}"
+        return dg.MetadataValue.md(f"![{title}: served by the MLflow UI at {self.ui_url} (make dev starts it)]({url})")

@@ -3,6 +3,8 @@
 import datetime as dt
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -106,3 +108,31 @@ def test_prod_definitions_read_endpoints_from_the_environment_at_run_time(monkey
     assert isinstance(lake.url, dg.EnvVar) and lake.url.env_var_name == "STOCKPRED_LAKE_URL"
     assert defs.resources["mlflow_resource"].tracking_uri.env_var_name == "STOCKPRED_MLFLOW_TRACKING_URI"
     defs.resolve_all_job_defs()
+
+
+def test_without_pytorch_the_mlp_is_left_out_and_everything_else_resolves():
+    """`make install TORCH=none`: no mlp_model in the graph, the weekly job resolves, a warning says why."""
+    script = """
+import importlib.abc, sys
+
+class NoTorch(importlib.abc.MetaPathFinder):  # as in a venv without PyTorch
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, NoTorch())
+import dagster as dg
+from stockpred_assets.definitions import build_definitions
+defs = build_definitions()
+graph = defs.resolve_asset_graph()
+keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+assert "mlp_model" not in keys and "lgbm_model" in keys, keys
+parents = {k.to_user_string() for k in graph.get(dg.AssetKey("challenger_model")).parent_keys}
+assert parents == {"lgbm_model", "linear_model", "momentum_model"}, parents
+defs.resolve_job_def("weekly_training_job")
+print("ok")
+"""
+    env = {**os.environ, "STOCKPRED_ENV": "local"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+    assert "mlp_model is left out of the code location: the torch_mlp family needs PyTorch" in done.stderr

@@ -2,6 +2,10 @@
 force and never with one that could have seen the day, its out-of-sample check catches one that did, and
 `backtest_history` reports every prediction in the lake."""
 
+import logging
+import re
+from urllib.parse import parse_qs, urlsplit
+
 import dagster as dg
 import mlflow
 import numpy as np
@@ -143,14 +147,25 @@ def test_a_range_before_any_promotion_fails_with_the_reason(setup):
     )
 
 
-def test_without_any_champion_nothing_is_materialized(setup):
+def test_without_any_champion_the_days_are_recorded_as_not_scored_and_the_check_runs(setup, caplog):
+    """A fresh deployment's first daily run: no warning, the check has a result, the history says it waits."""
     empty = MLflowResource(tracking_uri=setup["tracking"].tracking_uri, registered_model="nothing-registered")
+    resources = {**setup["resources"], "mlflow_resource": empty, "lake": LakeResource(url=str(setup["root"] / "fresh"))}
     result = dg.materialize(
-        [predictions],
-        resources={**setup["resources"], "mlflow_resource": empty},
+        [predictions, predictions_out_of_sample, backtest_history],
+        resources=resources,
         tags={RANGE[0]: "2024-03-11", RANGE[1]: "2024-03-15"},
     )
-    assert result.success and result.asset_materializations_for_node("predictions") == []
+    assert result.success
+    noise = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not noise, noise
+    meta = {k: v.value for k, v in result.asset_materializations_for_node("predictions")[0].metadata.items()}
+    assert meta["dagster/row_count"] == 0 and meta["days_scored"] == 0 and meta["days_skipped"] == 5
+    assert "nothing-registered has no champion yet" in meta["note"]
+    assert Lake(resources["lake"].url).partition_dates("evaluation", "predictions") == list(DAYS[5:10])
+    check = result.get_asset_check_evaluations()[0]
+    assert check.passed and check.metadata["rows"].value == 0
+    assert result.asset_materializations_for_node("backtest_history") == []  # fewer than min_dates: waits
 
 
 def test_the_check_catches_a_prediction_made_by_a_model_from_the_future(setup):
@@ -177,9 +192,16 @@ def test_history_reports_every_prediction_in_the_lake(setup):
     meta = {k: v.value for k, v in result.asset_materializations_for_node("backtest_history")[0].metadata.items()}
     assert set(HEADLINE) <= set(meta) and "excess_return_index" not in meta  # no index file configured
     assert meta["oos_range"] == "2024-03-11..2024-03-22" and meta["oos_predictions"] == 90
-    assert {"plot_cumulative_return", "plot_ic", "plot_drawdown", "summary", "per_year"} <= set(meta)
-    assert meta["plot_ic"].startswith("![plot](data:image/png;base64,")
-    assert "top1_drop1" in meta["strategies"]  # 9 tickers scored: k = 9 // 5, one name swapped a day at most
+    assert {"plot_cumulative_return", "plot_ic", "plot_drawdown", "summary", "per_year", "signal_per_year"} <= set(meta)
+    # short Markdown (drawn inline by the UI) whose image is the run's artifact, served by the MLflow UI
+    image = re.fullmatch(r"!\[ic: served by the MLflow UI at (\S+) \(make dev starts it\)\]\((\S+)\)", meta["plot_ic"])
+    assert image and len(meta["plot_ic"]) < 1000
+    query = parse_qs(urlsplit(image[2]).query)
+    assert image[2].startswith(f"{setup['tracking'].ui_url}/get-artifact?")
+    assert query == {"path": ["backtest_history/ic.png"], "run_uuid": [meta["mlflow_run_id"]]}
+    strategies = [r.data for r in meta["strategies"].records]
+    assert strategies[0]["strategy"] == "top1_drop1"  # 9 tickers scored: k = 9 // 5, one name swapped a day at most
+    assert {c.name for c in meta["summary"].schema.columns} >= {"book", "annual_return", "sharpe"}
     page = open(meta["report_html"]).read()
     assert page.startswith("<!DOCTYPE html>") and page.count("<img") == 3
     run = setup["tracking"].client().get_run(meta["mlflow_run_id"])

@@ -1,6 +1,6 @@
-"""The evaluation group inside the real graph on simulated data: the daily job skips `predictions` until a champion
-exists, `champion_model` tags the week it promotes from, the daily job then scores each day with the champion of
-its week, the rolling report follows, and the weekly backtest lands in the week's model run in MLflow."""
+"""The evaluation group inside the real graph on simulated data: the daily job records the days as not scored until
+a champion exists, `champion_model` tags the week it promotes from, the daily job then scores each day with the
+champion of its week, the rolling report follows, and the weekly backtest lands in the week's model run in MLflow."""
 
 import os
 
@@ -57,12 +57,16 @@ def graph(tmp_path_factory):
         yield {"runs": runs, "settings": load_settings()}
 
 
-def test_before_any_champion_the_daily_job_skips_predictions(graph):
+def test_before_any_champion_the_daily_job_records_the_days_as_not_scored(graph):
     daily = graph["runs"]["daily"]
     assert daily.success
-    assert daily.asset_materializations_for_node("predictions") == []
-    assert daily.asset_materializations_for_node("backtest_history") == []
-    assert len(daily.asset_materializations_for_node("features")) == len(pd.bdate_range(START, END))
+    days = len(pd.bdate_range(START, END))
+    events = daily.asset_materializations_for_node("predictions")  # one per day of the single-run backfill
+    assert len(events) == days and {e.metadata["days_scored"].value for e in events} == {0}
+    checks = {e.asset_check_key.name: e for e in daily.get_asset_check_evaluations()}
+    assert checks["predictions_out_of_sample"].passed  # the blocking check has a result: nothing to gate
+    assert daily.asset_materializations_for_node("backtest_history") == []  # waits for predictions
+    assert len(daily.asset_materializations_for_node("features")) == days
 
 
 def test_each_day_is_scored_by_the_champion_of_its_week_trained_before_it(graph):

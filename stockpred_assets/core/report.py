@@ -89,16 +89,19 @@ class EvaluationReport:
             "drawdown": drawdown_figure(returns | dict(self.benchmarks.items())),
         }
 
+    def headline_summary(self) -> pd.DataFrame:
+        """The books and benchmarks (rows) by their headline figures, excess and information ratio per benchmark."""
+        benchmarks = [str(b) for b in self.benchmarks.columns]
+        return self.summary[[*SUMMARY_HEADLINE, *(f"{kind}_{b}" for b in benchmarks for kind in ("excess", "ir"))]]
+
     def markdown(self) -> str:
         """The signal and portfolio headline tables in Markdown."""
         signal = pd.DataFrame({k: [self.signal.metrics[k]] for k in SIGNAL_HEADLINE}, index=["signal"])
-        benchmarks = [str(b) for b in self.benchmarks.columns]
-        columns = [*SUMMARY_HEADLINE, *(f"{kind}_{b}" for b in benchmarks for kind in ("excess", "ir"))]
         return (
             f"**{self.title}** ({self.period}, horizon {self.horizon})\n\n"
             + markdown_table(signal)
             + "\n\n"
-            + markdown_table(self.summary[columns])
+            + markdown_table(self.headline_summary())
         )
 
     def to_html(self, path: str | Path | None = None) -> str:
@@ -191,7 +194,7 @@ def cumulative_return_figure(
     """Cumulative return of each strategy (net solid, gross dashed) beside the benchmarks; with `excess_of` and a
     `reference` benchmark, a lower panel of those strategies' cumulative excess return over it (sum of daily r - b)."""
     excess_of = [name for name in excess_of if reference in benchmarks.columns]
-    fig = Figure(figsize=(9, 6.5 if excess_of else 4.5))
+    fig = Figure(figsize=(8, 6.5 if excess_of else 4.5))  # 800 px: fits the Dagster UI metadata column at 1920 px
     axes = fig.subplots(2 if excess_of else 1, 1, sharex=True, squeeze=False)[:, 0]
     top = axes[0]
     colors = [f"C{i}" for i in range(10)]
@@ -221,7 +224,7 @@ def cumulative_return_figure(
 
 def ic_figure(ic: pd.Series, rank_ic: pd.Series, window: int = 20) -> Figure:
     """Daily rank IC as bars, with the rolling means of the rank IC and the IC over `window` dates."""
-    fig = Figure(figsize=(9, 3.8))
+    fig = Figure(figsize=(8, 3.8))
     ax = fig.subplots()
     ax.bar(rank_ic.index, rank_ic.to_numpy(), width=1.0, color="tab:blue", alpha=0.35, label="daily rank IC")
     ax.plot(rank_ic.rolling(window, min_periods=1).mean(), color="tab:blue", label=f"rank IC, {window}-day mean")
@@ -237,7 +240,7 @@ def ic_figure(ic: pd.Series, rank_ic: pd.Series, window: int = 20) -> Figure:
 
 def drawdown_figure(returns: Mapping[str, pd.Series]) -> Figure:
     """Drawdown of cumulative wealth of each return series."""
-    fig = Figure(figsize=(9, 3.8))
+    fig = Figure(figsize=(8, 3.8))
     ax = fig.subplots()
     for i, (name, series) in enumerate(returns.items()):
         dd = drawdown(series.dropna())

@@ -23,7 +23,7 @@ from stockpred_assets.evaluation.reporting import (
     write_predictions,
 )
 from stockpred_assets.evaluation.scoring import empty_predictions, models_in_force, score
-from stockpred_assets.metadata import table_metadata
+from stockpred_assets.metadata import frame_table, table_metadata
 from stockpred_assets.partitions import partition_days, trading_days, week_start, weeks
 from stockpred_assets.training.assets import HISTORY_MAPPING, MODEL_ASSETS, TRAIN_WEEKS
 from stockpred_assets.training.data import load_training_set
@@ -105,11 +105,10 @@ def backtest_report(
     )  # fmt: skip
     return dg.MaterializeResult(
         metadata={
-            **report_metadata(report, figures, html),
+            "family": config.family,
+            **report_metadata(report, figures, html, mlflow_resource, run, "backtest"),
             "folds": len(folds),
             "oos_predictions_file": predictions_file,
-            "mlflow_run_id": run.info.run_id,
-            "mlflow_run": dg.MetadataValue.url(mlflow_resource.run_url(run.info.experiment_id, run.info.run_id)),
             "mlflow_logged_into": f"{role} v{version.version}" if version is not None else "its own run",
         }
     )
@@ -131,11 +130,8 @@ def predictions(
     Monday, so it never saw the day it scores). Days before the first promotion are skipped and reported."""
     days = partition_days(context)
     promoted = promoted_versions(mlflow_resource)
-    if not promoted:
-        context.log.warning(
-            f"{mlflow_resource.registered_model} has no champion yet: nothing scores these days. Materialize "
-            "weekly_training_job, then these partitions again."
-        )
+    if not promoted:  # a fresh deployment: expected, and said in the metadata
+        yield from _nothing_to_score(context, lake, days, mlflow_resource.registered_model)
         return
     chosen = models_in_force(days, [p for p, _ in promoted.values()])
     by_version = collections.defaultdict(list)
@@ -190,8 +186,23 @@ def predictions(
             "days_skipped": dg.MetadataValue.int(len(skipped)),
             "skipped": dg.MetadataValue.json(skipped),
             "unscored_rows": dg.MetadataValue.int(len(in_range) - len(table)),  # features still warming up
-            "models": dg.MetadataValue.md(pd.DataFrame(used).to_markdown(index=False) if used else "-"),
+            "models": frame_table(pd.DataFrame(used)) if used else "-",
             "duckdb_view": "predictions",
+        }
+    )
+
+
+def _nothing_to_score(context: dg.AssetExecutionContext, lake: LakeResource, days: list, model: str):
+    """Before the first champion the days are written empty, with the reason, so the out-of-sample check and
+    `backtest_history` run and say so; materializing the days again once a champion exists scores them."""
+    context.log.info(f"{model} has no champion yet: the days are recorded as not scored")
+    paths = lake.write_partitions("evaluation", "predictions", empty_predictions(), days)
+    yield dg.MaterializeResult(
+        metadata={
+            **table_metadata(empty_predictions(), paths),
+            "days_scored": dg.MetadataValue.int(0),
+            "days_skipped": dg.MetadataValue.int(len(days)),
+            "note": f"{model} has no champion yet: materialize weekly_training_job, then these days again",
         }
     )
 
@@ -217,8 +228,8 @@ def backtest_history(
     sessions = store.partition_dates("validated", "bars")
     realized = sorted(set(table["date"])) if len(table) else []
     realized = [d for d in realized if sessions and d < sessions[-1]]
-    if len(realized) < config.min_dates:
-        context.log.warning(
+    if len(realized) < config.min_dates:  # a fresh deployment, or a champion newer than the last session
+        context.log.info(
             f"{len(realized)} prediction date(s) have a realized next-session return, {config.min_dates} are "
             "needed: no report yet"
         )
@@ -240,10 +251,8 @@ def backtest_history(
     )
     yield dg.MaterializeResult(
         metadata={
-            **report_metadata(report, figures, html),
+            **report_metadata(report, figures, html, mlflow_resource, run, "backtest_history"),
             "horizons": dg.MetadataValue.json({int(h): int(n) for h, n in horizons.items()}),
-            "models": dg.MetadataValue.md(models.to_markdown(index=False)),
-            "mlflow_run_id": run.info.run_id,
-            "mlflow_run": dg.MetadataValue.url(mlflow_resource.run_url(run.info.experiment_id, run.info.run_id)),
+            "models": frame_table(models),
         }
     )

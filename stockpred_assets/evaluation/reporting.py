@@ -13,8 +13,8 @@ import pandas as pd
 
 from stockpred_assets.core.adjustments import adjust
 from stockpred_assets.core.portfolio import Strategy, returns_from_bars
-from stockpred_assets.core.report import EQUAL_WEIGHT, EvaluationReport, build_report, markdown_table
-from stockpred_assets.metadata import float_metadata, png_markdown
+from stockpred_assets.core.report import EQUAL_WEIGHT, EvaluationReport, build_report, formatted
+from stockpred_assets.metadata import float_metadata, frame_table
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
 from stockpred_resources.tracking import MLflowResource
@@ -142,7 +142,7 @@ def headline(report: EvaluationReport) -> dict[str, float]:
     return {k: float(v) for k, v in out.items()}
 
 
-def strategy_markdown(report: EvaluationReport) -> str:
+def strategy_table(report: EvaluationReport) -> dg.MetadataValue:
     rows = []
     for name, result in report.portfolios.items():
         s = result.strategy
@@ -157,15 +157,7 @@ def strategy_markdown(report: EvaluationReport) -> str:
                 "delay": s.delay,
             }
         )
-    return pd.DataFrame(rows).to_markdown(index=False)
-
-
-def per_year_markdown(report: EvaluationReport) -> str:
-    primary = next(iter(report.portfolios))
-    return (
-        f"**{primary}, net of costs**\n\n{markdown_table(report.per_year[primary])}\n\n"
-        f"**Signal**\n\n{markdown_table(report.signal_per_year)}"
-    )
+    return frame_table(pd.DataFrame(rows))
 
 
 def write_report_file(lake: LakeResource, name: str, data: bytes) -> dg.MetadataValue:
@@ -191,18 +183,37 @@ def write_predictions(lake: LakeResource, name: str, pred: pd.Series) -> dg.Meta
     return write_report_file(lake, f"{name}.parquet", buffer.getvalue())
 
 
-def report_metadata(report: EvaluationReport, figures: dict, html_location: dg.MetadataValue) -> dict:
-    notes = " ".join(report.notes)
+def figure_path(prefix: str, name: str) -> str:
+    """Where `log_report` puts a plot in the MLflow run."""
+    return f"{prefix}/{name}.png"
+
+
+def report_metadata(
+    report: EvaluationReport, figures: dict, html_location: dg.MetadataValue, mlflow_resource: MLflowResource,
+    run: mlflow.ActiveRun, prefix: str,
+) -> dict:  # fmt: skip
+    """The headline figures, the tables (each its own entry, drawn inline) and the plots that `log_report` logged to
+    `run` (served by the MLflow UI), with the run's link."""
+    primary = next(iter(report.portfolios))
     return {
+        "report": f"{report.title} ({report.period}, horizon {report.horizon})",
         **float_metadata(headline(report)),
         "oos_range": report.period,
         "oos_predictions": int(report.signal.metrics["n_predictions"]),
-        "primary_strategy": next(iter(report.portfolios)),  # what annual_return, sharpe, ... describe
-        "strategies": dg.MetadataValue.md(strategy_markdown(report)),
-        "summary": dg.MetadataValue.md(report.markdown() + (f"\n\n{notes}" if notes else "")),
-        "per_year": dg.MetadataValue.md(per_year_markdown(report)),
-        **{f"plot_{name}": png_markdown(figure) for name, figure in figures.items()},
+        "primary_strategy": primary,  # what annual_return, sharpe, ... describe
+        **({"notes": " ".join(report.notes)} if report.notes else {}),
+        "strategies": strategy_table(report),
+        "summary": frame_table(formatted(report.headline_summary()).rename_axis("book"), index=True),
+        # a column per year: a few years stay narrow where a column per figure would not
+        "per_year": frame_table(formatted(report.per_year[primary]).T.rename_axis(primary), index=True),
+        "signal_per_year": frame_table(formatted(report.signal_per_year).T.rename_axis("signal"), index=True),
+        **{
+            f"plot_{name}": mlflow_resource.image(run.info.run_id, figure_path(prefix, name), name.replace("_", " "))
+            for name in figures
+        },
         "report_html": html_location,
+        "mlflow_run_id": run.info.run_id,
+        "mlflow_run": dg.MetadataValue.url(mlflow_resource.run_url(run.info.experiment_id, run.info.run_id)),
     }
 
 
@@ -230,7 +241,7 @@ def log_report(
             mlflow.set_tags({f"{prefix}.{k}": v for k, v in tags.items()})
         mlflow.log_metrics({f"{prefix}.{k}": v for k, v in report.metrics().items()})
         for name, figure in figures.items():
-            mlflow.log_figure(figure, f"{prefix}/{name}.png")
+            mlflow.log_figure(figure, figure_path(prefix, name))
         mlflow.log_text(page, f"{prefix}/report.html")
         mlflow.log_text(json.dumps(config, indent=2, default=str), f"{prefix}/config.json")
         mlflow.log_text(report.summary.to_csv(), f"{prefix}/summary.csv")

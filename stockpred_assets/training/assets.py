@@ -5,7 +5,9 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from stockpred_assets.core.models import torch_available
 from stockpred_assets.core.training import TrainingSpec, train_model
+from stockpred_assets.metadata import frame_table
 from stockpred_assets.partitions import week_start, weeks
 from stockpred_assets.training.data import load_training_set
 from stockpred_assets.training.recording import FAMILY_TAG, record_training
@@ -20,7 +22,8 @@ HISTORY = [
     dg.AssetDep("features", partition_mapping=HISTORY_MAPPING),
     dg.AssetDep("validated_bars", partition_mapping=HISTORY_MAPPING),
 ]
-MODEL_ASSETS = ("lgbm_model", "mlp_model", "linear_model", "momentum_model")
+# mlp_model needs PyTorch, an optional extra: without it the code location leaves the asset out (definitions.py)
+MODEL_ASSETS = ("lgbm_model", *(("mlp_model",) if torch_available() else ()), "linear_model", "momentum_model")
 # Set on a version when it becomes champion: the week from which it is the model in force (`predictions` reads it).
 CHAMPION_FROM_TAG = "champion_from"
 
@@ -158,7 +161,7 @@ def challenger_model(context: dg.AssetExecutionContext, mlflow_resource: MLflowR
             "challenger_family": best["family"],
             "challenger_version": best["version"],
             "cv_rank_ic": float(best["cv_rank_ic"]),
-            "families": dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".4f")),
+            "families": frame_table(table),
         }
     )
 

@@ -10,15 +10,16 @@ import pandas as pd
 
 from stockpred_assets.core.features import FEATURE_SET_VERSION
 from stockpred_assets.core.training import SIGNAL_METRICS, TrainingResult
-from stockpred_assets.metadata import float_metadata, png_markdown
+from stockpred_assets.metadata import float_metadata, frame_table
 from stockpred_resources.registry import PARTITION_TAG, log_forecaster
 from stockpred_resources.tracking import MLflowResource
 
 FAMILY_TAG = "model_family"
+IMPORTANCE_PNG = "feature_importance.png"
 
 
 def importance_figure(importance: pd.Series, family: str):
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig, ax = plt.subplots(figsize=(6.5, 6))
     measure = "total gain" if family == "lightgbm" else "mean |occlusion effect|"
     importance.head(20).iloc[::-1].plot.barh(ax=ax, title=f"{family}: feature importance ({measure}), top 20")
     fig.tight_layout()
@@ -48,9 +49,9 @@ def log_folds(folds: list[dict]) -> None:
     mlflow.log_table(pd.DataFrame(folds), "fold_metrics.json")
 
 
-def fold_markdown(folds: list[dict]) -> str:
+def fold_table(folds: list[dict]) -> dg.MetadataValue:
     shown = ["fold", "train_end", "test", "rows", "rank_ic", "ic", "hit_rate", "sharpe"]
-    return pd.DataFrame(folds)[shown].to_markdown(index=False, floatfmt=".4f")
+    return frame_table(pd.DataFrame(folds)[shown])
 
 
 def record_training(
@@ -78,7 +79,7 @@ def record_training(
         log_folds(result.fold_metrics)
         log_trials(result.trials)
         figure = importance_figure(result.importance, family)
-        mlflow.log_figure(figure, "feature_importance.png")
+        mlflow.log_figure(figure, IMPORTANCE_PNG)
         mlflow.log_dict(result.importance.round(8).to_dict(), "feature_importance.json")
         info = log_forecaster(result.model, mlflow_resource.registered_model, result.input_example)
     version = str(info.registered_model_version)
@@ -95,8 +96,8 @@ def record_training(
             "cutoff": f"{cutoff:%Y-%m-%d}",
             "segments": dg.MetadataValue.json(result.segments),
             "data_fingerprint": result.fingerprint,
-            "fold_metrics": dg.MetadataValue.md(fold_markdown(result.fold_metrics)),
-            "feature_importance": png_markdown(figure),
+            "fold_metrics": fold_table(result.fold_metrics),
+            "feature_importance": mlflow_resource.image(run.info.run_id, IMPORTANCE_PNG, "feature importance"),
             **({"optuna_trials": dg.MetadataValue.json(trial_states)} if result.trials else {}),
             **float_metadata({f"cv_{k}": result.cv_metrics[k] for k in ("rank_ic", "ic")}),
             **float_metadata(

@@ -1,0 +1,68 @@
+"""`make dev` as the README shows it, on other ports: Dagster's UI and the MLflow UI come up quietly over the same
+stores, and Ctrl-C stops both."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import local_env
+from service_support import free_port
+
+from stockpred_resources.readiness import wait_for_http
+
+pytestmark = pytest.mark.slow  # about a minute: dagster dev loads the code location in its own process
+
+PROJECT = Path(__file__).resolve().parents[1]
+LOCATION_STATUS = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
+NOISE = ("Warning:", "Traceback")  # Python warnings (BetaWarning: ..., SupersessionWarning: ...) and errors
+
+
+def _location_loaded(base: str, proc: subprocess.Popen, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        answer = httpx.post(f"{base}/graphql", json={"query": LOCATION_STATUS}, timeout=10).json()
+        entries = answer["data"]["workspaceOrError"]["locationEntries"]
+        if entries and all(e["loadStatus"] == "LOADED" for e in entries):
+            return True
+        time.sleep(1)
+    return False
+
+
+def _refused(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_make_dev_serves_dagster_and_mlflow_on_the_given_ports_and_ctrl_c_stops_both(tmp_path):
+    port, mlflow_port = free_port(), free_port()
+    env = {**os.environ, **local_env(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    env.pop("STOCKPRED_MLFLOW_UI_URL", None)
+    log = tmp_path / "make-dev.log"
+    with log.open("w") as out:
+        # -o: the venv is installed already (by `make test`); the README's `make dev PORT=... MLFLOW_PORT=...`
+        proc = subprocess.Popen(
+            ["make", "-o", ".venv/.installed", "dev", f"PORT={port}", f"MLFLOW_PORT={mlflow_port}"],
+            cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        assert wait_for_http(f"{base}/server_info", proc, timeout=240), log.read_text()
+        assert _location_loaded(base, proc, timeout=240), log.read_text()
+        assert wait_for_http(f"http://127.0.0.1:{mlflow_port}/health", proc, timeout=120), log.read_text()
+        experiments = httpx.get(f"http://127.0.0.1:{mlflow_port}/ajax-api/2.0/mlflow/experiments/search?max_results=5")
+        assert experiments.status_code == 200  # over the settings' store (a fresh SQLite file under the data dir)
+        assert (tmp_path / "data" / "mlflow.db").exists()
+        time.sleep(5)  # the daemon's first ticks
+        output = log.read_text()
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's foreground process group
+        proc.wait(timeout=120)
+    assert f"MLflow UI: http://127.0.0.1:{mlflow_port} (run links and plots in Dagster's metadata use " in output
+    assert f"http://127.0.0.1:{mlflow_port})" in output  # the Makefile points the links at the same port
+    assert not [word for word in NOISE if word in output], output
+    assert _refused(port) and _refused(mlflow_port), log.read_text()
