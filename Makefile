@@ -3,7 +3,6 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 export BENTOML_HOME ?= $(CURDIR)/data/bentoml
 # PORT: what the target serves: Dagster's UI (make dev), the prediction service (make serve, make demo).
@@ -17,6 +16,7 @@ demo dev: export STOCKPRED_MLFLOW_UI_URL ?= http://127.0.0.1:$(MLFLOW_PORT)
 # TORCH=cpu (default): PyTorch's CPU build (~190 MB) for the MLP family; TORCH=cuda: PyPI's CUDA build (~3 GB, what
 # the GPU image uses); TORCH=none: no PyTorch, the MLP family is skipped with a message saying why.
 TORCH ?= cpu
+STAMP := $(VENV)/.installed-$(TORCH)
 # requirements/lock.txt: the runtime dependencies (what the images install); requirements/dev.txt: the same pins plus
 # the dev extras (tests, linters), what `make install` installs. Both pin every package with its hashes.
 LOCK := requirements/lock.txt
@@ -27,9 +27,9 @@ $(STAMP): pyproject.toml $(DEV_LOCK) requirements/torch-$(TORCH).txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(DEV_LOCK)
 	$(BIN)/pip install --quiet --no-deps -e .
-	$(BIN)/pip install --quiet -r requirements/torch-$(TORCH).txt
+	$(if $(filter none,$(TORCH)),$(BIN)/pip uninstall --quiet --yes torch,$(BIN)/pip install --quiet -r requirements/torch-$(TORCH).txt)
 	$(BIN)/pip check
-	touch $(STAMP)
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
 

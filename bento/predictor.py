@@ -230,7 +230,7 @@ class Predictor:
         redis_state = "not configured"
         redis_count = 0
         if self.redis:
-            redis_state = "ok" if self.redis.up else f"down ({self.redis.error})"
+            redis_state = "ok" if self.redis.up else "down (the cause is in the service log)"  # no hosts in answers
             redis_count = int(self.redis.meta.get("count", 0)) if self.redis.up else 0
         lake_count = len(self.lake.rows)
         source = "redis" if redis_count else ("lake" if lake_count else None)

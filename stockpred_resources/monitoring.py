@@ -10,6 +10,8 @@ import httpx
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 from pydantic import Field
 
+from stockpred_resources.redaction import redact, redact_url
+
 log = logging.getLogger("stockpred.alerts")
 
 
@@ -56,9 +58,9 @@ class MonitoringResource(dg.ConfigurableResource):
         try:
             push_to_gateway(self.pushgateway_url, job=job, registry=registry, timeout=self.timeout_seconds)
         except OSError as exc:  # urllib's URLError and HTTPError are OSErrors
-            log.warning("metrics not pushed to %s: %s", self.pushgateway_url, exc)
-            return f"push to {self.pushgateway_url} failed: {exc}"
-        return f"{len(gauges)} series pushed to {self.pushgateway_url} (job {job})"
+            log.warning("metrics not pushed to %s: %s", redact_url(self.pushgateway_url), redact(str(exc)))
+            return f"push to {redact_url(self.pushgateway_url)} failed: {redact(str(exc))}"
+        return f"{len(gauges)} series pushed to {redact_url(self.pushgateway_url)} (job {job})"
 
     def run_url(self, run_id: str) -> str:
         return f"{self.dagster_ui_url.rstrip('/')}/runs/{run_id}"
@@ -75,11 +77,11 @@ class MonitoringResource(dg.ConfigurableResource):
             try:
                 response = httpx.post(self.webhook_url, json=payload, timeout=self.timeout_seconds)
             except httpx.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
+                problem = redact(f"{type(exc).__name__}: {exc}", [self.webhook_url])  # a webhook URL is a secret
                 continue
             if response.status_code < 300:
                 return f"posted to the webhook (HTTP {response.status_code})"
-            problem = f"HTTP {response.status_code}: {response.text[:200]}"
+            problem = redact(f"HTTP {response.status_code}: {response.text[:200]}", [self.webhook_url])
             if response.status_code < 500:
                 break  # the webhook refuses this payload: trying again will not help
         log.error("alert not delivered to the webhook: %s", problem)

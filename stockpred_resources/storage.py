@@ -148,8 +148,11 @@ class Lake:
         base = self.table_path(layer, table)
         tables, schema = [], None
         for day in days:
-            with self.fs.open(f"{base}/date={day:%Y-%m-%d}/{PART_FILE}", "rb") as handle:
-                table = pq.read_table(handle, columns=columns)
+            try:
+                with self.fs.open(f"{base}/date={day:%Y-%m-%d}/{PART_FILE}", "rb") as handle:
+                    table = pq.read_table(handle, columns=columns)
+            except FileNotFoundError:  # a partition's first write has made its folder but not yet moved its file in
+                continue
             if table.num_rows:
                 tables.append(table)
             elif schema is None:

@@ -46,7 +46,7 @@ def test_make_dev_serves_dagster_and_mlflow_on_the_given_ports_and_ctrl_c_stops_
     with log.open("w") as out:
         # -o: the venv is installed already (by `make test`); the README's `make dev PORT=... MLFLOW_PORT=...`
         proc = subprocess.Popen(
-            ["make", "-o", ".venv/.installed", "dev", f"PORT={port}", f"MLFLOW_PORT={mlflow_port}"],
+            ["make", "-o", ".venv/.installed-cpu", "dev", f"PORT={port}", f"MLFLOW_PORT={mlflow_port}"],
             cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:

@@ -61,7 +61,7 @@ def off_calendar(fetched: pd.DataFrame | None, sessions: pd.DatetimeIndex) -> pd
     raw = off[["date", "ticker", "open", "high", "low", "close", "volume"]].astype(str).agg(",".join, axis=1)
     return pd.DataFrame(
         {
-            "source": off["request_id"],
+            "source": off["provider"],  # not the per-fetch request id: the same row refetched is the same reject
             "ticker": off["ticker"],
             "date": off["date"].dt.strftime("%Y-%m-%d"),
             "raw": raw,
@@ -73,9 +73,10 @@ def off_calendar(fetched: pd.DataFrame | None, sessions: pd.DatetimeIndex) -> pd
 
 
 def keep_rejects(earlier: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    """The rejects table after a run: earlier rows plus new ones, one row per (source, raw, reason)."""
+    """The rejects table after a run: earlier rows plus new ones, one row per (provider, source, raw) (the first
+    rejection is kept: a row rejected again by a later run is the same row)."""
     parts = [f for f in (earlier, new) if len(f)]
     if not parts:
         return empty_frame(REJECT_COLUMNS)
     frame = pd.concat(parts, ignore_index=True)[REJECT_COLUMNS]
-    return frame.drop_duplicates(["source", "raw", "reason"], keep="first").reset_index(drop=True)
+    return frame.drop_duplicates(["provider", "source", "raw"], keep="first").reset_index(drop=True)

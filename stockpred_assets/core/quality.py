@@ -25,16 +25,21 @@ def _reject(reasons: dict[int, tuple[str, str]], index, rule: str, reason) -> No
         reasons.setdefault(i, (rule, reason(i) if callable(reason) else reason))
 
 
-def _reference_close(frame: pd.DataFrame, date, ticker, reference: pd.DataFrame | None) -> tuple[float, str] | None:
-    """The close a duplicated bar should agree with: the other providers' (median), else the neighbouring sessions'."""
+def _reference_closes(frame: pd.DataFrame, reference: pd.DataFrame | None) -> dict[tuple, tuple[float, str]]:
+    """(date, ticker) -> the close a duplicated bar should agree with: the other providers' median, else the median
+    of the ticker's closes on the sessions before and after. Computed once for the whole frame."""
+    keys = frame.loc[frame.duplicated(["date", "ticker"], keep=False), ["date", "ticker"]].drop_duplicates()
+    found: dict[tuple, tuple[float, str]] = {}
     if reference is not None and len(reference):
-        others = reference.loc[(reference["date"] == date) & (reference["ticker"] == ticker), "close"].dropna()
-        if len(others):
-            return float(others.median()), "the other providers"
-    same = frame[(frame["ticker"] == ticker) & (frame["date"] != date)].sort_values("date")
-    around = [*same.loc[same["date"] < date, "close"].tail(1), *same.loc[same["date"] > date, "close"].head(1)]
-    around = [c for c in around if pd.notna(c) and c > 0]
-    return (float(np.median(around)), "the neighbouring sessions") if around else None
+        others = reference.dropna(subset=["close"]).groupby(["date", "ticker"])["close"].median()
+        found = {key: (float(close), "the other providers") for key, close in others.items()}
+    positive = frame[frame["close"] > 0].sort_values(["ticker", "date", "ingested_at"], kind="stable")
+    per_day = positive.groupby(["ticker", "date"])["close"].last()
+    by_ticker = per_day.groupby(level="ticker")
+    around = pd.concat([by_ticker.shift(1), by_ticker.shift(-1)], axis=1).median(axis=1).dropna()
+    for ticker, date in around.index.intersection(pd.MultiIndex.from_frame(keys[["ticker", "date"]])):
+        found.setdefault((date, ticker), (float(around[(ticker, date)]), "the neighbouring sessions"))
+    return found
 
 
 def _duplicates(frame: pd.DataFrame, reference: pd.DataFrame | None) -> dict[int, tuple[str, str]]:
@@ -42,11 +47,12 @@ def _duplicates(frame: pd.DataFrame, reference: pd.DataFrame | None) -> dict[int
     identical copies (or no reference) keep the latest ingestion."""
     reasons: dict[int, tuple[str, str]] = {}
     held = frame[frame.duplicated(["date", "ticker"], keep=False)]
+    if held.empty:
+        return reasons
+    closes = _reference_closes(frame, reference)
     for (date, ticker), group in held.groupby(["date", "ticker"], sort=False):
         group = group.sort_values("ingested_at", kind="stable")
-        found = (
-            None if len(group.drop_duplicates(PRICE_COLUMNS)) == 1 else _reference_close(frame, date, ticker, reference)
-        )
+        found = None if len(group.drop_duplicates(PRICE_COLUMNS)) == 1 else closes.get((date, ticker))
         if found is None:
             keep, why = group.index[-1], "duplicate (date, ticker): the latest ingestion was kept"
         else:

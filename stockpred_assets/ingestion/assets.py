@@ -61,18 +61,32 @@ def ingest(
     found = [f for f in (provider.rejects(), off_calendar(report.bars if report else None, sessions)) if len(f)]
     rejects = pd.concat(found, ignore_index=True) if found else empty_frame(REJECT_COLUMNS)
     metadata = {**table_metadata(bars, paths), **fetch_metadata(name, wanted, report)}
-    fetched = len(report.bars) if report else 0
-    return dg.MaterializeResult(metadata={**metadata, **reject_metadata(context, provider, lake, rejects, fetched)})
+    fetched = len(report.bars[report.bars["date"].isin(sessions)]) if report else 0
+    counts = row_counts(provider, rejects, fetched, days[0], days[-1])
+    return dg.MaterializeResult(metadata={**metadata, **counts, **record_rejects(context, provider, lake, rejects)})
 
 
-def reject_metadata(
-    context: dg.AssetExecutionContext,
-    provider: MarketDataProvider,
-    lake: LakeResource,
-    rejects: pd.DataFrame,
-    fetched: int,
+def row_counts(
+    provider: MarketDataProvider, rejects: pd.DataFrame, fetched: int, start: pd.Timestamp, end: pd.Timestamp
 ) -> dict:
-    """Keep the rows the raw layer cannot hold in `raw/rejects_<provider>`, warn about them, and count them."""
+    """What the source held and what was rejected, for the whole source and for this run's window: in the window,
+    `window_rows_read` = the rows the raw partitions took (validated_bars' rows_in) + `window_rows_rejected`."""
+    dated = pd.to_datetime(rejects["date"], errors="coerce", format="mixed") if len(rejects) else pd.Series([])
+    in_window = int(dated.between(start, end).sum())
+    loaded, loaded_in_window = provider.rows_loaded(), provider.rows_loaded(start, end)
+    return {
+        "rows_read": (loaded if loaded is not None else fetched) + len(rejects),
+        "rows_rejected": len(rejects),
+        "window_rows_read": (loaded_in_window if loaded_in_window is not None else fetched) + in_window,
+        "window_rows_rejected": in_window,
+        "rows_rejected_undated": int(dated.isna().sum()),  # no readable date: no window holds them
+    }
+
+
+def record_rejects(
+    context: dg.AssetExecutionContext, provider: MarketDataProvider, lake: LakeResource, rejects: pd.DataFrame
+) -> dict:
+    """Keep the rows the raw layer cannot hold in `raw/rejects_<provider>` and warn about them."""
     table = f"rejects_{provider.name}"
     try:
         earlier = lake.read_table("raw", table)
@@ -87,10 +101,7 @@ def reject_metadata(
             f"{provider.name}: {len(rejects)} source row(s) rejected, kept in {path} (first: {first.raw!r}: "
             f"{first.reason})"
         )
-    loaded = provider.rows_loaded()
     return {
-        "rows_read": (loaded if loaded is not None else fetched) + len(rejects),
-        "rows_rejected": len(rejects),
         "rejects_path": path,
         "rejects": dg.MetadataValue.md(
             rejects[["source", "date", "reason"]].head(20).to_markdown(index=False) if len(rejects) else "none"

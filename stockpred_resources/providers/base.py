@@ -135,8 +135,9 @@ class MarketDataProvider(dg.ConfigurableResource):
         """Warnings about the source as a whole (e.g. an empty file), logged by the ingest step."""
         return []
 
-    def rows_loaded(self) -> int | None:
-        """Rows of the whole source that loaded, for a source read in full (files); None when counted per fetch."""
+    def rows_loaded(self, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> int | None:
+        """Rows of a source read in full (files) that loaded, dated in [start, end] when given; None for sources
+        counted per fetch (APIs)."""
         return None
 
     @abstractmethod

@@ -96,7 +96,7 @@ def _reasons(frame: pd.DataFrame, dates: pd.Series, numbers: dict[str, pd.Series
     today = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
     first = pd.Timestamp(calendar.FIRST_SESSION)
     day = lambda m: dates[m].dt.strftime("%Y-%m-%d (%A)")  # noqa: E731
-    note(dates > today, lambda m: day(m) + f" is in the future (today is {today:%Y-%m-%d})")
+    note(dates > today, lambda m: day(m) + " is in the future")
     note(dates < first, lambda m: day(m) + f" is before {calendar.FIRST_SESSION}, the first session")
     known = dates[(dates <= today) & (dates >= first)]
     open_days = calendar.sessions(known.min(), known.max()) if len(known) else pd.DatetimeIndex([])
@@ -200,8 +200,9 @@ class FilesProvider(MarketDataProvider):
         self.table()
         return list(self._notes)
 
-    def rows_loaded(self) -> int:
-        return len(self.table())
+    def rows_loaded(self, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> int:
+        dates = self.table()["date"]
+        return int(dates.between(start or dates.min(), end or dates.max()).sum()) if len(dates) else 0
 
     def sectors(self) -> dict[str, str]:
         """From a `sector` column when the files have one (map e.g. "GICS Sector" to it with column_mapping)."""
