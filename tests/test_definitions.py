@@ -14,6 +14,7 @@ import mlflow
 import numpy as np
 import pytest
 
+from stockpred_assets.core.models import torch_available
 from stockpred_assets.definitions import build_definitions
 from stockpred_assets.ingestion.automation import daily_data_schedule
 from stockpred_assets.serving.automation import champion_change_sensor
@@ -51,9 +52,11 @@ def test_graph_matches_snapshot(defs):
     shape = graph_shape(defs)
     if os.environ.get("STOCKPRED_UPDATE_SNAPSHOTS") == "1":
         SNAPSHOT.write_text(json.dumps(shape, indent=2, sort_keys=True) + "\n")
-    assert shape == json.loads(SNAPSHOT.read_text()), (
-        "graph changed: rerun with STOCKPRED_UPDATE_SNAPSHOTS=1 and review"
-    )
+    expected = json.loads(SNAPSHOT.read_text())
+    if not torch_available():  # `make install TORCH=none`: the code location leaves the MLP out (test below)
+        expected = {k: {**v, "deps": [d for d in v["deps"] if d != "mlp_model"]} for k, v in expected.items()}
+        expected.pop("mlp_model")
+    assert shape == expected, "graph changed: rerun with STOCKPRED_UPDATE_SNAPSHOTS=1 and review"
 
 
 def test_every_group_job_schedule_and_sensor_resolves(defs):
