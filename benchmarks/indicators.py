@@ -30,9 +30,9 @@ from tabulate import tabulate
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stockpred_assets.core import calendar  # noqa: E402
-from stockpred_assets.core import indicators as ind  # noqa: E402
-from stockpred_assets.core.simulation import simulate_bars  # noqa: E402
+from stockpred_core.data import calendar  # noqa: E402
+from stockpred_core.data.simulation import simulate_bars  # noqa: E402
+from stockpred_core.features import indicators as ind  # noqa: E402
 
 SP500 = ROOT.parent / "shared" / "data" / "market" / "all_stocks_5yr.csv.gz"
 FIELDS = ["high", "low", "close", "volume"]
@@ -110,7 +110,7 @@ FIRST_CALL = """
 import time
 began = time.perf_counter()
 import numpy as np, pandas as pd
-from stockpred_assets.core import indicators as ind
+from stockpred_core.features import indicators as ind
 x = pd.DataFrame(np.linspace(1.0, 2.0, 300).reshape(60, 5))
 ind.indicator_set(x + 1, x, x + 0.5, x * 1000)
 ind.sma(x, 5)

@@ -25,7 +25,7 @@ warnings.filterwarnings("ignore")
 mode, size, start, end, lake = sys.argv[1:6]
 began = time.perf_counter()
 if mode == "reference":
-    from stockpred_assets.core.simulation import simulate_market
+    from stockpred_core.data.simulation import simulate_market
     rows = len(simulate_market(7, int(size), start, end)[0])
 else:
     import dagster as dg

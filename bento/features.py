@@ -10,10 +10,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from stockpred_assets.core import calendar
-from stockpred_resources.online_store import TEXT_FIELDS
-from stockpred_resources.redaction import redact, redact_url
-from stockpred_resources.storage import PART_FILE, Lake
+from stockpred_core.data import calendar
+from stockpred_core.io.lake import PART_FILE, Lake
+from stockpred_core.io.online_store import TEXT_FIELDS
+from stockpred_core.redaction import redact, redact_url
 
 logger = logging.getLogger("bentoml.stockpred")
 LAKE_TABLE = ("serving", "online_features")

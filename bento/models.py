@@ -14,10 +14,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from stockpred_assets.core.models import Forecaster
-from stockpred_resources.redaction import redact
-from stockpred_resources.registry import CHALLENGER_ALIAS, alias_version, champion_version, load_champion, load_version
-from stockpred_resources.settings import Settings
+from stockpred_core.io.model_registry import (
+    CHALLENGER_ALIAS,
+    alias_version,
+    champion_version,
+    load_champion,
+    load_version,
+)
+from stockpred_core.models.forecasters import Forecaster
+from stockpred_core.redaction import redact
+from stockpred_core.settings import Settings
 
 logger = logging.getLogger("bentoml.stockpred")
 TOP_CONTRIBUTIONS = 5

@@ -23,7 +23,7 @@ from bento.scoring import ModelRunner
 from bento.security import LocalLimiter
 from bento.shadow import ShadowScorer
 from bento.store import Lookup, RateLimited, RedisLink, RedisUnavailable, cache_key, cache_prefix, lock_name
-from stockpred_resources.settings import Settings
+from stockpred_core.settings import Settings
 
 logger = logging.getLogger("bentoml.stockpred")
 

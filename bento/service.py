@@ -24,7 +24,7 @@ from bento.patches import cancel_request_timers, quiet_client_errors
 from bento.predictor import NoModel, Predictor, RateLimited, RequestError
 from bento.schemas import BatchPrediction, Explain, FlushResult, Horizon, Prediction, ReloadResult, Ticker
 from bento.security import KeyStore
-from stockpred_resources.settings import load_service_settings, load_settings
+from stockpred_core.settings import load_service_settings, load_settings
 
 logger = logging.getLogger("bentoml.stockpred")
 cancel_request_timers()  # before BentoML builds the app in this worker: see bento.patches

@@ -17,8 +17,8 @@ from bento.audit import AuditSink
 from bento.features import FeatureRow, LakeFeatures
 from bento.models import ModelManager, ServedModel
 from bento.scoring import MAX_MODEL_BATCH, score
-from stockpred_resources.online_store import KEY_PREFIX, decode_vector
-from stockpred_resources.redaction import redact
+from stockpred_core.io.online_store import KEY_PREFIX, decode_vector
+from stockpred_core.redaction import redact
 
 logger = logging.getLogger("bentoml.stockpred")
 QUEUE_SIZE = 10_000

@@ -26,7 +26,7 @@ from redis.retry import Retry
 from bento.features import FeatureRow
 from bento.resp import PipelinedRedis
 from bento.security import GCRA_FUNCTION, GCRA_SCRIPT, RATE_PREFIX, interval_us
-from stockpred_resources.online_store import (
+from stockpred_core.io.online_store import (
     KEY_PREFIX,
     META_KEY,
     SNAPSHOT_KEY,
@@ -34,7 +34,7 @@ from stockpred_resources.online_store import (
     decode_snapshot,
     decode_vector,
 )
-from stockpred_resources.redaction import redact, redact_url
+from stockpred_core.redaction import redact, redact_url
 
 logger = logging.getLogger("bentoml.stockpred")
 T = TypeVar("T")

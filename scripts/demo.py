@@ -21,14 +21,14 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 import dagster as dg
 
-from stockpred_assets.core import calendar
 from stockpred_assets.definitions import defs
 from stockpred_assets.evaluation.assets import HEADLINE
 from stockpred_assets.evaluation.scoring import week_monday
 from stockpred_assets.training.assets import CHAMPION_FROM_TAG
 from stockpred_assets.training.recording import FAMILY_TAG
+from stockpred_core.data import calendar
+from stockpred_core.io.model_registry import champion_version
 from stockpred_resources.readiness import stop_group, wait_for_http
-from stockpred_resources.registry import champion_version
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # after mlflow configured its loggers on import
 

@@ -87,11 +87,11 @@ def variants(meta: dict, lake_url: str):
     """The asset's out-of-sample predictions traded at the prediction's close and one session later, by every book."""
     import pandas as pd
 
-    from stockpred_assets.core.adjustments import adjust
-    from stockpred_assets.core.portfolio import Strategy, returns_from_bars
-    from stockpred_assets.core.report import build_report
+    from stockpred_core.data.adjustments import adjust
+    from stockpred_core.evaluation.portfolio import Strategy, returns_from_bars
+    from stockpred_core.evaluation.report import build_report
+    from stockpred_core.io.lake import Lake
     from stockpred_resources.market_data import read_close_series
-    from stockpred_resources.storage import Lake
 
     frame = pd.read_parquet(meta["oos_predictions_file"])
     pred = frame.set_index(["date", "ticker"])["prediction"]
@@ -135,7 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="stockpred-backtest-")
     use_sp500_file(data_dir)
-    from stockpred_resources.settings import load_settings
+    from stockpred_core.settings import load_settings
 
     meta = run_platform(data_dir, args.folds)
     began = time.monotonic()

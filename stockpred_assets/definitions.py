@@ -14,7 +14,6 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
-from stockpred_assets.core.models import TORCH_MISSING, torch_available
 from stockpred_assets.evaluation import assets as evaluation_assets
 from stockpred_assets.evaluation import checks as evaluation_checks
 from stockpred_assets.features import assets as features_assets
@@ -30,8 +29,9 @@ from stockpred_assets.training import checks as training_checks
 from stockpred_assets.training.automation import weekly_training_job, weekly_training_schedule
 from stockpred_assets.validation import assets as validation_assets
 from stockpred_assets.validation import checks as validation_checks
+from stockpred_core.models.forecasters import TORCH_MISSING, torch_available
+from stockpred_core.settings import load_settings
 from stockpred_resources.environments import build_resources
-from stockpred_resources.settings import load_settings
 
 OWNERS = ["team:quant-platform"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from stockpred_assets.core import calendar
+from stockpred_core.data import calendar
 
 TIMEZONE = "America/New_York"
 

@@ -1,4 +1,1 @@
-"""Dagster resources (lake, DuckDB, MLflow, Redis, market-data providers) and the settings they are built from.
-
-`settings`, `storage` and `registry` import no Dagster, so the prediction service uses them too.
-"""
+"""Dagster resources (lake, DuckDB, MLflow, Redis, market-data providers, monitoring), built on stockpred_core."""

@@ -6,12 +6,12 @@ from typing import Any
 
 import dagster as dg
 
+from stockpred_core.settings import Settings
 from stockpred_resources.cache import RedisResource
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
 from stockpred_resources.monitoring import MonitoringResource
 from stockpred_resources.providers import AlphaVantageProvider, FilesProvider, SimulatedProvider, YahooProvider
-from stockpred_resources.settings import Settings
 from stockpred_resources.tracking import MLflowResource
 
 

@@ -11,7 +11,7 @@ import duckdb
 import pandas as pd
 from pydantic import Field
 
-from stockpred_resources.storage import Lake
+from stockpred_core.io.lake import Lake
 
 
 class LakeResource(dg.ConfigurableResource):

@@ -10,7 +10,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 from pydantic import Field
 
-from stockpred_resources.redaction import redact, redact_url
+from stockpred_core.redaction import redact, redact_url
 
 log = logging.getLogger("stockpred.alerts")
 

@@ -11,7 +11,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 from pydantic import Field
 
-from stockpred_resources.registry import configure_mlflow
+from stockpred_core.io.model_registry import configure_mlflow
 
 
 class MLflowResource(dg.ConfigurableResource):

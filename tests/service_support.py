@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 import redis
 
-from stockpred_assets.core.feature_registry import FEATURE_COLUMNS, FEATURE_SET_VERSION, RAW_COLUMNS
-from stockpred_assets.core.models import Forecaster, LGBMForecaster, LinearForecaster
-from stockpred_resources.online_store import push_vectors
+from stockpred_core.features.catalog import FEATURE_COLUMNS, FEATURE_SET_VERSION, RAW_COLUMNS
+from stockpred_core.io.lake import Lake
+from stockpred_core.io.model_registry import CHAMPION_ALIAS, configure_mlflow, log_forecaster
+from stockpred_core.io.online_store import push_vectors
+from stockpred_core.models.forecasters import Forecaster, LGBMForecaster, LinearForecaster
+from stockpred_core.settings import Settings, load_settings
 from stockpred_resources.readiness import stop_group, wait_for_http
-from stockpred_resources.registry import CHAMPION_ALIAS, configure_mlflow, log_forecaster
-from stockpred_resources.settings import Settings, load_settings
-from stockpred_resources.storage import Lake
 
 PROJECT = Path(__file__).resolve().parents[1]
 FEATURE_DATE = "2025-06-27"

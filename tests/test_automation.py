@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 from conftest import local_env
 
-from stockpred_assets.core import calendar
 from stockpred_assets.definitions import build_definitions
 from stockpred_assets.ingestion.automation import daily_data_schedule
 from stockpred_assets.monitoring.automation import drift_retrain_sensor, run_failure_alert_sensor
 from stockpred_assets.serving.automation import champion_change_sensor
+from stockpred_core.data import calendar
+from stockpred_core.settings import load_settings
 from stockpred_resources.environments import build_resources
 from stockpred_resources.monitoring import MonitoringResource
-from stockpred_resources.settings import load_settings
 
 NY = ZoneInfo("America/New_York")
 

@@ -28,5 +28,5 @@ def test_bentoml_build_packages_the_service(tmp_path):
     manifest = yaml.safe_load((bento_dir / "bento.yaml").read_text())
     assert manifest["service"] == "bento.service:StockPredictor"
     src = bento_dir / "src"
-    assert (src / "bento" / "service.py").is_file() and (src / "stockpred_assets" / "core" / "features.py").is_file()
-    assert not (src / "stockpred_assets" / "definitions.py").exists()  # the Dagster code location stays out
+    assert (src / "bento" / "service.py").is_file() and (src / "stockpred_core" / "features" / "batch.py").is_file()
+    assert not (src / "stockpred_assets").exists() and not (src / "stockpred_resources").exists()  # no Dagster

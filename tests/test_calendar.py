@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from stockpred_assets.core import calendar
+from stockpred_core.data import calendar
 
 
 def test_sessions_match_the_recorded_nyse_open_dates(shared_data):

@@ -14,11 +14,11 @@ import mlflow
 import numpy as np
 import pytest
 
-from stockpred_assets.core.models import torch_available
 from stockpred_assets.definitions import build_definitions
 from stockpred_assets.ingestion.automation import daily_data_schedule
 from stockpred_assets.serving.automation import champion_change_sensor
-from stockpred_resources.registry import CHAMPION_ALIAS
+from stockpred_core.io.model_registry import CHAMPION_ALIAS
+from stockpred_core.models.forecasters import torch_available
 from stockpred_resources.tracking import MLflowResource
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"

@@ -195,7 +195,7 @@ def test_mlflow_server_uses_postgres_and_s3_from_config_and_secrets(docs):
 
 def test_the_config_map_only_holds_settings_the_code_reads():
     config = dict(line.split("=", 1) for line in (K8S / "base" / "config.env").read_text().split())
-    settings = (ROOT / "stockpred_resources" / "settings.py").read_text()
+    settings = (ROOT / "stockpred_core" / "settings.py").read_text()
     unknown = [k for k in config if k.startswith("STOCKPRED_") and f'"{k}"' not in settings]
     assert not unknown, f"config.env sets variables settings.py does not read: {unknown}"
     instance = (DEPLOY / "dagster" / "dagster.yaml").read_text()

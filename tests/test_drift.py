@@ -8,8 +8,9 @@ import pytest
 from conftest import local_env
 from scipy import stats
 
-from stockpred_assets.core import calendar, drift
 from stockpred_assets.definitions import build_definitions
+from stockpred_core.data import calendar
+from stockpred_core.monitoring import drift
 
 SESSIONS = calendar.sessions("2023-01-03", "2024-12-31")
 

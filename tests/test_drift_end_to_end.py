@@ -11,12 +11,12 @@ import pytest
 from conftest import environment, local_env
 from test_drift_metrics import gateway_samples
 
-from stockpred_assets.core import calendar
-from stockpred_assets.core.feature_registry import FEATURE_COLUMNS
 from stockpred_assets.definitions import build_definitions
 from stockpred_assets.monitoring.automation import drift_retrain_sensor
+from stockpred_core.data import calendar
+from stockpred_core.features.catalog import FEATURE_COLUMNS
+from stockpred_core.io.lake import Lake
 from stockpred_resources.monitoring import MonitoringResource
-from stockpred_resources.storage import Lake
 from stockpred_resources.tracking import MLflowResource
 
 pytestmark = pytest.mark.slow

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stockpred_assets.core import drift
 from stockpred_assets.monitoring.assets import drift_gauges
 from stockpred_assets.monitoring.reference import ChampionFacts
+from stockpred_core.monitoring import drift
 from stockpred_resources.monitoring import MonitoringResource
 
 # the help texts drift_report pushes: the gateway warns when groups disagree on a family's help

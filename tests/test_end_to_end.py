@@ -17,14 +17,14 @@ import redis
 from conftest import environment, local_env
 from service_support import free_port, serve
 
-from stockpred_assets.core.models import torch_available
 from stockpred_assets.definitions import build_definitions
 from stockpred_assets.evaluation.assets import HEADLINE
-from stockpred_resources.online_store import fetch_vector
+from stockpred_core.io.lake import Lake
+from stockpred_core.io.model_registry import champion_version
+from stockpred_core.io.online_store import fetch_vector
+from stockpred_core.models.forecasters import torch_available
+from stockpred_core.settings import load_settings
 from stockpred_resources.readiness import stop_group, wait_for_http
-from stockpred_resources.registry import champion_version
-from stockpred_resources.settings import load_settings
-from stockpred_resources.storage import Lake
 from stockpred_resources.tracking import MLflowResource
 
 pytestmark = pytest.mark.slow

@@ -12,9 +12,9 @@ from conftest import environment, local_env
 from stockpred_assets.definitions import build_definitions
 from stockpred_assets.evaluation.reporting import HEADLINE
 from stockpred_assets.training.assets import CHAMPION_FROM_TAG
-from stockpred_resources.registry import PARTITION_TAG
-from stockpred_resources.settings import load_settings
-from stockpred_resources.storage import Lake
+from stockpred_core.io.lake import Lake
+from stockpred_core.io.model_registry import PARTITION_TAG
+from stockpred_core.settings import load_settings
 from stockpred_resources.tracking import MLflowResource
 
 pytestmark = pytest.mark.slow  # about a minute: a year of daily partitions and two weekly trainings

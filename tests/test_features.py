@@ -2,9 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stockpred_assets.core import calendar
-from stockpred_assets.core.feature_registry import FEATURE_SET_VERSION, REGISTRY, registry_frame
-from stockpred_assets.core.features import (
+from stockpred_core.data import calendar
+from stockpred_core.data.simulation import simulate_bars, ticker_sector
+from stockpred_core.dataset.labels import forward_returns
+from stockpred_core.features.batch import (
     FEATURE_COLUMNS,
     LOOKBACK_SESSIONS,
     RAW_COLUMNS,
@@ -12,8 +13,7 @@ from stockpred_assets.core.features import (
     compute_features,
     latest_per_ticker,
 )
-from stockpred_assets.core.labels import forward_returns
-from stockpred_assets.core.simulation import simulate_bars, ticker_sector
+from stockpred_core.features.catalog import FEATURE_SET_VERSION, REGISTRY, registry_frame
 
 TAIL_SENSITIVE = ["rsi_14", "adx_14", "plus_di_14", "minus_di_14"]  # Wilder seeds: fade, never vanish
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from recorded_server import RecordedServer, Reply
 
-from stockpred_assets.core.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS
+from stockpred_core.data.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS
 from stockpred_resources.providers.alphavantage import AlphaVantageProvider
 from stockpred_resources.providers.base import (
     BadResponseError,

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stockpred_assets.core import indicators as ind
+from stockpred_core.features import indicators as ind
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REG = DATA / "indicators" / "talib_regtest"

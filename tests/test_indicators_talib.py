@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stockpred_assets.core import indicators as ind
+from stockpred_core.features import indicators as ind
 
 talib = pytest.importorskip("talib")
 

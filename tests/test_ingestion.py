@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 from recorded_server import RecordedServer, Reply
 
-from stockpred_assets.core.ingestion import combine, tickers_to_fetch
 from stockpred_assets.ingestion.assets import raw_bars_files, raw_bars_simulated, raw_bars_yahoo
 from stockpred_assets.ingestion.automation import dead_letter_retry_sensor
 from stockpred_assets.validation.assets import validated_bars
+from stockpred_core.data.ingestion import combine, tickers_to_fetch
+from stockpred_core.io.lake import Lake
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
 from stockpred_resources.providers import FilesProvider, SimulatedProvider, YahooProvider
-from stockpred_resources.storage import Lake
 
 RANGE = {"dagster/asset_partition_range_start": "2016-05-02", "dagster/asset_partition_range_end": "2016-06-30"}
 WEEKDAYS = pd.bdate_range("2016-05-02", "2016-06-30")

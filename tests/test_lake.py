@@ -7,9 +7,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from stockpred_assets.core.simulation import simulate_bars
+from stockpred_core.data.simulation import simulate_bars
+from stockpred_core.io.lake import Lake, LakeBusyError, MissingPartitionsError
 from stockpred_resources.lake import DuckDBResource
-from stockpred_resources.storage import Lake, LakeBusyError, MissingPartitionsError
 
 DAYS = list(pd.date_range("2024-07-01", "2024-07-05", freq="B"))  # includes the 4 July holiday
 
@@ -55,8 +55,8 @@ WRITER = """
 import os, signal, sys
 import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
-from stockpred_assets.core.simulation import simulate_bars
-from stockpred_resources.storage import Lake
+from stockpred_core.data.simulation import simulate_bars
+from stockpred_core.io.lake import Lake
 
 moves, move = 0, LocalFileSystem.mv
 

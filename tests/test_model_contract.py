@@ -4,11 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stockpred_assets.core import models
-from stockpred_assets.core.dataset import training_set
-from stockpred_assets.core.features import compute_features
-from stockpred_assets.core.labels import forward_returns
-from stockpred_assets.core.models import (
+from stockpred_core.data.simulation import simulate_bars
+from stockpred_core.dataset.labels import forward_returns
+from stockpred_core.dataset.training_set import training_set
+from stockpred_core.features.batch import compute_features
+from stockpred_core.models import forecasters as models
+from stockpred_core.models.forecasters import (
     MODEL_FAMILIES,
     TORCH_MISSING,
     FamilyUnavailableError,
@@ -21,7 +22,6 @@ from stockpred_assets.core.models import (
     torch_available,
     zero_baseline,
 )
-from stockpred_assets.core.simulation import simulate_bars
 
 # small settings so the whole file runs in seconds; one LightGBM thread: OpenMP spinning stalls a busy 2-core box
 FAST_MODELS = {

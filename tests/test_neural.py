@@ -7,12 +7,12 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is an optional extra (make install TORCH=cpu)")
 
-from stockpred_assets.core.dataset import training_set  # noqa: E402
-from stockpred_assets.core.features import compute_features  # noqa: E402
-from stockpred_assets.core.labels import forward_returns  # noqa: E402
-from stockpred_assets.core.models import load_model  # noqa: E402
-from stockpred_assets.core.neural import TorchMLPForecaster, select_device  # noqa: E402
-from stockpred_assets.core.simulation import simulate_bars  # noqa: E402
+from stockpred_core.data.simulation import simulate_bars  # noqa: E402
+from stockpred_core.dataset.labels import forward_returns  # noqa: E402
+from stockpred_core.dataset.training_set import training_set  # noqa: E402
+from stockpred_core.features.batch import compute_features  # noqa: E402
+from stockpred_core.models.forecasters import load_model  # noqa: E402
+from stockpred_core.models.neural import TorchMLPForecaster, select_device  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ import pytest
 from conftest import environment, local_env
 from service_support import fit, register, serve
 
-from stockpred_assets.core import calendar
-from stockpred_assets.core.simulation import simulated_tickers
 from stockpred_assets.definitions import build_definitions
-from stockpred_resources.settings import load_settings
-from stockpred_resources.storage import Lake
+from stockpred_core.data import calendar
+from stockpred_core.data.simulation import simulated_tickers
+from stockpred_core.io.lake import Lake
+from stockpred_core.settings import load_settings
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stockpred_assets.core.backtest import signal_metrics, walk_forward_predictions
-from stockpred_assets.core.performance import drawdown, max_drawdown, per_year, risk_metrics
-from stockpred_assets.core.portfolio import (
+from stockpred_core.dataset.splits import walk_forward_folds
+from stockpred_core.evaluation.backtest import signal_metrics, walk_forward_predictions
+from stockpred_core.evaluation.performance import drawdown, max_drawdown, per_year, risk_metrics
+from stockpred_core.evaluation.portfolio import (
     Strategy,
     equal_weight_returns,
     forward_returns_from_returns,
@@ -19,7 +20,6 @@ from stockpred_assets.core.portfolio import (
     returns_from_prices,
     run_strategy,
 )
-from stockpred_assets.core.splits import walk_forward_folds
 
 DATES = pd.bdate_range("2024-01-01", periods=5, name="date")  # d0..d4
 # Close-to-close returns, indexed by the session where each ends (d0 has none).

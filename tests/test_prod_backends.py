@@ -32,16 +32,16 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, Postgr
 from mlflow.tracking import MlflowClient
 from service_support import free_port, wait_for_redis
 
-from stockpred_assets.core.models import LGBMForecaster
 from stockpred_assets.ingestion.assets import raw_bars_simulated
 from stockpred_assets.ingestion.automation import daily_data_schedule
+from stockpred_core.io.lake import MissingPartitionsError
+from stockpred_core.io.model_registry import CHAMPION_ALIAS, configure_mlflow, load_champion, log_forecaster
+from stockpred_core.models.forecasters import LGBMForecaster
+from stockpred_core.settings import load_settings
 from stockpred_resources.cache import RedisResource
 from stockpred_resources.environments import build_resources
 from stockpred_resources.lake import DuckDBResource
 from stockpred_resources.readiness import wait_for_http
-from stockpred_resources.registry import CHAMPION_ALIAS, configure_mlflow, load_champion, log_forecaster
-from stockpred_resources.settings import load_settings
-from stockpred_resources.storage import MissingPartitionsError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stockpred_assets.core.quality import BarShapeError, split_valid
-from stockpred_assets.core.simulation import simulate_bars
+from stockpred_core.data.quality import BarShapeError, split_valid
+from stockpred_core.data.simulation import simulate_bars
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from stockpred_assets.core.backtest import daily_ic, signal_metrics
-from stockpred_assets.core.portfolio import Strategy
-from stockpred_assets.core.report import build_report
+from stockpred_core.evaluation.backtest import daily_ic, signal_metrics
+from stockpred_core.evaluation.portfolio import Strategy
+from stockpred_core.evaluation.report import build_report
 
 
 def _long(rows: list[list[float]], dates: pd.DatetimeIndex, tickers: list[str]) -> pd.Series:

@@ -13,10 +13,10 @@ import pytest
 from recorded_server import RecordedServer, Reply
 
 from stockpred_assets.ingestion.assets import raw_bars_alphavantage, raw_bars_yahoo
+from stockpred_core.io.lake import Lake
+from stockpred_core.redaction import redact, redact_loggers, redact_url, secrets_in
 from stockpred_resources.lake import LakeResource
 from stockpred_resources.providers import AlphaVantageProvider, YahooProvider
-from stockpred_resources.redaction import redact, redact_loggers, redact_url, secrets_in
-from stockpred_resources.storage import Lake
 
 API_KEY = "PLANTEDAVKEY7F3Q9Z"
 PASSWORD = "Pl4ntedPW-9xq"

@@ -6,7 +6,7 @@ import yaml
 from service_support import fit, register
 
 from stockpred_assets.serving.assets import bento
-from stockpred_resources.settings import load_settings
+from stockpred_core.settings import load_settings
 from stockpred_resources.tracking import MLflowResource
 
 pytestmark = pytest.mark.slow

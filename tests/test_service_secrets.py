@@ -14,8 +14,8 @@ from bento.models import ModelManager
 from bento.patches import cancel_request_timers
 from bento.security import ApiKey, KeyStore, hash_key
 from bento.store import RedisLink, RedisUnavailable
-from stockpred_resources.redaction import redact, redact_url
-from stockpred_resources.settings import load_settings
+from stockpred_core.redaction import redact, redact_url
+from stockpred_core.settings import load_settings
 
 PASSWORD = "S3cretPW"
 

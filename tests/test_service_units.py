@@ -13,8 +13,7 @@ from service_support import FEATURE_DATE, HORIZON, build_world, online_frame, re
 from bento.predictor import LocalTTLCache, NoModel, Predictor, RateLimited, RequestError
 from bento.security import ApiKey, KeyConfigError, KeyStore, LocalLimiter, allows, hash_key, new_token
 from bento.store import RedisLink
-from stockpred_assets.core.models import LinearForecaster
-from stockpred_resources.online_store import (
+from stockpred_core.io.online_store import (
     META_KEY,
     SNAPSHOT_KEY,
     decode_snapshot,
@@ -23,7 +22,8 @@ from stockpred_resources.online_store import (
     read_meta,
     read_snapshot,
 )
-from stockpred_resources.settings import SettingsError, load_service_settings, load_settings
+from stockpred_core.models.forecasters import LinearForecaster
+from stockpred_core.settings import SettingsError, load_service_settings, load_settings
 
 
 def test_online_store_keeps_one_hash_per_ticker_and_replaces_the_set(redis_url):

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from stockpred_resources.settings import SettingsError, load_settings
+from stockpred_core.settings import SettingsError, load_settings
 
 
 def test_local_defaults_need_no_server(tmp_path):

@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stockpred_assets.core import calendar
-from stockpred_assets.core.adjustments import adjust
-from stockpred_assets.core.schemas import BarSchema
-from stockpred_assets.core.simulation import Regime, simulate_bars, simulate_market, simulated_tickers
+from stockpred_core.data import calendar
+from stockpred_core.data.adjustments import adjust
+from stockpred_core.data.schemas import BarSchema
+from stockpred_core.data.simulation import Regime, simulate_bars, simulate_market, simulated_tickers
 from stockpred_resources.providers import SimulatedProvider
 
 

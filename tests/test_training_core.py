@@ -7,15 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stockpred_assets.core.backtest import evaluate, walk_forward_predictions
-from stockpred_assets.core.dataset import training_set
-from stockpred_assets.core.drift import PSI_ALERT, feature_drift, psi
-from stockpred_assets.core.features import FEATURE_COLUMNS, compute_features
-from stockpred_assets.core.labels import cross_sectional_rank, forward_returns, make_label
-from stockpred_assets.core.models import TORCH_MISSING, LGBMForecaster, torch_available
-from stockpred_assets.core.simulation import simulate_bars
-from stockpred_assets.core.splits import purged_train_valid, walk_forward_folds
-from stockpred_assets.core.training import TrainingSpec, labelled_set, train_model
+from stockpred_core.data.simulation import simulate_bars
+from stockpred_core.dataset.labels import cross_sectional_rank, forward_returns, make_label
+from stockpred_core.dataset.splits import purged_train_valid, walk_forward_folds
+from stockpred_core.dataset.training_set import training_set
+from stockpred_core.evaluation.backtest import evaluate, walk_forward_predictions
+from stockpred_core.features.batch import FEATURE_COLUMNS, compute_features
+from stockpred_core.models.forecasters import TORCH_MISSING, LGBMForecaster, torch_available
+from stockpred_core.models.training import TrainingSpec, labelled_set, train_model
+from stockpred_core.monitoring.drift import PSI_ALERT, feature_drift, psi
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ def test_drift_statistics():
 
 
 def test_promotion_needs_sanity_and_a_margin_over_the_champion(data):
-    from stockpred_assets.core.promotion import judge
+    from stockpred_core.models.promotion import judge
 
     _, _, X, y = data
     good, noise = y.rename("prediction"), pd.Series(np.random.default_rng(3).normal(size=len(y)), index=y.index)

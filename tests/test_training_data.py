@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stockpred_assets.core.features import compute_features
-from stockpred_assets.core.simulation import simulate_bars
 from stockpred_assets.training.data import load_training_set
+from stockpred_core.data.simulation import simulate_bars
+from stockpred_core.features.batch import compute_features
 from stockpred_resources.lake import DuckDBResource, LakeResource
 
 CUTOFF = pd.Timestamp("2023-06-05")  # a Monday: the week whose model is trained

@@ -3,12 +3,12 @@
 import optuna
 import pytest
 
-from stockpred_assets.core import tuning
-from stockpred_assets.core.dataset import training_set
-from stockpred_assets.core.features import compute_features
-from stockpred_assets.core.labels import forward_returns
-from stockpred_assets.core.simulation import simulate_bars
-from stockpred_assets.core.splits import purged_train_valid
+from stockpred_core.data.simulation import simulate_bars
+from stockpred_core.dataset.labels import forward_returns
+from stockpred_core.dataset.splits import purged_train_valid
+from stockpred_core.dataset.training_set import training_set
+from stockpred_core.features.batch import compute_features
+from stockpred_core.models import tuning
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,14 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from stockpred_assets.core.quality import validate_provider
-from stockpred_assets.core.simulation import simulate_market
 from stockpred_assets.ingestion.assets import raw_bars_files, raw_bars_simulated
 from stockpred_assets.validation.assets import validated_bars
+from stockpred_core.data.quality import validate_provider
+from stockpred_core.data.simulation import simulate_market
+from stockpred_core.io.lake import Lake
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
 from stockpred_resources.providers import FilesProvider, SimulatedProvider
-from stockpred_resources.storage import Lake
 
 START, END = "2024-03-01", "2024-04-30"
 

@@ -5,9 +5,9 @@ import json
 import pandas as pd
 import pytest
 
-from stockpred_assets.core import anomalies as an
-from stockpred_assets.core.quality import validate_provider
-from stockpred_assets.core.schemas import EVENT_COLUMNS
+from stockpred_core.data import anomalies as an
+from stockpred_core.data.quality import validate_provider
+from stockpred_core.data.schemas import EVENT_COLUMNS
 
 
 @pytest.fixture(scope="module")

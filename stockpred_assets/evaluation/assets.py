@@ -6,10 +6,6 @@ import collections
 import dagster as dg
 import pandas as pd
 
-from stockpred_assets.core.backtest import walk_forward_predictions
-from stockpred_assets.core.dataset import feature_matrix
-from stockpred_assets.core.splits import folds_from, gap_sessions, walk_forward_folds
-from stockpred_assets.core.training import make_forecaster
 from stockpred_assets.evaluation.registry import backtest_run, promoted_versions
 from stockpred_assets.evaluation.reporting import (
     HEADLINE,
@@ -27,9 +23,13 @@ from stockpred_assets.metadata import frame_table, table_metadata
 from stockpred_assets.partitions import partition_days, trading_days, week_start, weeks
 from stockpred_assets.training.assets import HISTORY_MAPPING, MODEL_ASSETS, TRAIN_WEEKS
 from stockpred_assets.training.data import load_training_set
+from stockpred_core.dataset.splits import folds_from, gap_sessions, walk_forward_folds
+from stockpred_core.dataset.training_set import feature_matrix
+from stockpred_core.evaluation.backtest import walk_forward_predictions
+from stockpred_core.io.model_registry import PARTITION_TAG, load_version
+from stockpred_core.models.training import make_forecaster
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
-from stockpred_resources.registry import PARTITION_TAG, load_version
 from stockpred_resources.tracking import MLflowResource
 
 __all__ = ["HEADLINE", "INDEX_HEADLINE", "backtest_history", "backtest_report", "predictions"]

@@ -6,8 +6,8 @@ import pandas as pd
 
 from stockpred_assets.partitions import partition_days, trading_days
 from stockpred_assets.training.assets import CHAMPION_FROM_TAG
+from stockpred_core.io.model_registry import PARTITION_TAG
 from stockpred_resources.lake import LakeResource
-from stockpred_resources.registry import PARTITION_TAG
 from stockpred_resources.tracking import MLflowResource
 
 

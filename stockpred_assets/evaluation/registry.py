@@ -6,7 +6,7 @@ import pandas as pd
 from stockpred_assets.evaluation.scoring import Promotion
 from stockpred_assets.training.assets import CHAMPION_FROM_TAG, week_versions
 from stockpred_assets.training.recording import FAMILY_TAG
-from stockpred_resources.registry import CHALLENGER_ALIAS, PARTITION_TAG, alias_version
+from stockpred_core.io.model_registry import CHALLENGER_ALIAS, PARTITION_TAG, alias_version
 from stockpred_resources.tracking import MLflowResource
 
 

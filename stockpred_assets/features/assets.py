@@ -3,12 +3,12 @@
 import dagster as dg
 import pandas as pd
 
-from stockpred_assets.core import calendar
-from stockpred_assets.core.adjustments import adjust
-from stockpred_assets.core.feature_registry import FEATURE_SET_VERSION, registry_frame
-from stockpred_assets.core.features import FEATURE_COLUMNS, LOOKBACK_SESSIONS, MarketContext, compute_features
 from stockpred_assets.metadata import table_metadata
 from stockpred_assets.partitions import partition_days, trading_days
+from stockpred_core.data import calendar
+from stockpred_core.data.adjustments import adjust
+from stockpred_core.features.batch import FEATURE_COLUMNS, LOOKBACK_SESSIONS, MarketContext, compute_features
+from stockpred_core.features.catalog import FEATURE_SET_VERSION, registry_frame
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
 

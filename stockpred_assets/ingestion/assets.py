@@ -9,11 +9,11 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from stockpred_assets.core import calendar
-from stockpred_assets.core.ingestion import combine, keep_rejects, off_calendar, tickers_to_fetch
-from stockpred_assets.core.schemas import EVENT_COLUMNS, FAILURE_COLUMNS, RAW_BAR_COLUMNS, REJECT_COLUMNS, empty_frame
 from stockpred_assets.metadata import table_metadata
 from stockpred_assets.partitions import partition_days, trading_days
+from stockpred_core.data import calendar
+from stockpred_core.data.ingestion import combine, keep_rejects, off_calendar, tickers_to_fetch
+from stockpred_core.data.schemas import EVENT_COLUMNS, FAILURE_COLUMNS, RAW_BAR_COLUMNS, REJECT_COLUMNS, empty_frame
 from stockpred_resources.lake import LakeResource
 from stockpred_resources.providers import (
     AlphaVantageProvider,

@@ -4,8 +4,8 @@ retry dead-lettered tickers."""
 import dagster as dg
 import pandas as pd
 
-from stockpred_assets.core import calendar
 from stockpred_assets.partitions import TIMEZONE
+from stockpred_core.data import calendar
 from stockpred_resources.lake import LakeResource
 from stockpred_resources.market_data import MarketDataResource
 

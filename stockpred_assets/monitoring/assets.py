@@ -11,14 +11,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from stockpred_assets.core import calendar, drift
-from stockpred_assets.core.adjustments import adjust
-from stockpred_assets.core.dataset import feature_matrix
-from stockpred_assets.core.features import FEATURE_COLUMNS, FEATURE_SET_VERSION
-from stockpred_assets.core.labels import forward_returns
 from stockpred_assets.metadata import png_markdown
 from stockpred_assets.monitoring.reference import LAYER, ChampionFacts, champion_facts, load_reference
 from stockpred_assets.partitions import partition_days, trading_days
+from stockpred_core.data import calendar
+from stockpred_core.data.adjustments import adjust
+from stockpred_core.dataset.labels import forward_returns
+from stockpred_core.dataset.training_set import feature_matrix
+from stockpred_core.features.batch import FEATURE_COLUMNS, FEATURE_SET_VERSION
+from stockpred_core.monitoring import drift
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.monitoring import MonitoringResource
 from stockpred_resources.tracking import MLflowResource

@@ -4,9 +4,9 @@ the drift alert (the retraining sensor acts on it), at WARN something to look at
 import dagster as dg
 import pandas as pd
 
-from stockpred_assets.core import drift
 from stockpred_assets.monitoring.reference import LAYER
 from stockpred_assets.partitions import partition_days, trading_days
+from stockpred_core.monitoring import drift
 from stockpred_resources.lake import LakeResource
 
 LIVE_FIGURES = [

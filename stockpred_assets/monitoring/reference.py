@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import dagster as dg
 import pandas as pd
 
-from stockpred_assets.core import drift
-from stockpred_assets.core.dataset import feature_matrix
-from stockpred_assets.core.features import FEATURE_COLUMNS
+from stockpred_core.dataset.training_set import feature_matrix
+from stockpred_core.features.batch import FEATURE_COLUMNS
+from stockpred_core.io.model_registry import champion_version, load_version
+from stockpred_core.monitoring import drift
 from stockpred_resources.lake import DuckDBResource, LakeResource
-from stockpred_resources.registry import champion_version, load_version
 from stockpred_resources.tracking import MLflowResource
 
 LAYER = "monitoring"

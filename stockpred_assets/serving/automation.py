@@ -3,7 +3,7 @@ every trading day; this job also rebuilds the Bento for the new champion)."""
 
 import dagster as dg
 
-from stockpred_resources.registry import champion_version
+from stockpred_core.io.model_registry import champion_version
 from stockpred_resources.tracking import MLflowResource
 
 serving_job = dg.define_asset_job("serving_job", selection=dg.AssetSelection.groups("serving"))

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stockpred_resources.settings import PROJECT_ROOT
+from stockpred_core.settings import PROJECT_ROOT
 
 TAG_MARK = "__tag__:"
 

@@ -5,14 +5,14 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from stockpred_assets.core.models import torch_available
-from stockpred_assets.core.training import TrainingSpec, train_model
 from stockpred_assets.metadata import frame_table
 from stockpred_assets.partitions import week_start, weeks
 from stockpred_assets.training.data import load_training_set
 from stockpred_assets.training.recording import FAMILY_TAG, record_training
+from stockpred_core.io.model_registry import CHALLENGER_ALIAS, CHAMPION_ALIAS, PARTITION_TAG, alias_version
+from stockpred_core.models.forecasters import torch_available
+from stockpred_core.models.training import TrainingSpec, train_model
 from stockpred_resources.lake import DuckDBResource, LakeResource
-from stockpred_resources.registry import CHALLENGER_ALIAS, CHAMPION_ALIAS, PARTITION_TAG, alias_version
 from stockpred_resources.tracking import MLflowResource
 
 TRAIN_WEEKS = 104

@@ -3,17 +3,17 @@
 import dagster as dg
 import pandas as pd
 
-from stockpred_assets.core.promotion import judge
 from stockpred_assets.partitions import week_start, weeks
 from stockpred_assets.training.data import load_training_set
-from stockpred_resources.lake import DuckDBResource, LakeResource
-from stockpred_resources.registry import (
+from stockpred_core.io.model_registry import (
     CHALLENGER_ALIAS,
     CHAMPION_ALIAS,
     PARTITION_TAG,
     alias_version,
     load_version,
 )
+from stockpred_core.models.promotion import judge
+from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.tracking import MLflowResource
 
 MARGIN = 0.005  # rank IC the challenger must add over the champion on the same rows

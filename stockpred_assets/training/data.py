@@ -3,10 +3,10 @@
 import dagster as dg
 import pandas as pd
 
-from stockpred_assets.core.adjustments import adjust
-from stockpred_assets.core.calendar import lookback_start
-from stockpred_assets.core.features import LOOKBACK_SESSIONS
-from stockpred_assets.core.training import LabelledSet, labelled_set
+from stockpred_core.data.adjustments import adjust
+from stockpred_core.data.calendar import lookback_start
+from stockpred_core.features.batch import LOOKBACK_SESSIONS
+from stockpred_core.models.training import LabelledSet, labelled_set
 from stockpred_resources.lake import DuckDBResource, LakeResource
 
 

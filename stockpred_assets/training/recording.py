@@ -8,10 +8,10 @@ import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
 
-from stockpred_assets.core.features import FEATURE_SET_VERSION
-from stockpred_assets.core.training import SIGNAL_METRICS, TrainingResult
 from stockpred_assets.metadata import float_metadata, frame_table
-from stockpred_resources.registry import PARTITION_TAG, log_forecaster
+from stockpred_core.features.batch import FEATURE_SET_VERSION
+from stockpred_core.io.model_registry import PARTITION_TAG, log_forecaster
+from stockpred_core.models.training import SIGNAL_METRICS, TrainingResult
 from stockpred_resources.tracking import MLflowResource
 
 FAMILY_TAG = "model_family"

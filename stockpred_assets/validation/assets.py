@@ -3,12 +3,12 @@
 import dagster as dg
 import pandas as pd
 
-from stockpred_assets.core import calendar
-from stockpred_assets.core.merge import disagreements, merge_by_priority
-from stockpred_assets.core.quality import QUARANTINE_COLUMNS, split_valid, validate_provider
-from stockpred_assets.core.schemas import EVENT_COLUMNS, empty_frame
 from stockpred_assets.metadata import table_metadata
 from stockpred_assets.partitions import partition_days, trading_days
+from stockpred_core.data import calendar
+from stockpred_core.data.merge import disagreements, merge_by_priority
+from stockpred_core.data.quality import QUARANTINE_COLUMNS, split_valid, validate_provider
+from stockpred_core.data.schemas import EVENT_COLUMNS, empty_frame
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
 

@@ -3,8 +3,8 @@
 import dagster as dg
 import pandas as pd
 
-from stockpred_assets.core import calendar
 from stockpred_assets.partitions import partition_days, trading_days
+from stockpred_core.data import calendar
 from stockpred_resources.lake import LakeResource
 from stockpred_resources.market_data import MarketDataResource
 

@@ -9,7 +9,8 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from stockpred_assets.core.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS
+from stockpred_core.data.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS
+from stockpred_core.redaction import secrets_in
 from stockpred_resources.providers.base import (
     BadResponseError,
     MarketDataProvider,
@@ -19,7 +20,6 @@ from stockpred_resources.providers.base import (
     empty_frame,
 )
 from stockpred_resources.providers.http import HttpClient, HttpSettings
-from stockpred_resources.redaction import secrets_in
 
 SERIES_KEY = "Time Series (Daily)"
 PRICE_KEYS = {"open": "1. open", "high": "2. high", "low": "3. low", "close": "4. close"}

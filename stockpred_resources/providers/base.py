@@ -16,14 +16,14 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from stockpred_assets.core.schemas import (
+from stockpred_core.data.schemas import (
     EVENT_COLUMNS,
     FAILURE_COLUMNS,
     RAW_BAR_COLUMNS,
     REJECT_COLUMNS,
     empty_frame,
 )
-from stockpred_resources.redaction import redact
+from stockpred_core.redaction import redact
 
 
 class ProviderError(Exception):
@@ -101,7 +101,7 @@ class FetchReport:
 
 
 class MarketDataProvider(dg.ConfigurableResource):
-    """A source of daily bars in the canonical schema (see `stockpred_assets.core.schemas.BarSchema`)."""
+    """A source of daily bars in the canonical schema (see `stockpred_core.data.schemas.BarSchema`)."""
 
     tickers: list[str] = Field(default_factory=list, description="The universe as a list of symbols")
     universe_file: str | None = Field(default=None, description="A text file with one symbol per line (# comments)")

@@ -15,8 +15,8 @@ import fsspec
 import pandas as pd
 from pydantic import Field, PrivateAttr
 
-from stockpred_assets.core import calendar
-from stockpred_assets.core.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS, REJECT_COLUMNS, empty_frame
+from stockpred_core.data import calendar
+from stockpred_core.data.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS, REJECT_COLUMNS, empty_frame
 from stockpred_resources.providers.base import (
     BadResponseError,
     MarketDataProvider,

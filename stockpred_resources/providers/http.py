@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import httpx
 from pydantic import BaseModel, Field, PrivateAttr
 
+from stockpred_core.redaction import redact, redact_loggers, secrets_in
 from stockpred_resources.providers.base import (
     BadResponseError,
     CircuitOpenError,
@@ -26,7 +27,6 @@ from stockpred_resources.providers.base import (
     QuotaExceededError,
     TransientError,
 )
-from stockpred_resources.redaction import redact, redact_loggers, secrets_in
 
 log = logging.getLogger(__name__)
 # httpx logs every request's full URL at INFO (query API keys and userinfo passwords included), httpcore the server's

@@ -8,12 +8,12 @@ import uuid
 import pandas as pd
 from pydantic import Field
 
-from stockpred_assets.core.simulation import Regime, simulate_market, simulated_tickers, ticker_sector
+from stockpred_core.data.simulation import Regime, simulate_market, simulated_tickers, ticker_sector
 from stockpred_resources.providers.base import FetchReport, MarketDataProvider, TickerHistory, UnknownTickerError
 
 
 class SimulatedProvider(MarketDataProvider):
-    """Bars from `stockpred_assets.core.simulation`: identical for the same seed whatever range is asked.
+    """Bars from `stockpred_core.data.simulation`: identical for the same seed whatever range is asked.
 
     The universe is the first `universe_size` simulated tickers, or the `tickers` list when one is given.
     """

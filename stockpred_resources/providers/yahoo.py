@@ -9,7 +9,8 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from stockpred_assets.core.schemas import EVENT_COLUMNS
+from stockpred_core.data.schemas import EVENT_COLUMNS
+from stockpred_core.redaction import secrets_in
 from stockpred_resources.providers.base import (
     BadResponseError,
     MarketDataProvider,
@@ -18,7 +19,6 @@ from stockpred_resources.providers.base import (
     empty_frame,
 )
 from stockpred_resources.providers.http import HttpSettings, HttpStatusError
-from stockpred_resources.redaction import secrets_in
 
 OHLC = ["open", "high", "low", "close"]
 # Yahoo refuses requests without a browser-like user agent.

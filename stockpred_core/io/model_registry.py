@@ -13,7 +13,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from stockpred_assets.core.models import Forecaster, LGBMForecaster
+from stockpred_core.models.forecasters import Forecaster, LGBMForecaster
 
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
@@ -58,7 +58,7 @@ def log_forecaster(model: Forecaster, registered_model_name: str, input_example:
     with tempfile.TemporaryDirectory() as tmp:
         return mlflow.pyfunc.log_model(
             name="model",
-            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            python_model=str(Path(__file__).with_name("pyfunc.py")),
             artifacts={"forecaster": str(model.save(f"{tmp}/forecaster"))},
             registered_model_name=registered_model_name,
             signature=infer_signature(example, model.predict(example).to_numpy()),

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pandera.errors as pa_errors
 
-from stockpred_assets.core import anomalies as an
-from stockpred_assets.core import calendar
-from stockpred_assets.core.schemas import BAR_COLUMNS, EVENT_COLUMNS, BarSchema, empty_frame
+from stockpred_core.data import anomalies as an
+from stockpred_core.data import calendar
+from stockpred_core.data.schemas import BAR_COLUMNS, EVENT_COLUMNS, BarSchema, empty_frame
 
 QUARANTINE_COLUMNS = [*BAR_COLUMNS, "rule", "reason"]
 PRICE_COLUMNS = ["open", "high", "low", "close", "adj_close", "volume"]

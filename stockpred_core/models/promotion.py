@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from stockpred_assets.core.backtest import evaluate
+from stockpred_core.evaluation.backtest import evaluate
 
 MIN_COVERAGE = 0.9  # share of the last test date's tickers the challenger must score
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
-from stockpred_assets.core.models import FITTED, ColumnForecaster, Standardizer
+from stockpred_core.models.forecasters import FITTED, ColumnForecaster, Standardizer
 
 
 def select_device(preference: str = "auto") -> torch.device:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stockpred_assets.core.features import to_wide
+from stockpred_core.features.batch import to_wide
 
 PRICE_FIELDS = ["open", "high", "low", "close"]
 

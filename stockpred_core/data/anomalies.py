@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stockpred_assets.core.schemas import EVENT_COLUMNS
+from stockpred_core.data.schemas import EVENT_COLUMNS
 
 # Split ratios seen in practice (new shares per old share); their inverses are reverse splits. 100 is left out on
 # purpose: a 100x step is a unit mix-up (pence vs pounds, cents vs dollars), not a split.

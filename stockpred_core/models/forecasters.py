@@ -387,7 +387,7 @@ def model_family(family: str) -> type[Forecaster]:
     if family == "torch_mlp":
         if not torch_available():
             raise FamilyUnavailableError(TORCH_MISSING)
-        from stockpred_assets.core.neural import TorchMLPForecaster  # imports torch: only when asked for
+        from stockpred_core.models.neural import TorchMLPForecaster  # imports torch: only when asked for
 
         return TorchMLPForecaster
     classes = {

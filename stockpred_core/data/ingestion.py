@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from stockpred_assets.core.schemas import REJECT_COLUMNS, empty_frame
+from stockpred_core.data.schemas import REJECT_COLUMNS, empty_frame
 
 
 def tickers_to_fetch(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from stockpred_assets.core.splits import Fold
+from stockpred_core.dataset.splits import Fold
 
 PERIODS_PER_YEAR = 252
 

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import pandas as pd
 
-from stockpred_assets.core.backtest import evaluate
-from stockpred_assets.core.dataset import training_set
-from stockpred_assets.core.feature_registry import FEATURE_COLUMNS
-from stockpred_assets.core.labels import forward_returns, make_label
-from stockpred_assets.core.models import Forecaster, LGBMForecaster, model_family
-from stockpred_assets.core.splits import gap_sessions, purged_train_valid, walk_forward_folds
-from stockpred_assets.core.tuning import tune_lgbm
+from stockpred_core.dataset.labels import forward_returns, make_label
+from stockpred_core.dataset.splits import gap_sessions, purged_train_valid, walk_forward_folds
+from stockpred_core.dataset.training_set import training_set
+from stockpred_core.evaluation.backtest import evaluate
+from stockpred_core.features.catalog import FEATURE_COLUMNS
+from stockpred_core.models.forecasters import Forecaster, LGBMForecaster, model_family
+from stockpred_core.models.tuning import tune_lgbm
 
 MIN_TICKERS = 5  # rank IC and the long-short portfolio need a cross-section
 SIGNAL_METRICS = ("ic", "rank_ic", "rank_ic_t", "icir", "rank_icir", "hit_rate", "mse_vs_naive", "sharpe")

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from stockpred_assets.core import calendar
-from stockpred_assets.core.backtest import daily_ic
+from stockpred_core.data import calendar
+from stockpred_core.evaluation.backtest import daily_ic
 
 PSI_WARN = 0.1
 PSI_ALERT = 0.25

@@ -13,8 +13,8 @@ import lightgbm as lgb
 import optuna
 import pandas as pd
 
-from stockpred_assets.core.backtest import evaluate
-from stockpred_assets.core.models import DEFAULT_LGBM_PARAMS, LGBMForecaster
+from stockpred_core.evaluation.backtest import evaluate
+from stockpred_core.models.forecasters import DEFAULT_LGBM_PARAMS, LGBMForecaster
 
 CHECKPOINT = 50  # boosting rounds between the intermediate values the pruner sees
 

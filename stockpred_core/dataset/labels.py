@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from stockpred_assets.core.features import to_wide
+from stockpred_core.features.batch import to_wide
 
 DEFAULT_HORIZON = 5
 

@@ -27,9 +27,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from stockpred_assets.core.backtest import SignalResult, signal_metrics
-from stockpred_assets.core.performance import drawdown, per_year, risk_metrics, signal_by_year
-from stockpred_assets.core.portfolio import (
+from stockpred_core.evaluation.backtest import SignalResult, signal_metrics
+from stockpred_core.evaluation.performance import drawdown, per_year, risk_metrics, signal_by_year
+from stockpred_core.evaluation.portfolio import (
     PortfolioResult,
     Strategy,
     equal_weight_returns,

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from stockpred_assets.core import calendar
-from stockpred_assets.core.schemas import BAR_COLUMNS, EVENT_COLUMNS, empty_bars
+from stockpred_core.data import calendar
+from stockpred_core.data.schemas import BAR_COLUMNS, EVENT_COLUMNS, empty_bars
 
 N_SECTORS = 11
 SECTORS = [

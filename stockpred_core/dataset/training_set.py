@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from stockpred_assets.core.feature_registry import FEATURE_COLUMNS, REQUIRED_FEATURES
+from stockpred_core.features.catalog import FEATURE_COLUMNS, REQUIRED_FEATURES
 
 
 def feature_matrix(features: pd.DataFrame) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 One implementation used by the `features` asset, training and the prediction service. Every value for day D uses
 bars (and index/VIX values) dated D or earlier; cross-sectional ranks and z-scores use only day D's cross-section.
-Warm-up values are NaN. The columns and their definitions are the registry's (`core/feature_registry.py`).
+Warm-up values are NaN. The columns and their definitions are the registry's (`stockpred_core/features/catalog.py`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from stockpred_assets.core import indicators as ind
-from stockpred_assets.core.feature_registry import (
+from stockpred_core.features import indicators as ind
+from stockpred_core.features.catalog import (
     FEATURE_COLUMNS,
     FEATURE_SET_VERSION,
     RAW_COLUMNS,

@@ -1,0 +1,1 @@
+"""Labels, segment splits and the (features, label) matrix a model trains on."""

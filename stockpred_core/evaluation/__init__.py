@@ -1,0 +1,1 @@
+"""Walk-forward backtest, portfolio construction, performance figures and the HTML report."""

@@ -1,0 +1,1 @@
+"""Where data and models live: the Parquet lake, the Redis online store, the MLflow model registry."""

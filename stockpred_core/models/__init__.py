@@ -1,0 +1,1 @@
+"""Forecasters behind one interface (PyTorch ones optional), training, tuning and the promotion rule."""

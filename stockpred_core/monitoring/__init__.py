@@ -1,0 +1,1 @@
+"""Feature drift and model decay against the champion's training window."""
