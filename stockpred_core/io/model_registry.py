@@ -13,7 +13,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from stockpred_core.models.forecasters import Forecaster, LGBMForecaster
+from stockpred_core.models.forecasters import Forecaster, LGBMForecaster, load_model
 
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
@@ -87,7 +87,10 @@ def load_version(model_name: str, version) -> Forecaster:
     flavors = mlflow.models.get_model_info(uri).flavors
     if "lightgbm" in flavors:  # versions logged before every family went through ForecasterModel
         return LGBMForecaster(booster=mlflow.lightgbm.load_model(uri))
-    return mlflow.pyfunc.load_model(uri).unwrap_python_model().forecaster
+    # The directory Forecaster.save wrote, read directly: the logged pyfunc code never runs, so versions logged
+    # while that code lived at another module path (stockpred_resources.pyfunc_model) load the same way.
+    saved = flavors["python_function"]["artifacts"]["forecaster"]["path"]
+    return load_model(Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/{saved}")))
 
 
 def load_champion(tracking_uri: str, model_name: str, registry_uri: str | None = None) -> ChampionModel | None:

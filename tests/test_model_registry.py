@@ -1,0 +1,41 @@
+"""Registered versions load as core forecasters whatever module path their logged pyfunc code names."""
+
+import mlflow
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from service_support import fit, training_data
+
+from stockpred_core.io.model_registry import load_version, log_forecaster
+
+OLD_IMPORT = "from stockpred_core.models.forecasters import load_model"
+
+
+@pytest.fixture
+def tracking(tmp_path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("registry", artifact_location=str(tmp_path / "art")))
+    yield MlflowClient()
+    mlflow.set_tracking_uri(None)
+
+
+def test_a_version_loads_as_the_forecaster_that_was_logged(tracking):
+    model, (X, _) = fit("linear"), training_data(200)
+    with mlflow.start_run():
+        log_forecaster(model, "stockpred", X.head(3))
+    [version] = tracking.search_model_versions("name = 'stockpred'")
+    assert (load_version("stockpred", version).predict(X) == model.predict(X)).all()
+
+
+def test_a_version_whose_logged_code_imports_a_moved_module_still_loads(tracking, tmp_path):
+    """Versions logged before the core moved carry code running `from stockpred_assets.core.models import ...`."""
+    model, (X, _) = fit("linear"), training_data(200)
+    with mlflow.start_run():
+        log_forecaster(model, "stockpred", X.head(3))
+    [logged] = list((tmp_path / "art").rglob("pyfunc.py"))
+    assert OLD_IMPORT in logged.read_text()
+    logged.write_text(logged.read_text().replace(OLD_IMPORT, "from stockpred_assets.core.models import load_model"))
+    [version] = tracking.search_model_versions("name = 'stockpred'")
+    with pytest.raises(MlflowException, match=r"No module named 'stockpred_assets\.core'"):
+        mlflow.pyfunc.load_model(f"models:/stockpred/{version.version}")  # what load_version did before
+    assert (load_version("stockpred", version).predict(X) == model.predict(X)).all()
