@@ -6,17 +6,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from service_support import fit, training_data
 
-from stockpred_core.io.model_registry import load_version, log_forecaster
+from stockpred_core.io.model_registry import configure_mlflow, load_version, log_forecaster
 
 OLD_IMPORT = "from stockpred_core.models.forecasters import load_model"
 
 
 @pytest.fixture
 def tracking(tmp_path):
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment(experiment_id=mlflow.create_experiment("registry", artifact_location=str(tmp_path / "art")))
-    yield MlflowClient()
-    mlflow.set_tracking_uri(None)
+    """A registry of this test's own (tracking and registry URIs both: other tests point the module elsewhere)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_experiment(experiment_id=configure_mlflow(uri, "registry", artifact_location=str(tmp_path / "art")))
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def test_a_version_loads_as_the_forecaster_that_was_logged(tracking):
