@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import mlflow
 import numpy as np
 import pandas as pd
@@ -212,3 +213,16 @@ def serve(
 def audit_lines(world: World) -> list[dict]:
     path = world.root / "audit.log"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+class Server:
+    """A started service as its clients call it: POSTs with a world key (by role) or none; `log` is its log file."""
+
+    def __init__(self, base: str, world, log: Path | None = None) -> None:
+        self.base, self.world, self.log = base, world, log
+
+    def post(self, path: str, body=None, key: str | None = "reader", **kwargs) -> httpx.Response:
+        headers = kwargs.pop("headers", {})
+        if key:
+            headers["X-API-Key"] = self.world.keys[key]
+        return httpx.post(f"{self.base}{path}", json=body, headers=headers, timeout=30, **kwargs)

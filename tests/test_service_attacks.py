@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from service_support import audit_lines, build_world, serve
+from service_support import Server, audit_lines, build_world, serve
 
 pytestmark = pytest.mark.slow
 
@@ -31,17 +31,6 @@ CONFORMANCE = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-
-
-class Server:
-    def __init__(self, base: str, world, log: Path) -> None:
-        self.base, self.world, self.log = base, world, log
-
-    def post(self, path: str, body=None, key: str | None = "reader", **kwargs) -> httpx.Response:
-        headers = kwargs.pop("headers", {})
-        if key:
-            headers["X-API-Key"] = self.world.keys[key]
-        return httpx.post(f"{self.base}{path}", json=body, headers=headers, timeout=30, **kwargs)
 
 
 @pytest.fixture(scope="module")

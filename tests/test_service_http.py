@@ -10,22 +10,11 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-from service_support import audit_lines, build_world, fit, register, serve, set_alias
+from service_support import Server, audit_lines, build_world, fit, register, serve, set_alias
 
 from bento.schemas import BatchPrediction, Prediction
 
 pytestmark = pytest.mark.slow
-
-
-class Server:
-    def __init__(self, base: str, world) -> None:
-        self.base, self.world = base, world
-
-    def post(self, path: str, body=None, key: str | None = "reader", **kwargs) -> httpx.Response:
-        headers = kwargs.pop("headers", {})
-        if key:
-            headers["X-API-Key"] = self.world.keys[key]
-        return httpx.post(f"{self.base}{path}", json=body, headers=headers, timeout=30, **kwargs)
 
 
 @pytest.fixture(scope="module")
