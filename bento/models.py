@@ -12,15 +12,9 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
-from mlflow.tracking import MlflowClient
 
-from stockpred_core.io.model_registry import (
-    CHALLENGER_ALIAS,
-    alias_version,
-    champion_version,
-    load_champion,
-    load_version,
-)
+from stockpred_core.io.model_card import CHALLENGER_ALIAS, CHAMPION_ALIAS, ModelCard, read_model_card
+from stockpred_core.io.model_registry import load_version, use_registry
 from stockpred_core.models.forecasters import Forecaster
 from stockpred_core.redaction import redact
 from stockpred_core.settings import Settings
@@ -40,21 +34,51 @@ class MissingFeatures(LookupError):
 
 @dataclass
 class ServedModel:
-    name: str
-    version: str
-    family: str
+    """A loaded version: its model card (what the registry records about it) and its forecaster."""
+
+    card: ModelCard
     model: Forecaster
-    horizon: int
-    label: str = "return"
-    residual_q05: float = 0.0
-    residual_q95: float = 0.0
-    feature_set_version: str | None = None
-    run_id: str | None = None
     feature_names: list[str] = field(default_factory=list)
     _index: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.feature_names = list(self.model.feature_names)
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def version(self) -> str:
+        return self.card.version
+
+    @property
+    def run_id(self) -> str:
+        return self.card.run_id
+
+    @property
+    def family(self) -> str:
+        return self.card.family
+
+    @property
+    def horizon(self) -> int:
+        return self.card.horizon
+
+    @property
+    def label(self) -> str:
+        return self.card.label
+
+    @property
+    def feature_set_version(self) -> str | None:
+        return self.card.feature_set_version
+
+    @property
+    def residual_q05(self) -> float:
+        return self.card.residual_q05
+
+    @property
+    def residual_q95(self) -> float:
+        return self.card.residual_q95
 
     @property
     def device(self) -> str:
@@ -97,21 +121,6 @@ class ServedModel:
         self.model.contributions_matrix(values)
 
 
-def _served(champion) -> ServedModel:
-    return ServedModel(
-        name=champion.name,
-        version=champion.version,
-        family=champion.family,
-        model=champion.model,
-        horizon=champion.horizon,
-        label=champion.label,
-        residual_q05=champion.residual_q05,
-        residual_q95=champion.residual_q95,
-        feature_set_version=champion.feature_set_version,
-        run_id=champion.run_id,
-    )
-
-
 class ModelManager:
     """Holds the champion (and the challenger when shadow scoring is on); `check` follows the registry aliases."""
 
@@ -124,9 +133,11 @@ class ModelManager:
         self.on_swap = on_swap  # (role, old, new) -> None
         self._lock = threading.Lock()
 
-    def _client(self) -> MlflowClient:
-        uri = self.settings.mlflow_tracking_uri
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    def _load(self, card: ModelCard) -> ServedModel:
+        """The version of `card` loaded and warmed up (the mlflow module points at the registry: see `check`)."""
+        served = ServedModel(card, load_version(card.name, card.version))
+        served.warm_up()
+        return served
 
     def check(self) -> bool:
         """Load the version holding the champion alias if it is not the one served; True when the model changed.
@@ -134,19 +145,14 @@ class ModelManager:
         with self._lock:
             name = self.settings.registered_model
             try:
-                client = self._client()
-                version = champion_version(client, name)
-                if version is None:
+                client = use_registry(self.settings.mlflow_tracking_uri)
+                card = read_model_card(client, name, CHAMPION_ALIAS)
+                if card is None:
                     self.error = f"no champion model in the registry for {name} yet"
                     return False
                 changed = False
-                if self.current is None or str(version.version) != self.current.version:
-                    champion = load_champion(self.settings.mlflow_tracking_uri, name)
-                    if champion is None:
-                        self.error = f"no champion model in the registry for {name} yet"
-                        return False
-                    served = _served(champion)
-                    served.warm_up()
+                if self.current is None or card.version != self.current.version:
+                    served = self._load(card)
                     old, self.current = self.current, served
                     changed = True
                     logger.info("serving %s v%s (%s) on %s", name, served.version, served.family, served.device)
@@ -163,26 +169,13 @@ class ModelManager:
                 logger.warning("cannot load the champion of %s: %s", name, redact(f"{type(exc).__name__}: {exc}"))
                 return False
 
-    def _check_challenger(self, client: MlflowClient, name: str) -> None:
-        version = alias_version(client, name, CHALLENGER_ALIAS)
-        wanted = None if version is None or str(version.version) == self.current.version else str(version.version)
+    def _check_challenger(self, client, name: str) -> None:
+        card = read_model_card(client, name, CHALLENGER_ALIAS)
+        wanted = None if card is None or card.version == self.current.version else card
         have = self.challenger.version if self.challenger else None
-        if wanted == have:
+        if (wanted.version if wanted else None) == have:
             return
-        served = None
-        if wanted is not None:
-            run = client.get_run(version.run_id)
-            served = ServedModel(
-                name=name,
-                version=wanted,
-                family=run.data.tags.get("model_family", "lightgbm"),
-                model=load_version(name, version),
-                horizon=int(run.data.params.get("horizon", self.current.horizon)),
-                label=run.data.params.get("label", "return"),
-                feature_set_version=run.data.params.get("feature_set_version"),
-                run_id=version.run_id,
-            )
-            served.warm_up()
+        served = self._load(wanted) if wanted is not None else None
         old, self.challenger = self.challenger, served
         if self.on_swap:
             self.on_swap("challenger", old, served)

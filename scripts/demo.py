@@ -24,10 +24,8 @@ import dagster as dg
 from stockpred_assets.definitions import defs
 from stockpred_assets.evaluation.assets import HEADLINE
 from stockpred_assets.evaluation.scoring import week_monday
-from stockpred_assets.training.assets import CHAMPION_FROM_TAG
-from stockpred_assets.training.recording import FAMILY_TAG
 from stockpred_core.data import calendar
-from stockpred_core.io.model_registry import champion_version
+from stockpred_core.io.model_card import CHAMPION_ALIAS, read_model_card
 from stockpred_resources.readiness import stop_group, wait_for_http
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # after mlflow configured its loggers on import
@@ -50,15 +48,11 @@ def execute(step: str, job: dg.JobDefinition, instance: dg.DagsterInstance, **kw
 def champion() -> dict[str, str] | None:
     """The registry's champion: version, family and the week it is in force from."""
     tracking = defs.resources["mlflow_resource"]
-    version = champion_version(tracking.client(), tracking.registered_model)
-    if version is None:
+    card = read_model_card(tracking.client(), tracking.registered_model, CHAMPION_ALIAS)
+    if card is None:
         return None
-    tags = version.tags
-    return {
-        "version": str(version.version),
-        "family": tags.get(FAMILY_TAG, "-"),
-        "since": tags.get(CHAMPION_FROM_TAG, "-"),
-    }
+    since = card.champion_from
+    return {"version": card.version, "family": card.family, "since": f"{since:%Y-%m-%d}" if since else "-"}
 
 
 def materialize(instance: dg.DagsterInstance, start: str, end: str, week: str) -> dict:

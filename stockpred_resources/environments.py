@@ -7,11 +7,11 @@ from typing import Any
 import dagster as dg
 
 from stockpred_core.settings import Settings
-from stockpred_resources.cache import RedisResource
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
 from stockpred_resources.monitoring import MonitoringResource
 from stockpred_resources.providers import AlphaVantageProvider, FilesProvider, SimulatedProvider, YahooProvider
+from stockpred_resources.redis import RedisResource
 from stockpred_resources.tracking import MLflowResource
 
 

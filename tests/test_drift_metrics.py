@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stockpred_assets.monitoring.assets import drift_gauges
 from stockpred_assets.monitoring.reference import ChampionFacts
+from stockpred_core.io.model_card import ModelCard
 from stockpred_core.monitoring import drift
 from stockpred_resources.monitoring import MonitoringResource
 
@@ -33,8 +34,10 @@ def gateway_samples(url: str, job: str) -> dict[tuple[str, tuple], float]:
 
 def champion() -> ChampionFacts:
     baseline = drift.Baseline(rank_ic=0.03, ic=0.02, mse_vs_naive=0.98, horizon=5, label="return")
-    window = (pd.Timestamp("2023-01-02"), pd.Timestamp("2024-12-31"))
-    return ChampionFacts("7", "lightgbm", "run", "2025-01-06", window, "v1", baseline)
+    segments = {"train": (pd.Timestamp("2023-01-02"), pd.Timestamp("2024-06-28")),
+                "test": (pd.Timestamp("2024-09-02"), pd.Timestamp("2024-12-31"))}  # fmt: skip
+    card = ModelCard("stockpred", "7", "run", "lightgbm", feature_set_version="v1", segments=segments)
+    return ChampionFacts(card, baseline)
 
 
 def test_push_replaces_the_jobs_series_and_an_unreachable_gateway_is_not_fatal(pushgateway_url):

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import redis
 from conftest import environment, local_env
+from doc_commands import doc_command
 from service_support import free_port, serve
 
 from stockpred_assets.definitions import build_definitions
@@ -220,25 +221,18 @@ def test_dagster_cli_validates_the_code_location(tmp_path):
     assert "Validation successful" in out.stdout + out.stderr
 
 
-def _readme_command(start: str) -> str:
-    """The one command in README.md's inline code that starts with `start`."""
-    found = re.findall(rf"`({re.escape(start)}[^`]*)`", (PROJECT / "README.md").read_text())
-    assert len(found) == 1, found
-    return found[0]
-
-
-def test_readme_inspection_commands_run_as_written(pipeline, tmp_path):
-    """The README's DuckDB one-liner and `mlflow ui` command, from a folder shaped like the checkout whose data/ is
-    this pipeline's; the plots recorded in Dagster's metadata are served by that MLflow UI."""
+def test_docs_inspection_commands_run_as_written(pipeline, tmp_path):
+    """docs/operations.md's DuckDB one-liner and `mlflow ui` command, from a folder shaped like the checkout whose
+    data/ is this pipeline's; the plots recorded in Dagster's metadata are served by that MLflow UI."""
     (tmp_path / "data").symlink_to(pipeline["root"])
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])
     duck = subprocess.run(
-        ["bash", "-c", _readme_command(".venv/bin/python -c \"import duckdb")],
+        ["bash", "-c", doc_command(r"^\.venv/bin/python -c \"import duckdb")],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert duck.returncode == 0 and "ticker" in duck.stdout and "5 rows" in duck.stdout, duck.stdout + duck.stderr
 
-    command, port = _readme_command(".venv/bin/mlflow ui "), free_port()
+    command, port = doc_command(r"^\.venv/bin/mlflow ui "), free_port()
     assert "--port 5000" in command
     ui = subprocess.Popen(
         ["bash", "-c", f"exec {command.replace('--port 5000', f'--port {port}')}"],

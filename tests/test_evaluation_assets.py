@@ -16,11 +16,10 @@ from stockpred_assets.evaluation.assets import backtest_history, predictions
 from stockpred_assets.evaluation.checks import predictions_out_of_sample
 from stockpred_assets.evaluation.reporting import HEADLINE
 from stockpred_assets.evaluation.scoring import week_monday
-from stockpred_assets.training.assets import CHAMPION_FROM_TAG
-from stockpred_assets.training.recording import FAMILY_TAG
 from stockpred_core.features.catalog import FEATURE_COLUMNS, FEATURE_SET_VERSION
 from stockpred_core.io.lake import Lake
-from stockpred_core.io.model_registry import PARTITION_TAG, log_forecaster
+from stockpred_core.io.model_card import CHAMPION_FROM_TAG, FAMILY_TAG, PARTITION_TAG
+from stockpred_core.io.model_registry import log_forecaster
 from stockpred_core.models.forecasters import MomentumForecaster
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource

@@ -11,9 +11,8 @@ from conftest import environment, local_env
 
 from stockpred_assets.definitions import build_definitions
 from stockpred_assets.evaluation.reporting import HEADLINE
-from stockpred_assets.training.assets import CHAMPION_FROM_TAG
 from stockpred_core.io.lake import Lake
-from stockpred_core.io.model_registry import PARTITION_TAG
+from stockpred_core.io.model_card import CHAMPION_FROM_TAG, PARTITION_TAG
 from stockpred_core.settings import load_settings
 from stockpred_resources.tracking import MLflowResource
 

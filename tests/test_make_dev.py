@@ -1,7 +1,8 @@
-"""`make dev` as the README shows it, on other ports: Dagster's UI and the MLflow UI come up quietly over the same
-stores, and Ctrl-C stops both."""
+"""`make dev` as docs/operations.md shows it, on other ports: Dagster's UI and the MLflow UI come up quietly over the
+same stores, and Ctrl-C stops both."""
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import local_env
+from doc_commands import doc_command
 from service_support import free_port
 
 from stockpred_resources.readiness import wait_for_http
@@ -44,9 +46,12 @@ def test_make_dev_serves_dagster_and_mlflow_on_the_given_ports_and_ctrl_c_stops_
     env.pop("STOCKPRED_MLFLOW_UI_URL", None)
     log = tmp_path / "make-dev.log"
     with log.open("w") as out:
-        # -o: the venv is installed already (by `make test`); the README's `make dev PORT=... MLFLOW_PORT=...`
+        # -o: the venv is installed already (by `make test`); the documented `make dev PORT=... MLFLOW_PORT=...`
+        ports = {"PORT": port, "MLFLOW_PORT": mlflow_port}
+        make, *args = shlex.split(doc_command(r"^make dev PORT=\d+ MLFLOW_PORT=\d+$"))
+        args = [f"{a.split('=')[0]}={ports[a.split('=')[0]]}" if "=" in a else a for a in args]
         proc = subprocess.Popen(
-            ["make", "-o", ".venv/.installed-cpu", "dev", f"PORT={port}", f"MLFLOW_PORT={mlflow_port}"],
+            [make, "-o", ".venv/.installed-cpu", *args],
             cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:

@@ -1,5 +1,7 @@
-"""The contract every model family passes: alignment, save/load, determinism, column order, clear errors."""
+"""The contract every model family passes: alignment, save/load through the registry, determinism, column order,
+clear errors."""
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,6 +10,7 @@ from stockpred_core.data.simulation import simulate_bars
 from stockpred_core.dataset.labels import forward_returns
 from stockpred_core.dataset.training_set import training_set
 from stockpred_core.features.batch import compute_features
+from stockpred_core.io.model_registry import configure_mlflow, load_version, log_forecaster, use_registry
 from stockpred_core.models import forecasters as models
 from stockpred_core.models.forecasters import (
     MODEL_FAMILIES,
@@ -101,12 +104,24 @@ def test_missing_feature_values_are_imputed_or_taken_as_missing(fitted, data):
     assert np.isfinite(fitted.predict(X_valid)).all()
 
 
-def test_save_and_load_round_trip_gives_the_same_predictions(family, fitted, data, tmp_path):
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> tuple[str, str]:
+    """A registry of this module's own: (its URI, the experiment id)."""
+    root = tmp_path_factory.mktemp("contract")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    return uri, configure_mlflow(uri, "contract", artifact_location=str(root / "artifacts"))
+
+
+def test_save_and_load_round_trip_gives_the_same_predictions(family, fitted, data, registry):
+    """The path production takes: logged and registered by training, loaded by the service, gate and evaluation."""
+    uri, experiment = registry
     X_valid = data[2]
-    fitted.save(tmp_path / "model")
-    for loaded in (load_model(tmp_path / "model"), type(fitted).load(tmp_path / "model")):
-        assert type(loaded) is type(fitted) and loaded.feature_names == fitted.feature_names
-        assert_same_predictions(loaded.predict(X_valid), fitted.predict(X_valid), family)
+    use_registry(uri)  # another test may have pointed the mlflow module elsewhere
+    with mlflow.start_run(experiment_id=experiment):
+        info = log_forecaster(fitted, family, X_valid.head(3))
+    loaded = load_version(family, info.registered_model_version)
+    assert type(loaded) is type(fitted) and loaded.feature_names == fitted.feature_names
+    assert_same_predictions(loaded.predict(X_valid), fitted.predict(X_valid), family)
 
 
 def test_same_seed_gives_identical_predictions(family, fitted, data):

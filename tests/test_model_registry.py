@@ -1,6 +1,7 @@
 """Registered versions load as core forecasters whatever module path their logged pyfunc code names."""
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -39,3 +40,14 @@ def test_a_version_whose_logged_code_imports_a_moved_module_still_loads(tracking
     with pytest.raises(MlflowException, match=r"No module named 'stockpred_assets\.core'"):
         mlflow.pyfunc.load_model(f"models:/stockpred/{version.version}")  # what load_version did before
     assert (load_version("stockpred", version).predict(X) == model.predict(X)).all()
+
+
+def test_a_version_logged_in_the_lightgbm_flavour_still_loads(tracking):
+    """Versions registered before every family went through the forecaster pyfunc carry MLflow's LightGBM flavour."""
+    model, (X, _) = fit("lightgbm"), training_data(200)
+    with mlflow.start_run():
+        mlflow.lightgbm.log_model(model.booster, name="model", registered_model_name="stockpred")
+    [version] = tracking.search_model_versions("name = 'stockpred'")
+    loaded = load_version("stockpred", version)
+    assert type(loaded) is type(model)
+    pd.testing.assert_series_equal(loaded.predict(X), model.predict(X))

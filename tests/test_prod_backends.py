@@ -38,10 +38,10 @@ from stockpred_core.io.lake import MissingPartitionsError
 from stockpred_core.io.model_registry import CHAMPION_ALIAS, configure_mlflow, load_champion, log_forecaster
 from stockpred_core.models.forecasters import LGBMForecaster
 from stockpred_core.settings import load_settings
-from stockpred_resources.cache import RedisResource
 from stockpred_resources.environments import build_resources
 from stockpred_resources.lake import DuckDBResource
 from stockpred_resources.readiness import wait_for_http
+from stockpred_resources.redis import RedisResource
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -209,8 +209,9 @@ def test_mlflow_tracks_and_registers_on_postgres_with_artifacts_on_s3(postgres_s
     run_id, predictions, version = register_champion(tracking_uri, f"s3://{s3_bucket}/mlartifacts", "stockpred-lgbm")
 
     champion = load_champion(tracking_uri, "stockpred-lgbm")  # what the prediction service does at start
-    assert (champion.version, champion.run_id, champion.horizon) == (version, run_id, 5)
-    assert (champion.residual_q05, champion.residual_q95, champion.feature_set_version) == (-0.02, 0.02, "test")
+    card = champion.card
+    assert (card.version, card.run_id, card.horizon) == (version, run_id, 5)
+    assert (card.residual_q05, card.residual_q95, card.feature_set_version) == (-0.02, 0.02, "test")
     tiny_X = tiny_forecaster()[1].head(5)
     pd.testing.assert_series_equal(champion.model.predict(tiny_X), predictions)
 
@@ -256,7 +257,7 @@ def mlflow_server(postgres_server, s3_bucket, tmp_path, monkeypatch):
 def test_the_mlflow_server_of_the_manifest_serves_the_registry_and_proxies_s3(mlflow_server, s3_bucket):
     run_id, predictions, version = register_champion(mlflow_server, None, "stockpred-lgbm")
     champion = load_champion(mlflow_server, "stockpred-lgbm")  # the service's STOCKPRED_MLFLOW_TRACKING_URI
-    assert (champion.version, champion.run_id) == (version, run_id)
+    assert (champion.card.version, champion.card.run_id) == (version, run_id)
     pd.testing.assert_series_equal(champion.model.predict(tiny_forecaster()[1].head(5)), predictions)
     keys = s3fs.S3FileSystem(skip_instance_cache=True).find(f"{s3_bucket}/mlartifacts")
     assert any(key.endswith("MLmodel") for key in keys)  # the server wrote the client's artifacts to S3

@@ -1,6 +1,7 @@
 """Signal metrics by hand, the vectorized daily IC against a per-date reference, and the report: figures, flat
 metrics, Markdown and a self-contained HTML file."""
 
+import dataclasses
 import re
 
 import numpy as np
@@ -111,3 +112,12 @@ def test_report_figures_and_html(report, tmp_path):
     assert page.count("<table") == 3 + len(report.per_year)  # signal, signal by year, summary, one per strategy
     for text in ("Signal metrics", "top5_drop1 net", "long_short3", "equal_weight", "sp500", "2023"):
         assert text in page
+
+
+def test_html_escapes_what_comes_from_data(report):
+    hostile = dataclasses.replace(report, title="<script>alert(1)</script> & co", notes=['ticker "<b>X</b>"'])
+    page = hostile.to_html()
+    assert "<script>" not in page and "<b>" not in page
+    assert "<h1>&lt;script&gt;alert(1)&lt;/script&gt; &amp; co</h1>" in page
+    assert "<title>&lt;script&gt;alert(1)&lt;/script&gt; &amp; co</title>" in page
+    assert '<p class="note">ticker &#34;&lt;b&gt;X&lt;/b&gt;&#34;</p>' in page

@@ -40,3 +40,40 @@ def test_prod_requires_its_endpoints():
         }
     )
     assert s.is_prod and s.mlflow_artifact_location is None
+
+
+def test_values_are_parsed_as_the_variables_document():
+    s = load_settings(
+        {
+            "STOCKPRED_PROVIDERS": "Yahoo, files",
+            "STOCKPRED_UNIVERSE": "aapl, msft,",
+            "STOCKPRED_DRIFT_ALERT_MAX_AGE_DAYS": "None",
+            "STOCKPRED_SHADOW_SCORING": " Yes\n",
+            "STOCKPRED_SERVICE_WORKERS": "4",
+            "STOCKPRED_REDIS_URL": "",  # empty is unset
+        }
+    )
+    assert (s.providers, s.universe, s.drift_alert_max_age_days, s.redis_url) == (
+        ("yahoo", "files"),
+        ("AAPL", "MSFT"),
+        None,
+        None,
+    )
+    assert (s.service.shadow_scoring, s.service.workers, s.service.rate_per_second) == (True, 4, 20.0)
+
+
+def test_each_bad_variable_is_named_once_and_secrets_are_not_echoed():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"STOCKPRED_ENV": "staging", "STOCKPRED_REDIS_URL": "redis://:hunter2@cache:6379/0"})
+    # the defaults computed from STOCKPRED_ENV are not reported as further errors
+    assert str(caught.value) == "STOCKPRED_ENV must be one of local, ci, prod, got 'staging'"
+    with pytest.raises(SettingsError) as caught:
+        load_settings(
+            {"STOCKPRED_SEED": "x", "STOCKPRED_PROVIDERS": "yahoo,bogus", "STOCKPRED_API_KEYS": "a:reader:f00"}
+        )
+    assert str(caught.value) == (
+        "STOCKPRED_SEED must be an integer, got 'x'; "
+        "STOCKPRED_PROVIDERS takes a comma list of simulated, yahoo, alphavantage, files, got ['bogus']"
+    )
+    with pytest.raises(SettingsError, match=r"STOCKPRED_SERVICE_WORKERS must be an integer, got '2\.5'"):
+        load_settings({"STOCKPRED_SERVICE_WORKERS": "2.5"})

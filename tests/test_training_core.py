@@ -1,4 +1,4 @@
-"""Splits, models (a contract every model passes), backtest metrics and drift statistics."""
+"""Splits, training, backtest metrics and drift statistics (the model contract: tests/test_model_contract.py)."""
 
 from itertools import pairwise
 
@@ -46,25 +46,6 @@ def test_walk_forward_folds_tile_the_test_period(data):
         assert dates.get_loc(b.test_start) == dates.get_loc(a.test_end) + 1
     for fold in folds:
         assert dates.get_loc(fold.test_start) - dates.get_loc(fold.train_end) == 6
-
-
-def test_model_contract_shapes_alignment_determinism_and_round_trip(data, tmp_path):
-    _, _, X, y = data
-    a = LGBMForecaster(seed=3, num_boost_round=30).fit(X, y)
-    b = LGBMForecaster(seed=3, num_boost_round=30).fit(X, y)
-    pred = a.predict(X.iloc[::-1])
-    assert pred.index.equals(X.index[::-1]) and pred.notna().all()
-    pd.testing.assert_series_equal(a.predict(X), b.predict(X))
-    contrib = a.contributions(X.iloc[:5])
-    np.testing.assert_allclose(contrib.sum(axis=1), a.predict(X.iloc[:5]), atol=1e-9)
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment = mlflow.create_experiment("contract", artifact_location=(tmp_path / "artifacts").as_uri())
-    with mlflow.start_run(experiment_id=experiment):
-        info = mlflow.lightgbm.log_model(a.booster, name="model")
-    loaded = LGBMForecaster(booster=mlflow.lightgbm.load_model(info.model_uri))
-    pd.testing.assert_series_equal(loaded.predict(X), a.predict(X))
-    with pytest.raises(ValueError, match="share one"):
-        LGBMForecaster().fit(X, y.iloc[1:])
 
 
 def test_evaluate_on_known_predictions(data):

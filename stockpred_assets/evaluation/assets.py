@@ -23,10 +23,12 @@ from stockpred_assets.metadata import frame_table, table_metadata
 from stockpred_assets.partitions import partition_days, trading_days, week_start, weeks
 from stockpred_assets.training.assets import HISTORY_MAPPING, MODEL_ASSETS, TRAIN_WEEKS
 from stockpred_assets.training.data import load_training_set
+from stockpred_core.dataset.labels import DEFAULT_HORIZON, DEFAULT_LABEL
 from stockpred_core.dataset.splits import folds_from, gap_sessions, walk_forward_folds
 from stockpred_core.dataset.training_set import feature_matrix
 from stockpred_core.evaluation.backtest import walk_forward_predictions
-from stockpred_core.io.model_registry import PARTITION_TAG, load_version
+from stockpred_core.io.model_card import PARTITION_TAG
+from stockpred_core.io.model_registry import load_version
 from stockpred_core.models.training import make_forecaster
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
@@ -41,8 +43,8 @@ class BacktestConfig(PortfolioConfig):
     """A model family refit fold by fold with default parameters (the backtest does not tune)."""
 
     family: str = "lightgbm"  # lightgbm | torch_mlp | linear | momentum
-    horizon: int = 5
-    label: str = "return"  # the training target: "return" or "rank"; metrics are always against the return
+    horizon: int = DEFAULT_HORIZON
+    label: str = DEFAULT_LABEL  # the training target: "return" or "rank"; metrics are always against the return
     embargo: int = 0  # sessions left out on top of the horizon-long purge before each test block
     train_weeks: int = TRAIN_WEEKS
     seed: int = 0
@@ -97,10 +99,10 @@ def backtest_report(
     name = f"backtest_report/{context.partition_key}"
     html = write_html(lake, name, page)
     predictions_file = write_predictions(lake, f"{name}_predictions", pred)  # to analyse them further
-    version, role = backtest_run(mlflow_resource, context.partition_key, config.family)
+    card, role = backtest_run(mlflow_resource, context.partition_key, config.family)
     run = log_report(
         mlflow_resource, report, figures, page, "backtest", {**config.model_dump(), "folds": len(folds)},
-        run_id=version.run_id if version is not None else None, run_name=f"backtest-{context.partition_key}",
+        run_id=card.run_id if card is not None else None, run_name=f"backtest-{context.partition_key}",
         tags={PARTITION_TAG: context.partition_key, "kind": "backtest"},
     )  # fmt: skip
     return dg.MaterializeResult(
@@ -109,7 +111,7 @@ def backtest_report(
             **report_metadata(report, figures, html, mlflow_resource, run, "backtest"),
             "folds": len(folds),
             "oos_predictions_file": predictions_file,
-            "mlflow_logged_into": f"{role} v{version.version}" if version is not None else "its own run",
+            "mlflow_logged_into": f"{role} v{card.version}" if card is not None else "its own run",
         }
     )
 
@@ -153,16 +155,15 @@ def predictions(
     skipped = {f"{d:%Y-%m-%d}": NO_MODEL for d, p in chosen.items() if p is None}
     frames, used = [], []
     for number, vdays in by_version.items():
-        promotion, version = promoted[number]
-        params = mlflow_resource.client().get_run(version.run_id).data.params
-        trained_on = params.get("feature_set_version")
+        promotion, card = promoted[number]
+        trained_on = card.feature_set_version
         other = set(features.loc[features["date"].isin(vdays), "feature_set_version"].dropna()) - {trained_on}
         if trained_on and other:  # a model scores only the feature set it was trained on
             skipped |= {f"{d:%Y-%m-%d}": f"features {sorted(other)}, v{number} wants {trained_on}" for d in vdays}
             continue
         rows = X[row_dates.isin(vdays)]
-        model = load_version(mlflow_resource.registered_model, version)
-        frames.append(score(rows, model, promotion, int(params.get("horizon", 5)), params.get("label", "return")))
+        model = load_version(mlflow_resource.registered_model, card)
+        frames.append(score(rows, model, promotion, card.horizon, card.label))
         used.append(
             {
                 "model_version": number,

@@ -5,8 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from stockpred_assets.partitions import partition_days, trading_days
-from stockpred_assets.training.assets import CHAMPION_FROM_TAG
-from stockpred_core.io.model_registry import PARTITION_TAG
+from stockpred_core.io.model_card import read_model_card
 from stockpred_resources.lake import LakeResource
 from stockpred_resources.tracking import MLflowResource
 
@@ -22,11 +21,10 @@ def predictions_out_of_sample(
     if table.empty:
         return dg.AssetCheckResult(passed=True, metadata={"rows": 0})
     client, name = mlflow_resource.client(), mlflow_resource.registered_model
-    tags = {v: client.get_model_version(name, v).tags for v in table["model_version"].unique()}
-    cutoff = table["model_version"].map({v: pd.Timestamp(t.get(PARTITION_TAG, "2262-01-01")) for v, t in tags.items()})
-    since = table["model_version"].map(
-        {v: pd.Timestamp(t.get(CHAMPION_FROM_TAG, "2262-01-01")) for v, t in tags.items()}
-    )
+    cards = {v: read_model_card(client, name, v) for v in table["model_version"].unique()}
+    # a version that does not record when it was trained or promoted is taken as having seen everything
+    cutoff = table["model_version"].map({v: _or_never(c.cutoff) for v, c in cards.items()})
+    since = table["model_version"].map({v: _or_never(c.champion_from) for v, c in cards.items()})
     dates = pd.to_datetime(table["date"])
     monday = dates - pd.to_timedelta(dates.dt.weekday, unit="D")
     leaked = table[(cutoff > dates) | (since > monday)]
@@ -38,10 +36,18 @@ def predictions_out_of_sample(
             "rows_not_out_of_sample": len(leaked),
             "models": dg.MetadataValue.json(
                 {
-                    v: {"trained_before": t.get(PARTITION_TAG), "champion_from": t.get(CHAMPION_FROM_TAG)}
-                    for v, t in tags.items()
+                    v: {"trained_before": _day(card.cutoff), "champion_from": _day(card.champion_from)}
+                    for v, card in cards.items()
                 }
             ),
             "first_offending_date": f"{leaked['date'].min():%Y-%m-%d}" if len(leaked) else "-",
         },
     )
+
+
+def _or_never(day: pd.Timestamp | None) -> pd.Timestamp:
+    return pd.Timestamp.max if day is None else day
+
+
+def _day(day: pd.Timestamp | None) -> str | None:
+    return None if day is None else f"{day:%Y-%m-%d}"

@@ -1,35 +1,30 @@
 """The registry's side of evaluation: which versions were champion and from when, and which model run receives a
 week's backtest."""
 
-import pandas as pd
-
 from stockpred_assets.evaluation.scoring import Promotion
-from stockpred_assets.training.assets import CHAMPION_FROM_TAG, week_versions
-from stockpred_assets.training.recording import FAMILY_TAG
-from stockpred_core.io.model_registry import CHALLENGER_ALIAS, PARTITION_TAG, alias_version
+from stockpred_assets.training.assets import week_versions
+from stockpred_core.io.model_card import CHALLENGER_ALIAS, CHAMPION_FROM_TAG, ModelCard, card_of, read_model_card
 from stockpred_resources.tracking import MLflowResource
 
 
-def promoted_versions(mlflow_resource: MLflowResource) -> dict[str, tuple[Promotion, object]]:
+def promoted_versions(mlflow_resource: MLflowResource) -> dict[str, tuple[Promotion, ModelCard]]:
     """Every registry version that was champion, by version number: its promotion week and training cut-off."""
     client, name = mlflow_resource.client(), mlflow_resource.registered_model
     found = {}
     for version in client.search_model_versions(f"name = '{name}'"):
-        week, cutoff = version.tags.get(CHAMPION_FROM_TAG), version.tags.get(PARTITION_TAG)
-        if week and cutoff:
-            promotion = Promotion(
-                str(version.version), pd.Timestamp(week), pd.Timestamp(cutoff), version.tags.get(FAMILY_TAG, "-")
-            )
-            found[promotion.version] = (promotion, version)
+        if CHAMPION_FROM_TAG not in version.tags:
+            continue
+        card = card_of(client, version)
+        if card.champion_from is not None and card.cutoff is not None:
+            found[card.version] = (Promotion(card.version, card.champion_from, card.cutoff, card.family), card)
     return found
 
 
-def backtest_run(mlflow_resource: MLflowResource, week: str, family: str):
+def backtest_run(mlflow_resource: MLflowResource, week: str, family: str) -> tuple[ModelCard | None, str]:
     """The model version whose MLflow run receives the week's backtest: the week's challenger when it is of the
     backtested family, else the week's newest version of that family; None when the week has neither."""
-    challenger = alias_version(mlflow_resource.client(), mlflow_resource.registered_model, CHALLENGER_ALIAS)
-    if challenger is not None and challenger.tags.get(PARTITION_TAG) == week:
-        if challenger.tags.get(FAMILY_TAG) == family:
-            return challenger, "challenger"
-    version = week_versions(mlflow_resource, week).get(family)
-    return (version, f"the week's {family} version") if version is not None else (None, "-")
+    challenger = read_model_card(mlflow_resource.client(), mlflow_resource.registered_model, CHALLENGER_ALIAS)
+    if challenger is not None and challenger.week == week and challenger.family == family:
+        return challenger, "challenger"
+    card = week_versions(mlflow_resource, week).get(family)
+    return (card, f"the week's {family} version") if card is not None else (None, "-")

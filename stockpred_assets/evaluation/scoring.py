@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from stockpred_core.io.model_card import DEFAULT_FAMILY
+
 PREDICTION_COLUMNS = ["date", "ticker", "prediction", "model_version", "model_family", "horizon", "label"]
 
 
@@ -36,7 +38,7 @@ class Promotion:
     version: str
     champion_from: pd.Timestamp  # the Monday of the week it was promoted for
     cutoff: pd.Timestamp  # its training cut-off: it saw data dated strictly before this day only
-    family: str = "-"
+    family: str = DEFAULT_FAMILY
 
 
 def week_monday(day) -> pd.Timestamp:

@@ -158,7 +158,7 @@ def drift_gauges(
         labels = {"feature": feature}
         gauges.append(("stockpred_feature_psi", "PSI against the champion's training window", labels, float(psi)))
         gauges.append(("stockpred_feature_drifting", "1 when PSI is past the feature's limit", labels, float(drifting)))
-    model = {"model": champion.family, "version": champion.version}
+    model = {"model": champion.card.family, "version": champion.card.version}
     rank_ic = _number(latest.get("live_rank_ic"))
     if rank_ic is not None:
         gauges.append(("stockpred_model_rank_ic", "Rank IC of the champion's recent live predictions", model, rank_ic))
@@ -192,9 +192,9 @@ def _live(
     start = calendar.lookback_start(sessions[0], lookback)
     predictions = lake.read_range("evaluation", "predictions", start, sessions[-1])
     if len(predictions):
-        predictions = predictions[predictions["model_version"].astype(str) == champion.version]
+        predictions = predictions[predictions["model_version"].astype(str) == champion.card.version]
     if predictions.empty:
-        return None, f"{NO_PREDICTIONS} by champion v{champion.version}"
+        return None, f"{NO_PREDICTIONS} by champion v{champion.card.version}"
     shifted = drift.window_drift(predictions, reference, sessions, config.window_sessions, [drift.PREDICTION])
     shifted = drift.classify(shifted, reference, thresholds).set_index("date")
     first = pd.Timestamp(predictions["date"].min())
@@ -214,7 +214,7 @@ def _live(
         live["prediction_psi"].isna(), drift.NOT_AVAILABLE, np.where(live["prediction_drifting"], drift.WARN, drift.OK)
     )
     n = len(predictions)
-    return live, f"{n} live predictions of champion v{champion.version} read"
+    return live, f"{n} live predictions of champion v{champion.card.version} read"
 
 
 def _summary(
@@ -250,7 +250,7 @@ def _summary(
         rows.append({"status": verdict.status, "reasons": "; ".join(verdict.reasons)})
     out = table.assign(**pd.DataFrame(rows, index=table.index))
     out = out.assign(
-        champion_version=champion.version,
+        champion_version=champion.card.version,
         baseline_rank_ic=champion.baseline.rank_ic,
         baseline_mse_vs_naive=champion.baseline.mse_vs_naive,
         reference_start=reference.start,
@@ -301,8 +301,8 @@ def _metadata(
         "reasons": str(latest.get("reasons") or "-"),
         "alert_dates": dg.MetadataValue.json(alerts),
         "last_alert_date": alerts[-1] if alerts else "-",
-        "champion_version": champion.version,
-        "reference": f"v{champion.version}'s training window {reference.start:%Y-%m-%d}..{reference.end:%Y-%m-%d} "
+        "champion_version": champion.card.version,
+        "reference": f"v{champion.card.version}'s training window {reference.start:%Y-%m-%d}..{reference.end:%Y-%m-%d} "
         f"({reference.sessions} sessions)",
         "features_drifting": int(latest.get("drifting", 0) or 0),
         "max_psi_feature": str(latest.get("max_psi_feature", "-")),
@@ -313,9 +313,9 @@ def _metadata(
         "plot": png_markdown(_figure(day_rows, _history(lake, summary), latest)),
         **{k: dg.MetadataValue.float(v) for k, v in ((k, _number(v)) for k, v in figures.items()) if v is not None},
     }
-    if champion.feature_set_version and versions - {champion.feature_set_version}:
+    if champion.card.feature_set_version and versions - {champion.card.feature_set_version}:
         meta["feature_set_mismatch"] = (
-            f"features {sorted(versions)} vs champion's {champion.feature_set_version}: drift is expected"
+            f"features {sorted(versions)} vs champion's {champion.card.feature_set_version}: drift is expected"
         )
     elif versions and FEATURE_SET_VERSION not in versions:
         meta["feature_set_mismatch"] = f"features {sorted(versions)} vs this code's {FEATURE_SET_VERSION}"

@@ -9,8 +9,8 @@ from stockpred_assets.serving.build import build_bento
 from stockpred_core.features.batch import latest_per_ticker
 from stockpred_core.io.model_registry import champion_version
 from stockpred_core.io.online_store import push_vectors
-from stockpred_resources.cache import RedisResource
 from stockpred_resources.lake import LakeResource
+from stockpred_resources.redis import RedisResource
 from stockpred_resources.tracking import MLflowResource
 
 RECENT_DAYS = 14  # calendar days of feature partitions scanned for each ticker's latest vector

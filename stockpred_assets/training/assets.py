@@ -8,8 +8,19 @@ from pydantic import Field
 from stockpred_assets.metadata import frame_table
 from stockpred_assets.partitions import week_start, weeks
 from stockpred_assets.training.data import load_training_set
-from stockpred_assets.training.recording import FAMILY_TAG, record_training
-from stockpred_core.io.model_registry import CHALLENGER_ALIAS, CHAMPION_ALIAS, PARTITION_TAG, alias_version
+from stockpred_assets.training.recording import record_training
+from stockpred_core.dataset.labels import DEFAULT_HORIZON, DEFAULT_LABEL
+from stockpred_core.io.model_card import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    CHAMPION_FROM_TAG,
+    FAMILY_TAG,
+    PARTITION_TAG,
+    ModelCard,
+    alias_version,
+    card_of,
+    read_model_card,
+)
 from stockpred_core.models.forecasters import torch_available
 from stockpred_core.models.training import TrainingSpec, train_model
 from stockpred_resources.lake import DuckDBResource, LakeResource
@@ -24,13 +35,11 @@ HISTORY = [
 ]
 # mlp_model needs PyTorch, an optional extra: without it the code location leaves the asset out (definitions.py)
 MODEL_ASSETS = ("lgbm_model", *(("mlp_model",) if torch_available() else ()), "linear_model", "momentum_model")
-# Set on a version when it becomes champion: the week from which it is the model in force (`predictions` reads it).
-CHAMPION_FROM_TAG = "champion_from"
 
 
 class TrainConfig(dg.Config):
-    horizon: int = 5  # label: forward return over this many sessions
-    label: str = "return"  # "return", or "rank": the cross-sectional rank of the forward return
+    horizon: int = DEFAULT_HORIZON  # label: forward return over this many sessions
+    label: str = DEFAULT_LABEL  # "return", or "rank": the cross-sectional rank of the forward return
     train_weeks: int = TRAIN_WEEKS
     embargo: int = 5  # sessions left out between segments on top of the horizon-long purge
     n_folds: int = 3  # walk-forward folds inside the train segment (per-fold metrics; pick the challenger)
@@ -120,16 +129,16 @@ def momentum_model(
     return train_and_record(context, "momentum", config, {"column": config.column}, lake, duckdb, mlflow_resource)
 
 
-def week_versions(mlflow_resource: MLflowResource, week: str) -> dict[str, object]:
-    """This week's newest registered version of each family."""
+def week_versions(mlflow_resource: MLflowResource, week: str) -> dict[str, ModelCard]:
+    """This week's newest registered version of each family, as model cards."""
     client, name = mlflow_resource.client(), mlflow_resource.registered_model
-    newest: dict[str, object] = {}
+    newest: dict[str, ModelCard] = {}
     for version in client.search_model_versions(f"name = '{name}'"):
-        family = version.tags.get(FAMILY_TAG)
-        if version.tags.get(PARTITION_TAG) != week or family is None:
+        if version.tags.get(PARTITION_TAG) != week or FAMILY_TAG not in version.tags:
             continue
-        if family not in newest or int(version.version) > int(newest[family].version):
-            newest[family] = version
+        card = card_of(client, version)
+        if card.family not in newest or int(card.version) > int(newest[card.family].version):
+            newest[card.family] = card
     return newest
 
 
@@ -138,21 +147,19 @@ def challenger_model(context: dg.AssetExecutionContext, mlflow_resource: MLflowR
     """Picks this week's best family by walk-forward rank IC inside the training segment (the test segment stays
     for the gate) and gives its version the `challenger` alias."""
     client, name = mlflow_resource.client(), mlflow_resource.registered_model
-    versions = week_versions(mlflow_resource, context.partition_key)
-    if not versions:
+    cards = week_versions(mlflow_resource, context.partition_key)
+    if not cards:
         raise dg.Failure(f"no model of week {context.partition_key} in {name}: materialize the model assets")
-    rows = []
-    for family, version in versions.items():
-        metrics = client.get_run(version.run_id).data.metrics
-        rows.append(
-            {
-                "family": family,
-                "version": str(version.version),
-                "cv_rank_ic": metrics.get("cv_rank_ic", float("nan")),
-                "test_rank_ic": metrics.get("test_rank_ic", float("nan")),
-                "test_hit_rate": metrics.get("test_hit_rate", float("nan")),
-            }
-        )
+    rows = [
+        {
+            "family": family,
+            "version": card.version,
+            "cv_rank_ic": card.cv_metric("rank_ic"),
+            "test_rank_ic": card.test_metric("rank_ic"),
+            "test_hit_rate": card.test_metric("hit_rate"),
+        }
+        for family, card in cards.items()
+    ]
     table = pd.DataFrame(rows).sort_values("cv_rank_ic", ascending=False, na_position="last")
     best = table.iloc[0]
     client.set_registered_model_alias(name, CHALLENGER_ALIAS, best["version"])
@@ -171,19 +178,19 @@ def champion_model(context: dg.AssetExecutionContext, mlflow_resource: MLflowRes
     """Moves `champion` to this week's challenger (runs only after the blocking promotion gate passed)."""
     client = mlflow_resource.client()
     name = mlflow_resource.registered_model
-    newest = alias_version(client, name, CHALLENGER_ALIAS)
-    if newest is None or newest.tags.get(PARTITION_TAG) != context.partition_key:
+    newest = read_model_card(client, name, CHALLENGER_ALIAS)
+    if newest is None or newest.week != context.partition_key:
         raise dg.Failure(
             f"the challenger of {name} is not week {context.partition_key}'s model: materialize challenger_model"
         )
-    previous = alias_version(client, name, CHAMPION_ALIAS)
+    previous = alias_version(client, name, CHAMPION_ALIAS)  # its number only: its card need not be readable
     client.set_registered_model_alias(name, CHAMPION_ALIAS, newest.version)
     client.set_model_version_tag(name, newest.version, CHAMPION_FROM_TAG, context.partition_key)
     return dg.MaterializeResult(
         metadata={
             "registered_model": name,
-            "champion_version": str(newest.version),
-            "champion_family": newest.tags.get(FAMILY_TAG, "-"),
+            "champion_version": newest.version,
+            "champion_family": newest.family,
             "champion_from": context.partition_key,
             "previous_champion": str(previous.version) if previous else "-",
             "mlflow_run_id": newest.run_id,

@@ -10,11 +10,11 @@ import pandas as pd
 
 from stockpred_assets.metadata import float_metadata, frame_table
 from stockpred_core.features.batch import FEATURE_SET_VERSION
-from stockpred_core.io.model_registry import PARTITION_TAG, log_forecaster
+from stockpred_core.io.model_card import CV_PREFIX, RESIDUAL_PREFIX, TEST_PREFIX, card_params, card_tags
+from stockpred_core.io.model_registry import log_forecaster
 from stockpred_core.models.training import SIGNAL_METRICS, TrainingResult
 from stockpred_resources.tracking import MLflowResource
 
-FAMILY_TAG = "model_family"
 IMPORTANCE_PNG = "feature_importance.png"
 
 
@@ -58,23 +58,21 @@ def record_training(
     context: dg.AssetExecutionContext, config: dg.Config, cutoff: pd.Timestamp, result: TrainingResult,
     mlflow_resource: MLflowResource,
 ) -> dg.MaterializeResult:  # fmt: skip
-    """Log `result` as an MLflow run, register the model as a new version tagged with the week and family."""
+    """Log `result` as an MLflow run, register the model as a new version tagged with the week and family (what
+    `read_model_card` reads back: the card's params, tags and metrics)."""
     week, family = context.partition_key, result.family
-    tags = {PARTITION_TAG: week, "dagster_run_id": context.run.run_id, FAMILY_TAG: family}
-    with mlflow_resource.start_run(f"{family}-{week}", tags) as run:
-        mlflow.log_params(
-            {
-                **config.model_dump(),
-                "cutoff": f"{cutoff:%Y-%m-%d}",
-                **result.segments,
-                "feature_set_version": FEATURE_SET_VERSION,
-                "data_fingerprint": result.fingerprint,
-            }
-        )
+    card = card_tags(week, family)
+    with mlflow_resource.start_run(f"{family}-{week}", {**card, "dagster_run_id": context.run.run_id}) as run:
+        card_facts = card_params(
+            horizon=config.horizon, label=config.label, cutoff=cutoff, segments=result.segments,
+            train_weeks=config.train_weeks, feature_set_version=FEATURE_SET_VERSION,
+            feature_columns=result.model.feature_names,
+        )  # fmt: skip
+        mlflow.log_params({**config.model_dump(), **card_facts, "data_fingerprint": result.fingerprint})
         mlflow.log_params({f"model_{k}": v for k, v in result.params.items()})
-        mlflow.log_metrics({f"test_{k}": v for k, v in result.test_metrics.items()})
-        mlflow.log_metrics({f"cv_{k}": v for k, v in result.cv_metrics.items()})
-        mlflow.log_metrics({f"test_residual_{k}": v for k, v in result.residual_quantiles.items()})
+        mlflow.log_metrics({f"{TEST_PREFIX}{k}": v for k, v in result.test_metrics.items()})
+        mlflow.log_metrics({f"{CV_PREFIX}{k}": v for k, v in result.cv_metrics.items()})
+        mlflow.log_metrics({f"{RESIDUAL_PREFIX}{k}": v for k, v in result.residual_quantiles.items()})
         mlflow.log_metrics({f"rows_{k}": v for k, v in result.sizes.items()})
         log_folds(result.fold_metrics)
         log_trials(result.trials)
@@ -84,7 +82,7 @@ def record_training(
         info = log_forecaster(result.model, mlflow_resource.registered_model, result.input_example)
     version = str(info.registered_model_version)
     client = mlflow_resource.client()
-    for key, value in ((PARTITION_TAG, week), (FAMILY_TAG, family)):
+    for key, value in card.items():
         client.set_model_version_tag(mlflow_resource.registered_model, version, key, value)
     trial_states = pd.Series([t["state"] for t in result.trials], dtype=str).value_counts().to_dict()
     return dg.MaterializeResult(

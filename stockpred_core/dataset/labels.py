@@ -6,7 +6,7 @@ import pandas as pd
 
 from stockpred_core.features.batch import to_wide
 
-DEFAULT_HORIZON = 5
+DEFAULT_HORIZON = 5  # sessions ahead: what training, evaluation, monitoring and old registry versions assume
 
 
 def forward_returns(bars: pd.DataFrame, horizon: int = DEFAULT_HORIZON) -> pd.Series:
@@ -18,6 +18,7 @@ def forward_returns(bars: pd.DataFrame, horizon: int = DEFAULT_HORIZON) -> pd.Se
 
 
 LABEL_KINDS = ("return", "rank")
+DEFAULT_LABEL = "return"
 
 
 def cross_sectional_rank(returns: pd.Series) -> pd.Series:
@@ -29,7 +30,7 @@ def cross_sectional_rank(returns: pd.Series) -> pd.Series:
     return (ranks - (counts + 1) / (2 * counts)).rename(f"{returns.name}_rank")
 
 
-def make_label(bars: pd.DataFrame, horizon: int = DEFAULT_HORIZON, kind: str = "return") -> pd.Series:
+def make_label(bars: pd.DataFrame, horizon: int = DEFAULT_HORIZON, kind: str = DEFAULT_LABEL) -> pd.Series:
     """The training target: the forward `horizon`-session return, or (kind="rank") its cross-sectional rank."""
     if kind not in LABEL_KINDS:
         raise ValueError(f"label must be one of {LABEL_KINDS}, not {kind!r}")

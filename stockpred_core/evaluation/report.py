@@ -1,5 +1,5 @@
 """The evaluation report: signal metrics, portfolios after costs against benchmarks, a per-year breakdown, plots
-(matplotlib figures, no pyplot state) and a self-contained HTML file.
+(matplotlib figures, no pyplot state) and a self-contained HTML file (templates/report.html.j2, jinja2).
 
     report = build_report(pred, returns, index_close=gspc_close, horizon=1)
     report.metrics()                  # flat {name: float} for MLflow / Dagster metadata
@@ -15,13 +15,15 @@
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import io
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
+import jinja2
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -293,11 +295,19 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
-def _html_table(table: pd.DataFrame, caption: str, by_row: bool = False) -> str:
+class HtmlTable(NamedTuple):
+    """A metrics table as the template shows it: display strings, escaped by the template."""
+
+    caption: str
+    index_name: str
+    columns: list[str]
+    rows: list[tuple[str, list[str]]]
+
+
+def _html_table(table: pd.DataFrame, caption: str, by_row: bool = False) -> HtmlTable:
     shown = formatted(table, by_row)
-    shown.index.name = table.index.name
-    body = shown.to_html(classes="metrics", border=0, escape=True)
-    return f"<h3>{html.escape(caption)}</h3>\n{body}"
+    rows = [(str(i), list(cells)) for i, cells in zip(shown.index, shown.to_numpy().tolist(), strict=True)]
+    return HtmlTable(caption, str(table.index.name or ""), [str(c) for c in shown.columns], rows)
 
 
 CONVENTIONS = (
@@ -309,42 +319,42 @@ CONVENTIONS = (
     "(non-overlapping labels)."
 )
 
-STYLE = """
-body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em; color: #222; }
-table.metrics { border-collapse: collapse; font-size: 12px; margin-bottom: 1.5em; }
-table.metrics th, table.metrics td { padding: 3px 8px; text-align: right; border-bottom: 1px solid #ddd; }
-table.metrics th { background: #f4f4f4; }
-img { max-width: 100%; border: 1px solid #eee; margin-bottom: 1em; }
-p.note { color: #555; font-size: 13px; max-width: 60em; }
-"""
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    """The report's templates (package data), loaded on first use: importing this module needs no template files.
+    Autoescaped: titles, notes and ticker names are data, never markup."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("stockpred_core.evaluation", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
 
 
 def html_report(report: EvaluationReport, dpi: int = 100) -> str:
+    """The report as one self-contained HTML page (templates/report.html.j2), plots as embedded PNG."""
     strategies = [p.strategy for p in report.portfolios.values()]
     costs = {(s.open_cost_bps, s.close_cost_bps) for s in strategies}
     open_bps, close_bps = (", ".join(f"{c[i]:g}" for c in sorted(costs)) for i in (0, 1))
     signal = pd.DataFrame({k: [v] for k, v in report.signal.metrics.items()}, index=["signal"]).T
     signal.columns = ["value"]
-    sections = [
-        f"<h1>{html.escape(report.title)}</h1>",
-        f"<p>Out of sample {report.period}; label horizon {report.horizon} session(s); "
-        f"{int(report.signal.metrics['n_predictions']):,} predictions on {int(report.signal.metrics['n_dates']):,} "
-        "dates.</p>",
-        f'<p class="note">{html.escape(CONVENTIONS.format(open=open_bps, close=close_bps))}</p>',
-        *(f'<p class="note">{html.escape(n)}</p>' for n in report.notes),
-        "<h2>Signal</h2>",
-        _html_table(signal, "Signal metrics", by_row=True),
-        _html_table(report.signal_per_year, "Signal by year"),
-        "<h2>Portfolios</h2>",
-        _html_table(report.summary.T, "Strategies (gross and net of costs) and benchmarks", by_row=True),
-        *(_html_table(table, f"{name}: by year (net of costs)") for name, table in report.per_year.items()),
-        "<h2>Plots</h2>",
-    ]
-    for name, figure in report.figures().items():
-        encoded = base64.b64encode(figure_png(figure, dpi)).decode()
-        sections.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{encoded}">')
-    body = "\n".join(sections)
+    plots = [(name, base64.b64encode(figure_png(figure, dpi)).decode()) for name, figure in report.figures().items()]
     return (
-        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(report.title)}</title>'
-        f"\n<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+        _templates()
+        .get_template("report.html.j2")
+        .render(
+            title=report.title,
+            period=report.period,
+            horizon=report.horizon,
+            n_predictions=int(report.signal.metrics["n_predictions"]),
+            n_dates=int(report.signal.metrics["n_dates"]),
+            conventions=CONVENTIONS.format(open=open_bps, close=close_bps),
+            notes=report.notes,
+            signal=_html_table(signal, "Signal metrics", by_row=True),
+            signal_per_year=_html_table(report.signal_per_year, "Signal by year"),
+            summary=_html_table(report.summary.T, "Strategies (gross and net of costs) and benchmarks", by_row=True),
+            per_year=[_html_table(table, f"{name}: by year (net of costs)") for name, table in report.per_year.items()],
+            plots=plots,
+        )
     )

@@ -1,4 +1,5 @@
-"""MLflow setup and the champion model, shared by the training assets and the prediction service (no Dagster)."""
+"""MLflow setup, logging a forecaster as a registered version and loading one back, shared by the training assets and
+the prediction service (no Dagster). What a version records about itself is read by `model_card` alone."""
 
 from __future__ import annotations
 
@@ -13,19 +14,15 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from stockpred_core.io.model_card import CHAMPION_ALIAS, ModelCard, alias_version, read_model_card
 from stockpred_core.models.forecasters import Forecaster, LGBMForecaster, load_model
-
-CHAMPION_ALIAS = "champion"
-CHALLENGER_ALIAS = "challenger"
-PARTITION_TAG = "dagster_partition"
 
 
 def configure_mlflow(
     tracking_uri: str, experiment: str, artifact_location: str | None = None, registry_uri: str | None = None
 ) -> str:
     """Point the mlflow module at the tracking server and return the experiment id, creating it if needed."""
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(registry_uri or tracking_uri)
+    use_registry(tracking_uri, registry_uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
         return found.experiment_id
@@ -35,12 +32,11 @@ def configure_mlflow(
         return mlflow.get_experiment_by_name(experiment).experiment_id
 
 
-def alias_version(client: MlflowClient, model_name: str, alias: str):
-    """The registry's model version holding `alias`, or None."""
-    try:
-        return client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
-        return None
+def use_registry(tracking_uri: str, registry_uri: str | None = None) -> MlflowClient:
+    """Point the mlflow module at a tracking server and registry (what `load_version` reads) and return a client."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(registry_uri or tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
 
 
 def champion_version(client: MlflowClient, model_name: str):
@@ -68,22 +64,17 @@ def log_forecaster(model: Forecaster, registered_model_name: str, input_example:
 
 
 @dataclass(frozen=True)
-class ChampionModel:
-    name: str
-    version: str
-    run_id: str
+class LoadedVersion:
+    """A registered version: what it records about itself, and the forecaster."""
+
+    card: ModelCard
     model: Forecaster
-    horizon: int
-    residual_q05: float
-    residual_q95: float
-    feature_set_version: str | None  # the feature registry the model was trained on
-    family: str = "lightgbm"
-    label: str = "return"  # "return": predictions are forward returns; "rank": cross-sectional scores
 
 
 def load_version(model_name: str, version) -> Forecaster:
-    """A registered model version as a core forecaster (the mlflow module must point at the registry)."""
-    uri = f"models:/{model_name}/{version.version}"
+    """A registered model version (its number, or anything with a `.version`: a ModelVersion, a ModelCard) as a
+    core forecaster (the mlflow module must point at the registry: `use_registry`)."""
+    uri = f"models:/{model_name}/{getattr(version, 'version', version)}"
     flavors = mlflow.models.get_model_info(uri).flavors
     if "lightgbm" in flavors:  # versions logged before every family went through ForecasterModel
         return LGBMForecaster(booster=mlflow.lightgbm.load_model(uri))
@@ -93,24 +84,7 @@ def load_version(model_name: str, version) -> Forecaster:
     return load_model(Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/{saved}")))
 
 
-def load_champion(tracking_uri: str, model_name: str, registry_uri: str | None = None) -> ChampionModel | None:
-    """Load the champion's booster and the run facts the service reports; None when no champion exists yet."""
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(registry_uri or tracking_uri)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
-    version = champion_version(client, model_name)
-    if version is None:
-        return None
-    run = client.get_run(version.run_id)
-    return ChampionModel(
-        name=model_name,
-        version=str(version.version),
-        run_id=version.run_id,
-        model=load_version(model_name, version),
-        horizon=int(run.data.params.get("horizon", 5)),
-        residual_q05=float(run.data.metrics.get("test_residual_q05", 0.0)),
-        residual_q95=float(run.data.metrics.get("test_residual_q95", 0.0)),
-        feature_set_version=run.data.params.get("feature_set_version"),
-        family=run.data.tags.get("model_family", "lightgbm"),
-        label=run.data.params.get("label", "return"),
-    )
+def load_champion(tracking_uri: str, model_name: str, registry_uri: str | None = None) -> LoadedVersion | None:
+    """The champion's card and forecaster; None when no champion exists yet."""
+    card = read_model_card(use_registry(tracking_uri, registry_uri), model_name, CHAMPION_ALIAS)
+    return None if card is None else LoadedVersion(card, load_version(model_name, card.version))

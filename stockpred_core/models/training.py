@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import pandas as pd
 
-from stockpred_core.dataset.labels import forward_returns, make_label
+from stockpred_core.dataset.labels import DEFAULT_HORIZON, DEFAULT_LABEL, forward_returns, make_label
 from stockpred_core.dataset.splits import gap_sessions, purged_train_valid, walk_forward_folds
 from stockpred_core.dataset.training_set import training_set
 from stockpred_core.evaluation.backtest import evaluate
@@ -32,8 +32,8 @@ IMPORTANCE_ROWS = 2000  # test rows the occlusion importance of non-tree familie
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    horizon: int = 5
-    label: str = "return"  # "return" | "rank" (cross-sectional rank of the forward return)
+    horizon: int = DEFAULT_HORIZON
+    label: str = DEFAULT_LABEL  # "return" | "rank" (cross-sectional rank of the forward return)
     embargo: int = 5  # sessions added to the horizon-long purge between segments
     seed: int = 0
     valid_fraction: float = 0.15
@@ -80,7 +80,7 @@ def _span(index: pd.MultiIndex) -> str:
     return f"{dates.min():%Y-%m-%d}..{dates.max():%Y-%m-%d}"
 
 
-def labelled_set(features: pd.DataFrame, bars: pd.DataFrame, horizon: int, label: str = "return") -> LabelledSet:
+def labelled_set(features: pd.DataFrame, bars: pd.DataFrame, horizon: int, label: str = DEFAULT_LABEL) -> LabelledSet:
     """Features joined with their label; refuses a window a model cannot honestly be trained on."""
     empty = [c for c in FEATURE_COLUMNS if c in features.columns and len(features) and features[c].isna().all()]
     if empty:

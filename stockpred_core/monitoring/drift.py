@@ -31,6 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from stockpred_core.data import calendar
+from stockpred_core.dataset.labels import DEFAULT_HORIZON, DEFAULT_LABEL
 from stockpred_core.evaluation.backtest import daily_ic
 
 PSI_WARN = 0.1
@@ -331,8 +332,8 @@ class Baseline:
     rank_ic: float
     ic: float = float("nan")
     mse_vs_naive: float = float("nan")
-    horizon: int = 5
-    label: str = "return"  # "rank": predictions are scores, their squared error means nothing
+    horizon: int = DEFAULT_HORIZON
+    label: str = DEFAULT_LABEL  # "rank": predictions are scores, their squared error means nothing
 
 
 def live_performance(

@@ -24,6 +24,7 @@ from stockpred_core.data.schemas import (
     empty_frame,
 )
 from stockpred_core.redaction import redact
+from stockpred_core.resilience import breaker
 
 
 class ProviderError(Exception):
@@ -61,8 +62,9 @@ class BadResponseError(ProviderError):
     kind, retryable = "bad_response", True
 
 
-class CircuitOpenError(ProviderError):
-    """Too many consecutive failures: requests are refused until the breaker's cool-down ends."""
+class CircuitOpenError(ProviderError, breaker.CircuitOpenError):
+    """Too many consecutive failures: requests are refused until the breaker's cool-down ends (the project's breaker,
+    `stockpred_core.resilience.breaker.CircuitBreaker`, as a ProviderError)."""
 
     kind, retryable = "circuit_open", True
 

@@ -1,4 +1,5 @@
-"""The reliability layer HTTP providers share: rate limiting, retries with jittered backoff, a circuit breaker.
+"""The HTTP client providers share: the project's rate limiter, retry policy and circuit breaker
+(`stockpred_core.resilience`) around httpx, plus the provider's daily quota.
 
 No Dagster here: `HttpClient` is plain Python over httpx, and `HttpSettings` is a pydantic mixin holding the knobs a
 provider resource exposes as config fields.
@@ -20,6 +21,10 @@ import httpx
 from pydantic import BaseModel, Field, PrivateAttr
 
 from stockpred_core.redaction import redact, redact_loggers, secrets_in
+from stockpred_core.resilience.breaker import CircuitBreaker
+from stockpred_core.resilience.breaker import CircuitOpenError as BreakerOpen
+from stockpred_core.resilience.rate_limit import LocalRateLimiter
+from stockpred_core.resilience.retry import RetryPolicy
 from stockpred_resources.providers.base import (
     BadResponseError,
     CircuitOpenError,
@@ -42,7 +47,8 @@ def _utc_today() -> dt.date:
 
 
 class RateLimiter:
-    """A token bucket of `requests_per_minute`, plus an optional per-day cap that raises instead of waiting."""
+    """The provider's pace and quota: `requests_per_minute` (bursts of `burst`) through the project's one rate limiter,
+    plus an optional per-day cap that raises instead of waiting (a quota, not a rate: waiting would take hours)."""
 
     def __init__(
         self,
@@ -56,19 +62,18 @@ class RateLimiter:
     ) -> None:
         if requests_per_minute <= 0:
             raise ValueError("requests_per_minute must be > 0")
-        self.rate = requests_per_minute / 60.0  # tokens per second
-        self.capacity = float(max(1, burst))
+        self.rate_per_second = requests_per_minute / 60.0
+        self.burst = max(1, burst)
         self.requests_per_day = requests_per_day
-        self._clock, self._sleep, self._today = clock, sleep, today
-        self._tokens = self.capacity
-        self._updated = clock()
+        self._pace = LocalRateLimiter(clock=clock, sleep=sleep)
+        self._today = today
         self._day = today()
         self._spent_day: dt.date | None = None
         self.used_today = 0
         self._lock = threading.Lock()
 
     def acquire(self) -> None:
-        """Wait for a token; raise QuotaExceededError when today's cap is spent (waiting would take hours)."""
+        """Wait for the next slot; raise QuotaExceededError when today's cap is spent."""
         with self._lock:
             self._roll_day()
             if self._spent_day == self._day:
@@ -77,12 +82,8 @@ class RateLimiter:
                 raise QuotaExceededError(
                     f"daily request cap of {self.requests_per_day} spent for {self._day}; resets at midnight UTC"
                 )
-            self._refill()
-            if self._tokens < 1:
-                self._sleep((1 - self._tokens) / self.rate)
-                self._refill()
-            self._tokens -= 1
             self.used_today += 1
+        self._pace.acquire("requests", self.rate_per_second, self.burst)
 
     def exhaust_today(self) -> None:
         """The server says today's quota is spent: refuse the rest of the day without asking it again."""
@@ -93,70 +94,6 @@ class RateLimiter:
     def _roll_day(self) -> None:
         if self._today() != self._day:
             self._day, self.used_today = self._today(), 0
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
-        self._updated = now
-
-
-class CircuitBreaker:
-    """Opens after `failure_threshold` consecutive failed requests; after `reset_s` lets one trial request through."""
-
-    def __init__(self, failure_threshold: int, reset_s: float, *, clock: Clock = time.monotonic) -> None:
-        self.failure_threshold = failure_threshold
-        self.reset_s = reset_s
-        self._clock = clock
-        self.failures = 0
-        self.state = "closed"  # closed | open | half_open
-        self._opened_at = 0.0
-        self._trial_in_flight = False
-        self._lock = threading.Lock()
-
-    def before_request(self) -> None:
-        """Raise CircuitOpenError while open (or while the half-open trial is still out)."""
-        with self._lock:
-            if self.state == "open":
-                waited = self._clock() - self._opened_at
-                if waited < self.reset_s:
-                    raise CircuitOpenError(
-                        f"circuit open after {self.failures} consecutive failed requests; "
-                        f"retry in {self.reset_s - waited:.1f}s"
-                    )
-                self.state, self._trial_in_flight = "half_open", False
-            if self.state == "half_open":
-                if self._trial_in_flight:
-                    raise CircuitOpenError("circuit half-open: a trial request is already in flight")
-                self._trial_in_flight = True
-
-    def abandon_trial(self) -> None:
-        """The request let through was never sent (e.g. quota spent): let the next one be the trial."""
-        with self._lock:
-            self._trial_in_flight = False
-
-    def record_success(self) -> None:
-        with self._lock:
-            self.failures, self.state, self._trial_in_flight = 0, "closed", False
-
-    def record_failure(self) -> None:
-        with self._lock:
-            self.failures += 1
-            if self.state == "half_open" or self.failures >= self.failure_threshold:
-                self.state, self._opened_at, self._trial_in_flight = "open", self._clock(), False
-
-
-class RetryPolicy(NamedTuple):
-    """How many attempts, and how long to back off between them (exponential with full jitter)."""
-
-    max_attempts: int = 4
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
-
-    def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
-        """Seconds to wait after failed `attempt` (1-based): the server's Retry-After if given, else full jitter."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.backoff_max_s)
-        return rng.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)))
 
 
 class JsonReply(NamedTuple):
@@ -176,9 +113,9 @@ class HttpStatusError(BadResponseError):
 class _Retryable(Exception):
     """One failed attempt worth retrying; `final` is the error class to raise when attempts run out."""
 
-    def __init__(self, what: str, final: type[ProviderError], retry_after: float | None = None) -> None:
+    def __init__(self, what: str, final: type[ProviderError], retry_after_s: float | None = None) -> None:
         super().__init__(what)
-        self.what, self.final, self.retry_after = what, final, retry_after
+        self.what, self.final, self.retry_after_s = what, final, retry_after_s  # RetryPolicy honours retry_after_s
 
 
 class _Unretryable(BadResponseError):
@@ -232,57 +169,66 @@ class HttpClient:
         """One logical GET, retried as the policy allows; raises a ProviderError subclass when it cannot succeed."""
         request_id = uuid.uuid4().hex
         what = f"GET {path}"  # never the query string: it may hold an API key
-        attempts = 0
-        while True:
-            # Breaker first: a refused request must not spend rate-limit tokens or the day's quota.
+        sent = 0
+
+        def attempt() -> Any:
+            nonlocal sent
+            self._admit()
+            sent += 1
+            return self._guarded(path, params, request_id)
+
+        def on_retry(attempt: int, failure: BaseException, delay: float) -> None:
+            log.warning(
+                "%s attempt %d/%d failed (%s); retrying in %.2fs [request %s]",
+                what,
+                attempt,
+                self.retry.max_attempts,
+                getattr(failure, "what", failure),
+                delay,
+                request_id,
+            )
+
+        try:
+            payload = self.retry.call(attempt, retry_on=_Retryable, sleep=self._sleep, rng=self._rng, on_retry=on_retry)
+        except _Retryable as failure:
+            final = failure.final(f"{what}: {failure.what}; gave up after {sent} attempts")
+            raise self._tag(final, sent, request_id) from None
+        except ProviderError as exc:
+            raise self._tag(exc, sent, request_id) from None
+        return JsonReply(payload, request_id, sent)
+
+    def _admit(self) -> None:
+        """Breaker first, then the limiter: a refused request must not spend rate-limit slots or the day's quota."""
+        if self.breaker is not None:
             try:
-                if self.breaker is not None:
-                    self.breaker.before_request()
-                if self.limiter is not None:
-                    try:
-                        self.limiter.acquire()
-                    except ProviderError:
-                        if self.breaker is not None:
-                            self.breaker.abandon_trial()
-                        raise
-            except ProviderError as exc:
-                raise self._tag(exc, attempts, request_id) from None
-            attempts += 1
+                self.breaker.before_request()
+            except BreakerOpen as exc:
+                refused = CircuitOpenError(str(exc))
+                refused.retry_after_s = exc.retry_after_s
+                raise refused from None
+        if self.limiter is not None:
             try:
-                payload = self._attempt(path, params, request_id)
-            except _Retryable as failure:
+                self.limiter.acquire()
+            except ProviderError:
                 if self.breaker is not None:
-                    self.breaker.record_failure()
-                if attempts >= self.retry.max_attempts:
-                    final = failure.final(f"{what}: {failure.what}; gave up after {attempts} attempts")
-                    raise self._tag(final, attempts, request_id) from None
-                delay = self.retry.delay(attempts, self._rng, failure.retry_after)
-                log.warning(
-                    "%s attempt %d/%d failed (%s); retrying in %.2fs [request %s]",
-                    what,
-                    attempts,
-                    self.retry.max_attempts,
-                    failure.what,
-                    delay,
-                    request_id,
-                )
-                self._sleep(delay)
-                continue
-            except HttpStatusError as exc:
-                if self.breaker is not None:
-                    self.breaker.record_success()  # the service is up; it just refused this request
-                raise self._tag(exc, attempts, request_id) from None
-            except ProviderError as exc:
-                if self.breaker is not None:
-                    self.breaker.record_failure()
-                raise self._tag(exc, attempts, request_id) from None
-            except BaseException:
-                if self.breaker is not None:
-                    self.breaker.record_failure()  # never leave a half-open trial outstanding
+                    self.breaker.abandon_trial()
                 raise
+
+    def _guarded(self, path: str, params: Mapping[str, Any] | None, request_id: str) -> Any:
+        """One attempt, its outcome told to the breaker."""
+        try:
+            payload = self._attempt(path, params, request_id)
+        except HttpStatusError:
             if self.breaker is not None:
-                self.breaker.record_success()
-            return JsonReply(payload, request_id, attempts)
+                self.breaker.record_success()  # the service is up; it just refused this request
+            raise
+        except BaseException:
+            if self.breaker is not None:
+                self.breaker.record_failure()  # never leave a half-open trial outstanding
+            raise
+        if self.breaker is not None:
+            self.breaker.record_success()
+        return payload
 
     def _attempt(self, path: str, params: Mapping[str, Any] | None, request_id: str) -> Any:
         # Errors are re-raised `from None`: httpx exceptions carry the full URL, API key included.
