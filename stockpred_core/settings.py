@@ -193,6 +193,12 @@ class Settings(_FromEnvironment):
         return self.env == "prod"
 
 
+def environment_variables() -> set[str]:
+    """Every variable the settings read (the docs and the deploy config are checked against this set)."""
+    classes = (Settings, ServiceSettings)
+    return {cls.variable(field) for cls in classes for field in cls.model_fields if field != "service"}
+
+
 def load_service_settings(environ: Mapping[str, str] | None = None) -> ServiceSettings:
     """The prediction service's STOCKPRED_* variables (also read alone, when the service module is imported)."""
     return _read(ServiceSettings, environ)

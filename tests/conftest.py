@@ -12,7 +12,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +19,8 @@ import psycopg2
 import pytest
 import s3fs
 from service_support import free_port, start_redis
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from support import SHARED_DATA
+from support.postgres import postgres_bindir
 
 
 @pytest.fixture(scope="session")
@@ -68,20 +67,6 @@ def pushgateway_url(tmp_path_factory) -> str:
     yield url
     proc.terminate()
     proc.wait(timeout=10)
-
-
-def local_env(root: Path, **extra: str) -> dict[str, str]:
-    """STOCKPRED_* variables for a local environment whose data lives under `root`."""
-    return {"STOCKPRED_ENV": "local", "STOCKPRED_DATA_DIR": str(root), **extra}
-
-
-def postgres_bindir() -> Path | None:
-    """The newest Debian `postgresql` server binaries, else whatever `initdb` is on PATH."""
-    versions = [p for p in Path("/usr/lib/postgresql").glob("*/bin/initdb") if p.parts[-3].isdigit()]
-    if versions:
-        return max(versions, key=lambda p: int(p.parts[-3])).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
 
 
 @dataclass(frozen=True)
@@ -202,18 +187,3 @@ def s3_bucket(s3_endpoint, monkeypatch) -> Iterator[str]:
     s3fs.S3FileSystem(skip_instance_cache=True).mkdir(bucket)
     yield bucket
     s3fs.S3FileSystem.clear_instance_cache()
-
-
-@contextmanager
-def environment(values: dict[str, str]):
-    """Set environment variables for the block, restoring the previous values afterwards."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

@@ -1,11 +1,11 @@
 """README.md and docs/ stay true: every shell command they show is run by a test that reads it from the docs
-(`doc_command(pattern)`, see tests/doc_commands.py), every STOCKPRED_* variable the code reads is documented, the
-layout names every package folder, and links resolve.
+(`doc_command(pattern)`, see tests/support/doc_commands.py), every STOCKPRED_* variable the code reads is
+documented, the layout names every package folder, and links resolve.
 
 How a command is covered: a test calls `doc_command` / `doc_commands` with a pattern (a string literal) that finds
 it, and runs what it gets. This file runs the cheap ones itself (`make -n` of every make command, the measurement
 scripts up to their argument parsing, `kubectl kustomize`, the service walkthrough against a started service);
-tests/test_end_to_end.py and tests/test_make_dev.py run the others. A new command that no pattern finds fails
+tests/assets/test_end_to_end.py and tests/test_make_dev.py run the others. A new command that no pattern finds fails
 `test_every_doc_command_is_run_by_a_test`."""
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from doc_commands import ROOT, all_commands, doc_command, doc_commands, doc_files
+from support.doc_commands import ROOT, all_commands, doc_command, doc_commands, doc_files
 
-from stockpred_core.settings import load_settings
+from stockpred_core.settings import environment_variables, load_settings
 
 TESTS = ROOT / "tests"
 DOCS = ROOT / "docs"
@@ -37,7 +37,7 @@ ASSIGNMENT = re.compile(r"^([A-Z][A-Z0-9_]*)=(\S*)$")
 def runners(tests: Path = TESTS) -> list[tuple[str, str]]:
     """(pattern, "tests/file.py::function") for every `doc_command("...")` / `doc_commands("...")` call in the tests."""
     found = []
-    for path in sorted(tests.glob("*.py")):
+    for path in sorted(tests.rglob("*.py")):
         tree = ast.parse(path.read_text())
         for function in ast.walk(tree):
             if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -49,7 +49,7 @@ def runners(tests: Path = TESTS) -> list[tuple[str, str]]:
                 if name in CALLS:
                     arg = node.args[0]
                     if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                        found.append((arg.value, f"tests/{path.name}::{function.name}"))
+                        found.append((arg.value, f"{path.relative_to(tests.parent).as_posix()}::{function.name}"))
     return found
 
 
@@ -241,7 +241,8 @@ def test_service_commands_run_as_written(tmp_path):
 
 
 def _variables_read_by_the_code() -> set[str]:
-    names = set()
+    """What the settings read (their names come from field names), and any other STOCKPRED_* the code names."""
+    names = environment_variables()
     for folder in ("stockpred_core", "stockpred_resources", "stockpred_assets", "bento", "scripts", "deploy"):
         for path in (ROOT / folder).rglob("*"):
             if path.is_file() and path.suffix in {".py", ".yaml", ".yml", ".env", ".sh", ""}:

@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+
 # package -> the packages of this project it may import
 ALLOWED = {
     "stockpred_core": {"stockpred_core"},

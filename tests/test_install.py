@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from support import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements" / "lock.txt"  # runtime
 DEV_LOCK = ROOT / "requirements" / "dev.txt"  # runtime + dev extras: what `make install` installs
 # dagster-* libraries versioned 0.N.P are released with dagster 1.(N-16).P (0.29.27 with 1.13.27)

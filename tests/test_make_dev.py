@@ -7,19 +7,19 @@ import signal
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
-from conftest import local_env
-from doc_commands import doc_command
 from service_support import free_port
+from support import ROOT
+from support.doc_commands import doc_command
+from support.env import local_env
 
 from stockpred_resources.readiness import wait_for_http
 
 pytestmark = pytest.mark.slow  # about a minute: dagster dev loads the code location in its own process
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = ROOT
 LOCATION_STATUS = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
 NOISE = ("Warning:", "Traceback")  # Python warnings (BetaWarning: ..., SupersessionWarning: ...) and errors
 

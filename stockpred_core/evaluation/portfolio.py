@@ -6,7 +6,8 @@ Returns are a wide (date x ticker) frame in the `pct_change` convention: returns
 session) - 1, indexed by the session where the return ends (`returns_from_prices` builds it from adj_close). Results are
 indexed the same way: the row for session t is the holding from the previous session's close to t's close, with the
 trades made at that previous close which built it (their turnover and cost). So a prediction equal to the same day's
-return earns nothing special, and one equal to the next day's return earns it: tests/test_portfolio.py checks both.
+return earns nothing special, and one equal to the next day's return earns it
+(tests/core/evaluation/test_portfolio.py checks both).
 Qlib trades one session later than its signal date (its Alpha158 label is Ref($close, -2) / Ref($close, -1) - 1):
 `delay=1` reproduces that convention.
 

@@ -7,7 +7,7 @@ Hand-written rather than a library (pyrate_limiter, limits): the service charges
 Lua script that looks up the cache, so a request costs one Redis round trip; a library bucket runs its own commands
 and would add a round trip per request. `GCRA_LUA` is that script's function, and `LocalRateLimiter` is the same
 arithmetic for one process (a worker while Redis is away, and the HTTP providers' per-minute limit).
-tests/test_resilience.py runs both on the same calls and checks they agree.
+tests/core/test_resilience.py runs both on the same calls and checks they agree.
 """
 
 from __future__ import annotations

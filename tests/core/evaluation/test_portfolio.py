@@ -2,12 +2,12 @@
 timing (a position chosen at D's close earns D -> D+1, never anything known only later)."""
 
 import importlib.util
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import pytest
+from support import ROOT
 
 from stockpred_core.dataset.splits import walk_forward_folds
 from stockpred_core.evaluation.backtest import signal_metrics, walk_forward_predictions
@@ -148,7 +148,7 @@ def noisy_market():
 
 
 def test_the_engine_matches_the_day_by_day_pandas_reference(noisy_market):
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "backtest_engine.py"
+    path = ROOT / "benchmarks" / "backtest_engine.py"
     spec = importlib.util.spec_from_file_location("backtest_engine_benchmark", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

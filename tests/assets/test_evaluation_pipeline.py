@@ -7,7 +7,7 @@ import os
 import dagster as dg
 import pandas as pd
 import pytest
-from conftest import environment, local_env
+from support.env import environment, local_env
 
 from stockpred_assets.definitions import build_definitions
 from stockpred_assets.evaluation.reporting import HEADLINE

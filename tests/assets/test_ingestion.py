@@ -6,7 +6,7 @@ import logging
 import dagster as dg
 import pandas as pd
 import pytest
-from recorded_server import RecordedServer, Reply
+from support.recorded_server import RecordedServer, Reply
 
 from stockpred_assets.ingestion.assets import raw_bars_files, raw_bars_simulated, raw_bars_yahoo
 from stockpred_assets.ingestion.automation import dead_letter_retry_sensor

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from recorded_server import RecordedServer, Reply
+from support.recorded_server import RecordedServer, Reply
 
 from stockpred_core.data.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS
 from stockpred_resources.providers.alphavantage import AlphaVantageProvider

@@ -4,16 +4,16 @@ from. The rules once read `stockpred_prediction_cache_hits_total`, which nothing
 
 import json
 import re
-from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 from service_support import build_world, serve
+from support import ROOT
 
 pytestmark = pytest.mark.slow
 
-MONITORING = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "components" / "monitoring"
+MONITORING = ROOT / "deploy" / "k8s" / "components" / "monitoring"
 # Not the service's: name -> where it comes from
 ELSEWHERE = {
     "up": "Prometheus itself, per scrape target",
@@ -105,5 +105,5 @@ def test_every_metric_deploy_reads_is_exported_or_known(tmp_path, redis_url):
     assert not missing, f"deploy/ queries metrics nothing exports: {sorted(missing)}"
     assert {"stockpred_cache_requests_total", "bentoml_service_request_total"} <= names & service
     assert not (set(ELSEWHERE) & service), "listed as external but the service exports it"
-    pushed = (Path(__file__).resolve().parents[1] / "stockpred_assets" / "monitoring" / "assets.py").read_text()
+    pushed = (ROOT / "stockpred_assets" / "monitoring" / "assets.py").read_text()
     assert all(f'"{name}"' in pushed for name, where in ELSEWHERE.items() if where.startswith("drift_report"))

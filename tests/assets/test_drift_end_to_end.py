@@ -8,7 +8,7 @@ import shutil
 import dagster as dg
 import pandas as pd
 import pytest
-from conftest import environment, local_env
+from support.env import environment, local_env
 from test_drift_metrics import gateway_samples
 
 from stockpred_assets.definitions import build_definitions

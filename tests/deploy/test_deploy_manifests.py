@@ -1,6 +1,6 @@
 """deploy/ checked offline: every kustomize overlay renders and passes kubernetes-validate --strict, the monitoring
 objects (CRDs) are checked against the objects they watch, the security basics hold on every pod, and the Dagster
-Helm values agree with the production instance config that tests/test_prod_backends.py runs on PostgreSQL."""
+Helm values agree with the production instance config that tests/resources/test_prod_backends.py runs on PostgreSQL."""
 
 import json
 import re
@@ -20,8 +20,10 @@ from dagster._serdes.config_class import ConfigurableClassData
 from dagster_k8s import K8sRunLauncher
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import construct_dagster_k8s_job, get_job_name_from_run_id
+from support import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+from stockpred_core.settings import environment_variables
+
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 OVERLAYS = {"staging": 3, "production": 10}  # overlay -> prediction replicas
@@ -195,8 +197,7 @@ def test_mlflow_server_uses_postgres_and_s3_from_config_and_secrets(docs):
 
 def test_the_config_map_only_holds_settings_the_code_reads():
     config = dict(line.split("=", 1) for line in (K8S / "base" / "config.env").read_text().split())
-    settings = (ROOT / "stockpred_core" / "settings.py").read_text()
-    unknown = [k for k in config if k.startswith("STOCKPRED_") and f'"{k}"' not in settings]
+    unknown = [k for k in config if k.startswith("STOCKPRED_") and k not in environment_variables()]
     assert not unknown, f"config.env sets variables settings.py does not read: {unknown}"
     instance = (DEPLOY / "dagster" / "dagster.yaml").read_text()
     assert all(f"env: {k}" in instance for k in config if k.startswith("DAGSTER_"))

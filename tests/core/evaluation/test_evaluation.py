@@ -1,5 +1,5 @@
 """Which model is in force on a day (never one that could have seen it) and how strategies scale with the universe.
-The assets themselves: tests/test_evaluation_assets.py."""
+The assets themselves: tests/assets/test_evaluation_assets.py."""
 
 import pandas as pd
 

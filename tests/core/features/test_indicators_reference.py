@@ -14,15 +14,15 @@ step), and the difference only fades: ADX is compared after a warm-up, ATR throu
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from support import SHARED_DATA
 
 from stockpred_core.features import indicators as ind
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 REG = DATA / "indicators" / "talib_regtest"
 SHEETS = DATA / "indicators" / "stockcharts"
 OBV_CSV = SHEETS / "cs-obv.csv"

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pandas as pd
 import pytest
-from conftest import local_env
+from support.env import local_env
 
 from stockpred_assets.definitions import build_definitions
 from stockpred_assets.ingestion.automation import daily_data_schedule

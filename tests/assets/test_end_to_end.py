@@ -14,9 +14,10 @@ import httpx
 import pandas as pd
 import pytest
 import redis
-from conftest import environment, local_env
-from doc_commands import doc_command
 from service_support import free_port, serve
+from support import ROOT
+from support.doc_commands import doc_command
+from support.env import environment, local_env
 
 from stockpred_assets.definitions import build_definitions
 from stockpred_assets.evaluation.assets import HEADLINE
@@ -37,7 +38,7 @@ FEW_TRIALS = {
     | ({"mlp_model": {"config": {"epochs": 8}}} if torch_available() else {})
 }
 FAMILIES = {"lightgbm", "linear", "momentum"} | ({"torch_mlp"} if torch_available() else set())
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = ROOT
 
 
 @pytest.fixture(scope="module")

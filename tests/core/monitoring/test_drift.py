@@ -5,8 +5,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import local_env
 from scipy import stats
+from support.env import local_env
 
 from stockpred_assets.definitions import build_definitions
 from stockpred_core.data import calendar

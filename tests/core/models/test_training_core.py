@@ -1,4 +1,4 @@
-"""Splits, training, backtest metrics and drift statistics (the model contract: tests/test_model_contract.py)."""
+"""Splits, training, backtest metrics and drift statistics (the model contract: test_model_contract.py)."""
 
 from itertools import pairwise
 

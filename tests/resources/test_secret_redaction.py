@@ -10,7 +10,7 @@ import logging
 import dagster as dg
 import pandas as pd
 import pytest
-from recorded_server import RecordedServer, Reply
+from support.recorded_server import RecordedServer, Reply
 
 from stockpred_assets.ingestion.assets import raw_bars_alphavantage, raw_bars_yahoo
 from stockpred_core.io.lake import Lake

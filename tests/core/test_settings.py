@@ -1,6 +1,5 @@
-from pathlib import Path
-
 import pytest
+from support import ROOT
 
 from stockpred_core.settings import SettingsError, load_settings
 
@@ -17,7 +16,7 @@ def test_local_defaults_need_no_server(tmp_path):
 
 def test_default_data_dir_is_the_ignored_project_folder():
     s = load_settings({})
-    assert s.data_dir == Path(__file__).resolve().parents[1] / "data"
+    assert s.data_dir == ROOT / "data"
 
 
 def test_overrides_and_unknown_environment():

@@ -24,13 +24,14 @@ import pytest
 import redis
 import s3fs
 import yaml
-from conftest import postgres_bindir
 from dagster._core.scheduler.instigation import InstigatorStatus
 from dagster._core.test_utils import in_process_test_workspace
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 from mlflow.tracking import MlflowClient
 from service_support import free_port, wait_for_redis
+from support import ROOT
+from support.postgres import postgres_bindir
 
 from stockpred_assets.ingestion.assets import raw_bars_simulated
 from stockpred_assets.ingestion.automation import daily_data_schedule
@@ -43,7 +44,6 @@ from stockpred_resources.lake import DuckDBResource
 from stockpred_resources.readiness import wait_for_http
 from stockpred_resources.redis import RedisResource
 
-ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 DAY = "2024-03-01"  # a Friday session
 NEW_YORK = ZoneInfo("America/New_York")
