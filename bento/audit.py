@@ -7,6 +7,7 @@ and no logging machinery sits on the hot path.
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 
 import orjson
 
@@ -24,3 +25,23 @@ class AuditSink:
             os.write(self.fd, orjson.dumps(event) + b"\n")
         except OSError:  # a full disk must not fail requests; the metrics still count them
             pass
+
+
+def request_line(scope: dict, audit: dict, status: int, elapsed: float) -> dict:
+    """The audit line of one API request: who, what, the status the client saw, how long; never a secret."""
+    client = scope.get("client")
+    line = {
+        "event": "request",
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "key_id": audit.get("key_id"),
+        "role": audit.get("role"),
+        "method": audit["method"],
+        "route": audit["route"],
+        "status": status,
+        "latency_ms": round(elapsed * 1000, 3),
+        "client": client[0] if client else None,
+    }
+    for name in ("ticker", "tickers", "cached", "model_version"):
+        if name in audit:
+            line[name] = audit[name]
+    return line

@@ -12,7 +12,7 @@ import pandas as pd
 
 from stockpred_core.data import calendar
 from stockpred_core.io.lake import PART_FILE, Lake
-from stockpred_core.io.online_store import TEXT_FIELDS
+from stockpred_core.io.online_store import TEXT_FIELDS, Snapshot
 from stockpred_core.redaction import redact, redact_url
 
 logger = logging.getLogger("bentoml.stockpred")
@@ -28,6 +28,20 @@ class FeatureRow:
     values: np.ndarray  # float64, in `columns` order
     columns: tuple[str, ...]
     source: str  # "redis" | "lake"
+
+
+def snapshot_rows(snapshot: Snapshot | None) -> dict[str, FeatureRow]:
+    """ticker -> row of the online store's packed snapshot (batches read it instead of one hash per ticker)."""
+    if snapshot is None:
+        return {}
+    close_at = snapshot.columns.index("close") if "close" in snapshot.columns else None
+    closes = snapshot.matrix[:, close_at].tolist() if close_at is not None else [float("nan")] * len(snapshot.tickers)
+    return {
+        ticker: FeatureRow(ticker, date, close, version, values, snapshot.columns, "redis")
+        for ticker, date, close, version, values in zip(
+            snapshot.tickers, snapshot.dates, closes, snapshot.versions, snapshot.matrix, strict=True
+        )
+    }
 
 
 class LakeFeatures:

@@ -60,3 +60,11 @@ class Metrics:
             self.model_info.labels(role, old.name, old.version, old.family).set(0)
         if new is not None:
             self.model_info.labels(role, new.name, new.version, new.family).set(1)
+
+    def count(self, out) -> None:
+        """Cache results and stale answers of one request's `Outcome`."""
+        for result, n in (("hit", out.hits), ("miss", out.misses), ("uncached", out.uncached)):
+            if n:
+                self.cache.labels(result).inc(n)
+        if out.stale:
+            self.stale.inc(out.stale)

@@ -1,4 +1,4 @@
-"""API keys (stored as SHA-256 hashes, never in clear), roles, and the per-key rate limit.
+"""API keys (stored as SHA-256 hashes, never in clear) and roles; the rate limit is in `bento.rate_limit`.
 
 Keys are random 256-bit tokens, so a fast hash is the right one: nothing to brute-force, and a lookup costs
 microseconds. Create one with `python -m bento.security new-key --id alice --role reader --keys-file data/api_keys.json`
@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,54 +97,6 @@ class KeyStore:
                 raw = dict(zip(("id", "role", "sha256", "rate_per_second"), parts, strict=False))
                 entries.update([_entry(raw, "STOCKPRED_API_KEYS")])
         return cls(entries)
-
-
-# Generic cell rate algorithm: one timestamp per key (the theoretical arrival time, integer microseconds, exact in
-# Lua's doubles), so the limit is smooth rather than a fixed window's double burst at the boundary. Returns 0 when
-# the request may go ahead, else the milliseconds to wait. Shared by the scripts that check a rate.
-GCRA_FUNCTION = """
-local function gcra(key, interval, burst)
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local tat = tonumber(redis.call('GET', key) or '0')
-  if tat < now then tat = now end
-  local new_tat = tat + interval
-  local wait = new_tat - interval * burst - now
-  if wait > 0 then return math.ceil(wait / 1000) end
-  redis.call('SET', key, string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
-  return 0
-end
-"""
-# KEYS[1]: the key's timestamp; ARGV: interval (microseconds), burst.
-GCRA_SCRIPT = GCRA_FUNCTION + "return gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))\n"
-RATE_PREFIX = "stockpred:rate:"
-
-
-def interval_us(rate_per_second: float) -> int:
-    return max(1, round(1_000_000 / rate_per_second))
-
-
-class LocalLimiter:
-    """The same algorithm in process memory: the limit per worker while Redis is away."""
-
-    def __init__(self) -> None:
-        self._tat: dict[str, float] = {}
-
-    def check(self, key_id: str, rate: float, burst: int) -> float:
-        """0 when allowed, else the seconds to wait."""
-        now = time.monotonic() * 1000
-        interval = 1000.0 / rate
-        tat = max(self._tat.get(key_id, 0.0), now)
-        new_tat = tat + interval
-        wait = new_tat - interval * burst - now
-        if wait > 0:
-            return wait / 1000
-        self._tat[key_id] = new_tat
-        return 0.0
-
-
-def retry_after_header(seconds: float) -> str:
-    return str(max(1, math.ceil(seconds)))
 
 
 def add_to_keys_file(path: Path, entry: dict) -> None:

@@ -3,7 +3,7 @@
 Every call goes through `RedisLink`, a circuit breaker: the first connection error marks Redis down, later calls
 fail fast (the service answers from the lake, uncached, with a per-worker rate limit) and a background ping brings
 it back. Scripts keep the hot path at one round trip: a cache hit is one EVALSHA that reads the ticker's feature
-date and the cached answer together.
+date and the cached answer together. The client is redis-py's asyncio one (hiredis parser, a connection pool).
 """
 
 from __future__ import annotations
@@ -17,137 +17,29 @@ from typing import TypeVar
 
 import numpy as np
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
-from bento.features import FeatureRow
-from bento.resp import PipelinedRedis
-from bento.security import GCRA_FUNCTION, GCRA_SCRIPT, RATE_PREFIX, interval_us
-from stockpred_core.io.online_store import (
-    KEY_PREFIX,
-    META_KEY,
-    SNAPSHOT_KEY,
-    Snapshot,
-    decode_snapshot,
-    decode_vector,
-)
+from bento.features import FeatureRow, snapshot_rows
+from bento.keyspace import CACHE_PREFIX, LOCK_PREFIX, RELOAD_KEY
+from bento.pipelining import AutoPipeline
+from bento.rate_limit import GCRA_SCRIPT, RATE_PREFIX, Limit, RateLimited, interval_us
+from bento.redis_scripts import ANSWERS_SCRIPT, LOOKUP_SCRIPT, STORE_SCRIPT
+from stockpred_core.io.online_store import KEY_PREFIX, META_KEY, SNAPSHOT_KEY, decode_snapshot, decode_vector
 from stockpred_core.redaction import redact, redact_url
 
 logger = logging.getLogger("bentoml.stockpred")
 T = TypeVar("T")
 
-CACHE_PREFIX = "stockpred:pred:"
-LOCK_PREFIX = "stockpred:lock:"
-RELOAD_KEY = "stockpred:control:reload"
 SCRIPT_CHUNK = 2000  # tickers per script call: Redis runs a script alone, so long ones would stall other clients
-
-# First, when ARGV[5] is "1", the caller's rate limit (its key is the last of KEYS; ARGV[6], ARGV[7]: interval in
-# microseconds, burst): a refused request reads nothing. Then per ticker: its feature date and the cached answer,
-# else its vector (and, when ARGV[3] > 0, a lock, so only one caller computes a missing answer while the others wait
-# for it). KEYS: online hashes. ARGV[1]: cache key prefix (model, version, horizon); ARGV[2]: "1" when contributions
-# are needed (a plain entry does not count then); ARGV[3]: lock ms; ARGV[4]: lock prefix; ARGV[7 + i]: the ticker
-# of KEYS[i]. Returns {0, answers} or {milliseconds to wait, {}}.
-LOOKUP_SCRIPT = (
-    GCRA_FUNCTION
-    + """
-local n = #KEYS
-if ARGV[5] == '1' then
-  n = n - 1
-  local wait = gcra(KEYS[#KEYS], tonumber(ARGV[6]), tonumber(ARGV[7]))
-  if wait > 0 then return {wait, {}} end
-end
-local out = {}
-local first, second = ':x', ':p'
-if ARGV[2] == '0' then first, second = ':p', ':x' end
-local lock_ms = tonumber(ARGV[3])
-for i = 1, n do
-  local key = KEYS[i]
-  local date = redis.call('HGET', key, 'date')
-  if not date then
-    out[i] = false
-  else
-    local base = ARGV[1] .. ARGV[7 + i] .. ':' .. date
-    local cached = redis.call('GET', base .. first)
-    if (not cached) and ARGV[2] == '0' then cached = redis.call('GET', base .. second) end
-    if cached then
-      out[i] = {date, cached}
-    else
-      local f = redis.call('HMGET', key, 'close', 'feature_set_version', 'vector')
-      local locked = 0
-      if lock_ms > 0 and redis.call('SET', ARGV[4] .. base, '1', 'NX', 'PX', lock_ms) then locked = 1 end
-      out[i] = {date, false, f[1], f[2], f[3], locked}
-    end
-  end
-end
-return {0, out}
-"""
-)
-# Many answers in one call, after charging the caller's rate limit (ARGV[1] "1": its key is KEYS[1]; ARGV[2],
-# ARGV[3]: interval in microseconds, burst). ARGV[4]: cache key prefix; ARGV[5]: "1" when contributions are needed
-# (else an explained answer serves too); ARGV[6]: "ticker:date" items joined by newlines (one argument rather than
-# thousands: packing arguments is what costs the client). Returns {0, values} or {milliseconds to wait, {}}.
-ANSWERS_SCRIPT = (
-    GCRA_FUNCTION
-    + """
-if ARGV[1] == '1' then
-  local wait = gcra(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
-  if wait > 0 then return {wait, {}} end
-end
-local keys = {}
-for item in string.gmatch(ARGV[6], '[^\\n]+') do keys[#keys + 1] = ARGV[4] .. item end
-local suffix = ':p'
-if ARGV[5] == '1' then suffix = ':x' end
-local out = {}
-for i = 1, #keys, 1000 do
-  local batch = {}
-  for k = i, math.min(i + 999, #keys) do batch[#batch + 1] = keys[k] .. suffix end
-  local values = redis.call('MGET', unpack(batch))
-  for k = 1, #values do out[i + k - 1] = values[k] end
-end
-if ARGV[5] == '0' then
-  local missing = {}
-  for i = 1, #keys do
-    if not out[i] then missing[#missing + 1] = i end
-  end
-  for i = 1, #missing, 1000 do
-    local batch = {}
-    for k = i, math.min(i + 999, #missing) do batch[#batch + 1] = keys[missing[k]] .. ':x' end
-    local values = redis.call('MGET', unpack(batch))
-    for k = 1, #values do out[missing[i + k - 1]] = values[k] end
-  end
-end
-return {0, out}
-"""
-)
-# Answers with a TTL. ARGV[1]: TTL seconds; ARGV[2]: keys joined by newlines; ARGV[3]: the values joined likewise
-# (JSON without raw newlines).
-STORE_SCRIPT = """
-local values = {}
-for value in string.gmatch(ARGV[3], '[^\\n]+') do values[#values + 1] = value end
-local i = 0
-for key in string.gmatch(ARGV[2], '[^\\n]+') do
-  i = i + 1
-  redis.call('SET', key, values[i], 'EX', ARGV[1])
-end
-return i
-"""
+POOL_SIZE = 256  # connections per worker; a request waits for one (up to the timeout) rather than fail
 
 
 class RedisUnavailable(RuntimeError):
     pass
-
-
-class RateLimited(RuntimeError):
-    def __init__(self, wait_seconds: float) -> None:
-        super().__init__(f"rate limited for {wait_seconds:.3f} s")
-        self.wait_seconds = wait_seconds
-
-
-def cache_prefix(model_name: str, version: str, horizon: int) -> str:
-    return f"{CACHE_PREFIX}{model_name}:{version}:h{horizon}:"
 
 
 def _all(coros: list) -> Awaitable[list]:
@@ -161,26 +53,8 @@ def _all(coros: list) -> Awaitable[list]:
     return asyncio.gather(*coros)
 
 
-def lock_name(prefix: str, ticker: str, date: str) -> str:
-    """The answer's identity without its explained/plain suffix (what the lookup script locks)."""
-    return f"{prefix}{ticker}:{date}"
-
-
-def cache_key(prefix: str, ticker: str, date: str, explained: bool) -> str:
-    return f"{lock_name(prefix, ticker, date)}:{'x' if explained else 'p'}"
-
-
-def _snapshot_rows(snapshot: Snapshot | None) -> dict[str, FeatureRow]:
-    if snapshot is None:
-        return {}
-    close_at = snapshot.columns.index("close") if "close" in snapshot.columns else None
-    closes = snapshot.matrix[:, close_at].tolist() if close_at is not None else [float("nan")] * len(snapshot.tickers)
-    return {
-        ticker: FeatureRow(ticker, date, close, version, values, snapshot.columns, "redis")
-        for ticker, date, close, version, values in zip(
-            snapshot.tickers, snapshot.dates, closes, snapshot.versions, snapshot.matrix, strict=True
-        )
-    }
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
 
 
 class Lookup:
@@ -196,14 +70,16 @@ class RedisLink:
     def __init__(self, url: str, timeout: float = 0.5) -> None:
         self.url = url
         self.safe_url = redact_url(url)  # what logs and answers show: the password masked
-        self.client = aioredis.Redis.from_url(
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=POOL_SIZE,
+            timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),  # fail fast: the breaker below decides when to try again
-            max_connections=256,
         )
-        self.fast = PipelinedRedis(url, timeout)  # the per-request script calls (see bento.resp)
+        self.client = aioredis.Redis(connection_pool=pool)
+        self.pipeline = AutoPipeline(self.client)  # the per-request lookups of a moment share one round trip
         self.up = True
         self.error: str | None = None
         self.down_since: float | None = None
@@ -275,7 +151,7 @@ class RedisLink:
                 snapshot = None
             if snapshot is not None and snapshot.written_at != written_at:
                 return self.meta  # rewritten between the two reads: the next refresh takes the newer one
-            self.rows = await asyncio.to_thread(_snapshot_rows, snapshot)
+            self.rows = await asyncio.to_thread(snapshot_rows, snapshot)
             self._snapshot_written_at = written_at
             if self.on_snapshot:
                 self.on_snapshot()
@@ -285,72 +161,65 @@ class RedisLink:
         return self._columns.get(version)
 
     async def lookup(
-        self,
-        tickers: list[str],
-        prefix: str,
-        explained: bool,
-        lock_ms: int = 0,
-        rate: tuple[str, float, int] | None = None,
+        self, tickers: list[str], prefix: str, explained: bool, lock_ms: int = 0, rate: Limit | None = None
     ) -> dict[str, Lookup | None]:
         """Per ticker: None when Redis has no vector for it, else its date and the cached answer or its row.
         With `rate` (key id, requests/s, burst) the caller's rate limit is charged first (RateLimited when over)."""
-        chunks = [tickers[i : i + SCRIPT_CHUNK] for i in range(0, len(tickers), SCRIPT_CHUNK)] or [[]]
+        chunks = _chunks(tickers, SCRIPT_CHUNK)
         base_args = [prefix, "1" if explained else "0", str(lock_ms), LOCK_PREFIX]
 
-        def call(i: int, chunk: list[str]):
+        def call(i: int, chunk: list[str]) -> Awaitable:
             keys = [KEY_PREFIX + t for t in chunk]
             limit = ["0", "0", "0"]
             if rate is not None and i == 0:  # the first chunk charges the request once
                 keys.append(RATE_PREFIX + rate[0])
                 limit = ["1", str(interval_us(rate[1])), str(rate[2])]
-            return self.fast.evalsha(self._lookup, keys, [*base_args, *limit, *chunk])
+            return self.pipeline.run(self._lookup, keys, [*base_args, *limit, *chunk])
 
         replies = await self.call(lambda: _all([call(i, c) for i, c in enumerate(chunks)]))
-        wait_ms = int(replies[0][0])
-        if wait_ms > 0:
+        if (wait_ms := int(replies[0][0])) > 0:
             raise RateLimited(wait_ms / 1000)
         out: dict[str, Lookup | None] = {}
         missing_columns = False
         for chunk, (_, reply) in zip(chunks, replies, strict=True):
             for ticker, item in zip(chunk, reply, strict=True):
-                if not item:
-                    out[ticker] = None
-                    continue
-                date = item[0].decode()
-                if item[1] is not None:
-                    out[ticker] = Lookup(date, item[1], None, False)
-                    continue
-                version = item[3].decode() if item[3] else ""
-                columns = self._columns.get(version)
-                if columns is None:
-                    missing_columns = True
-                    out[ticker] = None  # a vector whose layout is unknown yet: read the lake instead
-                    continue
-                values = decode_vector(item[4]) if item[4] else np.full(len(columns), np.nan)
-                row = FeatureRow(ticker, date, float(item[2]), version, values, columns, "redis")
-                out[ticker] = Lookup(date, None, row, bool(item[5]))
+                out[ticker] = found = self._found(ticker, item)
+                missing_columns |= found is None and bool(item)
         if missing_columns:
             await self.refresh_meta()
         return out
 
+    def _found(self, ticker: str, item) -> Lookup | None:
+        if not item:
+            return None
+        date = item[0].decode()
+        if item[1] is not None:
+            return Lookup(date, item[1], None, False)
+        version = item[3].decode() if item[3] else ""
+        columns = self._columns.get(version)
+        if columns is None:
+            return None  # a vector whose layout is unknown yet: read the lake instead (and the meta again)
+        values = decode_vector(item[4]) if item[4] else np.full(len(columns), np.nan)
+        row = FeatureRow(ticker, date, float(item[2]), version, values, columns, "redis")
+        return Lookup(date, None, row, bool(item[5]))
+
     async def answers(
-        self, prefix: str, items: list[tuple[str, str]], explained: bool, rate: tuple[str, float, int] | None = None
+        self, prefix: str, items: list[tuple[str, str]], explained: bool, rate: Limit | None = None
     ) -> list[bytes | None]:
         """Cached answers of (ticker, date) items in one round trip; with `rate`, the caller's rate limit is
         charged first (RateLimited when over it)."""
-        chunks = [items[i : i + 5 * SCRIPT_CHUNK] for i in range(0, len(items), 5 * SCRIPT_CHUNK)] or [[]]
+        flag = "1" if explained else "0"
 
-        def call(i: int, chunk: list[tuple[str, str]]):
+        def call(i: int, chunk: list[tuple[str, str]]) -> Awaitable:
             joined = "\n".join(f"{t}:{d}" for t, d in chunk)
-            flag = "1" if explained else "0"
             if rate is not None and i == 0:
                 limit = ["1", str(interval_us(rate[1])), str(rate[2])]
-                return self.fast.evalsha(self._answers, [RATE_PREFIX + rate[0]], [*limit, prefix, flag, joined])
-            return self.fast.evalsha(self._answers, [], ["0", "0", "0", prefix, flag, joined])
+                return self.pipeline.run(self._answers, [RATE_PREFIX + rate[0]], [*limit, prefix, flag, joined])
+            return self.pipeline.run(self._answers, [], ["0", "0", "0", prefix, flag, joined])
 
+        chunks = _chunks(items, 5 * SCRIPT_CHUNK)
         replies = await self.call(lambda: _all([call(i, c) for i, c in enumerate(chunks)]))
-        wait_ms = int(replies[0][0])
-        if wait_ms > 0:
+        if (wait_ms := int(replies[0][0])) > 0:
             raise RateLimited(wait_ms / 1000)
         return [value for _, values in replies for value in values]
 
@@ -358,10 +227,10 @@ class RedisLink:
         """Write answers with a TTL (one script call per chunk) and release the given locks (`lock_name`s)."""
 
         def calls() -> asyncio.Future:
-            chunks = [items[i : i + 5 * SCRIPT_CHUNK] for i in range(0, len(items), 5 * SCRIPT_CHUNK)]
             pending = [
                 self._store(keys=[], args=[ttl, "\n".join(k for k, _ in c), b"\n".join(v for _, v in c)])
-                for c in chunks
+                for c in _chunks(items, 5 * SCRIPT_CHUNK)
+                if c
             ]
             if locks:
                 pending.append(self.client.delete(*(LOCK_PREFIX + name for name in locks)))
@@ -396,5 +265,4 @@ class RedisLink:
         await self.call(lambda: self.client.incr(RELOAD_KEY))
 
     async def close(self) -> None:
-        await self.fast.close()
         await self.client.aclose()

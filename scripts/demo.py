@@ -26,7 +26,7 @@ from stockpred_assets.evaluation.assets import HEADLINE
 from stockpred_assets.evaluation.scoring import week_monday
 from stockpred_core.data import calendar
 from stockpred_core.io.model_card import CHAMPION_ALIAS, read_model_card
-from stockpred_resources.readiness import stop_group, wait_for_http
+from stockpred_core.processes import stop_group, wait_for_http
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # after mlflow configured its loggers on import
 

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from stockpred_core.processes import stop_group
 from stockpred_core.settings import load_settings
-from stockpred_resources.readiness import stop_group
 
 BIN = Path(sys.executable).parent
 # `dagster dev` says once that the `dg` CLI (another package, not used here) supersedes it: nothing to act on.

@@ -18,9 +18,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 import s3fs
-from service_support import free_port, start_redis
 from support import SHARED_DATA
 from support.postgres import postgres_bindir
+from support.service import free_port, start_redis
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +46,7 @@ def redis_url(tmp_path_factory) -> str:
 def pushgateway_url(tmp_path_factory) -> str:
     """A private Prometheus Pushgateway on a free port (Debian package `prometheus-pushgateway`, installed by
     scripts/ensure-test-services.sh)."""
-    from stockpred_resources.readiness import wait_for_http
+    from stockpred_core.processes import wait_for_http
 
     binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
     if binary is None:

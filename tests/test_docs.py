@@ -170,9 +170,9 @@ ANSWERS = {
 
 def _served(command: str, checkout: Path, env: dict, log: Path):
     """`... make serve` as written, on a free port, from `checkout`: (process, port) once /readyz answers 200."""
-    from service_support import free_port
+    from support.service import free_port
 
-    from stockpred_resources.readiness import wait_for_http
+    from stockpred_core.processes import wait_for_http
 
     port = free_port()
     makefile = ROOT / "Makefile"
@@ -197,10 +197,10 @@ def _curl(command: str, port: int, checkout: Path, env: dict) -> dict:
 def test_service_commands_run_as_written(tmp_path):
     """docs/service.md (and the README's `make serve` and curl) in a folder shaped like the checkout: the service
     without keys answers the keyless calls; a key made by the documented command opens the keyed ones."""
-    from service_support import build_world
+    from support.service import build_world
 
     from stockpred_core.io.lake import Lake
-    from stockpred_resources.readiness import stop_group
+    from stockpred_core.processes import stop_group
 
     checkout = tmp_path / "checkout"
     checkout.mkdir()

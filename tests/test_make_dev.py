@@ -10,12 +10,12 @@ import time
 
 import httpx
 import pytest
-from service_support import free_port
 from support import ROOT
 from support.doc_commands import doc_command
 from support.env import local_env
+from support.service import free_port
 
-from stockpred_resources.readiness import wait_for_http
+from stockpred_core.processes import wait_for_http
 
 pytestmark = pytest.mark.slow  # about a minute: dagster dev loads the code location in its own process
 

@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/serving/run.py            # about 4 minutes; needs redis-server on PATH
 
+    .venv/bin/python benchmarks/serving/run.py --saturation-only --timer-fix off   # what bento/patches.py is worth
+
 Starts a private redis-server, builds a synthetic world (20,000 tickers of online features in Redis and the lake, a
 100-tree LightGBM champion in a local MLflow registry), then serves, each with the same number of workers (2):
 - `bare`: benchmarks/serving/bare_service.py, a BentoML JSON endpoint that does nothing (with the service's fix to
@@ -12,7 +14,8 @@ bare; /predict on cache hits (a hot set of 1,000 tickers cached with explanation
 (every request a ticker not cached yet, explained: TreeSHAP per row). Then the saturation throughput of bare and hits
 (a 2 s warm-up each, then alternated, 3 rounds), a Zipf ticker mix from a cold cache (two 20 s windows; and the
 hit rate an hour of that mix would get), and /predict_batch with 1,000 and 10,000 tickers (cold and warm, median of
-5). Prints a table and writes the figures to benchmarks/serving/results.json.
+5). Prints a table and writes the figures to benchmarks/serving/results.json. The redis-server, the world and the
+servers come from the service's harness (bento.harness), as in the service tests.
 """
 
 from __future__ import annotations
@@ -33,10 +36,13 @@ import httpx
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parents[1] / "tests")]
+sys.path[:0] = [str(HERE), str(HERE.parents[1])]
 
 import loadgen  # noqa: E402
-from service_support import build_world, fit, online_frame, serve, start_redis  # noqa: E402
+
+from bento.harness.process import serve  # noqa: E402
+from bento.harness.redis_server import start_redis  # noqa: E402
+from bento.harness.world import build_world, fit, online_frame  # noqa: E402
 
 HOT = 1_000
 ROUNDS = 100  # trees of the synthetic champion
@@ -101,6 +107,10 @@ def main() -> None:
     parser.add_argument("--saturation-rounds", type=int, default=3)
     parser.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent of the ticker mix")
     parser.add_argument("--out", default=str(HERE / "results.json"))
+    parser.add_argument(
+        "--timer-fix", choices=("on", "off"), default="on", help="off: both servers without bento/patches.py's fix"
+    )
+    parser.add_argument("--saturation-only", action="store_true", help="only the bare/hits saturation rounds")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     loadgen.install_uvloop()
@@ -125,14 +135,20 @@ def main() -> None:
         print(f"reference: the champion's raw LightGBM predict of 10,000 rows: {results['raw_predict_10k_ms']} ms")
         headers = {"X-API-Key": world.keys["bench"]}
         tickers = world.features["ticker"].tolist()
-        bare_env = {"BARE_WORKERS": str(args.workers)}
+        bare_env = {"BARE_WORKERS": str(args.workers), "BARE_TIMER_FIX": args.timer_fix}
+        target = "bento.service:StockPredictor" if args.timer_fix == "on" else "unpatched_service:StockPredictor"
         with (
             serve(bare_env, work / "bare.log", target="bare_service:Bare", cwd=HERE) as bare,
-            serve(world.env, work / "stockpred.log") as svc,
+            serve(
+                world.env,
+                work / "stockpred.log",
+                target=target,
+                cwd=HERE.parents[1] if args.timer_fix == "on" else HERE,
+            ) as svc,
         ):
             hot = tickers[:HOT]
             results["runs"] = runs = []
-            for rate in rates:
+            for rate in [] if args.saturation_only else rates:
                 n = int(rate * args.duration)
                 for name, base, make, hdrs in (
                     ("bare", bare, lambda i: body_for(hot[i % HOT]), None),
@@ -170,6 +186,16 @@ def main() -> None:
                 )
             ]
             results["hits_vs_bare_throughput"] = {"ratios": [round(r, 3) for r in ratios], "median": median(ratios)}
+            if args.saturation_only:
+                hits = [r["achieved_rps"] for r in runs if r["scenario"].startswith("hits (saturation")]
+                bares = [r["achieved_rps"] for r in runs if r["scenario"].startswith("bare (saturation")]
+                print(
+                    f"timer fix {args.timer_fix}: hits rps {hits} (median {median(hits):.0f}), bare rps {bares} "
+                    f"(median {median(bares):.0f}), ratios {results['hits_vs_bare_throughput']}, "
+                    f"load {os.getloadavg()}",
+                    flush=True,
+                )
+                return
 
             flush(svc, headers)
             rng = np.random.default_rng(7)

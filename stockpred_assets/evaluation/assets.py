@@ -6,7 +6,7 @@ import collections
 import dagster as dg
 import pandas as pd
 
-from stockpred_assets.evaluation.registry import backtest_run, promoted_versions
+from stockpred_assets.evaluation.promotions import backtest_run, promoted_versions
 from stockpred_assets.evaluation.reporting import (
     HEADLINE,
     INDEX_HEADLINE,

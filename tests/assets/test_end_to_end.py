@@ -14,10 +14,11 @@ import httpx
 import pandas as pd
 import pytest
 import redis
-from service_support import free_port, serve
+import yaml
 from support import ROOT
 from support.doc_commands import doc_command
 from support.env import environment, local_env
+from support.service import free_port, serve
 
 from stockpred_assets.definitions import build_definitions
 from stockpred_assets.evaluation.assets import HEADLINE
@@ -25,8 +26,8 @@ from stockpred_core.io.lake import Lake
 from stockpred_core.io.model_registry import champion_version
 from stockpred_core.io.online_store import fetch_vector
 from stockpred_core.models.forecasters import torch_available
+from stockpred_core.processes import stop_group, wait_for_http
 from stockpred_core.settings import load_settings
-from stockpred_resources.readiness import stop_group, wait_for_http
 from stockpred_resources.tracking import MLflowResource
 
 pytestmark = pytest.mark.slow
@@ -79,6 +80,28 @@ def test_all_runs_succeed_and_report_metadata(pipeline):
     assert set(HEADLINE) | plots | {"summary", "per_year", "report_html", "mlflow_run_id"} <= set(backtest)
     assert Path(backtest["report_html"].value).read_text().count("<img") == 3
     assert backtest["mlflow_logged_into"].value != "its own run"  # the week's lightgbm version's run
+
+
+def test_the_serving_job_builds_the_bento_for_the_champion(pipeline):
+    """The session's one `bentoml build` (the `bento` asset, as the champion-change sensor runs it): labelled with
+    the champion, offline, shipping the service and the pure core only."""
+    settings = pipeline["settings"]
+    champion = champion_version(
+        MLflowResource(tracking_uri=settings.mlflow_tracking_uri).client(), settings.registered_model
+    )
+    [event] = pipeline["runs"]["serving"].asset_materializations_for_node("bento")
+    meta = {k: v.value for k, v in event.metadata.items()}
+    assert meta["champion_version"] == str(champion.version) and meta["bento_tag"].startswith("stockpred:")
+    bento_dir = Path(meta["path"])
+    assert bento_dir == pipeline["root"] / "bentoml" / "bentos" / "stockpred" / meta["bento_tag"].split(":")[1]
+    manifest = yaml.safe_load((bento_dir / "bento.yaml").read_text())
+    assert manifest["service"] == "bento.service:StockPredictor"
+    assert manifest["labels"]["champion_version"] == str(champion.version)
+    assert manifest["services"][0]["config"]["resources"]["gpu"] == 1
+    src = bento_dir / "src"
+    assert (src / "bento" / "service.py").is_file() and (src / "stockpred_core" / "features" / "batch.py").is_file()
+    assert not (src / "stockpred_assets").exists() and not (src / "stockpred_resources").exists()  # no Dagster
+    assert not (src / "bento" / "harness").exists()  # the local harness (tests, benchmarks) is not shipped
 
 
 def test_lake_catalog_and_registry(pipeline):

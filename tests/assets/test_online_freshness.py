@@ -7,8 +7,8 @@ import dagster as dg
 import httpx
 import pandas as pd
 import pytest
-from service_support import fit, register, serve
 from support.env import environment, local_env
+from support.service import fit, register, serve
 
 from stockpred_assets.definitions import build_definitions
 from stockpred_core.data import calendar

@@ -8,8 +8,8 @@ import re
 import httpx
 import pytest
 import yaml
-from service_support import build_world, serve
 from support import ROOT
+from support.service import build_world, serve
 
 pytestmark = pytest.mark.slow
 

@@ -29,19 +29,19 @@ from dagster._core.test_utils import in_process_test_workspace
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 from mlflow.tracking import MlflowClient
-from service_support import free_port, wait_for_redis
 from support import ROOT
 from support.postgres import postgres_bindir
+from support.service import free_port, wait_for_redis
 
 from stockpred_assets.ingestion.assets import raw_bars_simulated
 from stockpred_assets.ingestion.automation import daily_data_schedule
 from stockpred_core.io.lake import MissingPartitionsError
 from stockpred_core.io.model_registry import CHAMPION_ALIAS, configure_mlflow, load_champion, log_forecaster
 from stockpred_core.models.forecasters import LGBMForecaster
+from stockpred_core.processes import wait_for_http
 from stockpred_core.settings import load_settings
 from stockpred_resources.environments import build_resources
 from stockpred_resources.lake import DuckDBResource
-from stockpred_resources.readiness import wait_for_http
 from stockpred_resources.redis import RedisResource
 
 DEPLOY = ROOT / "deploy"

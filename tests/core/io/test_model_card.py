@@ -7,7 +7,7 @@ import dagster as dg
 import mlflow
 import pandas as pd
 import pytest
-from service_support import fit, training_data
+from support.service import fit, training_data
 
 from stockpred_assets.evaluation.assets import BacktestConfig
 from stockpred_assets.monitoring.reference import champion_facts
@@ -134,7 +134,7 @@ def test_the_defaults_of_training_evaluation_monitoring_and_old_versions_agree(t
 
 
 def test_the_family_of_a_version_without_the_version_tag_comes_from_its_run(tracking):
-    """What the service's registered versions look like (tests/service_support.py)."""
+    """What the service's registered versions look like (tests/support/service.py)."""
     version = _old_version(tracking, {"horizon": 7, "label": "return"}, run_tags={FAMILY_TAG: "momentum"})
     card = read_model_card(tracking.client(), NAME, version)
     assert (card.family, card.horizon, card.label, card.defaulted) == ("momentum", 7, "return", frozenset())

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from service_support import fit, training_data
+from support.service import fit, training_data
 
 from stockpred_core.io.model_registry import configure_mlflow, load_version, log_forecaster
 

@@ -1,76 +1,34 @@
-"""A served world without the pipeline: synthetic online features, a small champion in a real MLflow registry, API
-keys, and `bentoml serve` started on a free port. Used by tests/test_service*.py and benchmarks/serving."""
+"""A served world without the pipeline: synthetic online features (Redis and the lake), a small champion fitted and
+registered in a real MLflow registry, and API keys; the settings and environment to serve it with."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import mlflow
 import numpy as np
 import pandas as pd
 import redis
 
+from bento.security import hash_key, new_token
+from stockpred_core.dataset.labels import DEFAULT_LABEL
 from stockpred_core.features.catalog import FEATURE_COLUMNS, FEATURE_SET_VERSION, RAW_COLUMNS
 from stockpred_core.io.lake import Lake
+from stockpred_core.io.model_card import FAMILY_TAG
 from stockpred_core.io.model_registry import CHAMPION_ALIAS, configure_mlflow, log_forecaster
 from stockpred_core.io.online_store import push_vectors
 from stockpred_core.models.forecasters import Forecaster, LGBMForecaster, LinearForecaster
 from stockpred_core.settings import Settings, load_settings
-from stockpred_resources.readiness import stop_group, wait_for_http
 
-PROJECT = Path(__file__).resolve().parents[1]
 FEATURE_DATE = "2025-06-27"
 HORIZON = 5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_redis(url: str, proc: subprocess.Popen | None = None, timeout: float = 20) -> redis.Redis:
-    """A client once `url` answers PING; redis.ConnectionError when `proc` exits or `timeout` passes first."""
-    client, deadline = redis.Redis.from_url(url), time.monotonic() + timeout
-    while True:
-        try:
-            client.ping()
-            return client
-        except redis.ConnectionError:
-            if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def start_redis(workdir: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
-    """A private redis-server without persistence on 127.0.0.1:`port` (a free one by default), answering PING:
-    (the process, its URL)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed: run .ci/run or `apt-get install redis-server`")
-    port = port or free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        wait_for_redis(url, proc)
-    except redis.ConnectionError as exc:
-        proc.kill()
-        raise RuntimeError(f"redis-server did not start on port {port}") from exc
-    return proc, url
+KEYS = {  # id -> (role, rate per second or None for the default)
+    "reader": ("reader", 10_000.0),
+    "admin": ("admin", 10_000.0),
+    "slow": ("reader", 1.0),
+}
 
 
 def tickers(n: int) -> list[str]:
@@ -103,13 +61,15 @@ def fit(family: str = "lightgbm", seed: int = 1, rounds: int = 60) -> Forecaster
     return LinearForecaster(alpha=1.0).fit(X, y)
 
 
-def register(settings: Settings, model: Forecaster, alias: str | None = CHAMPION_ALIAS, label: str = "return") -> str:
+def register(
+    settings: Settings, model: Forecaster, alias: str | None = CHAMPION_ALIAS, label: str = DEFAULT_LABEL
+) -> str:
     """Log `model` as a new version of the registered model (with what the service reads) and move `alias`."""
     configure_mlflow(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifact_location)
     X, _ = training_data(rows=5)
     with mlflow.start_run():
         mlflow.log_params({"horizon": HORIZON, "feature_set_version": FEATURE_SET_VERSION, "label": label})
-        mlflow.set_tag("model_family", model.family)
+        mlflow.set_tag(FAMILY_TAG, model.family)
         mlflow.log_metrics({"test_residual_q05": -0.03, "test_residual_q95": 0.035})
         info = log_forecaster(model, settings.registered_model, X)
     version = str(info.registered_model_version)
@@ -132,13 +92,6 @@ class World:
     features: pd.DataFrame
 
 
-KEYS = {  # id -> (role, rate per second or None for the default)
-    "reader": ("reader", 10_000.0),
-    "admin": ("admin", 10_000.0),
-    "slow": ("reader", 1.0),
-}
-
-
 def build_world(
     root: Path,
     n_tickers: int = 50,
@@ -148,8 +101,6 @@ def build_world(
     keys: dict[str, tuple[str, float | None]] = KEYS,
     rounds: int = 60,
 ) -> World:
-    from bento.security import hash_key, new_token
-
     root.mkdir(parents=True, exist_ok=True)
     tokens = {key_id: new_token() for key_id in keys}
     entries = []
@@ -177,52 +128,3 @@ def build_world(
         push_vectors(client, features)
     register(settings, fit(family, rounds=rounds))
     return World(root, env, settings, tokens, features)
-
-
-@contextmanager
-def serve(
-    env: dict[str, str],
-    log_path: Path,
-    ready_timeout: float = 120,
-    target: str = "bento.service:StockPredictor",
-    cwd: Path = PROJECT,
-    ready_path: str = "/readyz",
-):
-    """`bentoml serve <target>` with `env`; yields the base URL once `ready_path` answers 200 (/livez for a service
-    that is expected not to become ready)."""
-    port = free_port()
-    full_env = {**os.environ, **env, "BENTOML_HOME": str(log_path.parent / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", target, "--port", str(port)],
-            cwd=cwd,
-            env=full_env,
-            start_new_session=True,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        if not wait_for_http(f"{base}{ready_path}", proc, ready_timeout):
-            raise RuntimeError(f"bentoml serve did not answer {ready_path}: {log_path.read_text()[-4000:]}")
-        yield base
-    finally:
-        stop_group(proc)
-
-
-def audit_lines(world: World) -> list[dict]:
-    path = world.root / "audit.log"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
-class Server:
-    """A started service as its clients call it: POSTs with a world key (by role) or none; `log` is its log file."""
-
-    def __init__(self, base: str, world, log: Path | None = None) -> None:
-        self.base, self.world, self.log = base, world, log
-
-    def post(self, path: str, body=None, key: str | None = "reader", **kwargs) -> httpx.Response:
-        headers = kwargs.pop("headers", {})
-        if key:
-            headers["X-API-Key"] = self.world.keys[key]
-        return httpx.post(f"{self.base}{path}", json=body, headers=headers, timeout=30, **kwargs)

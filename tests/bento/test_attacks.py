@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from service_support import Server, audit_lines, build_world, serve
+from support.service import Server, audit_lines, build_world, serve
 
 pytestmark = pytest.mark.slow
 

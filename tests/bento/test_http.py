@@ -10,7 +10,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-from service_support import Server, audit_lines, build_world, fit, register, serve, set_alias
+from support.service import Server, audit_lines, build_world, fit, register, serve, set_alias
 
 from bento.schemas import BatchPrediction, Prediction
 

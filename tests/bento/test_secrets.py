@@ -9,7 +9,8 @@ import pytest
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
 
 from bento.audit import AuditSink
-from bento.gateway import CLIENT_CLOSED, Gateway, Guard
+from bento.gateway import CLIENT_CLOSED, Gateway
+from bento.guard import Guard
 from bento.models import ModelManager
 from bento.patches import cancel_request_timers
 from bento.security import ApiKey, KeyStore, hash_key
@@ -82,8 +83,8 @@ def test_a_registry_failure_stays_in_the_log(tmp_path, caplog):
 # -- the audit log records the status the client saw -------------------------------------------------------------
 
 
-class Core:
-    """What `Gateway` reads of the worker's Core: the guard, the audit sink, metrics (none here)."""
+class Service:
+    """What `Gateway` reads of the worker's service instance: the guard, the audit sink, metrics (none here)."""
 
     def __init__(self, tmp_path) -> None:
         token = "spk_test"
@@ -98,7 +99,7 @@ class Core:
         return [json.loads(line) for line in self.path.read_text().splitlines()]
 
 
-def call(app, core: Core, messages: list[dict]) -> list[dict]:
+def call(app, core: Service, messages: list[dict]) -> list[dict]:
     """One POST /predict through `app`; the messages the client was sent."""
     sent: list[dict] = []
     pending = list(messages)
@@ -123,14 +124,14 @@ def call(app, core: Core, messages: list[dict]) -> list[dict]:
 
 def test_a_request_that_times_out_is_audited_as_the_504_the_client_got(tmp_path):
     cancel_request_timers()
-    core = Core(tmp_path)
+    core = Service(tmp_path)
 
     async def slow_handler(scope, receive, send) -> None:
         await receive()
         await asyncio.sleep(5)
 
     gateway = Gateway(slow_handler)
-    gateway._core = core
+    gateway._service = core
     body = {"type": "http.request", "body": b'{"ticker": "A"}', "more_body": False}
     sent = call(TimeoutMiddleware(gateway, timeout=0.2), core, [body])
     assert sent[0]["status"] == 504
@@ -139,7 +140,7 @@ def test_a_request_that_times_out_is_audited_as_the_504_the_client_got(tmp_path)
 
 
 def test_a_client_that_leaves_mid_body_is_audited_as_gone_not_as_a_server_error(tmp_path):
-    core = Core(tmp_path)
+    core = Service(tmp_path)
 
     async def handler(scope, receive, send) -> None:  # what BentoML does: read the body, answer 500 when it fails
         message = await receive()
@@ -150,7 +151,7 @@ def test_a_client_that_leaves_mid_body_is_audited_as_gone_not_as_a_server_error(
         await send({"type": "http.response.body", "body": b"{}"})
 
     gateway = Gateway(handler)
-    gateway._core = core
+    gateway._service = core
     part = {"type": "http.request", "body": b'{"tick', "more_body": True}
     call(gateway, core, [part, {"type": "http.disconnect"}])
     [line] = core.lines()

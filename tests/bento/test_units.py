@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis
-from service_support import FEATURE_DATE, HORIZON, build_world, online_frame, register, set_alias
+from support.service import FEATURE_DATE, HORIZON, build_world, online_frame, register, set_alias
 
-from bento.predictor import LocalTTLCache, NoModel, Predictor, RateLimited, RequestError
-from bento.security import ApiKey, KeyConfigError, KeyStore, LocalLimiter, allows, hash_key, new_token
+from bento.predictor import NoModel, Predictor, RateLimited, RequestError, local_cache
+from bento.rate_limit import LocalLimiter
+from bento.security import ApiKey, KeyConfigError, KeyStore, allows, hash_key, new_token
 from bento.store import RedisLink
 from stockpred_core.io.online_store import (
     META_KEY,
@@ -97,20 +98,25 @@ def test_rate_limit_in_redis_and_in_process(redis_url):
     waits = asyncio.run(scenario())
     assert waits[:3] == [0, 0, 0] and 0 < waits[3] <= 0.5  # a burst of 3, then one every 0.5 s
     local = LocalLimiter()
-    assert [local.check("k", 2.0, 3) > 0 for _ in range(4)] == [False, False, False, True]
+    assert [local.wait_seconds("k", 2.0, 3) > 0 for _ in range(4)] == [False, False, False, True]
 
 
-def test_local_cache_expires_and_evicts(monkeypatch):
+def test_local_cache_expires_and_evicts():
     now = [100.0]
-    monkeypatch.setattr("bento.predictor.time.monotonic", lambda: now[0])
-    cache = LocalTTLCache(ttl_seconds=10, max_entries=2)
-    cache.set("a", b"1")
-    cache.set("b", b"2")
+    cache = local_cache(ttl_seconds=10, max_entries=2, timer=lambda: now[0])
+    cache["a"] = b"1"
+    cache["b"] = b"2"
     cache.get("a")
-    cache.set("c", b"3")  # evicts b, the least recently used
+    cache["c"] = b"3"  # evicts b, the least recently used
     assert (cache.get("a"), cache.get("b"), cache.get("c")) == (b"1", None, b"3")
     now[0] += 11
     assert cache.get("a") is None
+
+
+def test_without_redis_the_predictor_caches_in_process_with_the_configured_ttl(tmp_path):
+    env = {"STOCKPRED_ENV": "local", "STOCKPRED_DATA_DIR": str(tmp_path), "STOCKPRED_CACHE_TTL_SECONDS": "7"}
+    predictor = Predictor(load_settings(env))
+    assert predictor.redis is None and predictor.local_cache.ttl == 7 and predictor.local_cache.maxsize == 100_000
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +255,7 @@ def test_a_rank_model_has_no_price_and_a_newer_date_makes_others_stale(world, re
 
 
 def _xy():
-    from service_support import training_data
+    from support.service import training_data
 
     return training_data(rows=500)
 

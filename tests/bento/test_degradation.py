@@ -6,7 +6,7 @@ import time
 
 import httpx
 import pytest
-from service_support import build_world, free_port, serve, start_redis
+from support.service import build_world, free_port, serve, start_redis
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,20 @@
+"""The names of the service's Redis keys: cached answers, their compute locks, the reload signal."""
+
+from __future__ import annotations
+
+CACHE_PREFIX = "stockpred:pred:"
+LOCK_PREFIX = "stockpred:lock:"
+RELOAD_KEY = "stockpred:control:reload"
+
+
+def cache_prefix(model_name: str, version: str, horizon: int) -> str:
+    return f"{CACHE_PREFIX}{model_name}:{version}:h{horizon}:"
+
+
+def lock_name(prefix: str, ticker: str, date: str) -> str:
+    """The answer's identity without its explained/plain suffix (what the lookup script locks)."""
+    return f"{prefix}{ticker}:{date}"
+
+
+def cache_key(prefix: str, ticker: str, date: str, explained: bool) -> str:
+    return f"{lock_name(prefix, ticker, date)}:{'x' if explained else 'p'}"
