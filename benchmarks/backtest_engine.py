@@ -29,13 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stockpred_core.evaluation.backtest import daily_ic  # noqa: E402
-from stockpred_core.evaluation.portfolio import (  # noqa: E402
-    Strategy,
-    forward_returns_from_returns,
-    returns_from_prices,
-    run_strategy,
-)
+from stockpred_core.evaluation.portfolio import run_strategy  # noqa: E402
 from stockpred_core.evaluation.report import build_report  # noqa: E402
+from stockpred_core.evaluation.returns import forward_returns_from_returns, returns_from_prices  # noqa: E402
+from stockpred_core.evaluation.strategies import Strategy  # noqa: E402
 
 SP500 = ROOT.parent / "shared" / "data" / "market" / "all_stocks_5yr.csv.gz"
 GSPC = ROOT.parent / "shared" / "data" / "market" / "GSPC.csv"

@@ -35,8 +35,9 @@ from stockpred_assets.ingestion.assets import raw_bars_files  # noqa: E402
 from stockpred_assets.training.data import load_training_set  # noqa: E402
 from stockpred_assets.validation.assets import validated_bars  # noqa: E402
 from stockpred_core.dataset.splits import purged_train_valid  # noqa: E402
-from stockpred_core.models.forecasters import DEFAULT_LGBM_PARAMS, Standardizer  # noqa: E402
+from stockpred_core.models.lgbm import DEFAULT_LGBM_PARAMS  # noqa: E402
 from stockpred_core.models.neural import build_mlp  # noqa: E402
+from stockpred_core.models.standardizer import Standardizer  # noqa: E402
 from stockpred_core.models.training import TrainingSpec, make_forecaster, train_model  # noqa: E402
 from stockpred_core.models.tuning import tune_lgbm  # noqa: E402
 from stockpred_resources.lake import DuckDBResource, LakeResource  # noqa: E402

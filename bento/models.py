@@ -15,7 +15,7 @@ import numpy as np
 
 from stockpred_core.io.model_card import CHALLENGER_ALIAS, CHAMPION_ALIAS, ModelCard, read_model_card
 from stockpred_core.io.model_registry import load_version, use_registry
-from stockpred_core.models.forecasters import Forecaster
+from stockpred_core.models.forecaster import Forecaster
 from stockpred_core.redaction import redact
 from stockpred_core.settings import Settings
 

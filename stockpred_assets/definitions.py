@@ -29,7 +29,7 @@ from stockpred_assets.training import checks as training_checks
 from stockpred_assets.training.automation import weekly_training_job, weekly_training_schedule
 from stockpred_assets.validation import assets as validation_assets
 from stockpred_assets.validation import checks as validation_checks
-from stockpred_core.models.forecasters import TORCH_MISSING, torch_available
+from stockpred_core.models.families import TORCH_MISSING, torch_available
 from stockpred_core.settings import load_settings
 from stockpred_resources.environments import build_resources
 

@@ -29,6 +29,11 @@ def float_metadata(metrics: dict[str, float]) -> dict[str, dg.MetadataValue]:
     return {k: dg.MetadataValue.float(float(v)) for k, v in metrics.items()}
 
 
+def optional_float(value: object) -> float | None:
+    """A figure that may be missing (None or NaN) as a float, or None."""
+    return float(value) if value is not None and pd.notna(value) else None
+
+
 def _cell(value: object, kind: str) -> object:
     if pd.isna(value):
         return None

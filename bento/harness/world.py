@@ -19,7 +19,9 @@ from stockpred_core.io.lake import Lake
 from stockpred_core.io.model_card import FAMILY_TAG
 from stockpred_core.io.model_registry import CHAMPION_ALIAS, configure_mlflow, log_forecaster
 from stockpred_core.io.online_store import push_vectors
-from stockpred_core.models.forecasters import Forecaster, LGBMForecaster, LinearForecaster
+from stockpred_core.models.baselines import LinearForecaster
+from stockpred_core.models.forecaster import Forecaster
+from stockpred_core.models.lgbm import LGBMForecaster
 from stockpred_core.settings import Settings, load_settings
 
 FEATURE_DATE = "2025-06-27"

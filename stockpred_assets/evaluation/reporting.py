@@ -13,8 +13,10 @@ import pandas as pd
 
 from stockpred_assets.metadata import float_metadata, frame_table
 from stockpred_core.data.adjustments import adjust
-from stockpred_core.evaluation.portfolio import Strategy, returns_from_bars
-from stockpred_core.evaluation.report import EQUAL_WEIGHT, EvaluationReport, build_report, formatted
+from stockpred_core.evaluation.report import EQUAL_WEIGHT, EvaluationReport, build_report
+from stockpred_core.evaluation.returns import returns_from_bars
+from stockpred_core.evaluation.strategies import Strategy
+from stockpred_core.evaluation.tables import formatted
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
 from stockpred_resources.tracking import MLflowResource

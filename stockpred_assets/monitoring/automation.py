@@ -13,6 +13,20 @@ ALERT_DATE_TAG = "stockpred/drift_alert_date"
 RUN_KEY_TAG = "dagster/run_key"  # what the daemon stamps on a sensor's run
 PAGE = 500
 
+# `eager()` waits for every upstream partition of the look-back windows, and the daily schedule never materializes a
+# holiday's: only the day's own features and bars must exist (an older gap shows in the report's freshness instead).
+DAY_DEPS_MISSING = dg.AutomationCondition.any_deps_match(
+    dg.AutomationCondition.missing()
+    & dg.AutomationCondition.in_latest_time_window()
+    & ~dg.AutomationCondition.will_be_requested()
+).with_label("the day's upstream partitions missing")
+FOLLOWS_THE_DAY = (
+    dg.AutomationCondition.eager()
+    .replace("any_deps_missing", DAY_DEPS_MISSING)
+    # predictions are read when present and never awaited (there are none before the first champion)
+    .ignore(dg.AssetSelection.assets("predictions"))
+)
+
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "automation_condition_sensor",
     target=dg.AssetSelection.all(),

@@ -6,7 +6,7 @@ import pandas as pd
 
 from stockpred_assets.monitoring.reference import LAYER
 from stockpred_assets.partitions import partition_days, trading_days
-from stockpred_core.monitoring import drift
+from stockpred_core.monitoring.verdict import ALERT, NO_SESSION, WARN
 from stockpred_resources.lake import LakeResource
 
 LIVE_FIGURES = [
@@ -23,7 +23,7 @@ LIVE_FIGURES = [
 def _sessions(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> pd.DataFrame:
     days = partition_days(context)
     summary = lake.read_range(LAYER, "drift_summary", days[0], days[-1])
-    return summary[summary["status"] != drift.NO_SESSION].sort_values("date") if len(summary) else summary
+    return summary[summary["status"] != NO_SESSION].sort_values("date") if len(summary) else summary
 
 
 def _dates(frame: pd.DataFrame, mask: pd.Series) -> list[str]:
@@ -59,8 +59,8 @@ def feature_drift(context: dg.AssetCheckExecutionContext, lake: LakeResource) ->
     sessions = sessions.dropna(subset=["feature_status"])
     latest = sessions.iloc[-1]
     return _verdict(
-        _dates(sessions, sessions["feature_status"] == drift.ALERT),
-        _dates(sessions, sessions["feature_status"] == drift.WARN),
+        _dates(sessions, sessions["feature_status"] == ALERT),
+        _dates(sessions, sessions["feature_status"] == WARN),
         {
             "latest": f"{latest['date']:%Y-%m-%d}",
             "features_drifting": int(latest["drifting"]),
@@ -79,7 +79,7 @@ def prediction_drift(context: dg.AssetCheckExecutionContext, lake: LakeResource)
         return _skipped("no live predictions yet")
     sessions = sessions.dropna(subset=["decay_status"])
     latest = sessions.iloc[-1]
-    slipping = (sessions["decay_status"] == drift.WARN) | (sessions["prediction_status"] == drift.WARN)
+    slipping = (sessions["decay_status"] == WARN) | (sessions["prediction_status"] == WARN)
     return _verdict(
         [],
         _dates(sessions, slipping),
@@ -102,7 +102,7 @@ def data_freshness(context: dg.AssetCheckExecutionContext, lake: LakeResource) -
     last = latest["last_data_date"]
     return _verdict(
         [],
-        _dates(sessions, sessions["fresh"] == drift.WARN),
+        _dates(sessions, sessions["fresh"] == WARN),
         {
             "latest": f"{latest['date']:%Y-%m-%d}",
             "last_data_date": f"{last:%Y-%m-%d}" if pd.notna(last) else "-",

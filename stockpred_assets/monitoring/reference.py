@@ -15,7 +15,8 @@ from stockpred_core.dataset.training_set import feature_matrix
 from stockpred_core.features.batch import FEATURE_COLUMNS
 from stockpred_core.io.model_card import CHAMPION_ALIAS, ModelCard, ModelCardError, read_model_card
 from stockpred_core.io.model_registry import load_version
-from stockpred_core.monitoring import drift
+from stockpred_core.monitoring.performance import Baseline
+from stockpred_core.monitoring.reference import PREDICTION, DriftReference, build_reference
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.tracking import MLflowResource
 
@@ -25,7 +26,7 @@ LAYER = "monitoring"
 @dataclass(frozen=True)
 class ChampionFacts:
     card: ModelCard  # what the champion's version records, its training window among it
-    baseline: drift.Baseline  # its test-segment figures
+    baseline: Baseline  # its test-segment figures
 
     @property
     def reference_table(self) -> str:
@@ -42,7 +43,7 @@ def champion_facts(mlflow_resource: MLflowResource) -> ChampionFacts | None:
         raise dg.Failure(str(exc)) from exc
     if card is None:
         return None
-    baseline = drift.Baseline(
+    baseline = Baseline(
         rank_ic=card.test_metric("rank_ic"),
         ic=card.test_metric("ic"),
         mse_vs_naive=card.test_metric("mse_vs_naive"),
@@ -59,11 +60,11 @@ def load_reference(
     champion: ChampionFacts,
     window: int,
     log=None,
-) -> drift.DriftReference:
+) -> DriftReference:
     """The champion's cached reference, fitted now when missing or measured for another window length."""
     card = champion.card
     try:
-        cached = drift.DriftReference.from_frame(lake.read_table(LAYER, champion.reference_table))
+        cached = DriftReference.from_frame(lake.read_table(LAYER, champion.reference_table))
         if cached.window == window:
             return cached
     except FileNotFoundError:
@@ -78,8 +79,8 @@ def load_reference(
     X = feature_matrix(features)  # the rows a model sees (warm-up rows left out)
     mlflow_resource.setup()
     model = load_version(card.name, card)
-    frame = X.assign(**{drift.PREDICTION: model.predict(X).to_numpy()}).reset_index()
-    reference = drift.build_reference(frame, [*FEATURE_COLUMNS, drift.PREDICTION], window)
+    frame = X.assign(**{PREDICTION: model.predict(X).to_numpy()}).reset_index()
+    reference = build_reference(frame, [*FEATURE_COLUMNS, PREDICTION], window)
     lake.write_table(LAYER, champion.reference_table, reference.to_frame())
     if log is not None:
         log.info(

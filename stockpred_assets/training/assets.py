@@ -21,7 +21,7 @@ from stockpred_core.io.model_card import (
     card_of,
     read_model_card,
 )
-from stockpred_core.models.forecasters import torch_available
+from stockpred_core.models.families import torch_available
 from stockpred_core.models.training import TrainingSpec, train_model
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.tracking import MLflowResource

@@ -1,4 +1,4 @@
-"""Daily portfolios from predictions, vectorized: top-k long, top/bottom-k long-short and Qlib's TopK-dropout.
+"""Daily portfolios from predictions, vectorized: the engine that runs a `strategies.Strategy` and books its returns.
 
 Timing (no look-ahead). A prediction for (D, ticker) is a score known at D's close. The strategy trades at D's close
 (or `delay` sessions later) and the position earns the close-to-close return from D to the next session D+1.
@@ -33,94 +33,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-STRATEGY_KINDS = ("topk", "long_short", "topk_dropout")
-
-
-def returns_from_prices(prices: pd.DataFrame) -> pd.DataFrame:
-    """Close-to-close returns of a wide (date x ticker) price frame, e.g. adj_close: prices are carried forward over a
-    missing session (it returns 0 and the next session the whole move); NaN up to a ticker's first price."""
-    carried = prices.sort_index().ffill()
-    returns = carried / carried.shift(1) - 1.0
-    returns.index = pd.DatetimeIndex(returns.index, name="date")
-    return returns
-
-
-def returns_from_bars(bars: pd.DataFrame, column: str = "adj_close") -> pd.DataFrame:
-    """`returns_from_prices` of a long bar frame (columns date, ticker and `column`)."""
-    prices = bars.pivot(index="date", columns="ticker", values=column)
-    prices.index = pd.to_datetime(prices.index)
-    return returns_from_prices(prices)
-
-
-def forward_returns_from_returns(returns: pd.DataFrame, horizon: int = 1) -> pd.Series:
-    """The h-session forward return from each date's close, indexed by (date, ticker): the label that predictions
-    made at D are scored against (horizon 1: the return the portfolio earns from D to D+1)."""
-    growth = (1.0 + returns.fillna(0.0)).cumprod()
-    forward = growth.shift(-horizon) / growth - 1.0
-    forward = forward.where(returns.notna() | returns.shift(-1).notna())
-    return forward.stack(future_stack=True).dropna().rename(f"fwd_ret_{horizon}").rename_axis(["date", "ticker"])
-
-
-def to_wide(values: pd.Series | pd.DataFrame) -> pd.DataFrame:
-    """A (date, ticker)-indexed series as a date x ticker frame; a frame is returned as it is."""
-    if isinstance(values, pd.DataFrame):
-        return values
-    if values.index.nlevels != 2:
-        raise ValueError("expected a series indexed by (date, ticker)")
-    wide = values.unstack(-1)
-    wide.index = pd.DatetimeIndex(wide.index, name="date")
-    return wide
-
-
-@dataclass(frozen=True)
-class Strategy:
-    """How predictions become positions.
-
-    - `topk`: long the k best-scored names at equal weight, rebalanced to equal weight at every decision.
-    - `long_short`: long the k best and short the k worst at 1/k each (1 of capital long, 1 short, gross 2; the
-      return is the top-minus-bottom spread). With fewer than 2k scored names, k becomes half of them.
-    - `topk_dropout`: Qlib's TopkDropoutStrategy (method_sell="bottom", method_buy="top", risk_degree 1): hold k names;
-      each decision ranks the held names together with the best non-held ones, sells the held names among the n_drop
-      worst of that list (so it never sells a name to buy a worse one) and buys as many of the best non-held names as
-      it sold (more while it holds fewer than k), splitting the cash equally among the buys; names kept are not
-      rebalanced. A held name without a score ranks below every scored one.
-    - `max_turnover` (topk, long_short): at most this two-sided turnover per decision; beyond it, every trade toward
-      the target is scaled by the same factor (w = drifted + f (target - drifted)). None: no limit.
-    - `delay`: sessions between the prediction date and the trade (0: trade at the prediction's close).
-    """
-
-    kind: str = "topk_dropout"
-    k: int = 50
-    n_drop: int = 5
-    max_turnover: float | None = None
-    open_cost_bps: float = 5.0
-    close_cost_bps: float = 15.0
-    delay: int = 0
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        if self.kind not in STRATEGY_KINDS:
-            raise ValueError(f"kind must be one of {STRATEGY_KINDS}, not {self.kind!r}")
-        if self.k < 1 or self.n_drop < 0 or self.delay < 0:
-            raise ValueError("k must be >= 1, n_drop and delay >= 0")
-        if self.max_turnover is not None and (self.max_turnover <= 0 or self.kind == "topk_dropout"):
-            raise ValueError("max_turnover must be > 0 and applies to topk and long_short (dropout limits by n_drop)")
-
-    @property
-    def label(self) -> str:
-        if self.name:
-            return self.name
-        base = {
-            "topk": f"top{self.k}",
-            "long_short": f"long_short{self.k}",
-            "topk_dropout": f"top{self.k}_drop{self.n_drop}",
-        }
-        suffix = f"_to{self.max_turnover * 100:g}pct" if self.max_turnover is not None else ""
-        return base[self.kind] + suffix + (f"_delay{self.delay}" if self.delay else "")
-
-    @property
-    def long_only(self) -> bool:
-        return self.kind != "long_short"
+from stockpred_core.evaluation.returns import to_wide
+from stockpred_core.evaluation.strategies import (
+    Strategy,
+    drift,
+    follow_targets,
+    long_short_weights,
+    topk_dropout_weights,
+    topk_weights,
+)
 
 
 @dataclass(frozen=True)
@@ -174,100 +95,13 @@ def align(pred: pd.Series | pd.DataFrame, returns: pd.DataFrame, delay: int = 0)
     )
 
 
-def _ranked(scores: np.ndarray) -> np.ndarray:
-    """Column positions of each row from the best score to the worst; missing scores last, ties by column order."""
-    return np.argsort(np.where(np.isfinite(scores), -scores, np.inf), axis=-1, kind="stable")
-
-
-def topk_weights(scores: np.ndarray, k: int) -> np.ndarray:
-    """Equal weights 1/m on each row's m = min(k, scored names) best names."""
-    order = _ranked(scores)
-    m = np.minimum(k, np.isfinite(scores).sum(axis=1))[:, None]
-    place = np.arange(scores.shape[1])[None, :]
-    values = np.where(place < m, 1.0 / np.maximum(m, 1), 0.0)
-    weights = np.zeros_like(scores, dtype=float)
-    np.put_along_axis(weights, order, values, axis=1)
-    return weights
-
-
-def long_short_weights(scores: np.ndarray, k: int) -> np.ndarray:
-    """+1/m on each row's m best names and -1/m on its m worst, m = min(k, scored names // 2)."""
-    order = _ranked(scores)
-    n = np.isfinite(scores).sum(axis=1)[:, None]
-    m = np.minimum(k, n // 2)
-    place = np.arange(scores.shape[1])[None, :]
-    size = 1.0 / np.maximum(m, 1)
-    values = np.where(place < m, size, 0.0) - np.where((place >= n - m) & (place < n), size, 0.0)
-    weights = np.zeros_like(scores, dtype=float)
-    np.put_along_axis(weights, order, values, axis=1)
-    return weights
-
-
-def _drift(weights: np.ndarray, returns: np.ndarray) -> np.ndarray:
-    """Weights after one session of returns (cash, 1 - sum(weights), earns 0). Works on one row or many."""
-    growth = 1.0 + (weights * returns).sum(axis=-1, keepdims=True)
-    return weights * (1.0 + returns) / np.where(growth != 0.0, growth, 1.0)
-
-
-def _follow_targets(
-    targets: np.ndarray, next_returns: np.ndarray, trade: np.ndarray, max_turnover: float | None
-) -> np.ndarray:
-    """Weights after each decision's trades, moving toward the target weights: all the way when there is no turnover
-    limit (one array operation when every row is a decision), else scaled to the limit; held on non-decision rows."""
-    if max_turnover is None and trade.all():
-        return targets
-    held = np.zeros_like(targets)
-    current = np.zeros(targets.shape[1])
-    for t in range(len(targets)):
-        if t:
-            current = _drift(held[t - 1], next_returns[t - 1])
-        if trade[t]:
-            step = targets[t] - current
-            size = np.abs(step).sum()
-            scale = 1.0 if max_turnover is None or size <= max_turnover else max_turnover / size
-            current = current + scale * step
-        held[t] = current
-    return held
-
-
-def topk_dropout_weights(scores: np.ndarray, next_returns: np.ndarray, k: int, n_drop: int) -> np.ndarray:
-    """Weights after each decision's trades of Qlib's TopK-dropout (see `Strategy`). Sequential over days (each day
-    depends on what is held); the work within a day is a few numpy sorts and masks over the tickers."""
-    sessions, n = scores.shape
-    out = np.zeros((sessions, n))
-    weights = np.zeros(n)
-    held = np.zeros(n, dtype=bool)
-    position = np.empty(n, dtype=np.int64)
-    for t in range(sessions):
-        if t:
-            weights = _drift(out[t - 1], next_returns[t - 1])
-        scored = np.isfinite(scores[t])
-        if scored.any():
-            order = _ranked(scores[t])
-            position[order] = np.arange(n)
-            last = np.flatnonzero(held)
-            candidates = order[scored[order] & ~held[order]][: max(0, n_drop + k - len(last))]
-            combined = np.concatenate([last, candidates])
-            combined = combined[np.argsort(position[combined], kind="stable")]
-            worst = combined[max(0, len(combined) - n_drop) :] if n_drop else combined[:0]
-            sell = worst[held[worst]]
-            buy = candidates[: max(0, len(sell) + k - len(last))]
-            weights = weights.copy()
-            cash = 1.0 - weights.sum() + weights[sell].sum()
-            weights[sell], held[sell] = 0.0, False
-            if len(buy):
-                weights[buy], held[buy] = cash / len(buy), True
-        out[t] = weights
-    return out
-
-
 def account(
     held: np.ndarray, next_returns: np.ndarray, open_cost_bps: float, close_cost_bps: float
 ) -> dict[str, np.ndarray]:
     """Daily gross and net returns, trades and exposures of a sequence of post-trade weights, in array operations."""
     gross = (held * next_returns).sum(axis=1)
     before = np.zeros_like(held)
-    before[1:] = _drift(held[:-1], next_returns[:-1])
+    before[1:] = drift(held[:-1], next_returns[:-1])
     trades = held - before
     trades[np.abs(trades) < 1e-15] = 0.0
     bought, sold = np.clip(trades, 0.0, None).sum(axis=1), np.clip(-trades, 0.0, None).sum(axis=1)
@@ -295,7 +129,7 @@ def run_strategy(pred: pd.Series | pd.DataFrame, returns: pd.DataFrame, strategy
         held = topk_dropout_weights(data.scores, data.next_returns, strategy.k, strategy.n_drop)
     else:
         build = topk_weights if strategy.kind == "topk" else long_short_weights
-        held = _follow_targets(build(data.scores, strategy.k), data.next_returns, trade, strategy.max_turnover)
+        held = follow_targets(build(data.scores, strategy.k), data.next_returns, trade, strategy.max_turnover)
     daily = pd.DataFrame(
         account(held, data.next_returns, strategy.open_cost_bps, strategy.close_cost_bps),
         index=pd.DatetimeIndex(data.realized, name="date"),
@@ -313,12 +147,3 @@ def equal_weight_returns(pred: pd.Series | pd.DataFrame, returns: pd.DataFrame, 
     mean = np.where(scored, data.next_returns, 0.0).sum(axis=1) / np.maximum(counts, 1)
     series = pd.Series(np.where(counts > 0, mean, np.nan), index=data.realized, name="equal_weight")
     return series.rename_axis("date").dropna()
-
-
-def index_returns(close: pd.Series, sessions: pd.DatetimeIndex) -> pd.Series:
-    """Close-to-close returns of an index (e.g. ^GSPC's Adj Close, dated) on the given sessions: the close of each
-    session (the last one at or before it) over the previous session's."""
-    close = close.sort_index()
-    close.index = pd.DatetimeIndex(close.index).normalize()
-    on_sessions = close[~close.index.duplicated(keep="last")].reindex(pd.DatetimeIndex(sessions), method="ffill")
-    return (on_sessions / on_sessions.shift(1) - 1.0).rename("index").rename_axis("date")

@@ -1,5 +1,5 @@
 """The evaluation report: signal metrics, portfolios after costs against benchmarks, a per-year breakdown, plots
-(matplotlib figures, no pyplot state) and a self-contained HTML file (templates/report.html.j2, jinja2).
+(`plots.py`) and a self-contained HTML file (`html_report.py`).
 
     report = build_report(pred, returns, index_close=gspc_close, horizon=1)
     report.metrics()                  # flat {name: float} for MLflow / Dagster metadata
@@ -8,38 +8,28 @@
     report.to_html("backtest.html")   # tables and PNG plots embedded in one file
 
 `pred` holds scores known at each date's close ((date, ticker) series); `returns` daily close-to-close returns
-(date x ticker, `portfolio.returns_from_prices`). Conventions: `core.portfolio` (timing, turnover, costs),
+(date x ticker, `returns.returns_from_prices`). Conventions: `core.portfolio` (timing, turnover, costs),
 `core.performance` (annualization, drawdown), `core.backtest.signal_metrics` (IC, t-statistics).
 """
 
 from __future__ import annotations
 
-import base64
-import functools
-import io
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
-import jinja2
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
 
 from stockpred_core.evaluation.backtest import SignalResult, signal_metrics
-from stockpred_core.evaluation.performance import drawdown, per_year, risk_metrics, signal_by_year
-from stockpred_core.evaluation.portfolio import (
-    PortfolioResult,
-    Strategy,
-    equal_weight_returns,
-    forward_returns_from_returns,
-    index_returns,
-    run_strategy,
-    to_wide,
-)
+from stockpred_core.evaluation.html_report import html_report
+from stockpred_core.evaluation.performance import per_year, risk_metrics, signal_by_year
+from stockpred_core.evaluation.plots import cumulative_return_figure, drawdown_figure, ic_figure
+from stockpred_core.evaluation.portfolio import PortfolioResult, equal_weight_returns, run_strategy
+from stockpred_core.evaluation.returns import forward_returns_from_returns, index_returns, to_wide
+from stockpred_core.evaluation.strategies import Strategy
+from stockpred_core.evaluation.tables import markdown_table
 
 # Qlib's benchmark setting: TopK 50 / drop 5, 5 bps to open and 15 bps to close; beside it the plain top-k book and
 # the long-short spread, which isolates the signal from the market.
@@ -49,7 +39,6 @@ DEFAULT_STRATEGIES = (
     Strategy("long_short", k=50),
 )
 EQUAL_WEIGHT = "equal_weight"
-PERCENT_COLUMNS = ("return", "cagr", "vol", "drawdown", "excess", "turnover", "tracking_error", "exposure")
 SIGNAL_HEADLINE = ("ic", "icir", "ic_t", "rank_ic", "rank_icir", "rank_ic_t", "hit_rate", "mse_vs_naive", "oos_r2")
 SUMMARY_HEADLINE = ("annual_return", "sharpe", "max_drawdown", "turnover")
 
@@ -182,179 +171,3 @@ def _row(returns: pd.Series, benchmarks: pd.DataFrame) -> dict[str, float]:
             f"tracking_error_{name}": excess["tracking_error"],
         }
     return row
-
-
-# Plots --------------------------------------------------------------------------------------------------------------
-
-
-def cumulative_return_figure(
-    daily: Mapping[str, pd.DataFrame],
-    benchmarks: pd.DataFrame,
-    excess_of: Iterable[str] = (),
-    reference: str | None = None,
-) -> Figure:
-    """Cumulative return of each strategy (net solid, gross dashed) beside the benchmarks; with `excess_of` and a
-    `reference` benchmark, a lower panel of those strategies' cumulative excess return over it (sum of daily r - b)."""
-    excess_of = [name for name in excess_of if reference in benchmarks.columns]
-    fig = Figure(figsize=(8, 6.5 if excess_of else 4.5))  # 800 px: fits the Dagster UI metadata column at 1920 px
-    axes = fig.subplots(2 if excess_of else 1, 1, sharex=True, squeeze=False)[:, 0]
-    top = axes[0]
-    colors = [f"C{i}" for i in range(10)]
-    for color, (name, frame) in zip(colors, daily.items(), strict=False):
-        top.plot((1 + frame["net"]).cumprod() - 1, color=color, label=f"{name} net")
-        top.plot((1 + frame["gross"]).cumprod() - 1, color=color, linestyle="--", linewidth=0.8, label=f"{name} gross")
-    for shade, (name, series) in zip(("black", "grey", "silver"), benchmarks.items(), strict=False):
-        top.plot((1 + series.dropna()).cumprod() - 1, color=shade, linewidth=1.2, label=str(name))
-    top.set_title("Cumulative return")
-    if excess_of:
-        bottom = axes[1]
-        bench = benchmarks[reference]
-        for color, (name, frame) in zip(colors, daily.items(), strict=False):
-            if name in excess_of:
-                bottom.plot((frame["net"] - bench).dropna().cumsum(), color=color, label=f"{name} net")
-                bottom.plot((frame["gross"] - bench).dropna().cumsum(), color=color, linestyle="--", linewidth=0.8)
-        bottom.set_title(f"Cumulative excess return over {reference} (sum of daily excess; dashed: before costs)")
-        bottom.legend(fontsize=7, loc="upper left")
-    for ax in axes:
-        ax.axhline(0.0, color="grey", linewidth=0.6)
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-        ax.grid(alpha=0.3)
-    top.legend(fontsize=7, loc="upper left", ncol=2)
-    fig.tight_layout()
-    return fig
-
-
-def ic_figure(ic: pd.Series, rank_ic: pd.Series, window: int = 20) -> Figure:
-    """Daily rank IC as bars, with the rolling means of the rank IC and the IC over `window` dates."""
-    fig = Figure(figsize=(8, 3.8))
-    ax = fig.subplots()
-    ax.bar(rank_ic.index, rank_ic.to_numpy(), width=1.0, color="tab:blue", alpha=0.35, label="daily rank IC")
-    ax.plot(rank_ic.rolling(window, min_periods=1).mean(), color="tab:blue", label=f"rank IC, {window}-day mean")
-    ax.plot(ic.rolling(window, min_periods=1).mean(), color="tab:orange", label=f"IC, {window}-day mean")
-    ax.axhline(float(rank_ic.mean()), color="tab:blue", linestyle=":", linewidth=1.0, label="mean rank IC")
-    ax.axhline(0.0, color="grey", linewidth=0.6)
-    ax.set_title("Information coefficient over time")
-    ax.legend(fontsize=7, loc="upper left")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def drawdown_figure(returns: Mapping[str, pd.Series]) -> Figure:
-    """Drawdown of cumulative wealth of each return series."""
-    fig = Figure(figsize=(8, 3.8))
-    ax = fig.subplots()
-    for i, (name, series) in enumerate(returns.items()):
-        dd = drawdown(series.dropna())
-        ax.plot(dd, color=f"C{i % 10}", linewidth=1.0, label=f"{name} (max {dd.min():.1%})")
-    ax.set_title("Drawdown")
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.legend(fontsize=7, loc="lower left")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def figure_png(figure: Figure, dpi: int = 100) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-# Tables and HTML -----------------------------------------------------------------------------------------------------
-
-
-def _format(column: str, value: object) -> str:
-    if not isinstance(value, int | float | np.number):
-        return str(value)
-    if not np.isfinite(value):
-        return "-"
-    if column in ("days", "positions") or column.startswith("n_"):
-        return f"{value:,.0f}"
-    if any(part in column for part in PERCENT_COLUMNS):
-        return f"{value:.2%}"
-    if value == 0 or abs(value) >= 0.01:
-        return f"{value:.4f}" if abs(value) < 1 else f"{value:.3f}"
-    return f"{value:.3g}"
-
-
-def formatted(table: pd.DataFrame, by_row: bool = False) -> pd.DataFrame:
-    """A copy of a metrics table as display strings (returns, drawdowns, turnover in %), each value formatted by
-    its column's name (or its row's, with by_row)."""
-    return pd.DataFrame(
-        {c: [_format(str(i if by_row else c), v) for i, v in table[c].items()] for c in table.columns},
-        index=table.index.astype(str),
-    )
-
-
-def markdown_table(table: pd.DataFrame) -> str:
-    shown = formatted(table)
-    head = "| " + " | ".join([str(table.index.name or ""), *map(str, shown.columns)]) + " |"
-    rule = "|" + "---|" * (len(shown.columns) + 1)
-    body = ["| " + " | ".join([str(i), *row]) + " |" for i, row in zip(shown.index, shown.to_numpy(), strict=True)]
-    return "\n".join([head, rule, *body])
-
-
-class HtmlTable(NamedTuple):
-    """A metrics table as the template shows it: display strings, escaped by the template."""
-
-    caption: str
-    index_name: str
-    columns: list[str]
-    rows: list[tuple[str, list[str]]]
-
-
-def _html_table(table: pd.DataFrame, caption: str, by_row: bool = False) -> HtmlTable:
-    shown = formatted(table, by_row)
-    rows = [(str(i), list(cells)) for i, cells in zip(shown.index, shown.to_numpy().tolist(), strict=True)]
-    return HtmlTable(caption, str(table.index.name or ""), [str(c) for c in shown.columns], rows)
-
-
-CONVENTIONS = (
-    "Predictions are scores known at a date's close; positions are traded at that close and earn the next session's "
-    "close-to-close return (no look-ahead). Turnover is two-sided, (value bought + value sold) / account value, as in "
-    "Qlib (a full switch of a long-only book is 200%). Costs: {open} bps on buys, {close} bps on sells, net = gross - "
-    "cost. Annual return = mean daily return x 252; Sharpe and IR = mean / std x sqrt(252); max drawdown on "
-    "cumulative wealth; excess = daily strategy return - benchmark return. IC t-statistics use every h-th date "
-    "(non-overlapping labels)."
-)
-
-
-@functools.cache
-def _templates() -> jinja2.Environment:
-    """The report's templates (package data), loaded on first use: importing this module needs no template files.
-    Autoescaped: titles, notes and ticker names are data, never markup."""
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("stockpred_core.evaluation", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
-
-
-def html_report(report: EvaluationReport, dpi: int = 100) -> str:
-    """The report as one self-contained HTML page (templates/report.html.j2), plots as embedded PNG."""
-    strategies = [p.strategy for p in report.portfolios.values()]
-    costs = {(s.open_cost_bps, s.close_cost_bps) for s in strategies}
-    open_bps, close_bps = (", ".join(f"{c[i]:g}" for c in sorted(costs)) for i in (0, 1))
-    signal = pd.DataFrame({k: [v] for k, v in report.signal.metrics.items()}, index=["signal"]).T
-    signal.columns = ["value"]
-    plots = [(name, base64.b64encode(figure_png(figure, dpi)).decode()) for name, figure in report.figures().items()]
-    return (
-        _templates()
-        .get_template("report.html.j2")
-        .render(
-            title=report.title,
-            period=report.period,
-            horizon=report.horizon,
-            n_predictions=int(report.signal.metrics["n_predictions"]),
-            n_dates=int(report.signal.metrics["n_dates"]),
-            conventions=CONVENTIONS.format(open=open_bps, close=close_bps),
-            notes=report.notes,
-            signal=_html_table(signal, "Signal metrics", by_row=True),
-            signal_per_year=_html_table(report.signal_per_year, "Signal by year"),
-            summary=_html_table(report.summary.T, "Strategies (gross and net of costs) and benchmarks", by_row=True),
-            per_year=[_html_table(table, f"{name}: by year (net of costs)") for name, table in report.per_year.items()],
-            plots=plots,
-        )
-    )

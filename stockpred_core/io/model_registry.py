@@ -15,7 +15,9 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from stockpred_core.io.model_card import CHAMPION_ALIAS, ModelCard, alias_version, read_model_card
-from stockpred_core.models.forecasters import Forecaster, LGBMForecaster, load_model
+from stockpred_core.models.families import load_model
+from stockpred_core.models.forecaster import Forecaster
+from stockpred_core.models.lgbm import LGBMForecaster
 
 
 def configure_mlflow(

@@ -7,7 +7,7 @@ artifact is the directory `Forecaster.save` wrote, read back by `load_model`.
 import mlflow
 import pandas as pd
 
-from stockpred_core.models.forecasters import load_model
+from stockpred_core.models.families import load_model
 
 
 class ForecasterModel(mlflow.pyfunc.PythonModel):

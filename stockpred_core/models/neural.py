@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
-from stockpred_core.models.forecasters import FITTED, ColumnForecaster, Standardizer
+from stockpred_core.models.forecaster import FITTED, ColumnForecaster
+from stockpred_core.models.standardizer import Standardizer
 
 
 def select_device(preference: str = "auto") -> torch.device:

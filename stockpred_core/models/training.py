@@ -22,7 +22,9 @@ from stockpred_core.dataset.splits import gap_sessions, purged_train_valid, walk
 from stockpred_core.dataset.training_set import training_set
 from stockpred_core.evaluation.backtest import evaluate
 from stockpred_core.features.catalog import FEATURE_COLUMNS
-from stockpred_core.models.forecasters import Forecaster, LGBMForecaster, model_family
+from stockpred_core.models.families import model_family
+from stockpred_core.models.forecaster import Forecaster
+from stockpred_core.models.lgbm import LGBMForecaster
 from stockpred_core.models.tuning import tune_lgbm
 
 MIN_TICKERS = 5  # rank IC and the long-short portfolio need a cross-section

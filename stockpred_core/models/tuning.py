@@ -14,7 +14,7 @@ import optuna
 import pandas as pd
 
 from stockpred_core.evaluation.backtest import evaluate
-from stockpred_core.models.forecasters import DEFAULT_LGBM_PARAMS, LGBMForecaster
+from stockpred_core.models.lgbm import DEFAULT_LGBM_PARAMS, LGBMForecaster
 
 CHECKPOINT = 50  # boosting rounds between the intermediate values the pruner sees
 

@@ -19,7 +19,8 @@ from stockpred_resources.providers.base import (
     UnknownTickerError,
     empty_frame,
 )
-from stockpred_resources.providers.http import HttpClient, HttpSettings
+from stockpred_resources.providers.http import HttpClient
+from stockpred_resources.providers.http_settings import HttpSettings
 
 SERIES_KEY = "Time Series (Daily)"
 PRICE_KEYS = {"open": "1. open", "high": "2. high", "low": "3. low", "close": "4. close"}

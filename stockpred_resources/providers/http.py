@@ -1,99 +1,33 @@
-"""The HTTP client providers share: the project's rate limiter, retry policy and circuit breaker
-(`stockpred_core.resilience`) around httpx, plus the provider's daily quota.
+"""The HTTP client providers share: the project's retry policy and circuit breaker (`stockpred_core.resilience`) and
+the provider's rate limit and quota (`rate_limit`) around httpx.
 
-No Dagster here: `HttpClient` is plain Python over httpx, and `HttpSettings` is a pydantic mixin holding the knobs a
-provider resource exposes as config fields.
+No Dagster here: `HttpClient` is plain Python over httpx; `http_settings.HttpSettings` holds the knobs a provider
+resource exposes as config fields and builds the client from them.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import random
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 import httpx
-from pydantic import BaseModel, Field, PrivateAttr
 
 from stockpred_core.redaction import redact, redact_loggers, secrets_in
 from stockpred_core.resilience.breaker import CircuitBreaker
 from stockpred_core.resilience.breaker import CircuitOpenError as BreakerOpen
-from stockpred_core.resilience.rate_limit import LocalRateLimiter
 from stockpred_core.resilience.retry import RetryPolicy
-from stockpred_resources.providers.base import (
-    BadResponseError,
-    CircuitOpenError,
-    ProviderError,
-    QuotaExceededError,
-    TransientError,
-)
+from stockpred_resources.providers.base import BadResponseError, CircuitOpenError, ProviderError, TransientError
+from stockpred_resources.providers.rate_limit import RateLimiter, Sleep
 
 log = logging.getLogger(__name__)
 # httpx logs every request's full URL at INFO (query API keys and userinfo passwords included), httpcore the server's
 # status line and headers at DEBUG.
 redact_loggers("httpx", *(f"httpcore.{name}" for name in ("connection", "http11", "http2", "proxy", "socks")))
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], None]
-
-
-def _utc_today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
-
-
-class RateLimiter:
-    """The provider's pace and quota: `requests_per_minute` (bursts of `burst`) through the project's one rate limiter,
-    plus an optional per-day cap that raises instead of waiting (a quota, not a rate: waiting would take hours)."""
-
-    def __init__(
-        self,
-        requests_per_minute: float,
-        requests_per_day: int | None = None,
-        *,
-        burst: int = 1,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = time.sleep,
-        today: Callable[[], dt.date] = _utc_today,
-    ) -> None:
-        if requests_per_minute <= 0:
-            raise ValueError("requests_per_minute must be > 0")
-        self.rate_per_second = requests_per_minute / 60.0
-        self.burst = max(1, burst)
-        self.requests_per_day = requests_per_day
-        self._pace = LocalRateLimiter(clock=clock, sleep=sleep)
-        self._today = today
-        self._day = today()
-        self._spent_day: dt.date | None = None
-        self.used_today = 0
-        self._lock = threading.Lock()
-
-    def acquire(self) -> None:
-        """Wait for the next slot; raise QuotaExceededError when today's cap is spent."""
-        with self._lock:
-            self._roll_day()
-            if self._spent_day == self._day:
-                raise QuotaExceededError(f"the server reported today's quota spent ({self._day}); resets tomorrow")
-            if self.requests_per_day is not None and self.used_today >= self.requests_per_day:
-                raise QuotaExceededError(
-                    f"daily request cap of {self.requests_per_day} spent for {self._day}; resets at midnight UTC"
-                )
-            self.used_today += 1
-        self._pace.acquire("requests", self.rate_per_second, self.burst)
-
-    def exhaust_today(self) -> None:
-        """The server says today's quota is spent: refuse the rest of the day without asking it again."""
-        with self._lock:
-            self._roll_day()
-            self._spent_day = self._day
-
-    def _roll_day(self) -> None:
-        if self._today() != self._day:
-            self._day, self.used_today = self._today(), 0
 
 
 class JsonReply(NamedTuple):
@@ -263,40 +197,3 @@ class HttpClient:
         exc.requests = requests  # MarketDataProvider.fetch_bars reports it as the cost of the failure
         exc.request_id = request_id
         return exc
-
-
-class HttpSettings(BaseModel):
-    """Config fields of an HTTP provider resource, and its lazily built client (runtime state, not config)."""
-
-    timeout_s: float = Field(default=10.0, gt=0, description="Timeout of every HTTP request, in seconds")
-    requests_per_minute: float = Field(default=60.0, gt=0, description="Client-side rate limit")
-    requests_per_day: int | None = Field(default=None, ge=0, description="Daily request cap; None means no cap")
-    max_attempts: int = Field(default=4, ge=1, description="Attempts per request, the first included")
-    backoff_base_s: float = Field(default=0.5, ge=0, description="First retry waits up to this; doubles per attempt")
-    backoff_max_s: float = Field(default=30.0, ge=0, description="Longest wait between attempts (caps Retry-After)")
-    circuit_failure_threshold: int = Field(default=5, ge=1, description="Consecutive failed requests that open it")
-    circuit_reset_s: float = Field(default=60.0, ge=0, description="Seconds the open circuit refuses requests")
-
-    _client: HttpClient | None = PrivateAttr(default=None)
-
-    def http_client(
-        self, base_url: str, *, headers: Mapping[str, str] | None = None, secrets: Iterable[str] = ()
-    ) -> HttpClient:
-        """This resource's client, built on first use and shared by all its requests (one breaker, one limiter)."""
-        if self._client is None:
-            self._client = HttpClient(
-                base_url,
-                timeout_s=self.timeout_s,
-                retry=RetryPolicy(self.max_attempts, self.backoff_base_s, self.backoff_max_s),
-                limiter=RateLimiter(self.requests_per_minute, self.requests_per_day),
-                breaker=CircuitBreaker(self.circuit_failure_threshold, self.circuit_reset_s),
-                headers=headers,
-                secrets=secrets,
-            )
-        return self._client
-
-    def close_http(self) -> None:
-        """Close the client's connections (a resource's teardown); the next request builds a fresh client."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None

@@ -18,7 +18,8 @@ from stockpred_resources.providers.base import (
     UnknownTickerError,
     empty_frame,
 )
-from stockpred_resources.providers.http import HttpSettings, HttpStatusError
+from stockpred_resources.providers.http import HttpStatusError
+from stockpred_resources.providers.http_settings import HttpSettings
 
 OHLC = ["open", "high", "low", "close"]
 # Yahoo refuses requests without a browser-like user agent.

@@ -18,7 +18,7 @@ from stockpred_assets.definitions import build_definitions
 from stockpred_assets.ingestion.automation import daily_data_schedule
 from stockpred_assets.serving.automation import champion_change_sensor
 from stockpred_core.io.model_registry import CHAMPION_ALIAS
-from stockpred_core.models.forecasters import torch_available
+from stockpred_core.models.families import torch_available
 from stockpred_resources.tracking import MLflowResource
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"

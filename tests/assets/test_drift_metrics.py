@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stockpred_assets.monitoring.assets import drift_gauges
+from stockpred_assets.monitoring.metrics import drift_gauges
 from stockpred_assets.monitoring.reference import ChampionFacts
 from stockpred_core.io.model_card import ModelCard
-from stockpred_core.monitoring import drift
+from stockpred_core.monitoring.performance import Baseline
+from stockpred_core.monitoring.verdict import ALERT, NO_SESSION, OK
 from stockpred_resources.monitoring import MonitoringResource
 
 # the help texts drift_report pushes: the gateway warns when groups disagree on a family's help
@@ -33,7 +34,7 @@ def gateway_samples(url: str, job: str) -> dict[tuple[str, tuple], float]:
 
 
 def champion() -> ChampionFacts:
-    baseline = drift.Baseline(rank_ic=0.03, ic=0.02, mse_vs_naive=0.98, horizon=5, label="return")
+    baseline = Baseline(rank_ic=0.03, ic=0.02, mse_vs_naive=0.98, horizon=5, label="return")
     segments = {"train": (pd.Timestamp("2023-01-02"), pd.Timestamp("2024-06-28")),
                 "test": (pd.Timestamp("2024-09-02"), pd.Timestamp("2024-12-31"))}  # fmt: skip
     card = ModelCard("stockpred", "7", "run", "lightgbm", feature_set_version="v1", segments=segments)
@@ -80,7 +81,7 @@ def test_drift_gauges_take_the_newest_session():
     summary = pd.DataFrame(
         {
             "date": [*days, pd.Timestamp("2025-03-08")],
-            "status": [drift.OK, drift.ALERT, drift.NO_SESSION],
+            "status": [OK, ALERT, NO_SESSION],
             "drift_share": [0.0, 0.35, None],
             "live_rank_ic": [0.05, -0.02, None],
             "live_mse_vs_naive": [1.0, 1.47, None],

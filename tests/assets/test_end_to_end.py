@@ -25,7 +25,7 @@ from stockpred_assets.evaluation.assets import HEADLINE
 from stockpred_core.io.lake import Lake
 from stockpred_core.io.model_registry import champion_version
 from stockpred_core.io.online_store import fetch_vector
-from stockpred_core.models.forecasters import torch_available
+from stockpred_core.models.families import torch_available
 from stockpred_core.processes import stop_group, wait_for_http
 from stockpred_core.settings import load_settings
 from stockpred_resources.tracking import MLflowResource

@@ -20,7 +20,7 @@ from stockpred_core.features.catalog import FEATURE_COLUMNS, FEATURE_SET_VERSION
 from stockpred_core.io.lake import Lake
 from stockpred_core.io.model_card import CHAMPION_FROM_TAG, FAMILY_TAG, PARTITION_TAG
 from stockpred_core.io.model_registry import log_forecaster
-from stockpred_core.models.forecasters import MomentumForecaster
+from stockpred_core.models.baselines import MomentumForecaster
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
 from stockpred_resources.tracking import MLflowResource

@@ -23,7 +23,7 @@ from stockpred_core.io.online_store import (
     read_meta,
     read_snapshot,
 )
-from stockpred_core.models.forecasters import LinearForecaster
+from stockpred_core.models.baselines import LinearForecaster
 from stockpred_core.settings import SettingsError, load_service_settings, load_settings
 
 

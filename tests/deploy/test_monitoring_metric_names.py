@@ -18,7 +18,7 @@ MONITORING = ROOT / "deploy" / "k8s" / "components" / "monitoring"
 ELSEWHERE = {
     "up": "Prometheus itself, per scrape target",
     "push_time_seconds": "the Pushgateway, per pushed group",
-    "stockpred_drift_alert": "drift_report, pushed to the Pushgateway (stockpred_assets/monitoring/assets.py)",
+    "stockpred_drift_alert": "drift_report, pushed to the Pushgateway (stockpred_assets/monitoring/metrics.py)",
     "stockpred_drift_share": "drift_report, pushed to the Pushgateway",
     "stockpred_feature_psi": "drift_report, pushed to the Pushgateway",
     "stockpred_feature_drifting": "drift_report, pushed to the Pushgateway",
@@ -105,5 +105,5 @@ def test_every_metric_deploy_reads_is_exported_or_known(tmp_path, redis_url):
     assert not missing, f"deploy/ queries metrics nothing exports: {sorted(missing)}"
     assert {"stockpred_cache_requests_total", "bentoml_service_request_total"} <= names & service
     assert not (set(ELSEWHERE) & service), "listed as external but the service exports it"
-    pushed = (ROOT / "stockpred_assets" / "monitoring" / "assets.py").read_text()
+    pushed = (ROOT / "stockpred_assets" / "monitoring" / "metrics.py").read_text()
     assert all(f'"{name}"' in pushed for name, where in ELSEWHERE.items() if where.startswith("drift_report"))

@@ -13,6 +13,8 @@ import pytest
 from support.recorded_server import RecordedServer, Reply
 
 from stockpred_core.data.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS
+from stockpred_core.resilience.breaker import CircuitBreaker
+from stockpred_core.resilience.retry import RetryPolicy
 from stockpred_resources.providers.alphavantage import AlphaVantageProvider
 from stockpred_resources.providers.base import (
     BadResponseError,
@@ -21,7 +23,8 @@ from stockpred_resources.providers.base import (
     TransientError,
     UnknownTickerError,
 )
-from stockpred_resources.providers.http import CircuitBreaker, HttpClient, RateLimiter, RetryPolicy
+from stockpred_resources.providers.http import HttpClient
+from stockpred_resources.providers.rate_limit import RateLimiter
 from stockpred_resources.providers.yahoo import YahooProvider
 
 API_KEY = "SECRETKEY0123456"

@@ -37,7 +37,7 @@ from stockpred_assets.ingestion.assets import raw_bars_simulated
 from stockpred_assets.ingestion.automation import daily_data_schedule
 from stockpred_core.io.lake import MissingPartitionsError
 from stockpred_core.io.model_registry import CHAMPION_ALIAS, configure_mlflow, load_champion, log_forecaster
-from stockpred_core.models.forecasters import LGBMForecaster
+from stockpred_core.models.lgbm import LGBMForecaster
 from stockpred_core.processes import wait_for_http
 from stockpred_core.settings import load_settings
 from stockpred_resources.environments import build_resources

@@ -12,14 +12,9 @@ from support import ROOT
 from stockpred_core.dataset.splits import walk_forward_folds
 from stockpred_core.evaluation.backtest import signal_metrics, walk_forward_predictions
 from stockpred_core.evaluation.performance import drawdown, max_drawdown, per_year, risk_metrics
-from stockpred_core.evaluation.portfolio import (
-    Strategy,
-    equal_weight_returns,
-    forward_returns_from_returns,
-    index_returns,
-    returns_from_prices,
-    run_strategy,
-)
+from stockpred_core.evaluation.portfolio import equal_weight_returns, run_strategy
+from stockpred_core.evaluation.returns import forward_returns_from_returns, index_returns, returns_from_prices
+from stockpred_core.evaluation.strategies import Strategy
 
 DATES = pd.bdate_range("2024-01-01", periods=5, name="date")  # d0..d4
 # Close-to-close returns, indexed by the session where each ends (d0 has none).

@@ -10,8 +10,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from stockpred_core.evaluation.backtest import daily_ic, signal_metrics
-from stockpred_core.evaluation.portfolio import Strategy
 from stockpred_core.evaluation.report import build_report
+from stockpred_core.evaluation.strategies import Strategy
 
 
 def _long(rows: list[list[float]], dates: pd.DatetimeIndex, tickers: list[str]) -> pd.Series:

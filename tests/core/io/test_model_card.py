@@ -27,7 +27,7 @@ from stockpred_core.io.model_card import (
 )
 from stockpred_core.io.model_registry import load_champion, log_forecaster
 from stockpred_core.models.training import TrainingSpec, labelled_set, train_model
-from stockpred_core.monitoring.drift import Baseline
+from stockpred_core.monitoring.performance import Baseline
 from stockpred_resources.tracking import MLflowResource
 
 WEEK = "2023-04-03"

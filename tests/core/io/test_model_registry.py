@@ -9,7 +9,9 @@ from support.service import fit, training_data
 
 from stockpred_core.io.model_registry import configure_mlflow, load_version, log_forecaster
 
-OLD_IMPORT = "from stockpred_core.models.forecasters import load_model"
+LOGGED_IMPORT = "from stockpred_core.models.families import load_model"
+# Module paths load_model has had: versions logged while it lived there carry code importing it from there.
+MOVED_MODULES = ("stockpred_assets.core.models", "stockpred_core.models.forecasters")
 
 
 @pytest.fixture
@@ -28,16 +30,17 @@ def test_a_version_loads_as_the_forecaster_that_was_logged(tracking):
     assert (load_version("stockpred", version).predict(X) == model.predict(X)).all()
 
 
-def test_a_version_whose_logged_code_imports_a_moved_module_still_loads(tracking, tmp_path):
-    """Versions logged before the core moved carry code running `from stockpred_assets.core.models import ...`."""
+@pytest.mark.parametrize("moved", MOVED_MODULES)
+def test_a_version_whose_logged_code_imports_a_moved_module_still_loads(tracking, tmp_path, moved):
+    """Versions logged before a move carry code running e.g. `from stockpred_assets.core.models import ...`."""
     model, (X, _) = fit("linear"), training_data(200)
     with mlflow.start_run():
         log_forecaster(model, "stockpred", X.head(3))
     [logged] = list((tmp_path / "art").rglob("pyfunc.py"))
-    assert OLD_IMPORT in logged.read_text()
-    logged.write_text(logged.read_text().replace(OLD_IMPORT, "from stockpred_assets.core.models import load_model"))
+    assert LOGGED_IMPORT in logged.read_text()
+    logged.write_text(logged.read_text().replace(LOGGED_IMPORT, f"from {moved} import load_model"))
     [version] = tracking.search_model_versions("name = 'stockpred'")
-    with pytest.raises(MlflowException, match=r"No module named 'stockpred_assets\.core'"):
+    with pytest.raises(MlflowException, match=r"No module named 'stockpred_(assets\.core|core\.models\.forecasters)'"):
         mlflow.pyfunc.load_model(f"models:/stockpred/{version.version}")  # what load_version did before
     assert (load_version("stockpred", version).predict(X) == model.predict(X)).all()
 

@@ -11,20 +11,17 @@ from stockpred_core.dataset.labels import forward_returns
 from stockpred_core.dataset.training_set import training_set
 from stockpred_core.features.batch import compute_features
 from stockpred_core.io.model_registry import configure_mlflow, load_version, log_forecaster, use_registry
-from stockpred_core.models import forecasters as models
-from stockpred_core.models.forecasters import (
+from stockpred_core.models import families
+from stockpred_core.models.baselines import LinearForecaster, MomentumForecaster, ZeroForecaster, zero_baseline
+from stockpred_core.models.families import (
     MODEL_FAMILIES,
     TORCH_MISSING,
     FamilyUnavailableError,
-    LGBMForecaster,
-    LinearForecaster,
-    MomentumForecaster,
-    ZeroForecaster,
     load_model,
     model_family,
     torch_available,
-    zero_baseline,
 )
+from stockpred_core.models.lgbm import LGBMForecaster
 
 # small settings so the whole file runs in seconds; one LightGBM thread: OpenMP spinning stalls a busy 2-core box
 FAST_MODELS = {
@@ -77,7 +74,7 @@ def test_every_family_is_registered_and_tested():
 
 
 def test_a_family_whose_dependency_is_missing_says_how_to_install_it(monkeypatch, tmp_path):
-    monkeypatch.setattr(models, "torch_available", lambda: False)
+    monkeypatch.setattr(families, "torch_available", lambda: False)
     with pytest.raises(FamilyUnavailableError, match=r"needs PyTorch.*make install TORCH=cpu"):
         model_family("torch_mlp")
     (tmp_path / "model.json").write_text('{"family": "torch_mlp"}')

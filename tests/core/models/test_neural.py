@@ -11,7 +11,7 @@ from stockpred_core.data.simulation import simulate_bars  # noqa: E402
 from stockpred_core.dataset.labels import forward_returns  # noqa: E402
 from stockpred_core.dataset.training_set import training_set  # noqa: E402
 from stockpred_core.features.batch import compute_features  # noqa: E402
-from stockpred_core.models.forecasters import load_model  # noqa: E402
+from stockpred_core.models.families import load_model  # noqa: E402
 from stockpred_core.models.neural import TorchMLPForecaster, select_device  # noqa: E402
 
 

@@ -13,9 +13,10 @@ from stockpred_core.dataset.splits import purged_train_valid, walk_forward_folds
 from stockpred_core.dataset.training_set import training_set
 from stockpred_core.evaluation.backtest import evaluate, walk_forward_predictions
 from stockpred_core.features.batch import FEATURE_COLUMNS, compute_features
-from stockpred_core.models.forecasters import TORCH_MISSING, LGBMForecaster, torch_available
+from stockpred_core.models.families import TORCH_MISSING, torch_available
+from stockpred_core.models.lgbm import LGBMForecaster
 from stockpred_core.models.training import TrainingSpec, labelled_set, train_model
-from stockpred_core.monitoring.drift import PSI_ALERT, feature_drift, psi
+from stockpred_core.monitoring.statistics import PSI_ALERT, feature_drift, psi
 
 
 @pytest.fixture(scope="module")

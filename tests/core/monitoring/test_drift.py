@@ -10,7 +10,21 @@ from support.env import local_env
 
 from stockpred_assets.definitions import build_definitions
 from stockpred_core.data import calendar
-from stockpred_core.monitoring import drift
+from stockpred_core.monitoring.daily_drift import classify, feature_summary, window_drift
+from stockpred_core.monitoring.freshness import freshness
+from stockpred_core.monitoring.performance import Baseline, live_performance
+from stockpred_core.monitoring.reference import DriftReference, build_reference
+from stockpred_core.monitoring.statistics import PSI_ALERT, PSI_WARN, bin_shares, fit_cuts, psi, psi_of_shares
+from stockpred_core.monitoring.verdict import (
+    ALERT,
+    NO_SESSION,
+    NOT_AVAILABLE,
+    OK,
+    WARN,
+    DayVerdict,
+    DriftThresholds,
+    verdict,
+)
 
 SESSIONS = calendar.sessions("2023-01-03", "2024-12-31")
 
@@ -23,25 +37,25 @@ def long_frame(values: dict[str, np.ndarray], dates: pd.DatetimeIndex, tickers: 
 
 def test_psi_of_known_shares_and_the_usual_thresholds():
     expected = (0.25 - 0.5) * np.log(0.25 / 0.5) + (0.75 - 0.5) * np.log(0.75 / 0.5)
-    assert drift.psi_of_shares(np.array([0.5, 0.5]), np.array([0.25, 0.75])) == pytest.approx(expected)
-    assert drift.psi_of_shares(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == 0.0
-    assert (drift.PSI_WARN, drift.PSI_ALERT) == (0.1, 0.25)
+    assert psi_of_shares(np.array([0.5, 0.5]), np.array([0.25, 0.75])) == pytest.approx(expected)
+    assert psi_of_shares(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == 0.0
+    assert (PSI_WARN, PSI_ALERT) == (0.1, 0.25)
     rng = np.random.default_rng(0)
     ref = rng.normal(size=20_000)
-    assert drift.psi(ref, rng.normal(size=20_000)) < 0.01
-    assert drift.PSI_WARN < drift.psi(ref, rng.normal(0.4, 1.0, size=20_000)) < drift.PSI_ALERT
-    assert drift.psi(ref, rng.normal(1.0, 1.0, size=20_000)) > drift.PSI_ALERT
+    assert psi(ref, rng.normal(size=20_000)) < 0.01
+    assert PSI_WARN < psi(ref, rng.normal(0.4, 1.0, size=20_000)) < PSI_ALERT
+    assert psi(ref, rng.normal(1.0, 1.0, size=20_000)) > PSI_ALERT
 
 
 def test_bins_are_fixed_by_the_reference_and_keep_discrete_values_apart():
     ref = np.repeat([-1.0, 0.0, 1.0], [200, 500, 300])  # a regime-like feature
-    cuts = drift.fit_cuts(ref)
-    shares = drift.bin_shares(ref, cuts)
+    cuts = fit_cuts(ref)
+    shares = bin_shares(ref, cuts)
     assert list(cuts) == [-1.0, 0.0, 1.0]
     assert shares == pytest.approx([0.0, 0.2, 0.5, 0.3])  # one bin per value, the first (< -1) empty
     # the bins do not move with the current data: all-bear days land in the -1 bin
-    assert drift.bin_shares(np.full(50, -1.0), cuts) == pytest.approx([0.0, 1.0, 0.0, 0.0])
-    assert drift.psi_of_shares(shares, drift.bin_shares(np.full(50, -1.0), cuts)) > drift.PSI_ALERT
+    assert bin_shares(np.full(50, -1.0), cuts) == pytest.approx([0.0, 1.0, 0.0, 0.0])
+    assert psi_of_shares(shares, bin_shares(np.full(50, -1.0), cuts)) > PSI_ALERT
 
 
 def _reference(rng, window=20):
@@ -57,12 +71,12 @@ def _reference(rng, window=20):
         "shifted": rng.normal(size=(n, k)),
     }
     frame = long_frame(values, SESSIONS, k)
-    return frame, drift.build_reference(frame, ["iid", "clustered", "shifted"], window)
+    return frame, build_reference(frame, ["iid", "clustered", "shifted"], window)
 
 
 def test_reference_round_trips_through_its_table():
     frame, reference = _reference(np.random.default_rng(1))
-    back = drift.DriftReference.from_frame(reference.to_frame())
+    back = DriftReference.from_frame(reference.to_frame())
     assert (back.window, back.start, back.end, back.sessions) == (20, SESSIONS[0], SESSIONS[-1], len(SESSIONS))
     for name, ref in reference.features.items():
         other = back.features[name]
@@ -76,7 +90,7 @@ def test_window_psi_and_ks_match_a_direct_computation():
     rng = np.random.default_rng(2)
     frame, reference = _reference(rng)
     days = pd.DatetimeIndex(["2024-06-14", "2024-06-15", "2024-12-31"])  # a Saturday reads the Friday's window
-    result = drift.window_drift(frame, reference, days, 20).set_index(["date", "feature"])
+    result = window_drift(frame, reference, days, 20).set_index(["date", "feature"])
     for day in days:
         end = SESSIONS[SESSIONS <= day][-1]
         rows = frame[(frame["date"] <= end) & (frame["date"] > SESSIONS[SESSIONS.get_loc(end) - 20])]
@@ -84,7 +98,7 @@ def test_window_psi_and_ks_match_a_direct_computation():
             ref = reference.features[name]
             got = result.loc[(day, name)]
             assert got["rows"] == len(rows) and got["window_end"] == end
-            assert got["psi"] == pytest.approx(drift.psi_of_shares(ref.shares, drift.bin_shares(rows[name], ref.cuts)))
+            assert got["psi"] == pytest.approx(psi_of_shares(ref.shares, bin_shares(rows[name], ref.cuts)))
             exact = stats.ks_2samp(frame[name], rows[name]).statistic
             assert abs(got["ks"] - exact) <= 0.011  # the reference's percentile grid: within a percentile
 
@@ -105,31 +119,31 @@ def test_a_feature_drifts_only_beyond_its_ordinary_range():
         days,
         k,
     )
-    thresholds = drift.DriftThresholds()
-    classified = drift.classify(drift.window_drift(current, reference, days[-1:], 20), reference, thresholds)
+    thresholds = DriftThresholds()
+    classified = classify(window_drift(current, reference, days[-1:], 20), reference, thresholds)
     rows = classified.set_index("feature")
-    assert rows.loc["shifted", "status"] == drift.ALERT and rows.loc["shifted", "drifting"]
-    assert rows.loc["clustered", "status"] == drift.ALERT and not rows.loc["clustered", "drifting"]
-    assert rows.loc["iid", "status"] == drift.OK and not rows.loc["iid", "drifting"]
+    assert rows.loc["shifted", "status"] == ALERT and rows.loc["shifted", "drifting"]
+    assert rows.loc["clustered", "status"] == ALERT and not rows.loc["clustered", "drifting"]
+    assert rows.loc["iid", "status"] == OK and not rows.loc["iid", "drifting"]
     assert rows.loc["clustered", "limit"] == pytest.approx(1.5 * reference.features["clustered"].ordinary_psi)
-    assert rows.loc["iid", "limit"] == drift.PSI_ALERT
+    assert rows.loc["iid", "limit"] == PSI_ALERT
 
-    summary = drift.feature_summary(classified, thresholds).iloc[0]
+    summary = feature_summary(classified, thresholds).iloc[0]
     assert (summary["features"], summary["drifting"], summary["alert"]) == (3, 1, 2)
-    assert summary["feature_status"] == drift.ALERT  # a third of the features drift: past the 0.3 alert share
-    calm = drift.feature_summary(classified, drift.DriftThresholds(alert_share=0.5)).iloc[0]
-    assert calm["feature_status"] == drift.WARN
-    quiet = drift.feature_summary(classified, drift.DriftThresholds(alert_share=0.5, warn_share=0.5)).iloc[0]
-    assert quiet["feature_status"] == drift.OK
+    assert summary["feature_status"] == ALERT  # a third of the features drift: past the 0.3 alert share
+    calm = feature_summary(classified, DriftThresholds(alert_share=0.5)).iloc[0]
+    assert calm["feature_status"] == WARN
+    quiet = feature_summary(classified, DriftThresholds(alert_share=0.5, warn_share=0.5)).iloc[0]
+    assert quiet["feature_status"] == OK
 
 
 def test_only_drifting_features_raise_the_alert():
-    assert drift.verdict(drift.ALERT, drift.OK, drift.OK, drift.OK).status == drift.ALERT
-    decay = drift.verdict(drift.OK, drift.OK, drift.WARN, drift.OK)
-    assert decay.status == drift.WARN and "live performance" in decay.reasons[0]
-    stale = drift.verdict(drift.OK, drift.WARN, drift.NOT_AVAILABLE, drift.WARN)
-    assert stale.status == drift.WARN and len(stale.reasons) == 2
-    assert drift.verdict(drift.OK, drift.NOT_AVAILABLE, drift.NOT_AVAILABLE, drift.OK) == drift.DayVerdict(drift.OK)
+    assert verdict(ALERT, OK, OK, OK).status == ALERT
+    decay = verdict(OK, OK, WARN, OK)
+    assert decay.status == WARN and "live performance" in decay.reasons[0]
+    stale = verdict(OK, WARN, NOT_AVAILABLE, WARN)
+    assert stale.status == WARN and len(stale.reasons) == 2
+    assert verdict(OK, NOT_AVAILABLE, NOT_AVAILABLE, OK) == DayVerdict(OK)
 
 
 def _returns(days: pd.DatetimeIndex, tickers: int, rng) -> pd.Series:
@@ -141,24 +155,24 @@ def test_live_performance_uses_only_labels_known_on_the_day():
     rng = np.random.default_rng(4)
     days = calendar.sessions("2024-01-02", "2024-06-28")
     realized = _returns(days, 30, rng)
-    baseline = drift.Baseline(rank_ic=0.05, mse_vs_naive=1.0, horizon=5)
+    baseline = Baseline(rank_ic=0.05, mse_vs_naive=1.0, horizon=5)
     good = realized + rng.normal(0, 0.02, size=len(realized))  # informative forecasts
-    result = drift.live_performance(good, realized, days[-3:], baseline, ic_window=60)
+    result = live_performance(good, realized, days[-3:], baseline, ic_window=60)
     last = result.iloc[-1]
     # the day's report counts prediction dates whose 5-session return has ended by it: not the last 5 sessions
     assert last["ic_dates"] == 60
-    assert last["live_rank_ic"] > 0.5 and last["ic_gap_t"] > 2 and last["decay_status"] == drift.OK
-    early = drift.live_performance(good, realized, days[20:21], baseline, ic_window=60).iloc[0]
-    assert early["ic_dates"] == 16 and early["decay_status"] == drift.NOT_AVAILABLE  # fewer than 20 labelled dates
+    assert last["live_rank_ic"] > 0.5 and last["ic_gap_t"] > 2 and last["decay_status"] == OK
+    early = live_performance(good, realized, days[20:21], baseline, ic_window=60).iloc[0]
+    assert early["ic_dates"] == 16 and early["decay_status"] == NOT_AVAILABLE  # fewer than 20 labelled dates
 
     wrong = -good  # a model whose sign flipped
-    flipped = drift.live_performance(wrong, realized, days[-1:], baseline, ic_window=60).iloc[0]
-    assert flipped["live_rank_ic"] < -0.5 and flipped["ic_gap_t"] < -2 and flipped["decay_status"] == drift.WARN
-    noisy = drift.live_performance(realized * 0 + rng.normal(size=len(realized)), realized, days[-1:], baseline, 60)
-    assert noisy.iloc[0]["live_mse_vs_naive"] > 1.1 and noisy.iloc[0]["decay_status"] == drift.WARN  # error worse
+    flipped = live_performance(wrong, realized, days[-1:], baseline, ic_window=60).iloc[0]
+    assert flipped["live_rank_ic"] < -0.5 and flipped["ic_gap_t"] < -2 and flipped["decay_status"] == WARN
+    noisy = live_performance(realized * 0 + rng.normal(size=len(realized)), realized, days[-1:], baseline, 60)
+    assert noisy.iloc[0]["live_mse_vs_naive"] > 1.1 and noisy.iloc[0]["decay_status"] == WARN  # error worse
     # a new champion's first days: predictions whose returns are not realized yet
-    fresh = drift.live_performance(good.loc[days[-3:]], realized.loc[days[:-10]], days[-3:], baseline, 60)
-    assert (fresh["ic_dates"] == 0).all() and (fresh["decay_status"] == drift.NOT_AVAILABLE).all()
+    fresh = live_performance(good.loc[days[-3:]], realized.loc[days[:-10]], days[-3:], baseline, 60)
+    assert (fresh["ic_dates"] == 0).all() and (fresh["decay_status"] == NOT_AVAILABLE).all()
 
 
 def test_freshness_flags_missing_and_thin_days():
@@ -166,16 +180,14 @@ def test_freshness_flags_missing_and_thin_days():
     counts = pd.Series(50, index=days)
     counts[pd.Timestamp("2025-07-02")] = 30  # a partial day
     counts = counts.drop(pd.Timestamp("2025-07-03"))  # not ingested yet
-    result = drift.freshness(counts, [*days, pd.Timestamp("2025-07-04")])
-    assert result.loc["2025-07-01", "fresh"] == drift.OK and result.loc["2025-07-01", "coverage"] == 1.0
-    assert result.loc["2025-07-02", "fresh"] == drift.WARN and result.loc["2025-07-02", "coverage"] == 0.6
+    result = freshness(counts, [*days, pd.Timestamp("2025-07-04")])
+    assert result.loc["2025-07-01", "fresh"] == OK and result.loc["2025-07-01", "coverage"] == 1.0
+    assert result.loc["2025-07-02", "fresh"] == WARN and result.loc["2025-07-02", "coverage"] == 0.6
     late = result.loc["2025-07-03"]
     assert (
-        late["fresh"] == drift.WARN
-        and late["sessions_behind"] == 1
-        and late["last_data_date"] == pd.Timestamp("2025-07-02")
+        late["fresh"] == WARN and late["sessions_behind"] == 1 and late["last_data_date"] == pd.Timestamp("2025-07-02")
     )
-    assert result.loc["2025-07-04", "fresh"] == drift.NO_SESSION
+    assert result.loc["2025-07-04", "fresh"] == NO_SESSION
 
 
 def test_drift_report_without_a_champion_says_so_and_does_not_fail(tmp_path, monkeypatch):

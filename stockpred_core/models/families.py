@@ -1,0 +1,57 @@
+"""The model families by name: which class a family is, whether its optional dependency is installed, and loading a
+saved model directory of any family (the family is read from its model.json, so classes may move between modules)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from stockpred_core.models.baselines import LinearForecaster, MomentumForecaster, ZeroForecaster
+from stockpred_core.models.forecaster import Forecaster, read_meta
+from stockpred_core.models.lgbm import LGBMForecaster
+
+
+class FamilyUnavailableError(ValueError):
+    """A model family whose optional dependency is not installed."""
+
+
+TORCH_MISSING = (
+    "the torch_mlp family needs PyTorch, which is not installed: `make install TORCH=cpu` (CPU build) or "
+    "`TORCH=cuda` (CUDA build), or `pip install 'stockpred[torch]'`"
+)
+MODEL_FAMILIES = ("lightgbm", "torch_mlp", "linear", "zero", "momentum")
+
+
+def torch_available() -> bool:
+    """Whether PyTorch imports (it is an optional extra: `make install TORCH=none` leaves it out)."""
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except ImportError:  # an import hook refused it
+        return False
+
+
+def model_family(family: str) -> type[Forecaster]:
+    """The class of `family`; FamilyUnavailableError when its optional dependency (PyTorch) is missing."""
+    if family == "torch_mlp":
+        if not torch_available():
+            raise FamilyUnavailableError(TORCH_MISSING)
+        from stockpred_core.models.neural import TorchMLPForecaster  # imports torch: only when asked for
+
+        return TorchMLPForecaster
+    classes = {
+        "lightgbm": LGBMForecaster,
+        "linear": LinearForecaster,
+        "zero": ZeroForecaster,
+        "momentum": MomentumForecaster,
+    }
+    if family not in classes:
+        raise ValueError(f"unknown model family {family!r}; known: {sorted(MODEL_FAMILIES)}")
+    return classes[family]
+
+
+def load_model(path: str | Path) -> Forecaster:
+    """Load a saved model directory of any family (read from its model.json)."""
+    family = read_meta(path)["family"]
+    if family not in MODEL_FAMILIES:
+        raise ValueError(f"{path} holds unknown model family {family!r}; known: {sorted(MODEL_FAMILIES)}")
+    return model_family(family).load(path)
