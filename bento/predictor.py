@@ -51,7 +51,7 @@ class Predictor:
         self.audit = audit or AuditSink(config.audit_log)
         self.models = ModelManager(settings, on_swap=self._on_swap)
         self.lake = LakeFeatures(settings.lake_url)
-        self.redis = RedisLink(settings.redis_url) if settings.redis_url else None
+        self.redis = RedisLink(settings.redis_url, config.redis_timeout_seconds) if settings.redis_url else None
         self.local_cache = None if self.redis else local_cache(config.cache_ttl_seconds)
         self.local_limiter = LocalLimiter()  # the rate limit while Redis is away (per worker)
         self.runner = ModelRunner(on_batch=metrics.model_rows.observe if metrics else None)

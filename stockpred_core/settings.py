@@ -97,6 +97,8 @@ class ServiceSettings(_FromEnvironment):
     api_keys_file: str | None = None  # JSON list of {"id", "role", "sha256", "rate_per_second"?, "burst"?}
     api_keys: str | None = None  # inline "id:role:sha256[:rate_per_second],..." (a Kubernetes Secret, say)
     cache_ttl_seconds: int = 3600
+    # Redis calls fail fast: past this, Redis counts as down and requests are answered from the lake, uncached
+    redis_timeout_seconds: float = 0.5
     rate_per_second: float = Field(20.0, validation_alias="STOCKPRED_RATE_LIMIT_PER_SECOND")  # per API key
     rate_burst: int = Field(40, validation_alias="STOCKPRED_RATE_LIMIT_BURST")
     max_body_bytes: int = 1 << 20

@@ -63,7 +63,6 @@ def bento(config: BentoConfig, mlflow_resource: MLflowResource) -> dg.Materializ
         "champion_version": dg.MetadataValue.text(str(version.version)),
         "champion_run_id": dg.MetadataValue.text(version.run_id),
         "build_seconds": dg.MetadataValue.float(round(built.seconds, 2)),
+        "path": dg.MetadataValue.path(built.path),
     }
-    if built.path:
-        metadata["path"] = dg.MetadataValue.path(built.path)
     return dg.MaterializeResult(metadata=metadata)

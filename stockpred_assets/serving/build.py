@@ -20,7 +20,7 @@ class BentoBuildError(RuntimeError):
 class BuiltBento:
     tag: str
     seconds: float
-    path: str | None
+    path: str
 
 
 def build_bento(labels: dict[str, str], bentofile: str, bentoml_home: str | None, timeout: int = 900) -> BuiltBento:
@@ -37,5 +37,6 @@ def build_bento(labels: dict[str, str], bentofile: str, bentoml_home: str | None
     if out.returncode != 0 or not tags:
         raise BentoBuildError(f"bentoml build failed ({out.returncode}): {(out.stdout + out.stderr)[-3000:]}")
     name, _, version = tags[-1].partition(":")
-    path = str(Path(bentoml_home) / "bentos" / name / version) if bentoml_home else None
-    return BuiltBento(tags[-1], time.monotonic() - started, path)
+    # where the build went: the configured home, else BentoML's own choice (BENTOML_HOME, else ~/bentoml)
+    home = Path(bentoml_home or os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
+    return BuiltBento(tags[-1], time.monotonic() - started, str(home / "bentos" / name / version))
