@@ -30,6 +30,7 @@ from bento.rate_limit import GCRA_SCRIPT, RATE_PREFIX, Limit, RateLimited, inter
 from bento.redis_scripts import ANSWERS_SCRIPT, LOOKUP_SCRIPT, STORE_SCRIPT
 from stockpred_core.io.online_store import KEY_PREFIX, META_KEY, SNAPSHOT_KEY, decode_snapshot, decode_vector
 from stockpred_core.redaction import redact, redact_url
+from stockpred_core.resilience.breaker import CircuitBreaker, CircuitOpenError
 
 logger = logging.getLogger("bentoml.stockpred")
 T = TypeVar("T")
@@ -78,9 +79,11 @@ class RedisLink:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),  # fail fast: the breaker below decides when to try again
         )
+        # The project's one breaker (stockpred_core.resilience), opened by the first failed call. Its half-open
+        # trial is the background ping in `watch`, never a request: while Redis is away no request waits for it.
+        self.breaker = CircuitBreaker(failure_threshold=1, reset_s=0.0)
         self.client = aioredis.Redis(connection_pool=pool)
         self.pipeline = AutoPipeline(self.client)  # the per-request lookups of a moment share one round trip
-        self.up = True
         self.error: str | None = None
         self.down_since: float | None = None
         self._lookup = self.client.register_script(LOOKUP_SCRIPT)
@@ -96,15 +99,39 @@ class RedisLink:
         self.on_change: Callable[[bool], None] | None = None
         self.on_snapshot: Callable[[], None] | None = None  # after a new snapshot is in place
 
+    @property
+    def up(self) -> bool:
+        return self.breaker.state == "closed"
+
     def _mark_down(self, exc: BaseException) -> None:
-        if self.up:
+        was_up = self.up
+        self.breaker.record_failure()
+        self.error = redact(f"{type(exc).__name__}: {exc}")
+        if was_up:
             logger.warning(
                 "Redis at %s is unavailable (%s): answering from the lake, uncached", self.safe_url, redact(str(exc))
             )
             self.down_since = time.time()
             if self.on_change:
                 self.on_change(False)
-        self.up, self.error = False, redact(f"{type(exc).__name__}: {exc}")
+
+    async def _probe(self) -> None:
+        """The breaker's half-open trial: one ping; closes it (Redis is back) or opens it again."""
+        try:
+            self.breaker.before_request()
+        except CircuitOpenError:
+            return  # a trial is already out
+        try:
+            await self.client.ping()
+        except (RedisError, OSError) as exc:
+            self.breaker.record_failure()
+            self.error = redact(f"{type(exc).__name__}: {exc}")
+            return
+        self.breaker.record_success()
+        self.error, self.down_since = None, None
+        logger.warning("Redis at %s is back", self.safe_url)
+        if self.on_change:
+            self.on_change(True)
 
     async def call(self, make: Callable[[], Awaitable[T]]) -> T:
         if not self.up:
@@ -123,12 +150,9 @@ class RedisLink:
         while True:
             try:
                 if not self.up:
-                    await self.client.ping()
-                    self.up, self.error, self.down_since = True, None, None
-                    logger.warning("Redis at %s is back", self.safe_url)
-                    if self.on_change:
-                        self.on_change(True)
-                await self.refresh_meta()
+                    await self._probe()
+                if self.up:
+                    await self.refresh_meta()
             except RedisUnavailable:
                 pass
             except (RedisError, OSError) as exc:

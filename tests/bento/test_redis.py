@@ -137,3 +137,30 @@ def test_a_tls_redis_answers_over_rediss(tmp_path):
         proc.terminate()
         proc.wait(timeout=10)
     assert b" db=3 " in info
+
+
+def test_the_breaker_keeps_requests_off_a_down_redis_and_the_watchers_ping_closes_it(redis_url):
+    """The service's Redis breaker (stockpred_core.resilience's): open at the first failed call, requests refused
+    without touching Redis while open, the background ping its half-open trial."""
+
+    async def scenario():
+        link = RedisLink(redis_url)
+        changes, calls = [], []
+        link.on_change = changes.append
+
+        async def failing():
+            calls.append("sent")
+            raise ConnectionError("connection reset")
+
+        with pytest.raises(RedisUnavailable):
+            await link.call(failing)
+        assert link.breaker.state == "open" and not link.up and changes == [False]
+        with pytest.raises(RedisUnavailable):
+            await link.call(failing)
+        assert calls == ["sent"]  # the second request never reached Redis
+        await link._probe()  # the watcher's trial: Redis answers its ping
+        assert link.up and link.breaker.state == "closed" and changes == [False, True] and link.error is None
+        assert await link.call(link.client.ping)
+        await link.close()
+
+    asyncio.run(scenario())

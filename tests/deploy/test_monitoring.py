@@ -1,0 +1,88 @@
+"""The monitoring component of deploy/k8s (CRDs), checked offline against the objects it watches: ServiceMonitors
+select Services and their ports, the PrometheusRule covers the golden signals, and the Grafana dashboard charts
+the recorded series. tests/deploy/test_monitoring_metric_names.py checks the metric names against the service."""
+
+import json
+import re
+
+from k8s_manifests import find
+
+
+def promql_balanced(expr: str) -> bool:
+    depth = {"(": 0, "{": 0, "[": 0}
+    closing = {")": "(", "}": "{", "]": "["}
+    for char in re.sub(r'"[^"]*"', '""', expr):
+        if char in depth:
+            depth[char] += 1
+        elif char in closing:
+            depth[closing[char]] -= 1
+            if depth[closing[char]] < 0:
+                return False
+    return not any(depth.values())
+
+
+def test_service_monitors_select_services_and_their_ports(docs):
+    monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert {m["metadata"]["name"] for m in monitors} == {"stockpred-bento", "redis", "pushgateway"}
+    services = [d for d in docs if d["kind"] == "Service"]
+    for monitor in monitors:
+        spec = monitor["spec"]
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        selected = [s for s in services if spec["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()]
+        assert selected, f"ServiceMonitor {monitor['metadata']['name']} selects no Service"
+        for endpoint in spec["endpoints"]:
+            assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "honorLabels"}
+            assert all(endpoint["port"] in {p["name"] for p in s["spec"]["ports"]} for s in selected), endpoint
+            assert re.fullmatch(r"\d+[sm]", endpoint["interval"])
+
+
+def test_rules_cover_the_golden_signals_cache_drift_and_model(docs):
+    rule = find(docs, "PrometheusRule", "stockpred")
+    assert set(rule["spec"]) == {"groups"} and rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    records, alerts = {}, {}
+    for group in rule["spec"]["groups"]:
+        assert set(group) <= {"name", "interval", "rules"} and group["rules"]
+        for r in group["rules"]:
+            assert ("record" in r) != ("alert" in r), r
+            assert isinstance(r["expr"], str) and promql_balanced(r["expr"]), r["expr"]
+            if "record" in r:
+                assert re.fullmatch(r"[a-z_]+:[a-z0-9_]+:[a-z0-9_]+", r["record"]), r["record"]
+                records[r["record"]] = r["expr"]
+            else:
+                assert set(r) <= {"alert", "expr", "for", "labels", "annotations"}
+                assert r["labels"]["severity"] in {"warning", "critical"} and r["annotations"]["summary"]
+                assert re.fullmatch(r"\d+[smhd]", r.get("for", "0m")), r["for"]
+                alerts[r["alert"]] = r["expr"]
+    used = {name for expr in [*records.values(), *alerts.values()] for name in re.findall(r"stockpred:[\w:]+", expr)}
+    assert used <= set(records), f"rules use undefined recordings: {used - set(records)}"
+    signals = {
+        "latency": "StockpredPredictionLatencyHigh",
+        "traffic": "StockpredNoTraffic",
+        "errors": "StockpredPredictionErrors",
+        "saturation": "StockpredCPUSaturated",
+        "cache hit rate": "StockpredCacheHitRateLow",
+        "drift": "StockpredFeatureDrift",
+        "model": "StockpredModelRankICNegative",
+    }
+    missing = {signal: name for signal, name in signals.items() if name not in alerts}
+    assert not missing
+    assert "StockpredGPUSaturated" in alerts and "StockpredAtMaxReplicas" in alerts and "StockpredRedisDown" in alerts
+
+
+def test_the_grafana_dashboard_charts_the_recorded_signals(docs):
+    config = find(docs, "ConfigMap", "stockpred-grafana-dashboard")
+    assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config["data"]["stockpred-dashboard.json"])
+    assert dashboard["uid"] and dashboard["title"] == "stockpred"
+    charts = [p for p in dashboard["panels"] if p["type"] != "row"]
+    titles = " ".join(p["title"] for p in charts).lower()
+    for word in ("traffic", "errors", "latency", "saturation", "cache", "drift", "rank ic"):
+        assert word in titles, word
+    exprs = [t["expr"] for p in charts for t in p["targets"]]
+    assert all(promql_balanced(e) for e in exprs)
+    groups = find(docs, "PrometheusRule", "stockpred")["spec"]["groups"]
+    records = {r["record"] for g in groups for r in g["rules"] if "record" in r}
+    used = {name for e in exprs for name in re.findall(r"stockpred:[\w:]+", e)}
+    assert used and used <= records, used - records
+    grid = [(p["gridPos"]["x"], p["gridPos"]["y"]) for p in dashboard["panels"]]
+    assert len(grid) == len(set(grid)), "panels overlap"
