@@ -261,7 +261,7 @@ def test_the_layout_names_every_package_folder():
     text = (DOCS / "architecture.md").read_text()
     folders = [
         path.parent
-        for package in ("stockpred_core", "stockpred_resources", "stockpred_assets", "bento")
+        for package in ("stockpred_core", "stockpred_resources", "stockpred_assets", "bento", "stream")
         for path in (ROOT / package).rglob("*.py")
     ]
     missing = sorted({str(f.relative_to(ROOT)) for f in folders if f"{f.name}/" not in text})

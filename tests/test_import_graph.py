@@ -1,5 +1,6 @@
 """Data and code flow one way: stockpred_core at the bottom, imported by everything and importing nothing of ours;
-resources above it, the Dagster code location above them; the service beside them on the core alone."""
+resources above it, the Dagster code location above them; the service and the stream worker beside them on the core
+alone."""
 
 import ast
 import subprocess
@@ -14,6 +15,7 @@ ALLOWED = {
     "stockpred_resources": {"stockpred_core", "stockpred_resources"},
     "stockpred_assets": {"stockpred_core", "stockpred_resources", "stockpred_assets"},
     "bento": {"stockpred_core", "bento"},
+    "stream": {"stockpred_core", "stream"},  # the intraday worker: beside the service, on the core alone
 }
 
 
