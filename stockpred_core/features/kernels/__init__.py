@@ -24,9 +24,11 @@ def cache_dirs(folder: Path = HERE) -> list[Path]:
     return [folder / "__pycache__"]
 
 
-def drop_stale_cache(folder: Path = HERE) -> bool:
-    """Delete the numba cache of `folder` when its sources differ from those it was compiled from; True if deleted."""
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(folder.glob("*.py")))).hexdigest()
+def drop_stale_cache(folder: Path = HERE, also: tuple[Path, ...] = ()) -> bool:
+    """Delete the numba cache of `folder` when its sources (and the files `also` names, which its code compiles in)
+    differ from those it was compiled from; True if deleted."""
+    sources = [*sorted(folder.glob("*.py")), *also]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
     dropped = False
     for cache in cache_dirs(folder):
         stamp = cache / STAMP
