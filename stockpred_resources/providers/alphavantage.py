@@ -10,16 +10,9 @@ import pandas as pd
 from pydantic import Field
 
 from stockpred_core.data.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS
+from stockpred_core.io.http_client import BadResponseError, HttpClient, QuotaExceededError, UnknownTickerError
 from stockpred_core.redaction import secrets_in
-from stockpred_resources.providers.base import (
-    BadResponseError,
-    MarketDataProvider,
-    QuotaExceededError,
-    TickerHistory,
-    UnknownTickerError,
-    empty_frame,
-)
-from stockpred_resources.providers.http import HttpClient
+from stockpred_resources.providers.base import MarketDataProvider, TickerHistory, empty_frame
 from stockpred_resources.providers.http_settings import HttpSettings
 
 SERIES_KEY = "Time Series (Daily)"

@@ -1,4 +1,5 @@
-"""The interface every market-data provider resource implements, and the errors providers raise.
+"""The interface every market-data provider resource implements (the errors providers raise live beside the shared
+HTTP client, in `stockpred_core.io.http_client`).
 
 A provider fetches ONE ticker's whole date range per request (`fetch_history`); `fetch_bars` fetches many tickers
 and isolates failures, so one bad ticker never fails a partition: it is reported in `FetchReport.failures`.
@@ -23,50 +24,8 @@ from stockpred_core.data.schemas import (
     REJECT_COLUMNS,
     empty_frame,
 )
+from stockpred_core.io.http_client import BadResponseError, ProviderError
 from stockpred_core.redaction import redact
-from stockpred_core.resilience import breaker
-
-
-class ProviderError(Exception):
-    """A ticker could not be fetched; `kind` says why and `retryable` whether a later run may succeed. The message is
-    redacted (URL passwords, API key parameters) as it is made: it reaches logs, metadata and the dead letters."""
-
-    kind = "provider_error"
-    retryable = True
-
-    def __init__(self, message: str = "", *, requests: int = 1, request_id: str | None = None) -> None:
-        super().__init__(redact(message))
-        self.requests = requests  # HTTP requests spent on the ticker, retries included
-        self.request_id = request_id
-
-
-class UnknownTickerError(ProviderError):
-    kind, retryable = "unknown_ticker", False
-
-
-class QuotaExceededError(ProviderError):
-    """The provider's request quota (e.g. Alpha Vantage's 25 a day) is spent; retry after it resets."""
-
-    kind, retryable = "quota", True
-
-
-class TransientError(ProviderError):
-    """429, 5xx, timeouts, connection resets that outlived the retries."""
-
-    kind, retryable = "transient", True
-
-
-class BadResponseError(ProviderError):
-    """A body that is truncated, not JSON, or not shaped as the API documents."""
-
-    kind, retryable = "bad_response", True
-
-
-class CircuitOpenError(ProviderError, breaker.CircuitOpenError):
-    """Too many consecutive failures: requests are refused until the breaker's cool-down ends (the project's breaker,
-    `stockpred_core.resilience.breaker.CircuitBreaker`, as a ProviderError)."""
-
-    kind, retryable = "circuit_open", True
 
 
 @dataclass

@@ -17,12 +17,8 @@ from pydantic import Field, PrivateAttr
 
 from stockpred_core.data import calendar
 from stockpred_core.data.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS, REJECT_COLUMNS, empty_frame
-from stockpred_resources.providers.base import (
-    BadResponseError,
-    MarketDataProvider,
-    TickerHistory,
-    UnknownTickerError,
-)
+from stockpred_core.io.http_client import BadResponseError, UnknownTickerError
+from stockpred_resources.providers.base import MarketDataProvider, TickerHistory
 
 # Column names found in common exports (Kaggle S&P 500, Yahoo CSV downloads, ...) -> canonical names.
 DEFAULT_COLUMNS = {

@@ -7,9 +7,9 @@ from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel, Field, PrivateAttr
 
+from stockpred_core.io.http_client import HttpClient
 from stockpred_core.resilience.breaker import CircuitBreaker
 from stockpred_core.resilience.retry import RetryPolicy
-from stockpred_resources.providers.http import HttpClient
 from stockpred_resources.providers.rate_limit import RateLimiter
 
 

@@ -8,8 +8,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from stockpred_core.io.http_client import QuotaExceededError
 from stockpred_core.resilience.rate_limit import LocalRateLimiter
-from stockpred_resources.providers.base import QuotaExceededError
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]

@@ -9,7 +9,8 @@ import pandas as pd
 from pydantic import Field
 
 from stockpred_core.data.simulation import Regime, simulate_market, simulated_tickers, ticker_sector
-from stockpred_resources.providers.base import FetchReport, MarketDataProvider, TickerHistory, UnknownTickerError
+from stockpred_core.io.http_client import UnknownTickerError
+from stockpred_resources.providers.base import FetchReport, MarketDataProvider, TickerHistory
 
 
 class SimulatedProvider(MarketDataProvider):

@@ -171,8 +171,8 @@ def test_breaker_lets_exactly_one_trial_through_across_threads() -> None:
 
 
 def test_provider_circuit_error_is_the_breakers_error() -> None:
-    from stockpred_resources.providers.base import CircuitOpenError as ProviderCircuitOpen
-    from stockpred_resources.providers.base import ProviderError
+    from stockpred_core.io.http_client import CircuitOpenError as ProviderCircuitOpen
+    from stockpred_core.io.http_client import ProviderError
 
     error = ProviderCircuitOpen("open", requests=0)
     assert isinstance(error, CircuitOpenError) and isinstance(error, ProviderError) and error.retry_after_s is None

@@ -12,8 +12,8 @@ from provider_recordings import API_KEY, MakeAlphaVantage, T
 from support.recorded_server import RecordedServer, Reply
 
 from stockpred_core.data.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS
+from stockpred_core.io.http_client import BadResponseError, QuotaExceededError, UnknownTickerError
 from stockpred_resources.providers.alphavantage import AlphaVantageProvider
-from stockpred_resources.providers.base import BadResponseError, QuotaExceededError, UnknownTickerError
 
 AV_AAPL_FULL = "TickerTrace_vcr_2023/TIME_SERIES_DAILY_AAPL_full_2023-11-10.body.json"
 AV_IBM_COMPACT = "TickerTrace_vcr_2023/TIME_SERIES_DAILY_IBM_compact_2023-11-10.body.json"

@@ -22,10 +22,15 @@ from provider_recordings import (
 )
 from support.recorded_server import RecordedServer, Reply
 
+from stockpred_core.io.http_client import (
+    BadResponseError,
+    CircuitOpenError,
+    HttpClient,
+    QuotaExceededError,
+    TransientError,
+)
 from stockpred_core.resilience.breaker import CircuitBreaker
 from stockpred_core.resilience.retry import RetryPolicy
-from stockpred_resources.providers.base import BadResponseError, CircuitOpenError, QuotaExceededError, TransientError
-from stockpred_resources.providers.http import HttpClient
 from stockpred_resources.providers.rate_limit import RateLimiter
 
 # --- Faults -------------------------------------------------------------------------------------------------------

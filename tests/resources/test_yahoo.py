@@ -12,7 +12,7 @@ from provider_recordings import AAPL_CHART, MSFT_DIVIDENDS, V8_NOT_FOUND, MakeYa
 from support.recorded_server import RecordedServer, Reply
 
 from stockpred_core.data.schemas import RAW_BAR_COLUMNS
-from stockpred_resources.providers.base import BadResponseError, UnknownTickerError
+from stockpred_core.io.http_client import BadResponseError, UnknownTickerError
 
 NVDA_SPLIT = "historical_via_chart/historical-via-chart-NVDA-split-2021-02-01-to-2022-01-31.csv.json"
 

@@ -1,8 +1,9 @@
-"""The HTTP client providers share: the project's retry policy and circuit breaker (`stockpred_core.resilience`) and
-the provider's rate limit and quota (`rate_limit`) around httpx.
+"""The project's one HTTP client for market-data APIs: JSON GETs through the project's retry policy and circuit breaker
+(`stockpred_core.resilience`) and a rate limiter, around httpx; and the errors a provider raises.
 
-No Dagster here: `HttpClient` is plain Python over httpx; `http_settings.HttpSettings` holds the knobs a provider
-resource exposes as config fields and builds the client from them.
+Pure Python (no Dagster): the Dagster provider resources (`stockpred_resources.providers`) and the intraday stream's
+live source (`stream.sources.yahoo_live`) use the same client. The limiter is anything with `acquire()`: the
+providers' `RateLimiter` (pace and daily quota) or a pace on `LocalRateLimiter`.
 """
 
 from __future__ import annotations
@@ -12,22 +13,71 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple, Protocol
 
 import httpx
 
 from stockpred_core.redaction import redact, redact_loggers, secrets_in
+from stockpred_core.resilience import breaker as _breaker
 from stockpred_core.resilience.breaker import CircuitBreaker
 from stockpred_core.resilience.breaker import CircuitOpenError as BreakerOpen
 from stockpred_core.resilience.retry import RetryPolicy
-from stockpred_resources.providers.base import BadResponseError, CircuitOpenError, ProviderError, TransientError
-from stockpred_resources.providers.rate_limit import RateLimiter, Sleep
 
 log = logging.getLogger(__name__)
 # httpx logs every request's full URL at INFO (query API keys and userinfo passwords included), httpcore the server's
 # status line and headers at DEBUG.
 redact_loggers("httpx", *(f"httpcore.{name}" for name in ("connection", "http11", "http2", "proxy", "socks")))
+
+Sleep = Callable[[float], None]
+
+
+class ProviderError(Exception):
+    """A ticker could not be fetched; `kind` says why and `retryable` whether a later run may succeed. The message is
+    redacted (URL passwords, API key parameters) as it is made: it reaches logs, metadata and the dead letters."""
+
+    kind = "provider_error"
+    retryable = True
+
+    def __init__(self, message: str = "", *, requests: int = 1, request_id: str | None = None) -> None:
+        super().__init__(redact(message))
+        self.requests = requests  # HTTP requests spent on the ticker, retries included
+        self.request_id = request_id
+
+
+class UnknownTickerError(ProviderError):
+    kind, retryable = "unknown_ticker", False
+
+
+class QuotaExceededError(ProviderError):
+    """The provider's request quota (e.g. Alpha Vantage's 25 a day) is spent; retry after it resets."""
+
+    kind, retryable = "quota", True
+
+
+class TransientError(ProviderError):
+    """429, 5xx, timeouts, connection resets that outlived the retries."""
+
+    kind, retryable = "transient", True
+
+
+class BadResponseError(ProviderError):
+    """A body that is truncated, not JSON, or not shaped as the API documents."""
+
+    kind, retryable = "bad_response", True
+
+
+class CircuitOpenError(ProviderError, _breaker.CircuitOpenError):
+    """Too many consecutive failures: requests are refused until the breaker's cool-down ends (the project's breaker,
+    `stockpred_core.resilience.breaker.CircuitBreaker`, as a ProviderError)."""
+
+    kind, retryable = "circuit_open", True
+
+
+class Limiter(Protocol):
+    """Waits for the next request slot (or raises a ProviderError, e.g. QuotaExceededError)."""
+
+    def acquire(self) -> None: ...
 
 
 class JsonReply(NamedTuple):
@@ -74,7 +124,7 @@ class HttpClient:
         *,
         timeout_s: float = 10.0,
         retry: RetryPolicy | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         breaker: CircuitBreaker | None = None,
         headers: Mapping[str, str] | None = None,
         secrets: Iterable[str] = (),
