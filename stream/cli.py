@@ -1,0 +1,145 @@
+"""`stockpred-stream worker`: P worker processes over N shard streams, stopped cleanly by SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import multiprocessing
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from stockpred_core.settings import load_settings
+from stream.bus import DEFAULT_MAXLEN, GROUP, PREFIX, BarBus, GroupReader
+from stream.worker import INTRADAY_PREFIX, IntradayStore, Worker
+
+logger = logging.getLogger("stockpred.stream")
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What one worker process needs (picklable: processes are spawned)."""
+
+    redis_url: str
+    shards: int
+    owned: tuple[int, ...]
+    consumer: str
+    count: int
+    block_ms: int
+    maxlen: int
+    prefix: str
+    group: str
+    store_prefix: str
+    metrics_port: int | None
+    log_level: str
+
+
+def spread(shards: int, processes: int) -> list[tuple[int, ...]]:
+    """Shard ids per process: process i owns shards i, i + P, i + 2P ... (each shard exactly one owner)."""
+    return [tuple(range(i, shards, processes)) for i in range(processes)]
+
+
+def run_worker(spec: WorkerSpec) -> None:
+    """One worker process: until SIGTERM/SIGINT, then after the current batch print its counters as a JSON line."""
+    logging.basicConfig(level=spec.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stopping: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+    client = redis.Redis.from_url(spec.redis_url)
+    bus = BarBus(client, spec.shards, prefix=spec.prefix, group=spec.group, maxlen=spec.maxlen)
+    worker = Worker(
+        GroupReader(bus, spec.owned, spec.consumer, count=spec.count, block_ms=spec.block_ms),
+        IntradayStore(client, prefix=spec.store_prefix),
+    )
+    if spec.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from stream.metrics import worker_registry
+
+        start_http_server(spec.metrics_port, addr="0.0.0.0", registry=worker_registry(worker.counters, spec.consumer))
+    logger.info("worker %s reading shards %s", spec.consumer, ",".join(map(str, spec.owned)))
+    worker.run(lambda: bool(stopping))
+    counters = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in worker.counters().items()}
+    line = json.dumps({"event": "worker_stopped", "consumer": spec.consumer, **counters}) + "\n"
+    sys.stdout.write(line)  # one write (< PIPE_BUF): the processes' lines do not interleave on a shared pipe
+    sys.stdout.flush()
+
+
+def serve(specs: Sequence[WorkerSpec]) -> int:
+    """Start the worker processes and wait; SIGTERM/SIGINT are passed on to them. 1 when one died on its own."""
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=run_worker, args=(spec,), name=spec.consumer) for spec in specs]
+    stopping: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+        for process in processes:
+            if process.pid is not None and process.exitcode is None:
+                process.terminate()  # SIGTERM: the worker finishes its batch, then exits
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    for process in processes:
+        process.start()
+    failed = False
+    while any(process.is_alive() for process in processes):
+        for process in processes:
+            process.join(timeout=0.2)
+            if process.exitcode not in (None, 0) and not stopping and not failed:
+                logger.error("worker %s exited with %s: stopping the others", process.name, process.exitcode)
+                failed = True
+                stop(signal.SIGTERM, None)
+    return 1 if failed or (any(process.exitcode != 0 for process in processes) and not stopping) else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="stockpred-stream", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    worker = commands.add_parser("worker", help="consume bars into the intraday store")
+    worker.add_argument("--redis-url", help="default: STOCKPRED_REDIS_URL")
+    worker.add_argument("--shards", type=int, default=4, help="shard streams (the same number the sources use)")
+    worker.add_argument("--processes", type=int, default=1)
+    worker.add_argument("--consumer-prefix", default=socket.gethostname(), help="consumer names: <prefix>-<i>")
+    worker.add_argument("--count", type=int, default=1000, help="entries per stream per read")
+    worker.add_argument("--block-ms", type=int, default=500)
+    worker.add_argument("--maxlen", type=int, default=DEFAULT_MAXLEN, help="approximate cap of each shard stream")
+    worker.add_argument("--prefix", default=PREFIX, help="stream key prefix")
+    worker.add_argument("--group", default=GROUP)
+    worker.add_argument("--store-prefix", default=INTRADAY_PREFIX, help="key prefix of the intraday store")
+    worker.add_argument("--metrics-port", type=int, help="process i serves Prometheus metrics on this port + i")
+    worker.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    redis_url = args.redis_url or load_settings().redis_url
+    if not redis_url:
+        parser.error("--redis-url or STOCKPRED_REDIS_URL is required")
+    if not 1 <= args.processes <= args.shards:
+        parser.error(f"--processes must be between 1 and --shards ({args.shards}), got {args.processes}")
+    specs = [
+        WorkerSpec(
+            redis_url,
+            args.shards,
+            owned,
+            f"{args.consumer_prefix}-{i}",
+            args.count,
+            args.block_ms,
+            args.maxlen,
+            args.prefix,
+            args.group,
+            args.store_prefix,
+            None if args.metrics_port is None else args.metrics_port + i,
+            args.log_level,
+        )
+        for i, owned in enumerate(spread(args.shards, args.processes))
+    ]
+    return serve(specs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
