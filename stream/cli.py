@@ -1,8 +1,10 @@
-"""`stockpred-stream worker`: P worker processes over N shard streams, stopped cleanly by SIGTERM/SIGINT."""
+"""`stockpred-stream worker`: P worker processes over N shard streams, stopped cleanly by SIGTERM/SIGINT.
+`stockpred-stream replay`: a recorded or simulated session XADDed to the same streams, paced at any speed."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import math
@@ -17,6 +19,7 @@ import redis
 
 from stockpred_core.settings import load_settings
 from stream.bus import DEFAULT_MAXLEN, GROUP, PREFIX, BarBus, GroupReader
+from stream.replay import print_progress, replay, source_from
 from stream.worker import INTRADAY_PREFIX, IntradayStore, Worker
 
 logger = logging.getLogger("stockpred.stream")
@@ -114,7 +117,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--store-prefix", default=INTRADAY_PREFIX, help="key prefix of the intraday store")
     worker.add_argument("--metrics-port", type=int, help="process i serves Prometheus metrics on this port + i")
     worker.add_argument("--log-level", default="INFO")
+    source = commands.add_parser("replay", help="XADD a recorded or simulated session's bars")
+    source.add_argument("--redis-url", help="default: STOCKPRED_REDIS_URL")
+    source.add_argument("--shards", type=int, default=4, help="shard streams (the same number the workers use)")
+    source.add_argument("--prefix", default=PREFIX, help="stream key prefix")
+    source.add_argument("--maxlen", type=int, default=DEFAULT_MAXLEN, help="approximate cap of each shard stream")
+    source.add_argument("--lean", help="the Lean data folder (holding minute/ and second/)")
+    source.add_argument("--alphavantage", nargs="+", help="TIME_SERIES_INTRADAY responses (JSON files)")
+    source.add_argument("--simulated", action="store_true", help="the simulated market's intraday bars")
+    source.add_argument("--date", help="the session, YYYY-MM-DD (--lean, --simulated)")
+    source.add_argument("--tickers", help="comma-separated (--lean)")
+    source.add_argument("--universe", type=int, default=50, help="simulated tickers (--simulated)")
+    source.add_argument("--resolution", choices=("minute", "second"), default="minute")
+    source.add_argument("--speed", type=float, default=0, help="1: real time, N: N times faster, 0: unpaced")
     args = parser.parse_args(argv)
+    if args.command == "replay":
+        return run_replay(parser, args)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     redis_url = args.redis_url or load_settings().redis_url
     if not redis_url:
@@ -139,6 +157,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i, owned in enumerate(spread(args.shards, args.processes))
     ]
     return serve(specs)
+
+
+def run_replay(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    redis_url = args.redis_url or load_settings().redis_url
+    if not redis_url:
+        parser.error("--redis-url or STOCKPRED_REDIS_URL is required")
+    try:
+        source = source_from(args)
+    except (ValueError, FileNotFoundError) as exc:
+        parser.error(str(exc))
+    bus = BarBus(redis.Redis.from_url(redis_url), args.shards, prefix=args.prefix, maxlen=args.maxlen)
+    asyncio.run(replay(source, bus, print_progress))
+    return 0
 
 
 if __name__ == "__main__":
