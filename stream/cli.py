@@ -1,10 +1,12 @@
 """`stockpred-stream worker`: P worker processes over N shard streams, stopped cleanly by SIGTERM/SIGINT.
-`stockpred-stream replay`: a recorded or simulated session XADDed to the same streams, paced at any speed."""
+`stockpred-stream replay`: a recorded or simulated session XADDed to the same streams, paced at any speed.
+`stockpred-stream persist`: a session's bars from the intraday store into the lake."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import logging
 import math
@@ -17,8 +19,10 @@ from dataclasses import dataclass
 
 import redis
 
+from stockpred_core.io.lake import Lake
 from stockpred_core.settings import load_settings
 from stream.bus import DEFAULT_MAXLEN, GROUP, PREFIX, BarBus, GroupReader
+from stream.persist import persist_session
 from stream.replay import print_progress, replay, source_from
 from stream.worker import INTRADAY_PREFIX, IntradayStore, Worker
 
@@ -130,9 +134,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     source.add_argument("--universe", type=int, default=50, help="simulated tickers (--simulated)")
     source.add_argument("--resolution", choices=("minute", "second"), default="minute")
     source.add_argument("--speed", type=float, default=0, help="1: real time, N: N times faster, 0: unpaced")
+    persist = commands.add_parser("persist", help="write a session's intraday bars to the lake")
+    persist.add_argument("--redis-url", help="default: STOCKPRED_REDIS_URL")
+    persist.add_argument("--date", required=True, type=dt.date.fromisoformat, help="the session, YYYY-MM-DD")
+    persist.add_argument("--store-prefix", default=INTRADAY_PREFIX, help="key prefix of the intraday store")
     args = parser.parse_args(argv)
     if args.command == "replay":
         return run_replay(parser, args)
+    if args.command == "persist":
+        return run_persist(parser, args)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     redis_url = args.redis_url or load_settings().redis_url
     if not redis_url:
@@ -157,6 +167,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i, owned in enumerate(spread(args.shards, args.processes))
     ]
     return serve(specs)
+
+
+def run_persist(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    settings = load_settings()  # the lake: STOCKPRED_LAKE_URL (or the local data directory)
+    redis_url = args.redis_url or settings.redis_url
+    if not redis_url:
+        parser.error("--redis-url or STOCKPRED_REDIS_URL is required")
+    written = persist_session(redis.Redis.from_url(redis_url), Lake(settings.lake_url), args.date, args.store_prefix)
+    print(json.dumps(written), flush=True)
+    return 0
 
 
 def run_replay(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
