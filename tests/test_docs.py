@@ -27,7 +27,7 @@ from stockpred_core.settings import environment_variables, load_settings
 
 TESTS = ROOT / "tests"
 DOCS = ROOT / "docs"
-CALLS = {"doc_command", "doc_commands"}
+CALLS = {"doc_command", "doc_commands", "doc_options"}
 README_MAX_LINES = 150
 # make target -> what its dry run must show it runs
 MAKE_RUNS = {"demo": "scripts/demo.py", "test": "pytest", "dev": "scripts/dev.py", "serve": "bentoml serve"}

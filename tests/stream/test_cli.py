@@ -4,7 +4,6 @@ bar once, and SIGTERM stops them after the current batch (acknowledged, nothing 
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
 import signal
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from support.doc_commands import doc_command
+from support.doc_commands import as_argv, doc_options
 from support.waiting import wait_until
 
 from stream.bars import Bar
@@ -45,11 +44,9 @@ def start(redis_url: str, prefix: str, processes: int) -> subprocess.Popen:
     if COMMAND is None:
         pytest.fail("stockpred-stream is not installed: pip install -e . (pyproject.toml [project.scripts])")
     # the command docs/operations.md shows, on this test's Redis, process count and keys
-    documented = shlex.split(doc_command(r"^\.venv/bin/stockpred-stream worker "))
-    argv = [COMMAND, *documented[1:]]
-    argv[argv.index("--redis-url") + 1] = redis_url
-    argv[argv.index("--processes") + 1] = str(processes)
-    assert argv[argv.index("--shards") + 1] == "4"
+    options = doc_options(r"^\.venv/bin/stockpred-stream worker ")
+    assert options["--shards"] == "4"
+    argv = [COMMAND, "worker", *as_argv(options | {"--redis-url": redis_url, "--processes": str(processes)})]
     argv += [
         "--prefix",
         f"{prefix}:bars",

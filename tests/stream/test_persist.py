@@ -4,7 +4,6 @@ date, replaced (never duplicated) when persisted again."""
 import datetime as dt
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import redis
-from support.doc_commands import doc_command
+from support.doc_commands import as_argv, doc_options
 
 from stockpred_core.io.lake import Lake
 from stream.bars import Bar
@@ -58,10 +57,9 @@ def test_the_persist_command_writes_the_lake_of_the_settings(redis_url, prefix, 
     IntradayStore(redis.Redis.from_url(redis_url), prefix=prefix).apply([bar("CCC", OPEN, 5.0)])
     env = {**os.environ, "STOCKPRED_ENV": "local", "STOCKPRED_DATA_DIR": str(tmp_path)}
     # the command docs/operations.md shows, on this test's Redis, session and keys
-    documented = shlex.split(doc_command(r"^\.venv/bin/stockpred-stream persist "))
-    options = dict(zip(documented[2::2], documented[3::2], strict=True)) | {"--redis-url": redis_url}
+    options = doc_options(r"^\.venv/bin/stockpred-stream persist ") | {"--redis-url": redis_url}
     options |= {"--date": "2014-01-06", "--store-prefix": prefix}
-    argv = [COMMAND, "persist", *[part for item in options.items() for part in item]]
+    argv = [COMMAND, "persist", *as_argv(options)]
     out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["bars"] == 1

@@ -4,7 +4,6 @@ the recorded session."""
 
 import datetime as dt
 import json
-import shlex
 import shutil
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 from support import SHARED_DATA
-from support.doc_commands import doc_command
+from support.doc_commands import as_argv, doc_options
 from support.waiting import wait_until
 
 from stream.sources import LeanReplay
@@ -38,13 +37,12 @@ def test_a_recorded_session_replayed_through_the_bus_lands_bar_for_bar_in_the_st
     )
     try:
         # the command docs/operations.md shows, at minute resolution, on this test's Redis and keys
-        documented = shlex.split(doc_command(r"^\.venv/bin/stockpred-stream replay "))
-        options = dict(zip(documented[2::2], documented[3::2], strict=True))
+        options = doc_options(r"^\.venv/bin/stockpred-stream replay ")
         assert options["--lean"] == "../shared/data/intraday/lean" and options["--date"] == "2013-10-07"
         assert options["--tickers"].split(",") == TICKERS and options["--shards"] == "4"
         options |= {"--redis-url": redis_url, "--shards": "2", "--lean": str(LEAN), "--resolution": "minute"}
         replay = subprocess.run(
-            [COMMAND, "replay", *[part for item in options.items() for part in item], "--prefix", f"{prefix}:bars"],
+            [COMMAND, "replay", *as_argv(options), "--prefix", f"{prefix}:bars"],
             capture_output=True,
             text=True,
             timeout=120,

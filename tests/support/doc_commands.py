@@ -8,6 +8,7 @@ A command is a line of a ```bash or ```sh block (a trailing `  # comment` and ba
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 from support import ROOT
@@ -54,3 +55,14 @@ def doc_command(pattern: str, root: Path = ROOT) -> str:
     found = doc_commands(pattern, root)
     assert len(found) == 1, f"{pattern!r} matches {len(found)} commands: {found}"
     return found[0]
+
+
+def doc_options(pattern: str, words: int = 2) -> dict[str, str]:
+    """The `--option value` pairs of the one command `pattern` finds, after its first `words` words (the program and
+    its subcommand): a test swaps in its own values and runs the rest as documented (`as_argv`)."""
+    parts = shlex.split(doc_command(pattern))[words:]
+    return dict(zip(parts[::2], parts[1::2], strict=True))
+
+
+def as_argv(options: dict[str, str]) -> list[str]:
+    return [part for pair in options.items() for part in pair]
