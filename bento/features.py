@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from stockpred_core.data import calendar
 from stockpred_core.io.lake import PART_FILE, Lake
 from stockpred_core.io.online_store import TEXT_FIELDS, Snapshot
 from stockpred_core.redaction import redact, redact_url
+from stockpred_core.serving.rows import FeatureRow
 
 logger = logging.getLogger("bentoml.stockpred")
 LAKE_TABLE = ("serving", "online_features")
-
-
-@dataclass(slots=True)
-class FeatureRow:
-    ticker: str
-    date: str  # YYYY-MM-DD
-    close: float
-    feature_set_version: str
-    values: np.ndarray  # float64, in `columns` order
-    columns: tuple[str, ...]
-    source: str  # "redis" | "lake"
 
 
 def snapshot_rows(snapshot: Snapshot | None) -> dict[str, FeatureRow]:

@@ -15,9 +15,8 @@ from collections.abc import Coroutine
 from cachetools import TTLCache
 
 from bento.audit import AuditSink
-from bento.features import FeatureRow, LakeFeatures
+from bento.features import LakeFeatures
 from bento.heads import AnswerHeads
-from bento.keyspace import cache_key, cache_prefix, lock_name
 from bento.models import MissingFeatures, ModelManager, NoModel, ServedModel
 from bento.prediction_request import Outcome, RequestError, check_request
 from bento.rate_limit import Limit, LocalLimiter, RateLimited
@@ -27,6 +26,8 @@ from bento.scoring import ModelRunner
 from bento.shadow import ShadowScorer
 from bento.store import Lookup, RedisLink, RedisUnavailable
 from bento.write_behind import WriteBehind
+from stockpred_core.serving.keys import cache_key, cache_prefix, lock_name
+from stockpred_core.serving.rows import FeatureRow
 from stockpred_core.settings import Settings
 
 LOCK_MS = 2000  # how long one caller may hold the right to compute a missing answer
@@ -157,7 +158,7 @@ class Predictor:
                 else:
                     from_lake.append(row)
             elif found.locked:
-                locks.append(lock_name(prefix, ticker, row.date))
+                locks.append(lock_name(prefix, ticker, row.identity))
                 misses.append(row)
             elif single:
                 waiting.append(row)  # another caller is computing this answer: wait for it a little
@@ -180,7 +181,7 @@ class Predictor:
         lookups = None
         if self.redis and self.redis.up:
             try:
-                if single or not self.redis.rows:
+                if single or not self.redis.rows or self.redis.intraday:
                     lookups = await self.redis.lookup(tickers, prefix, explain, LOCK_MS if single else 0, rate)
                 else:
                     lookups = await self._lookup_many(tickers, prefix, explain, rate)
@@ -194,10 +195,11 @@ class Predictor:
 
     async def _lookup_many(self, tickers, prefix: str, explain: bool, rate) -> dict[str, Lookup | None]:
         """Batches: cache keys from the online store's snapshot (dates), one MGET for the answers (the scripted
-        per-ticker lookup costs Redis ~10 us a ticker), and the misses' features from the same snapshot."""
+        per-ticker lookup costs Redis ~10 us a ticker), and the misses' features from the same snapshot. Not while
+        the stream refreshes the store intraday: the snapshot is the close's, the hashes are newer."""
         rows = self.redis.rows
         known = [rows[t] for t in tickers if t in rows]
-        values = await self.redis.answers(prefix, [(r.ticker, r.date) for r in known], explain, rate)
+        values = await self.redis.answers(prefix, [(r.ticker, r.identity) for r in known], explain, rate)
         out: dict[str, Lookup | None] = dict.fromkeys(tickers)
         for row, value in zip(known, values, strict=True):
             out[row.ticker] = Lookup(row.date, value, None if value is not None else row, False)
@@ -210,13 +212,13 @@ class Predictor:
         found: list[bytes | None] = [None] * len(rows)
         if cache == "redis":
             try:
-                found = await self.redis.answers(prefix, [(r.ticker, r.date) for r in rows], explain)
+                found = await self.redis.answers(prefix, [(r.ticker, r.identity) for r in rows], explain)
             except RedisUnavailable:
                 pass
         elif cache == "local":
-            found = [self.local_cache.get(cache_key(prefix, r.ticker, r.date, True)) for r in rows]
+            found = [self.local_cache.get(cache_key(prefix, r.ticker, r.identity, True)) for r in rows]
             if not explain:
-                plain = [cache_key(prefix, r.ticker, r.date, False) for r in rows]
+                plain = [cache_key(prefix, r.ticker, r.identity, False) for r in rows]
                 found = [f if f is not None else self.local_cache.get(p) for f, p in zip(found, plain, strict=True)]
         return self._take_cached(rows, found, out)
 
@@ -226,7 +228,7 @@ class Predictor:
         while pending and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
             try:
-                found = await self.redis.answers(prefix, [(r.ticker, r.date) for r in pending], explain)
+                found = await self.redis.answers(prefix, [(r.ticker, r.identity) for r in pending], explain)
             except RedisUnavailable:
                 break
             pending = self._take_cached(pending, found, out)
@@ -269,7 +271,7 @@ class Predictor:
         items = []
         for row, doc in zip(usable, docs, strict=False):
             self._answer(out, row.ticker, doc, False, row.source, row.date)
-            items.append((cache_key(prefix, row.ticker, row.date, explain), doc))
+            items.append((cache_key(prefix, row.ticker, row.identity, explain), doc))
         if cache == "redis":
             out.misses += len(items)
             self.writes.put(items, locks)

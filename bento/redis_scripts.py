@@ -7,9 +7,11 @@ from bento.rate_limit import GCRA_LUA
 # First, when ARGV[5] is "1", the caller's rate limit (its key is the last of KEYS; ARGV[6], ARGV[7]: interval in
 # microseconds, burst): a refused request reads nothing. Then per ticker: its feature date and the cached answer,
 # else its vector (and, when ARGV[3] > 0, a lock, so only one caller computes a missing answer while the others wait
-# for it). KEYS: online hashes. ARGV[1]: cache key prefix (model, version, horizon); ARGV[2]: "1" when contributions
-# are needed (a plain entry does not count then); ARGV[3]: lock ms; ARGV[4]: lock prefix; ARGV[7 + i]: the ticker
-# of KEYS[i]. Returns {0, answers} or {milliseconds to wait, {}}.
+# for it). An intraday vector (the stream's) has an `as_of` time too: its answer is keyed by `date@as_of`, so a new
+# bar's features never meet an older answer. KEYS: online hashes. ARGV[1]: cache key prefix (model, version,
+# horizon); ARGV[2]: "1" when contributions are needed (a plain entry does not count then); ARGV[3]: lock ms;
+# ARGV[4]: lock prefix; ARGV[7 + i]: the ticker of KEYS[i]. Returns {0, answers} or {milliseconds to wait, {}}:
+# per ticker false, {date, cached answer} or {date, false, close, feature set, vector, locked, as_of or false}.
 LOOKUP_SCRIPT = (
     GCRA_LUA
     + """
@@ -25,11 +27,13 @@ if ARGV[2] == '0' then first, second = ':p', ':x' end
 local lock_ms = tonumber(ARGV[3])
 for i = 1, n do
   local key = KEYS[i]
-  local date = redis.call('HGET', key, 'date')
+  local stamp = redis.call('HMGET', key, 'date', 'as_of')
+  local date, as_of = stamp[1], stamp[2]
   if not date then
     out[i] = false
   else
     local base = ARGV[1] .. ARGV[7 + i] .. ':' .. date
+    if as_of then base = base .. '@' .. as_of end
     local cached = redis.call('GET', base .. first)
     if (not cached) and ARGV[2] == '0' then cached = redis.call('GET', base .. second) end
     if cached then
@@ -38,7 +42,7 @@ for i = 1, n do
       local f = redis.call('HMGET', key, 'close', 'feature_set_version', 'vector')
       local locked = 0
       if lock_ms > 0 and redis.call('SET', ARGV[4] .. base, '1', 'NX', 'PX', lock_ms) then locked = 1 end
-      out[i] = {date, false, f[1], f[2], f[3], locked}
+      out[i] = {date, false, f[1], f[2], f[3], locked, as_of or false}
     end
   end
 end

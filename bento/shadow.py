@@ -14,11 +14,12 @@ import orjson
 import redis as sync_redis
 
 from bento.audit import AuditSink
-from bento.features import FeatureRow, LakeFeatures
+from bento.features import LakeFeatures
 from bento.models import ModelManager, ServedModel
 from bento.scoring import MAX_MODEL_BATCH, score
 from stockpred_core.io.online_store import KEY_PREFIX, decode_vector
 from stockpred_core.redaction import redact
+from stockpred_core.serving.rows import FeatureRow
 
 logger = logging.getLogger("bentoml.stockpred")
 QUEUE_SIZE = 10_000

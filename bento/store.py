@@ -23,14 +23,22 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bento.features import FeatureRow, snapshot_rows
-from bento.keyspace import CACHE_PREFIX, LOCK_PREFIX, RELOAD_KEY
+from bento.features import snapshot_rows
 from bento.pipelining import AutoPipeline
 from bento.rate_limit import GCRA_SCRIPT, RATE_PREFIX, Limit, RateLimited, interval_us
 from bento.redis_scripts import ANSWERS_SCRIPT, LOOKUP_SCRIPT, STORE_SCRIPT
-from stockpred_core.io.online_store import KEY_PREFIX, META_KEY, SNAPSHOT_KEY, decode_snapshot, decode_vector
+from stockpred_core.io.online_store import (
+    INTRADAY_FIELD,
+    KEY_PREFIX,
+    META_KEY,
+    SNAPSHOT_KEY,
+    decode_snapshot,
+    decode_vector,
+)
 from stockpred_core.redaction import redact, redact_url
 from stockpred_core.resilience.breaker import CircuitBreaker, CircuitOpenError
+from stockpred_core.serving.keys import CACHE_PREFIX, LOCK_PREFIX, RELOAD_KEY
+from stockpred_core.serving.rows import FeatureRow
 
 logger = logging.getLogger("bentoml.stockpred")
 T = TypeVar("T")
@@ -98,6 +106,11 @@ class RedisLink:
         self._snapshot_written_at: str | None = None
         self.on_change: Callable[[bool], None] | None = None
         self.on_snapshot: Callable[[], None] | None = None  # after a new snapshot is in place
+
+    @property
+    def intraday(self) -> bool:
+        """Whether the stream worker refreshes the online vectors during the session (newer than the snapshot)."""
+        return bool(self.meta.get(INTRADAY_FIELD))
 
     @property
     def up(self) -> bool:
@@ -224,7 +237,8 @@ class RedisLink:
         if columns is None:
             return None  # a vector whose layout is unknown yet: read the lake instead (and the meta again)
         values = decode_vector(item[4]) if item[4] else np.full(len(columns), np.nan)
-        row = FeatureRow(ticker, date, float(item[2]), version, values, columns, "redis")
+        as_of = item[6].decode() if len(item) > 6 and item[6] else None
+        row = FeatureRow(ticker, date, float(item[2]), version, values, columns, "redis", as_of)
         return Lookup(date, None, row, bool(item[5]))
 
     async def answers(

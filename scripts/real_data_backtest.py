@@ -88,11 +88,11 @@ def variants(meta: dict, lake_url: str):
     import pandas as pd
 
     from stockpred_core.data.adjustments import adjust
+    from stockpred_core.data.context import read_close_series
     from stockpred_core.evaluation.report import build_report
     from stockpred_core.evaluation.returns import returns_from_bars
     from stockpred_core.evaluation.strategies import Strategy
     from stockpred_core.io.lake import Lake
-    from stockpred_resources.market_data import read_close_series
 
     frame = pd.read_parquet(meta["oos_predictions_file"])
     pred = frame.set_index(["date", "ticker"])["prediction"]

@@ -4,20 +4,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-DATE_COLUMNS = ("date", "Date", "DATE", "timestamp")
-CLOSE_COLUMNS = ("Adj Close", "adj_close", "close", "Close", "CLOSE")
-
-
-def read_close_series(path: str) -> pd.Series:
-    """A date-indexed close series from a CSV/Parquet file (Yahoo's ^GSPC download, Cboe's VIX history, ...)."""
-    frame = pd.read_parquet(path) if path.endswith((".parquet", ".pq")) else pd.read_csv(path)
-    date_col = next((c for c in DATE_COLUMNS if c in frame.columns), None)
-    close_col = next((c for c in CLOSE_COLUMNS if c in frame.columns), None)
-    if date_col is None or close_col is None:
-        raise ValueError(f"{path}: needs a date column {DATE_COLUMNS} and a close column {CLOSE_COLUMNS}")
-    dates = pd.to_datetime(frame[date_col], format="mixed").dt.tz_localize(None).dt.normalize()
-    series = pd.Series(frame[close_col].to_numpy(dtype=float), index=dates, name=close_col).sort_index()
-    return series[~series.index.duplicated(keep="last")]
+from stockpred_core.data.context import read_close_series
 
 
 class MarketDataResource(dg.ConfigurableResource):

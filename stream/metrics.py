@@ -18,6 +18,16 @@ HELP = {
     "dead_lettered": "malformed entries moved to the dead-letter stream",
     "trimmed": "pending entries trimmed from the stream (MAXLEN) before they were handled",
     "group_recreated": "consumer groups recreated after Redis lost them (a possible gap)",
+    # --predict
+    "refreshed": "intraday feature vectors written to the online store",
+    "predicted": "intraday predictions written to the cache and pushed",
+    "alerts": "alerts fired by the subscribers' rules",
+    "late_bars": "bars of an earlier session: stored, not scored",
+    "warming_up": "refreshes skipped: the ticker's history is too short for the required features",
+}
+GAUGES = {
+    "lag_seconds": "now - end of the newest bar handled",
+    "refresh_seconds": "how long the last batch's features, predictions and writes took",
 }
 
 
@@ -33,12 +43,12 @@ class WorkerCollector(Collector):
             family = CounterMetricFamily(f"stockpred_stream_{name}", text, labels=["consumer"])
             family.add_metric([self.consumer], float(values.get(name, 0)))
             yield family
-        lag = GaugeMetricFamily(
-            "stockpred_stream_lag_seconds", "now - end of the newest bar handled", labels=["consumer"]
-        )
-        if not math.isnan(values.get("lag_seconds", math.nan)):
-            lag.add_metric([self.consumer], values["lag_seconds"])
-        yield lag
+        for name, text in GAUGES.items():
+            gauge = GaugeMetricFamily(f"stockpred_stream_{name}", text, labels=["consumer"])
+            value = values.get(name, math.nan)
+            if not math.isnan(value):
+                gauge.add_metric([self.consumer], value)
+            yield gauge
 
 
 def worker_registry(counters: Callable[[], Mapping[str, float]], consumer: str) -> CollectorRegistry:

@@ -10,20 +10,23 @@ redelivered batch that was applied before the crash is a duplicate the second ti
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Protocol
 
 import redis
 
+from stockpred_core.io.stream_events import write_status
 from stream.bars import Bar
 from stream.bus import Entry, GroupReader
 
 logger = logging.getLogger("stockpred.stream")
 
 INTRADAY_PREFIX = "stockpred:intraday"
+STATUS_EVERY_S = 1.0  # how often a worker refreshes its line of the status hash (what Dagster's sensor observes)
 APPLIED, DUPLICATE, OUT_OF_ORDER = "applied", "duplicates", "out_of_order"
 
 
@@ -100,6 +103,19 @@ class IntradayStore:
         ts, value = self.client.hmget(f"{self.prefix}:latest:{ticker}", "ts", "bar")
         return None if ts is None else _decode(ticker, int(ts), value)
 
+    def day_bars_many(self, tickers: list[str], dates: Sequence[str]) -> list[list[Bar]]:
+        """Per ticker, its bars of all `dates` (UTC) in ts order, read in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for ticker in tickers:
+            for day in dates:
+                pipe.hgetall(f"{self.prefix}:bars:{ticker}:{day}")
+        replies = iter(pipe.execute())
+        out = []
+        for ticker in tickers:
+            stored = [item for _ in dates for item in next(replies).items()]
+            out.append([_decode(ticker, int(ts), v) for ts, v in sorted(stored, key=lambda kv: int(kv[0]))])
+        return out
+
     def day_bars(self, ticker: str, date: str) -> list[Bar]:
         """The ticker's bars of `date` (YYYY-MM-DD, UTC) in ts order."""
         stored = self.client.hgetall(f"{self.prefix}:bars:{ticker}:{date}")
@@ -133,6 +149,7 @@ class Worker:
         self._trimmed = 0
         self.last_bar_end_ms: int | None = None
         self._recovered = False
+        self._reported: float | None = None
 
     def step(self) -> int:
         """One batch: read, handle, dead-letter, acknowledge; how many entries it held (0: nothing to read)."""
@@ -148,7 +165,21 @@ class Worker:
             self.last_bar_end_ms = max(self.last_bar_end_ms or 0, max(bar.end_ms for bar in bars))
         self.reader.ack(entries, dead)
         self._counts.update(entries=len(entries), batches=1, dead_lettered=len(dead))
+        self.report()
         return len(entries)
+
+    def report(self, force: bool = False) -> None:
+        """Write this worker's counters, newest bar and lag to the status hash (at most every STATUS_EVERY_S)."""
+        now = self.clock()
+        if not force and self._reported is not None and now - self._reported < STATUS_EVERY_S:
+            return
+        self._reported = now
+        status = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.counters().items()}
+        write_status(
+            self.reader.bus.client,
+            self.reader.consumer,
+            {**status, "last_bar_end_ms": self.last_bar_end_ms, "updated_at": now},
+        )
 
     def run(self, stop: Callable[[], bool], *, max_backoff_s: float = 5.0) -> None:
         """Step until `stop()` (checked between batches: a batch is finished, never abandoned half-way by a stop).
@@ -156,7 +187,8 @@ class Worker:
         backoff = 0.1
         while not stop():
             try:
-                self.step()
+                if not self.step():
+                    self.report()  # idle: the status still says the worker is alive
                 backoff = 0.1
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 logger.warning("Redis unreachable (%s): retrying in %.1fs", exc, backoff)

@@ -5,14 +5,20 @@ Layout (one hash per ticker, so a reader takes only the fields it needs):
 - `stockpred:online:<TICKER>`: `ticker`, `date` (YYYY-MM-DD), `feature_set_version`, one field per feature column
   (a readable float, "nan" when missing) and `vector`: the same numbers as little-endian float64 bytes in the order
   of the meta's `columns:<feature_set_version>`, which the service decodes without parsing 60 strings per ticker;
-- `stockpred:online-meta`: `latest_date`, `count`, `feature_set_version`, `written_at`, `columns:<version>`;
+- `stockpred:online-meta`: `latest_date`, `count`, `feature_set_version`, `written_at`, `columns:<version>`, and
+  `intraday_as_of` while the stream worker refreshes vectors during the session (the close's push clears it);
 - `stockpred:online-tickers`: the set of tickers written last, so tickers that left the universe are deleted;
 - `stockpred:online-snapshot`: every ticker's vector packed in one hash (`written_at`, `columns`, and newline-joined
   `tickers`, `dates`, `versions`, then `matrix`: the float64 rows in that order), written in the same transaction as
   the meta. A service worker reads it once per rewrite (when `written_at` changes) and answers batches from it: a
   batch of 10,000 tickers then costs no per-ticker read, where 10,000 hash reads took Redis ~80 ms.
 
-No Dagster here: the service imports this module.
+During the session the stream worker replaces a ticker's hash with its intraday vector (`write_intraday`): `ticker`,
+`date` (the session), `as_of` (ISO UTC time the newest bar behind it ended), `feature_set_version`, `close` and
+`vector` only, since 60 readable fields per ticker per bar would cost Redis more than the rest of the path; the
+close's push writes the readable fields again. `fetch_vector` decodes `vector` either way.
+
+No Dagster here: the service and the stream worker import this module.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ META_KEY = "stockpred:online-meta"
 TICKERS_KEY = "stockpred:online-tickers"
 SNAPSHOT_KEY = "stockpred:online-snapshot"
 VECTOR_FIELD = "vector"
-TEXT_FIELDS = ("ticker", "date", "feature_set_version")
+INTRADAY_FIELD = "intraday_as_of"
+TEXT_FIELDS = ("ticker", "date", "feature_set_version", "as_of")
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
 CHUNK = 1000
 
@@ -90,6 +97,7 @@ def push_vectors(client: redis.Redis, latest: pd.DataFrame, ttl_seconds: int = D
         },
     )
     pipe.expire(SNAPSHOT_KEY, ttl_seconds)
+    pipe.hdel(META_KEY, INTRADAY_FIELD)  # the close's vectors replace the session's
     pipe.hset(
         META_KEY,
         mapping={
@@ -104,20 +112,53 @@ def push_vectors(client: redis.Redis, latest: pd.DataFrame, ttl_seconds: int = D
     return len(latest)
 
 
-def _decode(fields: dict[bytes, bytes]) -> dict:
-    out: dict = {}
-    for name, raw in fields.items():
-        key = name.decode()
-        if key == VECTOR_FIELD:
-            continue
-        out[key] = raw.decode() if key in TEXT_FIELDS else float(raw)
+def fetch_vector(client: redis.Redis, ticker: str) -> dict | None:
+    """One ticker's online vector as {column: value} with its `ticker`, `date`, `feature_set_version` (and `as_of`
+    for an intraday one), decoded from `vector` in the layout the meta records for its feature set."""
+    fields = {k.decode(): v for k, v in client.hgetall(online_key(ticker)).items()}
+    if not fields:
+        return None
+    out: dict = {name: fields[name].decode() for name in TEXT_FIELDS if name in fields}
+    layout = client.hget(META_KEY, f"columns:{out.get('feature_set_version', '')}")
+    if layout is None or VECTOR_FIELD not in fields:
+        raise ValueError(f"the online vector of {ticker} has no layout in {META_KEY}")
+    out.update(zip(json.loads(layout), decode_vector(fields[VECTOR_FIELD]).tolist(), strict=True))
     return out
 
 
-def fetch_vector(client: redis.Redis, ticker: str) -> dict | None:
-    """One ticker's online vector as {column: value} with its `ticker`, `date` and `feature_set_version`."""
-    fields = client.hgetall(online_key(ticker))
-    return _decode(fields) if fields else None
+def write_intraday(
+    pipe: redis.client.Pipeline,
+    columns: list[str],
+    tickers: list[str],
+    session: str,
+    as_of: list[str],
+    matrix: np.ndarray,
+    feature_set_version: str,
+    ttl_seconds: int = DEFAULT_TTL_SECONDS,
+) -> None:
+    """Queue on `pipe` the intraday vectors of `tickers` (rows of `matrix` in `columns` order), as of the given
+    times, replacing each ticker's hash, and mark the meta (`intraday_as_of`, and the layout of the feature set when
+    the close's push has not recorded it)."""
+    matrix = np.ascontiguousarray(matrix, dtype="<f8")
+    close_at = columns.index("close")
+    for i, ticker in enumerate(tickers):
+        key = online_key(ticker)
+        pipe.delete(key)
+        pipe.hset(
+            key,
+            mapping={
+                "ticker": ticker,
+                "date": session,
+                "as_of": as_of[i],
+                "feature_set_version": feature_set_version,
+                "close": _text(matrix[i, close_at]),
+                VECTOR_FIELD: matrix[i].tobytes(),
+            },
+        )
+        pipe.expire(key, ttl_seconds)
+    if tickers:
+        pipe.hset(META_KEY, INTRADAY_FIELD, max(as_of))
+        pipe.hsetnx(META_KEY, f"columns:{feature_set_version}", json.dumps(columns))
 
 
 def read_meta(client: redis.Redis) -> dict[str, str]:

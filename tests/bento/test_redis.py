@@ -11,9 +11,9 @@ import pytest
 import redis
 from support.service import free_port, online_frame
 
-from bento.keyspace import cache_key, cache_prefix
 from bento.store import RedisLink, RedisUnavailable
 from stockpred_core.io.online_store import push_vectors
+from stockpred_core.serving.keys import cache_key, cache_prefix
 
 
 def test_concurrent_lookups_get_their_own_answers_and_scripts_reload(redis_url):

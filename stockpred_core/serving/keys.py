@@ -1,4 +1,5 @@
-"""The names of the service's Redis keys: cached answers, their compute locks, the reload signal."""
+"""The names of the Redis keys answers live under: cached answers (the service and the stream worker write them),
+their compute locks, the reload signal."""
 
 from __future__ import annotations
 
