@@ -14,6 +14,7 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
+from stockpred_assets import intraday_reconciliation, intraday_stream
 from stockpred_assets.evaluation import assets as evaluation_assets
 from stockpred_assets.evaluation import checks as evaluation_checks
 from stockpred_assets.features import assets as features_assets
@@ -43,6 +44,7 @@ GROUPS = {
     "evaluation": evaluation_assets,
     "serving": serving_assets,
     "monitoring": monitoring_assets,
+    "intraday": intraday_reconciliation,  # with intraday_stream.intraday_bars, an AssetSpec (the stream writes it)
 }
 
 
@@ -60,9 +62,9 @@ def _assets() -> list[dg.AssetsDefinition]:
 def build_definitions() -> dg.Definitions:
     settings = load_settings()
     defs = dg.Definitions(
-        assets=_assets(),
+        assets=[*_assets(), intraday_stream.intraday_bars],
         asset_checks=dg.load_asset_checks_from_modules(
-            [validation_checks, training_checks, evaluation_checks, monitoring_checks]
+            [validation_checks, training_checks, evaluation_checks, monitoring_checks, intraday_stream]
         ),
         jobs=[daily_data_job(list(settings.providers)), weekly_training_job, serving_job],
         schedules=[daily_data_schedule, weekly_training_schedule],
@@ -72,6 +74,7 @@ def build_definitions() -> dg.Definitions:
             drift_retrain_sensor,
             run_failure_alert_sensor,
             automation_sensor,
+            intraday_stream.intraday_stream_sensor,
         ],
         resources=build_resources(settings),
     )

@@ -11,6 +11,7 @@ import pandas as pd
 import redis
 
 from stockpred_core.io.lake import Lake
+from stockpred_core.io.stream_events import PERSISTED, write_status
 from stream.worker import INTRADAY_PREFIX, IntradayStore
 
 EXCHANGE = ZoneInfo("America/New_York")
@@ -39,7 +40,11 @@ def session_bars(client: redis.Redis, session: dt.date, prefix: str = INTRADAY_P
 
 
 def persist_session(client: redis.Redis, lake: Lake, session: dt.date, prefix: str = INTRADAY_PREFIX) -> dict:
-    """Write the session's bars to the lake (replacing its partition); what was written."""
+    """Write the session's bars to the lake (replacing its partition) and record the write in the stream's status
+    hash (`persisted:<date>`: Dagster's sensor reports it as a materialization of `intraday_bars`); what was written."""
     frame = session_bars(client, session, prefix)
     [path] = lake.write_partitions(LAYER, TABLE, frame, [pd.Timestamp(session)])
-    return {"date": f"{session:%Y-%m-%d}", "bars": len(frame), "tickers": int(frame["ticker"].nunique()), "path": path}
+    day = f"{session:%Y-%m-%d}"
+    written = {"date": day, "bars": len(frame), "tickers": int(frame["ticker"].nunique()), "path": path}
+    write_status(client, f"{PERSISTED}{day}", written)
+    return written

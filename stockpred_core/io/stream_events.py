@@ -27,6 +27,7 @@ EVENTS_KEY = "stockpred:events"
 EVENTS_MAXLEN = 100_000  # entries (~ 100 s of per-batch events at 1,000 batches/s): a client further behind resyncs
 STATUS_KEY = "stockpred:stream:status"
 PREDICTIONS, ALERT = "predictions", "alert"
+PERSISTED = "persisted:"  # status fields of the lake writes
 
 
 def prediction_fields(as_of: str, model_version: str, answers: Sequence[bytes]) -> dict[str, bytes | str]:
@@ -63,4 +64,4 @@ def read_status(client: redis.Redis) -> dict[str, dict]:
 
 
 def consumers(status: Mapping[str, dict]) -> Iterable[tuple[str, dict]]:
-    return ((name, value) for name, value in status.items() if not name.startswith("persisted:"))
+    return ((name, value) for name, value in status.items() if not name.startswith(PERSISTED))

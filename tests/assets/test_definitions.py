@@ -61,7 +61,16 @@ def test_graph_matches_snapshot(defs):
 
 def test_every_group_job_schedule_and_sensor_resolves(defs):
     groups = {node.group_name for node in defs.resolve_asset_graph().asset_nodes}
-    assert groups == {"ingestion", "validation", "features", "training", "evaluation", "serving", "monitoring"}
+    assert groups == {
+        "ingestion",
+        "validation",
+        "features",
+        "training",
+        "evaluation",
+        "serving",
+        "monitoring",
+        "intraday",
+    }
     for job in ("daily_data_job", "weekly_training_job", "serving_job"):
         assert defs.resolve_job_def(job).name == job
     assert defs.resolve_schedule_def("daily_data_schedule").job_name == "daily_data_job"

@@ -14,6 +14,7 @@ import redis
 from support.doc_commands import as_argv, doc_options
 
 from stockpred_core.io.lake import Lake
+from stockpred_core.io.stream_events import read_status
 from stream.bars import Bar
 from stream.persist import LAYER, TABLE, persist_session
 from stream.worker import IntradayStore
@@ -51,6 +52,8 @@ def test_a_session_lands_in_its_new_york_date_partition_and_a_rerun_replaces_it(
     assert persist_session(client, lake, dt.date(2014, 1, 6), prefix)["bars"] == 5
     again = lake.read_range(LAYER, TABLE, "2014-01-06", "2014-01-06")
     assert len(again) == 5 and not again.duplicated(["ticker", "ts"]).any()
+    # the write is recorded where Dagster's sensor reads it (a materialization of intraday_bars, partition D)
+    assert read_status(client)["persisted:2014-01-06"] == {**written, "bars": 5}
 
 
 def test_the_persist_command_writes_the_lake_of_the_settings(redis_url, prefix, tmp_path):
