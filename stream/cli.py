@@ -45,6 +45,8 @@ class WorkerSpec:
     store_prefix: str
     metrics_port: int | None
     log_level: str
+    predict: bool = False
+    alert_rules: str | None = None
 
 
 def spread(shards: int, processes: int) -> list[tuple[int, ...]]:
@@ -60,9 +62,10 @@ def run_worker(spec: WorkerSpec) -> None:
         signal.signal(sig, lambda signum, _frame: stopping.append(signum))
     client = redis.Redis.from_url(spec.redis_url)
     bus = BarBus(client, spec.shards, prefix=spec.prefix, group=spec.group, maxlen=spec.maxlen)
+    store = IntradayStore(client, prefix=spec.store_prefix)
     worker = Worker(
         GroupReader(bus, spec.owned, spec.consumer, count=spec.count, block_ms=spec.block_ms),
-        IntradayStore(client, prefix=spec.store_prefix),
+        prediction_handler(client, store, spec.alert_rules) if spec.predict else store,
     )
     if spec.metrics_port is not None:
         from prometheus_client import start_http_server
@@ -76,6 +79,25 @@ def run_worker(spec: WorkerSpec) -> None:
     line = json.dumps({"event": "worker_stopped", "consumer": spec.consumer, **counters}) + "\n"
     sys.stdout.write(line)  # one write (< PIPE_BUF): the processes' lines do not interleave on a shared pipe
     sys.stdout.flush()
+
+
+def prediction_handler(client: redis.Redis, store: IntradayStore, alert_rules: str | None):
+    """The store, then features, the champion's predictions and alerts (`stream.predictions`), configured by the
+    settings: the lake (warm start), the registry (champion), the cache TTL."""
+    from stream.alerts import Alerts
+    from stream.champion import Champion
+    from stream.history import LakeHistory
+    from stream.predictions import PredictionHandler
+
+    settings = load_settings()
+    return PredictionHandler(
+        client,
+        store,
+        LakeHistory(Lake(settings.lake_url), settings),
+        Champion(settings.mlflow_tracking_uri, settings.registered_model, poll_s=settings.service.model_poll_seconds),
+        alerts=Alerts.configured(client, alert_rules),
+        cache_ttl_s=settings.service.cache_ttl_seconds,
+    )
 
 
 def serve(specs: Sequence[WorkerSpec]) -> int:
@@ -121,6 +143,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--store-prefix", default=INTRADAY_PREFIX, help="key prefix of the intraday store")
     worker.add_argument("--metrics-port", type=int, help="process i serves Prometheus metrics on this port + i")
     worker.add_argument("--log-level", default="INFO")
+    worker.add_argument(
+        "--predict",
+        action="store_true",
+        help="also refresh features and the champion's predictions, push them and alert (one process: the "
+        "cross-sectional features need the whole universe)",
+    )
+    worker.add_argument("--alert-rules", help="subscriptions file (YAML) for --predict; Redis holds more")
     source = commands.add_parser("replay", help="XADD a recorded or simulated session's bars")
     source.add_argument("--redis-url", help="default: STOCKPRED_REDIS_URL")
     source.add_argument("--shards", type=int, default=4, help="shard streams (the same number the workers use)")
@@ -149,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--redis-url or STOCKPRED_REDIS_URL is required")
     if not 1 <= args.processes <= args.shards:
         parser.error(f"--processes must be between 1 and --shards ({args.shards}), got {args.processes}")
+    if args.predict and args.processes != 1:
+        parser.error("--predict runs in one process (ranks and z-scores need every ticker's features)")
+    if args.alert_rules and not args.predict:
+        parser.error("--alert-rules needs --predict")
     specs = [
         WorkerSpec(
             redis_url,
@@ -163,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.store_prefix,
             None if args.metrics_port is None else args.metrics_port + i,
             args.log_level,
+            args.predict,
+            args.alert_rules,
         )
         for i, owned in enumerate(spread(args.shards, args.processes))
     ]

@@ -44,7 +44,7 @@ def start(redis_url: str, prefix: str, processes: int) -> subprocess.Popen:
     if COMMAND is None:
         pytest.fail("stockpred-stream is not installed: pip install -e . (pyproject.toml [project.scripts])")
     # the command docs/operations.md shows, on this test's Redis, process count and keys
-    options = doc_options(r"^\.venv/bin/stockpred-stream worker ")
+    options = doc_options(r"^\.venv/bin/stockpred-stream worker .*--processes")
     assert options["--shards"] == "4"
     argv = [COMMAND, "worker", *as_argv(options | {"--redis-url": redis_url, "--processes": str(processes)})]
     argv += [

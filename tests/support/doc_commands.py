@@ -57,12 +57,20 @@ def doc_command(pattern: str, root: Path = ROOT) -> str:
     return found[0]
 
 
-def doc_options(pattern: str, words: int = 2) -> dict[str, str]:
+def doc_options(pattern: str, words: int = 2) -> dict[str, str | None]:
     """The `--option value` pairs of the one command `pattern` finds, after its first `words` words (the program and
-    its subcommand): a test swaps in its own values and runs the rest as documented (`as_argv`)."""
+    its subcommand), a flag without a value as None: a test swaps in its own values and runs the rest as documented
+    (`as_argv`)."""
     parts = shlex.split(doc_command(pattern))[words:]
-    return dict(zip(parts[::2], parts[1::2], strict=True))
+    options: dict[str, str | None] = {}
+    for i, part in enumerate(parts):
+        if part.startswith("--"):
+            following = parts[i + 1] if i + 1 < len(parts) else "--"
+            options[part] = None if following.startswith("--") else following
+        else:
+            assert i and parts[i - 1].startswith("--"), f"{part!r} follows no option in {parts}"
+    return options
 
 
-def as_argv(options: dict[str, str]) -> list[str]:
-    return [part for pair in options.items() for part in pair]
+def as_argv(options: dict[str, str | None]) -> list[str]:
+    return [part for name, value in options.items() for part in ((name,) if value is None else (name, value))]

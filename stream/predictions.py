@@ -1,0 +1,216 @@
+"""The intraday handler: a batch of bars -> the intraday store -> running session bars -> features -> the champion's
+predictions -> the online store, the service's cache and the events stream (and alerts), in that order.
+
+What a batch changes is written in one Redis transaction after the bars were applied, then the worker acknowledges
+the batch. A crash between the two loses nothing: the restarted worker rebuilds the running bars from the store
+(which holds every bar applied before the crash), refreshes every ticker that traded this session, and finds the
+redelivered bars duplicates.
+
+Intraday rows are the daily model's rows of the session as if it closed now (`stockpred_core.features.intraday`),
+keyed in the service's cache by date and time (`date@as_of`), so `POST /predict` answers the newest refresh and never
+a prediction older than the features. Cross-sectional features (ranks, z-scores, the sector mean and an equal-weight
+market) need every ticker of the universe, so the prediction handler runs in one worker process over all shards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import orjson
+import redis
+
+from stockpred_core.features.catalog import FEATURE_SET_VERSION, REQUIRED_FEATURES
+from stockpred_core.features.intraday import IntradayFeatures
+from stockpred_core.io.online_store import DEFAULT_TTL_SECONDS, write_intraday
+from stockpred_core.io.stream_events import add_event, prediction_fields
+from stockpred_core.serving.answers import score
+from stockpred_core.serving.keys import cache_key, cache_prefix
+from stockpred_core.serving.rows import FeatureRow
+from stream.alerts import Alerts
+from stream.bars import Bar
+from stream.champion import Champion
+from stream.session import RunningBars, SessionClock
+from stream.worker import APPLIED, IntradayStore
+
+logger = logging.getLogger("stockpred.stream")
+
+SCORE_CHUNK = 2048  # rows per model call
+
+
+class PredictionHandler:
+    """Applies bars to the intraday store and refreshes the features and predictions of the tickers they moved."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        store: IntradayStore,
+        history: Callable[[dt.date], IntradayFeatures | None],
+        champion: Champion | None,
+        *,
+        alerts: Alerts | None = None,
+        cache_ttl_s: int = 3600,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client, self.store, self.history, self.champion = client, store, history, champion
+        self.alerts = alerts
+        self.cache_ttl_s, self.clock = cache_ttl_s, clock
+        self.sessions = SessionClock()
+        self.features: IntradayFeatures | None = None
+        self.running: RunningBars | None = None
+        self.universe: set[str] = set()
+        self.own: Counter[str] = Counter(
+            {"refreshed": 0, "predicted": 0, "alerts": 0, "late_bars": 0, "warming_up": 0, "unknown_tickers": 0}
+        )
+        self._unknown: set[str] = set()
+        self._dirty: set[str] = set()  # tickers whose refreshed features have not reached Redis yet
+        self._refused_version: str | None = None
+        self.last_refresh_s: float = math.nan  # seconds the last refresh took (features, scoring, writes)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """The store's counts (applied, duplicates, out_of_order) and this handler's."""
+        return {**self.store.counts, **self.own, "refresh_seconds": self.last_refresh_s}
+
+    def handle(self, bars: list[Bar]) -> None:
+        if self.running is None and bars:  # the first batch since the start: its session as the store holds it
+            self.refresh(self._begin(min(self.sessions.session_of(bar.ts) for bar in bars), rebuild=True))
+        kinds = self.store.apply(bars)
+        by_session: dict[dt.date, list[Bar]] = {}
+        for bar, kind in zip(bars, kinds, strict=True):
+            if kind == APPLIED:
+                by_session.setdefault(self.sessions.session_of(bar.ts), []).append(bar)
+        for session in sorted(by_session):
+            changed: set[str] = set()
+            if self.running is None or session > self.running.session:
+                changed = self._begin(session, rebuild=False)
+            elif session < self.running.session:
+                self.own["late_bars"] += len(by_session[session])  # stored, but the features moved on
+                continue
+            for bar in by_session[session]:
+                self.running.add(bar)
+                changed.add(bar.ticker)
+            self.refresh(changed)
+
+    def _begin(self, session: dt.date, rebuild: bool) -> set[str]:
+        """Start `session`: the lake's warm start when it holds the session before, else the previous session's
+        running bars committed as its daily bars; with `rebuild` (the first batch since the worker started, before
+        it is applied), the session's bars already in the store: a restart refreshes them."""
+        fresh = self.history(session)
+        if fresh is not None:
+            self.features = fresh
+        elif self.features is not None and self.running is not None:
+            logger.warning(
+                "rolling to %s on the intraday bars of %s (the lake has no daily bars for it)",
+                session,
+                self.running.session,
+            )
+            self.features.start_session(session)
+        else:
+            logger.error("no daily history before %s in the lake: bars are stored, features wait for history", session)
+            self.features = None
+        if self.features is not None and fresh is not None:
+            self.features.start_session(session)
+        self.universe = set(self.features.tickers) if self.features is not None else set()
+        self.running = RunningBars(session)
+        found = self.running.rebuild(self.store, sorted(self.universe), self.sessions) if rebuild else []
+        if found:
+            logger.info(
+                "session %s: %d tickers already have bars in the store (a restart): refreshing them",
+                session,
+                len(found),
+            )
+        return set(found)
+
+    def refresh(self, tickers: Iterable[str]) -> int:
+        """Features, predictions and writes for `tickers` (their running bars changed) and for those whose last
+        refresh did not reach Redis; how many were written."""
+        self._dirty.update(tickers)
+        tickers = sorted(self._dirty)
+        if self.features is None or not tickers:
+            return 0
+        began = time.perf_counter()
+        known = [t for t in tickers if t in self.universe]
+        if len(known) < len(tickers):
+            new = set(tickers) - self.universe - self._unknown
+            if new:
+                self._unknown |= new
+                self.own["unknown_tickers"] = len(self._unknown)
+                logger.warning(
+                    "no daily history for %s: their bars are stored, not scored", ", ".join(sorted(new)[:10])
+                )
+        if not known:
+            self._dirty.clear()
+            return 0
+        open_, high, low, close, volume, end_ms = self.running.arrays(known)
+        values = self.features.update(known, open_, high, low, close, volume)
+        columns = list(self.features.columns)
+        ready = ~np.isnan(values[:, [columns.index(c) for c in REQUIRED_FEATURES]]).any(axis=1)
+        self.own["warming_up"] += int((~ready).sum())
+        if not ready.any():
+            self._dirty.clear()
+            return 0
+        at = np.flatnonzero(ready)
+        tickers_ready = [known[i] for i in at]
+        as_of = [_iso(ms) for ms in end_ms[at]]
+        session = str(self.running.session)
+        pipe = self.client.pipeline(transaction=True)
+        write_intraday(
+            pipe, columns, tickers_ready, session, as_of, values[at], FEATURE_SET_VERSION, DEFAULT_TTL_SECONDS
+        )
+        predicted = self._predict(pipe, tickers_ready, session, as_of, values[at], columns)
+        try:
+            pipe.execute()
+        except redis.RedisError:  # the worker retries the batch (its bars are then duplicates): refresh them then
+            if self.alerts is not None:
+                self.alerts.failed()
+            raise
+        self._dirty.clear()
+        self.own["refreshed"] += len(tickers_ready)
+        self.own["predicted"] += predicted
+        self.last_refresh_s = time.perf_counter() - began
+        return len(tickers_ready)
+
+    def _predict(self, pipe, tickers, session, as_of, values, columns) -> int:
+        served = self.champion.current() if self.champion is not None else None
+        if served is None:
+            return 0
+        if served.feature_set_version and served.feature_set_version != FEATURE_SET_VERSION:
+            if self._refused_version != served.version:
+                self._refused_version = served.version
+                logger.error(
+                    "the champion v%s was trained on feature set %s, the stream computes %s: not scoring",
+                    served.version,
+                    served.feature_set_version,
+                    FEATURE_SET_VERSION,
+                )
+            return 0
+        layout = tuple(columns)
+        close_at = columns.index("close")
+        rows = [
+            FeatureRow(
+                t, session, float(values[i, close_at]), FEATURE_SET_VERSION, values[i], layout, "stream", as_of[i]
+            )
+            for i, t in enumerate(tickers)
+        ]
+        prefix = cache_prefix(served.name, served.version, served.horizon)
+        answers: list[bytes] = []
+        for start in range(0, len(rows), SCORE_CHUNK):
+            answers += score(served, rows[start : start + SCORE_CHUNK], explain=True)
+        for row, answer in zip(rows, answers, strict=True):
+            pipe.set(cache_key(prefix, row.ticker, row.identity, True), answer, ex=self.cache_ttl_s)
+        add_event(pipe, prediction_fields(max(as_of), served.version, answers))
+        if self.alerts is not None:
+            fired = self.alerts.evaluate([orjson.loads(a) for a in answers])
+            self.alerts.write(pipe, fired)
+            self.own["alerts"] += len(fired)
+        return len(answers)
+
+
+def _iso(ms: float) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
