@@ -53,6 +53,17 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
         )
         self.reloads = prom.Counter("stockpred_model_reloads", "Model swaps after the registry alias moved")
+        # push (bento.push): streams open now, events sent, clients dropped, the relay's Redis feed
+        self.push_clients = prom.Gauge(
+            "stockpred_push_clients", "Push clients connected (/events, /ws/events)", multiprocess_mode="livesum"
+        )
+        self.push_events = prom.Counter("stockpred_push_events", "Events pushed to clients", ["transport"])
+        self.push_dropped = prom.Counter(
+            "stockpred_push_dropped_clients", "Push clients disconnected for being too slow", ["reason"]
+        )
+        self.push_feed_up = prom.Gauge(
+            "stockpred_push_feed_up", "1 while the push relay reads the events stream", multiprocess_mode="livemin"
+        )
 
     def served(self, role: str, old, new) -> None:
         """Point the info gauge of `role` from the old model (or None) to the new one."""

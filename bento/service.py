@@ -1,8 +1,9 @@
 """The stockpred prediction service: the MLflow registry's champion behind HTTP.
 
 Routes (POST, JSON): /predict, /predict_batch (role reader), /admin/reload, /admin/cache/flush (role admin).
-Public: /livez, /readyz, /metrics, /docs.json and / (`bento.pages`). Keys, roles, rate limits, body limits and the
-audit log are the gateway's (`bento.gateway`); features, the cache and the model the predictor's (`bento.predictor`).
+Push (role reader): GET /events (SSE) and /ws/events (WebSocket), `bento.push`. Public: /livez, /readyz, /metrics,
+/docs.json and / (`bento.pages`). Keys, roles, rate limits, body limits and the audit log are the gateway's
+(`bento.gateway`); features, the cache and the model the predictor's (`bento.predictor`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from bento.metrics import Metrics
 from bento.pages import Pages
 from bento.patches import cancel_request_timers
 from bento.predictor import Predictor, RequestError
+from bento.push import Relay
+from bento.push import app as push_app
 from bento.responses import audit_of, batch_answer, error_response, forecast, single_answer
 from bento.schemas import BatchPrediction, Explain, FlushResult, Horizon, Prediction, ReloadResult, Ticker
 from bento.security import KeyStore
@@ -48,14 +51,17 @@ class StockPredictor:
         keys = KeyStore.load(settings.service.api_keys_file, settings.service.api_keys)
         redis, local = self.predictor.redis, self.predictor.local_limiter
         self.guard = Guard(keys, settings.service, settings.env, redis, self.metrics, local)
+        self.push = Relay(settings.redis_url, self.metrics)  # GET /events, /ws/events: bento.push
         self.predictor.load()
 
     @bentoml.on_startup
     async def _start(self) -> None:
         await self.predictor.start()
+        await self.push.start()
 
     @bentoml.on_shutdown
     async def _stop(self) -> None:
+        await self.push.stop()
         await self.predictor.stop()
 
     def __is_ready__(self) -> bool:
@@ -98,5 +104,6 @@ class StockPredictor:
             return error_response(ctx, exc.status, str(exc))
 
 
+StockPredictor.mount_asgi_app(push_app(), path="/", name="push")  # after BentoML's routes: only its two paths
 StockPredictor.add_asgi_middleware(Pages)  # outermost of ours: the public pages need no key
 StockPredictor.add_asgi_middleware(Gateway)
