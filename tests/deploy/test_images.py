@@ -2,9 +2,11 @@
 service (the service's image with the CUDA build of torch)."""
 
 import re
+import tomllib
 
 import pytest
 from k8s_manifests import DEPLOY
+from support import ROOT
 
 
 @pytest.mark.parametrize(
@@ -22,3 +24,17 @@ def test_images_run_as_a_non_root_user(dockerfile, port, command):
     assert f"EXPOSE {port}" in text and command in text
     if dockerfile == "bento/Dockerfile":
         assert "download.pytorch.org/whl/cu" in text  # the CUDA build of torch
+
+
+@pytest.mark.parametrize("image", ["bento", "dagster"])
+def test_python_images_hold_every_package_the_project_installs(image):
+    """pyproject's packages (stream/ included: its console script, `stockpred-stream`, runs from the dagster image in
+    deploy/k8s/base/stream) are copied into the image, and its .dockerignore lets them through."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    assert "stream" in packages
+    text = (DEPLOY / image / "Dockerfile").read_text()
+    ignore = (DEPLOY / image / "Dockerfile.dockerignore").read_text().splitlines()
+    for package in packages:
+        assert f"COPY {package} /src/{package}\n" in text, f"{image}: {package} not copied"
+        assert f"!{package}/" in ignore, f"{image}: {package} excluded from the build context"

@@ -23,7 +23,7 @@ def promql_balanced(expr: str) -> bool:
 
 def test_service_monitors_select_services_and_their_ports(docs):
     monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
-    assert {m["metadata"]["name"] for m in monitors} == {"stockpred-bento", "redis", "pushgateway"}
+    assert {m["metadata"]["name"] for m in monitors} == {"stockpred-bento", "redis", "pushgateway", "stockpred-stream"}
     services = [d for d in docs if d["kind"] == "Service"]
     for monitor in monitors:
         spec = monitor["spec"]
@@ -69,6 +69,39 @@ def test_rules_cover_the_golden_signals_cache_drift_and_model(docs):
     assert "StockpredGPUSaturated" in alerts and "StockpredAtMaxReplicas" in alerts and "StockpredRedisDown" in alerts
 
 
+# stream alert -> (what its expression must read, whether it holds only during the session)
+STREAM_ALERTS = {
+    "StockpredStreamWorkerDown": ('up{job="stockpred-stream"}', False),
+    "StockpredStreamLagHigh": ("stockpred_stream_lag_seconds", True),
+    "StockpredStreamStalled": ("rate(stockpred_stream_applied_total", True),
+    "StockpredStreamDeadLetters": ("increase(stockpred_stream_dead_lettered_total", False),
+    "StockpredStreamGroupRecreated": ("increase(stockpred_stream_group_recreated_total", False),
+    "StockpredStreamEntriesTrimmed": ("increase(stockpred_stream_trimmed_total", False),
+    "StockpredStreamRefreshSlow": ("stockpred_stream_refresh_seconds", True),
+}
+
+
+def test_the_stream_worker_is_scraped_and_alerted_on_during_the_session(docs):
+    """The worker's Service is scraped on its metrics port; the alerts that bars must be flowing for (lag,
+    throughput, refresh time) hold only during the regular session, which a recording rule approximates in UTC."""
+    monitor = find(docs, "ServiceMonitor", "stockpred-stream")["spec"]
+    service = find(docs, "Service", "stockpred-stream")  # the job label Prometheus gives its targets: its name
+    assert monitor["selector"]["matchLabels"] == {"app.kubernetes.io/name": "stockpred-stream"}
+    assert [e["port"] for e in monitor["endpoints"]] == [p["name"] for p in service["spec"]["ports"]] == ["metrics"]
+    groups = find(docs, "PrometheusRule", "stockpred")["spec"]["groups"]
+    rules = {r.get("alert") or r["record"]: r for g in groups for r in g["rules"]}
+    session = rules["stockpred:market:regular_session"]["expr"]
+    assert "day_of_week() >= 1 and day_of_week() <= 5" in session
+    assert "hour() * 60 + minute() >= 870 and hour() < 20" in session  # 14:30-20:00 UTC, open in EST and in EDT
+    for name, (reads, in_session) in STREAM_ALERTS.items():
+        expr = rules[name]["expr"]
+        assert reads in expr and 'job="stockpred-stream"' in expr, name
+        assert ("and on () stockpred:market:regular_session" in expr) == in_session, name
+    assert rules["StockpredStreamWorkerDown"]["labels"]["severity"] == "critical"
+    assert rules["StockpredStreamStalled"]["for"] == "10m" and rules["StockpredStreamLagHigh"]["for"] == "5m"
+    assert "> 60" in rules["StockpredStreamLagHigh"]["expr"] and "> 1" in rules["StockpredStreamRefreshSlow"]["expr"]
+
+
 def test_the_grafana_dashboard_charts_the_recorded_signals(docs):
     config = find(docs, "ConfigMap", "stockpred-grafana-dashboard")
     assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
@@ -76,7 +109,7 @@ def test_the_grafana_dashboard_charts_the_recorded_signals(docs):
     assert dashboard["uid"] and dashboard["title"] == "stockpred"
     charts = [p for p in dashboard["panels"] if p["type"] != "row"]
     titles = " ".join(p["title"] for p in charts).lower()
-    for word in ("traffic", "errors", "latency", "saturation", "cache", "drift", "rank ic"):
+    for word in ("traffic", "errors", "latency", "saturation", "cache", "drift", "rank ic", "stream"):
         assert word in titles, word
     exprs = [t["expr"] for p in charts for t in p["targets"]]
     assert all(promql_balanced(e) for e in exprs)

@@ -1,6 +1,7 @@
 """Every metric deploy/ queries exists (issue 16, defect 8): the PrometheusRule's recording rules and alerts and the
-Grafana dashboard read names the started service exports on /metrics, or names listed below with where they come
-from. The rules once read `stockpred_prediction_cache_hits_total`, which nothing exported."""
+Grafana dashboard read names the started service exports on /metrics, names the stream worker's collector exports
+(stream/metrics.py, run here), or names listed below with where they come from. The rules once read
+`stockpred_prediction_cache_hits_total`, which nothing exported."""
 
 import json
 import re
@@ -8,10 +9,11 @@ import re
 import httpx
 import pytest
 import yaml
+from prometheus_client import generate_latest
 from support import ROOT
 from support.service import build_world, serve
 
-pytestmark = pytest.mark.slow
+from stream import metrics as stream_metrics
 
 MONITORING = ROOT / "deploy" / "k8s" / "components" / "monitoring"
 # Not the service's: name -> where it comes from
@@ -91,6 +93,31 @@ def exported(metrics_text: str) -> set[str]:
     return names
 
 
+def exported_by_the_stream() -> set[str]:
+    """What a stream worker process serves on /metrics (its collector, every counter and gauge given a value)."""
+    values = {name: 1.0 for name in [*stream_metrics.HELP, *stream_metrics.GAUGES]}
+    registry = stream_metrics.worker_registry(lambda: values, "stream-0")
+    return exported(generate_latest(registry).decode())
+
+
+def test_the_stream_metrics_deploy_reads_are_exported_and_all_charted():
+    """Renaming a stream metric in stream/metrics.py, or querying one it does not export, fails here."""
+    stream = exported_by_the_stream()
+    assert "stockpred_stream_applied_total" in stream and "stockpred_stream_lag_seconds" in stream
+    names, _ = referenced()
+    queried = {name for name in names if name.startswith("stockpred_stream_")}
+    assert not queried - stream, f"deploy/ queries stream metrics nothing exports: {sorted(queried - stream)}"
+    alerted = ("applied_total", "lag_seconds", "refresh_seconds", "dead_lettered_total", "group_recreated_total")
+    assert {f"stockpred_stream_{name}" for name in alerted} <= queried
+    charted = set()
+    for dashboard in MONITORING.glob("*.json"):
+        panels = json.loads(dashboard.read_text())["panels"]
+        charted |= {n for p in panels for t in p.get("targets", []) for n in _names(t["expr"])}
+    assert not stream - charted, f"the dashboard does not chart {sorted(stream - charted)}"
+    assert not (stream & set(ELSEWHERE)), "listed as external but the stream worker exports it"
+
+
+@pytest.mark.slow
 def test_every_metric_deploy_reads_is_exported_or_known(tmp_path, redis_url):
     world = build_world(tmp_path / "world", 10, redis_url.rsplit("/", 1)[0] + "/7")
     with serve(world.env, tmp_path / "bento.log") as base:
@@ -101,7 +128,7 @@ def test_every_metric_deploy_reads_is_exported_or_known(tmp_path, redis_url):
         httpx.post(f"{base}/predict", json={"ticker": "T00001"}, headers={"X-API-Key": world.keys["slow"]})
         service = exported(httpx.get(f"{base}/metrics").text)
     names, recorded = referenced()
-    missing = {name for name in names - recorded - service if name not in ELSEWHERE}
+    missing = {name for name in names - recorded - service - exported_by_the_stream() if name not in ELSEWHERE}
     assert not missing, f"deploy/ queries metrics nothing exports: {sorted(missing)}"
     assert {"stockpred_cache_requests_total", "bentoml_service_request_total"} <= names & service
     assert not (set(ELSEWHERE) & service), "listed as external but the service exports it"
