@@ -47,6 +47,7 @@ class WorkerSpec:
     log_level: str
     predict: bool = False
     alert_rules: str | None = None
+    explain: bool = False
 
 
 def spread(shards: int, processes: int) -> list[tuple[int, ...]]:
@@ -65,7 +66,7 @@ def run_worker(spec: WorkerSpec) -> None:
     store = IntradayStore(client, prefix=spec.store_prefix)
     worker = Worker(
         GroupReader(bus, spec.owned, spec.consumer, count=spec.count, block_ms=spec.block_ms),
-        prediction_handler(client, store, spec.alert_rules) if spec.predict else store,
+        prediction_handler(client, store, spec.alert_rules, spec.explain) if spec.predict else store,
     )
     if spec.metrics_port is not None:
         from prometheus_client import start_http_server
@@ -81,7 +82,7 @@ def run_worker(spec: WorkerSpec) -> None:
     sys.stdout.flush()
 
 
-def prediction_handler(client: redis.Redis, store: IntradayStore, alert_rules: str | None):
+def prediction_handler(client: redis.Redis, store: IntradayStore, alert_rules: str | None, explain: bool = False):
     """The store, then features, the champion's predictions and alerts (`stream.predictions`), configured by the
     settings: the lake (warm start), the registry (champion), the cache TTL."""
     from stream.alerts import Alerts
@@ -97,6 +98,7 @@ def prediction_handler(client: redis.Redis, store: IntradayStore, alert_rules: s
         Champion(settings.mlflow_tracking_uri, settings.registered_model, poll_s=settings.service.model_poll_seconds),
         alerts=Alerts.configured(client, alert_rules),
         cache_ttl_s=settings.service.cache_ttl_seconds,
+        explain=explain,
     )
 
 
@@ -150,6 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cross-sectional features need the whole universe)",
     )
     worker.add_argument("--alert-rules", help="subscriptions file (YAML) for --predict; Redis holds more")
+    worker.add_argument(
+        "--explain",
+        action="store_true",
+        help="with --predict, also compute each answer's feature contributions (LightGBM: ~50x a prediction; "
+        "without, the service computes them when a request asks)",
+    )
     source = commands.add_parser("replay", help="XADD a recorded or simulated session's bars")
     source.add_argument("--redis-url", help="default: STOCKPRED_REDIS_URL")
     source.add_argument("--shards", type=int, default=4, help="shard streams (the same number the workers use)")
@@ -180,8 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--processes must be between 1 and --shards ({args.shards}), got {args.processes}")
     if args.predict and args.processes != 1:
         parser.error("--predict runs in one process (ranks and z-scores need every ticker's features)")
-    if args.alert_rules and not args.predict:
-        parser.error("--alert-rules needs --predict")
+    if (args.alert_rules or args.explain) and not args.predict:
+        parser.error("--alert-rules and --explain need --predict")
     specs = [
         WorkerSpec(
             redis_url,
@@ -198,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.log_level,
             args.predict,
             args.alert_rules,
+            args.explain,
         )
         for i, owned in enumerate(spread(args.shards, args.processes))
     ]

@@ -22,15 +22,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 import numpy as np
-import orjson
 import redis
 
 from stockpred_core.features.catalog import FEATURE_SET_VERSION, REQUIRED_FEATURES
 from stockpred_core.features.intraday import IntradayFeatures
-from stockpred_core.io.online_store import DEFAULT_TTL_SECONDS, write_intraday
+from stockpred_core.io.online_store import IntradayWriter
 from stockpred_core.io.stream_events import add_event, prediction_fields
 from stockpred_core.serving.answers import score
-from stockpred_core.serving.keys import cache_key, cache_prefix
+from stockpred_core.serving.keys import answer_suffix, cache_prefix
+from stockpred_core.serving.model import ServedModel
 from stockpred_core.serving.rows import FeatureRow
 from stream.alerts import Alerts
 from stream.bars import Bar
@@ -55,9 +55,12 @@ class PredictionHandler:
         *,
         alerts: Alerts | None = None,
         cache_ttl_s: int = 3600,
+        explain: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client, self.store, self.history, self.champion = client, store, history, champion
+        self.writer = IntradayWriter(client)
+        self.explain = explain  # contributions cost LightGBM ~50x a prediction: the service adds them on demand
         self.alerts = alerts
         self.cache_ttl_s, self.clock = cache_ttl_s, clock
         self.sessions = SessionClock()
@@ -160,10 +163,21 @@ class PredictionHandler:
         as_of = [_iso(ms) for ms in end_ms[at]]
         session = str(self.running.session)
         pipe = self.client.pipeline(transaction=True)
-        write_intraday(
-            pipe, columns, tickers_ready, session, as_of, values[at], FEATURE_SET_VERSION, DEFAULT_TTL_SECONDS
+        served = self._served()
+        answers = self._score(served, tickers_ready, session, as_of, values[at], columns) if served else None
+        keyed = None
+        if answers is not None:  # under the keys the service looks up: cache_key(prefix, ticker, date@as_of, explain)
+            prefix = cache_prefix(served.name, served.version, served.horizon)
+            keyed = (prefix, answer_suffix(self.explain), answers)
+        self.writer.queue(
+            pipe, columns, tickers_ready, session, as_of, values[at], FEATURE_SET_VERSION, keyed, self.cache_ttl_s
         )
-        predicted = self._predict(pipe, tickers_ready, session, as_of, values[at], columns)
+        if answers is not None:
+            add_event(pipe, prediction_fields(max(as_of), served.version, answers))
+            if self.alerts is not None:
+                fired = self.alerts.evaluate(answers)
+                self.alerts.write(pipe, fired)
+                self.own["alerts"] += len(fired)
         try:
             pipe.execute()
         except redis.RedisError:  # the worker retries the batch (its bars are then duplicates): refresh them then
@@ -172,14 +186,15 @@ class PredictionHandler:
             raise
         self._dirty.clear()
         self.own["refreshed"] += len(tickers_ready)
-        self.own["predicted"] += predicted
+        self.own["predicted"] += len(answers or ())
         self.last_refresh_s = time.perf_counter() - began
         return len(tickers_ready)
 
-    def _predict(self, pipe, tickers, session, as_of, values, columns) -> int:
+    def _served(self) -> ServedModel | None:
+        """The champion, unless it was trained on another feature set than the one computed here."""
         served = self.champion.current() if self.champion is not None else None
         if served is None:
-            return 0
+            return None
         if served.feature_set_version and served.feature_set_version != FEATURE_SET_VERSION:
             if self._refused_version != served.version:
                 self._refused_version = served.version
@@ -189,7 +204,10 @@ class PredictionHandler:
                     served.feature_set_version,
                     FEATURE_SET_VERSION,
                 )
-            return 0
+            return None
+        return served
+
+    def _score(self, served: ServedModel, tickers, session, as_of, values, columns) -> list[bytes]:
         layout = tuple(columns)
         close_at = columns.index("close")
         rows = [
@@ -198,18 +216,10 @@ class PredictionHandler:
             )
             for i, t in enumerate(tickers)
         ]
-        prefix = cache_prefix(served.name, served.version, served.horizon)
         answers: list[bytes] = []
         for start in range(0, len(rows), SCORE_CHUNK):
-            answers += score(served, rows[start : start + SCORE_CHUNK], explain=True)
-        for row, answer in zip(rows, answers, strict=True):
-            pipe.set(cache_key(prefix, row.ticker, row.identity, True), answer, ex=self.cache_ttl_s)
-        add_event(pipe, prediction_fields(max(as_of), served.version, answers))
-        if self.alerts is not None:
-            fired = self.alerts.evaluate([orjson.loads(a) for a in answers])
-            self.alerts.write(pipe, fired)
-            self.own["alerts"] += len(fired)
-        return len(answers)
+            answers += score(served, rows[start : start + SCORE_CHUNK], explain=self.explain)
+        return answers
 
 
 def _iso(ms: float) -> str:

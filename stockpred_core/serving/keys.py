@@ -17,5 +17,11 @@ def lock_name(prefix: str, ticker: str, date: str) -> str:
     return f"{prefix}{ticker}:{date}"
 
 
+def answer_suffix(explained: bool) -> str:
+    """What ends an answer's key: `:x` with contributions, `:p` without."""
+    return ":x" if explained else ":p"
+
+
 def cache_key(prefix: str, ticker: str, date: str, explained: bool) -> str:
-    return f"{lock_name(prefix, ticker, date)}:{'x' if explained else 'p'}"
+    """`<prefix><ticker>:<date>` and the suffix; `date` is `date@as_of` for an intraday answer."""
+    return f"{lock_name(prefix, ticker, date)}{answer_suffix(explained)}"

@@ -151,7 +151,7 @@ def test_a_session_refreshes_features_cache_and_events(db, world):
         last_end = max(b.end_ms for b in bars[:half] if b.ticker == ticker)
         as_of = dt.datetime.fromtimestamp(last_end / 1000, dt.UTC)
         assert stored["date"] == str(SESSION) and pd.Timestamp(stored["as_of"]) == as_of
-        cached = orjson.loads(db.get(cache_key(prefix, ticker, f"{SESSION}@{stored['as_of']}", True)))
+        cached = orjson.loads(db.get(cache_key(prefix, ticker, f"{SESSION}@{stored['as_of']}", False)))
         assert cached["feature_time"] == stored["as_of"]
         assert cached["prediction"] == pytest.approx(answer["prediction"], rel=1e-9, abs=1e-12)
         assert cached["interval_low"] == pytest.approx(answer["interval_low"], rel=1e-9, abs=1e-12)
@@ -182,7 +182,7 @@ def test_a_restart_after_the_store_applied_a_batch_loses_and_repeats_nothing(db,
     prefix = cache_prefix(served.name, served.version, served.horizon)
     for ticker, answer in expected.items():
         stored = fetch_vector(db, ticker)
-        cached = orjson.loads(db.get(cache_key(prefix, ticker, f"{SESSION}@{stored['as_of']}", True)))
+        cached = orjson.loads(db.get(cache_key(prefix, ticker, f"{SESSION}@{stored['as_of']}", False)))
         assert cached["prediction"] == pytest.approx(answer["prediction"], rel=1e-9, abs=1e-12)
     assert db.xlen(EVENTS_KEY) == before + 1
 
@@ -207,8 +207,9 @@ FIELDS = ("interval_s", "open", "high", "low", "close", "volume")
 
 
 def test_the_service_answers_the_newest_intraday_prediction(db, world, redis_url, tmp_path):
-    """POST /predict after a refresh: the worker's answer for the newest bar, from the cache, with its time; after
-    the next bars, the next one (never an answer older than the features)."""
+    """POST /predict after a refresh: the worker's answer for the newest bar, from the cache, with its time; with
+    contributions (which the worker leaves to the service) the same prediction, computed from the intraday vector;
+    after the next bars, the next one (never an answer older than the features)."""
     settings = world[0]
     env = {
         "STOCKPRED_ENV": "local",
@@ -219,23 +220,27 @@ def test_the_service_answers_the_newest_intraday_prediction(db, world, redis_url
     handler = handler_for(db, world)
     handler.handle(bars[:300])
     with serve(env, tmp_path / "bento.log", ready_path="/livez") as base:
-        first = _predict(base, "S00005")
+        first = _predict(base, "S00005", explain=False)
         stored = fetch_vector(db, "S00005")
         assert first["feature_date"] == str(SESSION) and first["feature_time"] == stored["as_of"]
-        assert first["cached"] is True
+        assert first["cached"] is True and first["top_contributions"] == []
+        explained = _predict(base, "S00005", explain=True)
+        assert explained["cached"] is False and explained["feature_time"] == first["feature_time"]
+        assert explained["prediction"] == first["prediction"] and len(explained["top_contributions"]) == 5
+        assert _predict(base, "S00005", explain=True)["cached"] is True
         handler.handle(bars[300:600])
-        second = _predict(base, "S00005")
+        second = _predict(base, "S00005", explain=False)
         assert second["feature_time"] == fetch_vector(db, "S00005")["as_of"] > first["feature_time"]
         expected = expected_answers(world, bars[:600])["S00005"]
         assert second["prediction"] == pytest.approx(expected["prediction"], rel=1e-9, abs=1e-12)
 
 
-def _predict(base: str, ticker: str) -> dict:
+def _predict(base: str, ticker: str, explain: bool) -> dict:
     answer: dict = {}
 
     def answered() -> bool:
         nonlocal answer
-        response = httpx.post(f"{base}/predict", json={"ticker": ticker}, timeout=10)
+        response = httpx.post(f"{base}/predict", json={"ticker": ticker, "explain": explain}, timeout=10)
         answer = response.json()
         return response.status_code == 200
 
