@@ -99,6 +99,8 @@ class PredictionHandler:
                 self.running.add(bar)
                 changed.add(bar.ticker)
             self.refresh(changed)
+        if self._dirty:  # the writes of an earlier batch failed and it came again: its bars are duplicates now
+            self.refresh(())
 
     def _begin(self, session: dt.date, rebuild: bool) -> set[str]:
         """Start `session`: the lake's warm start when it holds the session before, else the previous session's

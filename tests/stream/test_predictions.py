@@ -282,3 +282,34 @@ def _events(db) -> list[tuple[str, list[str], dict]]:
 
 def _pushed(db) -> set[str]:
     return {p["ticker"] for kind, _, data in _events(db) if kind == "predictions" for p in data["predictions"]}
+
+
+def test_a_batch_whose_writes_failed_is_refreshed_when_it_comes_again(db, world, monkeypatch):
+    """Redis drops the connection at the batch's transaction (after the store applied its bars): the worker does not
+    acknowledge it, the batch comes again as duplicates, and the tickers it moved are refreshed then."""
+    bars = session_bars(world)
+    handler = handler_for(db, world)
+    handler.handle(bars[:300])
+    real, failures = redis.client.Pipeline.execute, [redis.ConnectionError("connection reset (injected)")]
+
+    def execute(pipe, *args, **kwargs):
+        if pipe.transaction and failures:
+            pipe.reset()
+            raise failures.pop()
+        return real(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", execute)
+    with pytest.raises(redis.ConnectionError):
+        handler.handle(bars[300:600])
+    events = db.xlen(EVENTS_KEY)
+    handler.handle(bars[300:600])  # redelivered
+    assert handler.counts["duplicates"] == 300 and db.xlen(EVENTS_KEY) == events + 1
+    served = handler.champion.served
+    prefix = cache_prefix(served.name, served.version, served.horizon)
+    for ticker, answer in expected_answers(world, bars[:600]).items():
+        stored = fetch_vector(db, ticker)
+        assert pd.Timestamp(stored["as_of"]).value // 1_000_000 == max(
+            b.end_ms for b in bars[:600] if b.ticker == ticker
+        )
+        cached = orjson.loads(db.get(cache_key(prefix, ticker, f"{SESSION}@{stored['as_of']}", False)))
+        assert cached["prediction"] == pytest.approx(answer["prediction"], rel=1e-9, abs=1e-12)
