@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bento.harness.process import serve  # noqa: E402
 from bento.harness.redis_server import start_redis  # noqa: E402
+from bento.harness.sse import sse_events  # noqa: E402
 from bento.harness.world import build_world  # noqa: E402
 from stockpred_core.io.stream_events import add_event, prediction_fields  # noqa: E402
 
@@ -49,22 +50,13 @@ class Receiver:
         url = f"{base}/events?tickers={','.join(self.tickers)}"
         async with http.stream("GET", url, headers={"X-API-Key": token}) as response:
             response.raise_for_status()
-            event, entry = None, None
-            async for line in response.aiter_lines():
-                if line.startswith("event: "):
-                    event = line[7:]
-                elif line.startswith("id: "):
-                    entry = line[4:]
-                elif line.startswith("data: "):
-                    now = time.time()
-                    if event == "subscribed":
-                        self.live.set()
-                    elif event == "predictions":
-                        answers = orjson.loads(line[6:])["predictions"]
-                        self.latencies.append(now - min(a["xadd_ts"] for a in answers))
-                        self.ids.append(entry)
-                elif line == "":
-                    event, entry = None, None
+            async for event, entry, data, now in sse_events(response):
+                if event == "subscribed":
+                    self.live.set()
+                elif event == "predictions":
+                    answers = orjson.loads(data)["predictions"]
+                    self.latencies.append(now - min(a["xadd_ts"] for a in answers))
+                    self.ids.append(entry)
 
 
 def produce(url: str, universe: list[str], rate: float, batch: int, seconds: float, sent: list) -> None:

@@ -1,4 +1,5 @@
-"""`make demo`: materialize the whole graph on the embedded default, serve the champion, ask it for predictions.
+"""`make demo`: materialize the whole graph on the embedded default, serve the champion, ask it for predictions;
+then replay a real recorded session through the intraday path (scripts/demo_intraday.py), on port PORT + 1.
 
 Runs go to the Dagster instance under $DAGSTER_HOME, so `make dev` shows them afterwards in the UI.
 """
@@ -9,9 +10,11 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -33,6 +36,8 @@ logging.getLogger("mlflow").setLevel(logging.WARNING)  # after mlflow configured
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 SCORED_SESSIONS = 10  # the model is trained for the week holding the 10th session back: the sessions since are scored
 SCORED = [dg.AssetKey("predictions"), dg.AssetKey("drift_report"), dg.AssetKey("backtest_history")]
+INTRADAY = Path(__file__).with_name("demo_intraday.py")
+RECORDED = Path(__file__).resolve().parents[2] / "shared" / "data"  # the recorded session and the S&P 500 file
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
@@ -150,6 +155,17 @@ def serve_and_predict(port: int, tickers: list[str]) -> None:
         stop_group(server)
 
 
+def intraday(port: int) -> None:
+    """The intraday part (scripts/demo_intraday.py): a recorded session through the stream worker and push."""
+    missing = [p for p in (RECORDED / "intraday" / "lean", RECORDED / "market") if not p.is_dir()]
+    if missing or shutil.which("redis-server") is None:
+        why = f"{missing[0]} is missing" if missing else "redis-server is not installed"
+        print(f"\nIntraday part skipped: {why}")
+        return
+    if subprocess.run([sys.executable, str(INTRADAY), "--port", str(port)]).returncode != 0:
+        sys.exit("the intraday part failed")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--years", type=float, default=3.0, help="history to materialize")
@@ -175,6 +191,7 @@ def main() -> None:
         )
     print_drift(results["scored"])
     serve_and_predict(args.port, ["S00000", "S00042", "NOPE"])
+    intraday(args.port + 1)
 
 
 if __name__ == "__main__":

@@ -96,8 +96,8 @@ class PredictionHandler:
                 self.own["late_bars"] += len(by_session[session])  # stored, but the features moved on
                 continue
             for bar in by_session[session]:
-                self.running.add(bar)
-                changed.add(bar.ticker)
+                if self.running.add(bar):  # a pre-market bar makes no running bar yet
+                    changed.add(bar.ticker)
             self.refresh(changed)
         if self._dirty:  # the writes of an earlier batch failed and it came again: its bars are duplicates now
             self.refresh(())
