@@ -85,7 +85,7 @@ def run_worker(spec: WorkerSpec) -> None:
 def prediction_handler(client: redis.Redis, store: IntradayStore, alert_rules: str | None, explain: bool = False):
     """The store, then features, the champion's predictions and alerts (`stream.predictions`), configured by the
     settings: the lake (warm start), the registry (champion), the cache TTL."""
-    from stream.alerts import Alerts
+    from stockpred_core.alerts import Alerts
     from stream.champion import Champion
     from stream.history import LakeHistory
     from stream.predictions import PredictionHandler

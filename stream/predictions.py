@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import redis
 
+from stockpred_core.alerts import Alerts
 from stockpred_core.features.catalog import FEATURE_SET_VERSION, REQUIRED_FEATURES
 from stockpred_core.features.intraday import IntradayFeatures
 from stockpred_core.io.online_store import IntradayWriter
@@ -32,7 +33,6 @@ from stockpred_core.serving.answers import score
 from stockpred_core.serving.keys import answer_suffix, cache_prefix
 from stockpred_core.serving.model import ServedModel
 from stockpred_core.serving.rows import FeatureRow
-from stream.alerts import Alerts
 from stream.bars import Bar
 from stream.champion import Champion
 from stream.session import RunningBars, SessionClock

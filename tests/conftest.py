@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+import redis
 import s3fs
 from support import SHARED_DATA
 from support.postgres import postgres_bindir
@@ -40,6 +41,18 @@ def redis_url(tmp_path_factory) -> str:
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture
+def client(redis_url) -> redis.Redis:
+    """A client of the session's redis-server (shared: use `prefix` for keys)."""
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture
+def prefix() -> str:
+    """Keys of one test only: the session's Redis is shared."""
+    return f"test-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="session")

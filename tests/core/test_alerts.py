@@ -1,7 +1,7 @@
 """Alert rules against real answers and a real redis-server: each rule kind fires on its crossing and not while the
 condition stays, the cool-down holds a flapping value to one alert, top/bottom n alert on entering, subscriptions
 validate with errors naming the subscriber and the rule, reload from Redis (a bad entry skipped), the state survives a
-new engine, and alerts land in the events stream. Also times a batch of 1,000 in a universe of 10,000 tickers."""
+new engine, and alerts land in the events stream."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import time
 
 import pytest
 
-from stockpred_core.io.stream_events import ALERT, EVENTS_KEY, parse_event
-from stream.alerts import (
+from stockpred_core.alerts import (
     AlertEngine,
     RedisSubscriptions,
     Subscription,
@@ -26,6 +25,7 @@ from stream.alerts import (
     read_subscriptions,
     version_key,
 )
+from stockpred_core.io.stream_events import ALERT, EVENTS_KEY, parse_event
 
 T = "2024-03-01T15:30:00Z"
 
