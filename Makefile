@@ -6,12 +6,14 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 export BENTOML_HOME ?= $(CURDIR)/data/bentoml
 # PORT: what the target serves: Dagster's UI (make dev), the prediction service (make serve, make demo).
+# DASHBOARD_PORT: the analysts' dashboard (make dashboard).
 # MLFLOW_PORT: the MLflow UI that make dev starts; the run links and plots a run records in Dagster point there.
 PORT ?= 3000
 MLFLOW_PORT ?= 5000
+DASHBOARD_PORT ?= 8050
 demo dev: export STOCKPRED_MLFLOW_UI_URL ?= http://127.0.0.1:$(MLFLOW_PORT)
 
-.PHONY: install lock demo test test-fast dev serve validate clean
+.PHONY: install lock demo test test-fast dev serve dashboard validate clean
 
 # TORCH=cpu (default): PyTorch's CPU build (~190 MB) for the MLP family; TORCH=cuda: PyPI's CUDA build (~3 GB, what
 # the GPU image uses); TORCH=none: no PyTorch, the MLP family is skipped with a message saying why.
@@ -63,6 +65,10 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 
 serve: install
 	$(BIN)/bentoml serve bento.service:StockPredictor --port $(PORT)
+
+# The analysts' dashboard on the lake, Redis and MLflow the settings name (docs/dashboard.md).
+dashboard: install
+	$(BIN)/stockpred-dashboard --host 127.0.0.1 --port $(DASHBOARD_PORT)
 
 validate: install
 	$(BIN)/dagster definitions validate -w workspace.yaml

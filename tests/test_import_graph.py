@@ -16,6 +16,7 @@ ALLOWED = {
     "stockpred_assets": {"stockpred_core", "stockpred_resources", "stockpred_assets"},
     "bento": {"stockpred_core", "bento"},
     "stream": {"stockpred_core", "stream"},  # the intraday worker: beside the service, on the core alone
+    "dashboard": {"stockpred_core", "dashboard"},  # the analysts' web app: beside the service, on the core alone
 }
 
 
