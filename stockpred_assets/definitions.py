@@ -20,6 +20,7 @@ from stockpred_assets.evaluation import checks as evaluation_checks
 from stockpred_assets.features import assets as features_assets
 from stockpred_assets.ingestion import assets as ingestion_assets
 from stockpred_assets.ingestion.automation import daily_data_job, daily_data_schedule, dead_letter_retry_sensor
+from stockpred_assets.insights import assets as insights_assets
 from stockpred_assets.monitoring import assets as monitoring_assets
 from stockpred_assets.monitoring import checks as monitoring_checks
 from stockpred_assets.monitoring.automation import automation_sensor, drift_retrain_sensor, run_failure_alert_sensor
@@ -44,6 +45,7 @@ GROUPS = {
     "evaluation": evaluation_assets,
     "serving": serving_assets,
     "monitoring": monitoring_assets,
+    "insights": insights_assets,
     "intraday": intraday_reconciliation,  # with intraday_stream.intraday_bars, an AssetSpec (the stream writes it)
 }
 

@@ -39,7 +39,7 @@ Subscriptions come from a YAML/JSON file (`load_subscriptions`) or from the Redi
 changes, which `put_subscription`/`delete_subscription` increment, or every `refresh_s`). A bad entry in the hash is
 logged and skipped.
 
-File format (YAML or JSON; `tickers` and `cooldown_s` optional):
+File format (YAML or JSON; `tickers`, `cooldown_s` and the delivery settings optional):
 
     subscriptions:
       - subscriber: desk-a
@@ -47,9 +47,20 @@ File format (YAML or JSON; `tickers` and `cooldown_s` optional):
         cooldown_s: 600
         rules:
           - {kind: above, threshold: 0.02}
-          - {kind: interval_excludes_zero}
+          - {kind: interval_excludes_zero, channels: [slack]}
           - {kind: top_n, n: 10}
           - {kind: change, threshold: 0.01}
+        channels: {email: a@example.com, slack: default, sms: "+15550100", webhook: "https://hooks.example/x"}
+        quiet_hours: "22:00-07:00"
+        timezone: America/New_York
+        max_per_hour: 20
+        daily_report: true
+
+Delivery settings (read by `stockpred_core.notify`, ignored by the engine): `channels`, the subscriber's address per
+channel (email, slack: a webhook URL or `default` for STOCKPRED_SLACK_WEBHOOK_URL, sms: an E.164 number, webhook: a
+URL); a rule's `channels`, the ones its alerts go to (default: all the subscriber has); `quiet_hours` "HH:MM-HH:MM"
+in `timezone` (an IANA name, default UTC; the window may wrap midnight); `max_per_hour`, notified alerts per hour;
+`daily_report`, the `insights` asset's email. A subscription with `daily_report` may have no rules.
 
 Alerts (`AlertEngine.evaluate`) are dicts {"subscriber", "rule", "ticker", "value", "threshold", "message", "as_of",
 "model_version"} (value: the prediction, or for `interval_excludes_zero` the bound that excludes zero; threshold: the
@@ -59,9 +70,11 @@ stream by `publish_alerts` (see stockpred_core/io/stream_events.py).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -70,7 +83,15 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 import redis
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from stockpred_core.io.stream_events import add_event, alert_fields
 
@@ -81,6 +102,9 @@ STATE_KEY = "stockpred:alerts:state"
 DEFAULT_COOLDOWN_S = 900.0
 
 RuleKind = Literal["above", "below", "interval_excludes_zero", "top_n", "bottom_n", "change"]
+ChannelName = Literal["email", "slack", "sms", "webhook"]
+CHANNELS: tuple[str, ...] = ("email", "slack", "sms", "webhook")
+_QUIET_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 _THRESHOLD_KINDS = {"above", "below", "change"}
 _RANK_KINDS = {"top_n", "bottom_n"}
 _EPS = 1e-12  # `change`: a distance equal to the threshold up to float rounding reaches it
@@ -98,6 +122,7 @@ class Rule(BaseModel):
     kind: RuleKind
     threshold: float | None = None
     n: int | None = None
+    channels: tuple[ChannelName, ...] | None = None  # where its alerts go; None: every channel of the subscriber
 
     @model_validator(mode="after")
     def _fits_its_kind(self) -> Rule:
@@ -136,8 +161,14 @@ class Subscription(BaseModel):
 
     subscriber: str = Field(min_length=1)
     tickers: tuple[str, ...] | None = None
+    daily_report: bool = False  # before `rules`: a subscription with it may have none
     rules: tuple[Rule, ...]
     cooldown_s: float = Field(default=DEFAULT_COOLDOWN_S, ge=0, allow_inf_nan=False)
+    # delivery (stockpred_core.notify; see the module docstring)
+    channels: dict[ChannelName, str] = Field(default_factory=dict)
+    quiet_hours: str | None = None
+    timezone: str = "UTC"
+    max_per_hour: int | None = Field(default=None, ge=1)
 
     @field_validator("tickers")
     @classmethod
@@ -148,10 +179,36 @@ class Subscription(BaseModel):
 
     @field_validator("rules")
     @classmethod
-    def _some_rules(cls, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
-        if not rules:
-            raise ValueError("no rules: a subscription needs at least one")
+    def _some_rules(cls, rules: tuple[Rule, ...], info: ValidationInfo) -> tuple[Rule, ...]:
+        if not rules and not info.data.get("daily_report"):
+            raise ValueError("no rules: a subscription needs at least one (or daily_report: true)")
         return rules
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _hh_mm_range(cls, quiet_hours: str | None) -> str | None:
+        if quiet_hours is not None and not _QUIET_HOURS.match(quiet_hours):
+            raise ValueError(f"quiet_hours must look like 22:00-07:00, got {quiet_hours!r}")
+        return quiet_hours
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, timezone: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {timezone!r} (an IANA name such as America/New_York)") from None
+        return timezone
+
+    @field_validator("channels")
+    @classmethod
+    def _addresses(cls, channels: dict[str, str]) -> dict[str, str]:
+        empty = sorted(name for name, address in channels.items() if not address.strip())
+        if empty:
+            raise ValueError(f"no address for {', '.join(empty)}")
+        return channels
 
     @model_validator(mode="after")
     def _distinct_rules(self) -> Subscription:
@@ -159,7 +216,29 @@ class Subscription(BaseModel):
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
             raise ValueError(f"the same rule twice: {', '.join(twice)}")
+        for rule in self.rules:
+            missing = [c for c in rule.channels or () if c not in self.channels]
+            if missing:
+                raise ValueError(f"rule {rule.name} uses {', '.join(missing)}, which the subscriber has no address for")
         return self
+
+    def rule_channels(self, rule: str) -> list[str]:
+        """The channels (with an address) that the alerts of the rule named `rule` go to."""
+        chosen = next((r.channels for r in self.rules if r.name == rule), None)
+        return [c for c in CHANNELS if c in self.channels and (chosen is None or c in chosen)]
+
+    def in_quiet_hours(self, at: dt.datetime) -> bool:
+        """Whether `at` (timezone-aware) falls in the quiet hours, read in the subscriber's time zone; the window
+        includes its start and excludes its end, and wraps midnight when its end comes first (22:00-07:00)."""
+        if self.quiet_hours is None:
+            return False
+        from zoneinfo import ZoneInfo
+
+        local = at.astimezone(ZoneInfo(self.timezone))
+        minute = local.hour * 60 + local.minute
+        start_h, start_m, end_h, end_m = (int(x) for x in _QUIET_HOURS.match(self.quiet_hours).groups())
+        start, end = start_h * 60 + start_m, end_h * 60 + end_m
+        return start <= minute < end if start <= end else minute >= start or minute < end
 
 
 def parse_subscription(data: Any, *, subscriber: str | None = None) -> Subscription:

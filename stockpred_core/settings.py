@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
@@ -111,6 +111,27 @@ class ServiceSettings(_FromEnvironment):
     workers: int = Field(1, validation_alias="STOCKPRED_SERVICE_WORKERS")
 
 
+class NotifySettings(_FromEnvironment):
+    """Notifications (`stockpred_core.notify`): the channels' endpoints and secrets, and how delivery retries. Secrets
+    are SecretStr: they print as '**********' and reach a channel only through `get_secret_value()`."""
+
+    smtp_host: str | None = None  # unset: no email channel
+    smtp_port: int = 587
+    smtp_username: str | None = None  # unset: no login
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "stockpred@localhost"
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 10.0
+    slack_webhook_url: SecretStr | None = None  # the webhook a subscriber's `slack: default` posts to
+    twilio_account_sid: str | None = None  # unset: no SMS channel
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+    webhook_secret: SecretStr | None = None  # set: generic webhooks carry an HMAC-SHA256 signature header
+    notify_max_attempts: int = 4  # tries per notification (the first included) before the dead letters
+    notify_backoff_seconds: float = 1.0  # the retry policy's base backoff
+
+
 def _under_data_dir(name: str) -> Any:
     return Field(default_factory=lambda d: str(d["data_dir"] / name))
 
@@ -197,13 +218,18 @@ class Settings(_FromEnvironment):
 
 def environment_variables() -> set[str]:
     """Every variable the settings read (the docs and the deploy config are checked against this set)."""
-    classes = (Settings, ServiceSettings)
+    classes = (Settings, ServiceSettings, NotifySettings)
     return {cls.variable(field) for cls in classes for field in cls.model_fields if field != "service"}
 
 
 def load_service_settings(environ: Mapping[str, str] | None = None) -> ServiceSettings:
     """The prediction service's STOCKPRED_* variables (also read alone, when the service module is imported)."""
     return _read(ServiceSettings, environ)
+
+
+def load_notify_settings(environ: Mapping[str, str] | None = None) -> NotifySettings:
+    """The notification channels' STOCKPRED_* variables (read by `stockpred-notify` and the `insights` asset)."""
+    return _read(NotifySettings, environ)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,5 +1,6 @@
-"""The project's one HTTP client for market-data APIs: JSON GETs through the project's retry policy and circuit breaker
-(`stockpred_core.resilience`) and a rate limiter, around httpx; and the errors a provider raises.
+"""The project's one HTTP client: JSON GETs for market-data APIs and POSTs for notifications (`post`), through the
+project's retry policy and circuit breaker (`stockpred_core.resilience`) and a rate limiter, around httpx; and the
+errors a provider raises.
 
 Pure Python (no Dagster): the Dagster provider resources (`stockpred_resources.providers`) and the intraday stream's
 live source (`stream.sources.yahoo_live`) use the same client. The limiter is anything with `acquire()`: the
@@ -86,6 +87,16 @@ class JsonReply(NamedTuple):
     attempts: int
 
 
+class HttpReply(NamedTuple):
+    """What `HttpClient.post` got: the status (2xx or 3xx), the body, its JSON (None when it is not JSON)."""
+
+    status: int
+    body: bytes
+    payload: Any
+    request_id: str
+    attempts: int
+
+
 class HttpStatusError(BadResponseError):
     """A 4xx other than 429: the server answered and would answer the same again, so it is not retried."""
 
@@ -151,15 +162,47 @@ class HttpClient:
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> JsonReply:
         """One logical GET, retried as the policy allows; raises a ProviderError subclass when it cannot succeed."""
+        payload, request_id, sent = self._call(f"GET {path}", lambda rid: self._guarded(path, params, rid))
+        return JsonReply(payload, request_id, sent)
+
+    def post(
+        self,
+        path: str,
+        *,
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        what: str | None = None,
+    ) -> HttpReply:
+        """One logical POST of a JSON body, a form or raw `content` (give its Content-Type), retried as the policy
+        allows (5xx, 429, timeouts, resets); a 4xx other than 429 raises HttpStatusError at once. `path` may be a
+        whole URL (a webhook's); `what` names the request in errors and logs instead of it (a webhook URL is a
+        secret). Raises a ProviderError subclass."""
+        what = what or f"POST {path}"
+        if content is not None:
+            body: dict[str, Any] = {"content": content}
+        else:
+            body = {"json": json_body} if form is None else {"data": dict(form)}
+
+        def send(request_id: str) -> HttpReply:
+            request = {**body, "headers": {**(headers or {}), "X-Request-ID": request_id}, "auth": auth}
+            return self._guarded(path, None, request_id, method="POST", request=request, what=what)
+
+        reply, request_id, sent = self._call(what, send)
+        return reply._replace(request_id=request_id, attempts=sent)
+
+    def _call(self, what: str, send: Callable[[str], Any]) -> tuple[Any, str, int]:
+        """`send(request_id)` under the breaker, the limiter and the retry policy: (result, request id, attempts)."""
         request_id = uuid.uuid4().hex
-        what = f"GET {path}"  # never the query string: it may hold an API key
         sent = 0
 
         def attempt() -> Any:
             nonlocal sent
             self._admit()
             sent += 1
-            return self._guarded(path, params, request_id)
+            return send(request_id)
 
         def on_retry(attempt: int, failure: BaseException, delay: float) -> None:
             log.warning(
@@ -179,7 +222,7 @@ class HttpClient:
             raise self._tag(final, sent, request_id) from None
         except ProviderError as exc:
             raise self._tag(exc, sent, request_id) from None
-        return JsonReply(payload, request_id, sent)
+        return payload, request_id, sent
 
     def _admit(self) -> None:
         """Breaker first, then the limiter: a refused request must not spend rate-limit slots or the day's quota."""
@@ -198,10 +241,22 @@ class HttpClient:
                     self.breaker.abandon_trial()
                 raise
 
-    def _guarded(self, path: str, params: Mapping[str, Any] | None, request_id: str) -> Any:
+    def _guarded(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None,
+        request_id: str,
+        *,
+        method: str = "GET",
+        request: Mapping[str, Any] | None = None,
+        what: str | None = None,
+    ) -> Any:
         """One attempt, its outcome told to the breaker."""
         try:
-            payload = self._attempt(path, params, request_id)
+            if method == "GET":
+                payload = self._attempt(path, params, request_id)
+            else:
+                payload = self._attempt_send(method, path, request or {}, what or f"{method} {path}")
         except HttpStatusError:
             if self.breaker is not None:
                 self.breaker.record_success()  # the service is up; it just refused this request
@@ -241,6 +296,31 @@ class HttpClient:
             kind = "truncated JSON" if response.content.lstrip()[:1] in (b"{", b"[") else "non-JSON"
             snippet = self.redact(response.text[:80]).replace("\n", " ")
             raise _Retryable(f"{kind} body ({len(response.content)} bytes: {snippet!r})", BadResponseError) from None
+
+    def _attempt_send(self, method: str, path: str, request: Mapping[str, Any], what: str) -> HttpReply:
+        """One non-GET request; errors name `what`, never the URL."""
+        try:
+            response = self._http.request(method, path, **request)
+        except httpx.TimeoutException as exc:
+            raise _Retryable(f"timed out ({type(exc).__name__})", TransientError) from None
+        except httpx.TransportError as exc:
+            raise _Retryable(self.redact(f"connection failed ({type(exc).__name__})"), TransientError) from None
+        except httpx.HTTPError as exc:
+            raise _Unretryable(self.redact(f"{what}: {type(exc).__name__}")) from None
+        status = response.status_code
+        if status == 429:
+            raise _Retryable("HTTP 429 Too Many Requests", TransientError, _retry_after(response))
+        if status >= 500:
+            phrase = self.redact(f"HTTP {status} {response.reason_phrase}")
+            raise _Retryable(phrase, TransientError, _retry_after(response))
+        if status >= 400:
+            text = self.redact(response.text[:500])
+            raise HttpStatusError(f"{what}: HTTP {status}: {text}", status, text)
+        try:
+            payload = json.loads(response.content) if response.content else None
+        except ValueError:
+            payload = None
+        return HttpReply(status, response.content, payload, "", 0)
 
     @staticmethod
     def _tag(exc: ProviderError, requests: int, request_id: str) -> ProviderError:

@@ -69,6 +69,7 @@ def test_every_group_job_schedule_and_sensor_resolves(defs):
         "evaluation",
         "serving",
         "monitoring",
+        "insights",
         "intraday",
     }
     for job in ("daily_data_job", "weekly_training_job", "serving_job"):
