@@ -25,7 +25,7 @@ from redis import exceptions as redis_exceptions
 
 from stockpred_assets.partitions import TIMEZONE, trading_days
 from stockpred_core.data import calendar
-from stockpred_core.io.stream_events import PERSISTED, add_event, alert_fields, consumers, read_status
+from stockpred_core.io.stream_events import PERSISTED, add_alert, consumers, read_status
 from stockpred_core.redaction import redact, redact_url, secrets_in
 from stockpred_resources.redis import RedisResource
 
@@ -267,7 +267,7 @@ def build_intraday_stream_sensor(
                 "model_version": None,
             }
             try:
-                add_event(client, alert_fields(alert))
+                add_alert(client, alert)
             except REDIS_DOWN as exc:  # the check still turns red; the alert is tried again on the next tick
                 context.log.warning(f"stream_stale alert not sent: {redact(str(exc), secrets_in(redis.url))}")
                 verdict = "unalerted"

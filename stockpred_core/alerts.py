@@ -93,7 +93,7 @@ from pydantic import (
     model_validator,
 )
 
-from stockpred_core.io.stream_events import add_event, alert_fields
+from stockpred_core.io.stream_events import add_alert
 
 logger = logging.getLogger("stockpred.stream")
 
@@ -763,7 +763,7 @@ def publish_alerts(pipe: redis.client.Pipeline | redis.Redis, alerts: Iterable[M
     """XADD each alert to the events stream (on the batch's pipeline: with its other writes); how many."""
     n = 0
     for alert in alerts:
-        add_event(pipe, alert_fields(alert))
+        add_alert(pipe, alert)
         n += 1
     return n
 

@@ -49,7 +49,7 @@ def insights(
     redis: RedisResource,
 ) -> dg.MaterializeResult:
     """The top and bottom signals with their intervals and sectors, the mean prediction per sector, the champion's
-    health (version, family, live rank IC, the drift verdict) and the alerts fired that day (the events stream, when
+    health (version, family, live rank IC, the drift verdict) and the alerts fired that day (the alerts stream, when
     Redis is configured), as an HTML email report per day. The newest day is emailed once per (day, subscriber):
     only when STOCKPRED_SMTP_HOST is set; otherwise the metadata says why it was not sent."""
     days = partition_days(context)

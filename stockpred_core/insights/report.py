@@ -18,7 +18,7 @@ import pandas as pd
 import redis
 
 from stockpred_core.insights.template import HTML_TEMPLATE
-from stockpred_core.io.stream_events import ALERT, EVENTS_KEY, parse_event
+from stockpred_core.io.stream_events import ALERT, ALERTS_KEY, parse_event
 
 UNKNOWN_SECTOR = "unknown"
 
@@ -133,9 +133,9 @@ def health_from(
 
 
 def alerts_fired(
-    client: redis.Redis, day: pd.Timestamp, timezone: str = "America/New_York", key: str = EVENTS_KEY
+    client: redis.Redis, day: pd.Timestamp, timezone: str = "America/New_York", key: str = ALERTS_KEY
 ) -> list[dict]:
-    """The alerts of the events stream whose entries were added on `day` (midnight to midnight in `timezone`), each
+    """The alerts of the alerts stream whose entries were added on `day` (midnight to midnight in `timezone`), each
     with its entry `id`. The stream is capped (stockpred_core/io/stream_events.py): older entries are gone."""
     from zoneinfo import ZoneInfo
 

@@ -8,6 +8,9 @@
     "predictions": [answer, ...]}, each answer the JSON document `POST /predict` returns for that ticker (it holds
     "ticker", "feature_date" and "feature_time");
   - alert: {"subscriber", "rule", "ticker", "value", "threshold", "message", "as_of", "model_version"}.
+- `stockpred:alerts` (a Redis Stream, capped far higher): every alert again, alone, the `alerts` stream: what the
+  notifier consumes, the daily report counts and the dashboard's feed shows, without reading through the far more
+  numerous prediction events (which the events stream trims within minutes at 1,000 tickers a second);
 - `stockpred:stream:status` (a hash): per worker consumer name, JSON {"last_bar_end_ms", "lag_seconds", counters...,
   "updated_at"} refreshed by the worker at most once a second; `persisted:<YYYY-MM-DD>` -> JSON of the lake write
   (`stockpred-stream persist`). Dagster's sensor reads it (observations of the external `intraday_bars` asset).
@@ -25,6 +28,8 @@ import redis
 
 EVENTS_KEY = "stockpred:events"
 EVENTS_MAXLEN = 100_000  # entries (~ 100 s of per-batch events at 1,000 batches/s): a client further behind resyncs
+ALERTS_KEY = "stockpred:alerts"
+ALERTS_MAXLEN = 1_000_000  # alerts (days of them: rules alert on crossings, with a cool-down)
 STATUS_KEY = "stockpred:stream:status"
 PREDICTIONS, ALERT = "predictions", "alert"
 PERSISTED = "persisted:"  # status fields of the lake writes
@@ -45,6 +50,13 @@ def alert_fields(alert: Mapping) -> dict[str, bytes | str]:
 def add_event(pipe: redis.client.Pipeline | redis.Redis, fields: Mapping, maxlen: int = EVENTS_MAXLEN) -> None:
     """XADD an entry to the events stream (on a pipeline: sent with the batch's other writes)."""
     pipe.xadd(EVENTS_KEY, dict(fields), maxlen=maxlen, approximate=True)
+
+
+def add_alert(pipe: redis.client.Pipeline | redis.Redis, alert: Mapping) -> None:
+    """An alert to the events stream (push) and to the alerts stream (the notifier, the daily report, the feed)."""
+    fields = alert_fields(alert)
+    add_event(pipe, fields)
+    pipe.xadd(ALERTS_KEY, fields, maxlen=ALERTS_MAXLEN, approximate=True)
 
 
 def parse_event(fields: Mapping[bytes, bytes]) -> tuple[str, list[str], dict]:

@@ -1,11 +1,11 @@
-"""The delivery loop: alerts from the events stream (`stockpred:events`, kind "alert") to the subscribers' channels.
+"""The delivery loop: alerts from the alerts stream (`stockpred:alerts`) to the subscribers' channels.
 
 A Redis consumer group (default `stockpred-notify`) shares the stream's alerts among any number of loops; each entry
 is acknowledged after its delivery finished (sent, duplicate, suppressed or dead-lettered), so a loop that dies
 leaves it pending: at start a loop re-reads its own pending entries, and every `claim_idle_s` it claims the entries
 another consumer left idle that long (XAUTOCLAIM). Redelivered alerts are not sent twice (the dispatcher's
 idempotency keys). Entries of other kinds are acknowledged and skipped. Each alert is delivered with `id`: its
-events entry id.
+alerts entry id.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import redis
 
 from stockpred_core.alerts import RedisSubscriptions, Subscription
-from stockpred_core.io.stream_events import ALERT, EVENTS_KEY, parse_event
+from stockpred_core.io.stream_events import ALERT, ALERTS_KEY, parse_event
 from stockpred_core.notify.dispatcher import Delivery, Dispatcher
 
 log = logging.getLogger("stockpred.notify")
@@ -54,7 +54,7 @@ class DeliveryLoop:
         *,
         group: str = GROUP,
         consumer: str = "notify-1",
-        stream: str = EVENTS_KEY,
+        stream: str = ALERTS_KEY,
         count: int = 100,
         block_ms: int = 5000,
         claim_idle_s: float = 60.0,

@@ -127,7 +127,7 @@ def test_signals_carry_their_intervals_and_the_sector_view_means():
     assert "no drift report for the day" in render_html(found)
 
 
-def test_alerts_fired_reads_the_days_alerts_from_the_events_stream(client: redis.Redis, prefix):
+def test_alerts_fired_reads_the_days_alerts_from_the_alerts_stream(client: redis.Redis, prefix):
     key = f"{prefix}:events"
     day_ms = int(dt.datetime(2024, 3, 15, 14, 0, tzinfo=dt.UTC).timestamp() * 1000)
     alert = {"subscriber": "pm", "rule": "above 0.02", "ticker": "S0001", "message": "S0001 rose"}

@@ -25,7 +25,7 @@ from stockpred_core.alerts import (
     read_subscriptions,
     version_key,
 )
-from stockpred_core.io.stream_events import ALERT, EVENTS_KEY, parse_event
+from stockpred_core.io.stream_events import ALERT, ALERTS_KEY, EVENTS_KEY, parse_event
 
 T = "2024-03-01T15:30:00Z"
 
@@ -438,18 +438,23 @@ def test_a_full_write_rewrites_everything_and_a_bad_state_field_is_skipped(clien
 # --- the events stream ---
 
 
-def test_alerts_land_in_the_events_stream_with_the_documented_fields(client, prefix):
+def test_alerts_land_in_the_events_and_alerts_streams_with_the_documented_fields(client, prefix):
     subscriber = f"{prefix}-desk"
     engine = AlertEngine([sub({"kind": "above", "threshold": 0.02}, subscriber=subscriber)])
     alerts = engine.evaluate([answer("AAA", 0.03), answer("BBB", 0.05)])
     pipe = client.pipeline()
     assert publish_alerts(pipe, alerts) == 2
     pipe.execute()
-    ours = []
+    ours, alone = [], []
     for _, fields in client.xrange(EVENTS_KEY):  # the stream is shared by the session: keep this test's entries
         kind, tickers, data = parse_event(fields)
         if kind == ALERT and data["subscriber"] == subscriber:
             ours.append((tickers, data))
+    for _, fields in client.xrange(ALERTS_KEY):
+        kind, tickers, data = parse_event(fields)
+        if data["subscriber"] == subscriber:
+            alone.append((tickers, data))
+    assert alone == ours
     assert [t for t, _ in ours] == [["AAA"], ["BBB"]]
     assert ours[0][1] == {
         "subscriber": subscriber,

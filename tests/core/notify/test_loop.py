@@ -13,7 +13,7 @@ import yaml
 from support.doc_commands import as_argv, doc_options
 
 from stockpred_core.alerts import parse_subscription, put_subscription
-from stockpred_core.io.stream_events import EVENTS_KEY, add_event, alert_fields, prediction_fields
+from stockpred_core.io.stream_events import ALERTS_KEY, add_alert
 from stockpred_core.notify.channels import EmailChannel
 from stockpred_core.notify.consumer import DeliveryLoop, Subscribers
 from stockpred_core.notify.dispatcher import SENT, Dispatcher
@@ -42,14 +42,13 @@ def test_the_loop_delivers_an_alert_event_by_email_and_acks_it(client, prefix, s
         {"subscriber": "desk", "rules": [{"kind": "above", "threshold": 0.02}], "channels": {"email": "d@example.com"}}
     )
     loop = _loop(client, prefix, smtp_server, [subscription])
-    add_event(client, prediction_fields("2026-03-02T16:55:00+00:00", "3", []))  # another kind: acked, skipped
-    add_event(client, alert_fields(ALERT))
-    assert loop.run_once(block_ms=1) == 2
+    add_alert(client, ALERT)
+    assert loop.run_once(block_ms=1) == 1
     [delivery] = loop.delivered
     assert delivery.status == SENT
     [message] = smtp_server.messages
     assert message["To"] == "d@example.com" and "MSFT" in message["Subject"]
-    assert client.xpending(EVENTS_KEY, f"{prefix}-group")["pending"] == 0
+    assert client.xpending(ALERTS_KEY, f"{prefix}-group")["pending"] == 0
 
 
 def test_pending_entries_are_redelivered_after_a_crash_and_not_sent_twice(client, prefix, smtp_server):
@@ -57,21 +56,21 @@ def test_pending_entries_are_redelivered_after_a_crash_and_not_sent_twice(client
         {"subscriber": "desk", "rules": [{"kind": "above", "threshold": 0.02}], "channels": {"email": "d@example.com"}}
     )
     loop = _loop(client, prefix, smtp_server, [subscription], consumer="a")
-    add_event(client, alert_fields(ALERT))
+    add_alert(client, ALERT)
     # a consumer read the entry, sent it, and died before acknowledging it
-    [[_, [(entry_id, _)]]] = client.xreadgroup(f"{prefix}-group", "a", {EVENTS_KEY: ">"}, count=10)
+    [[_, [(entry_id, _)]]] = client.xreadgroup(f"{prefix}-group", "a", {ALERTS_KEY: ">"}, count=10)
     loop.dispatcher.deliver_alert({**ALERT, "id": entry_id.decode()}, subscription)
     assert len(smtp_server.messages) == 1
     restarted = _loop(client, prefix, smtp_server, [subscription], consumer="a")
     assert restarted.run_once(block_ms=1) == 1  # its own pending entry first
     assert [d.status for d in restarted.delivered] == ["duplicate"]
     assert len(smtp_server.messages) == 1
-    assert client.xpending(EVENTS_KEY, f"{prefix}-group")["pending"] == 0
+    assert client.xpending(ALERTS_KEY, f"{prefix}-group")["pending"] == 0
 
 
 def test_the_console_command_delivers_with_a_subscriptions_file(client, prefix, redis_url, smtp_server, tmp_path):
     group = f"{prefix}-cli"
-    client.xgroup_create(EVENTS_KEY, group, id="$", mkstream=True)
+    client.xgroup_create(ALERTS_KEY, group, id="$", mkstream=True)
     subscriber = f"{prefix}-desk"
     path = tmp_path / "subscriptions.yaml"
     path.write_text(
@@ -87,7 +86,7 @@ def test_the_console_command_delivers_with_a_subscriptions_file(client, prefix, 
             }
         )
     )
-    add_event(client, alert_fields({**ALERT, "subscriber": subscriber}))
+    add_alert(client, {**ALERT, "subscriber": subscriber})
     env = {
         **os.environ,
         "STOCKPRED_REDIS_URL": redis_url,
@@ -101,7 +100,7 @@ def test_the_console_command_delivers_with_a_subscriptions_file(client, prefix, 
     out = subprocess.run([program, "run", *as_argv(options)], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert [m["To"] for m in smtp_server.messages] == ["cli@example.com"]
-    assert client.xpending(EVENTS_KEY, group)["pending"] == 0
+    assert client.xpending(ALERTS_KEY, group)["pending"] == 0
     options = doc_options(r"stockpred-notify dead-letters")
     out = subprocess.run([program, "dead-letters", *as_argv(options)], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
