@@ -50,7 +50,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 # The intraday part of the demo needs redis-server: installed as for the tests, else that part is skipped.
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	@command -v redis-server >/dev/null 2>&1 || scripts/ensure-test-services.sh || echo "redis-server could not be installed: the intraday part will be skipped"
-	$(BIN)/python scripts/demo.py --port $(PORT)
+	DASHBOARD_PORT=$(DASHBOARD_PORT) $(BIN)/python scripts/demo.py --port $(PORT)
 
 test: install
 	scripts/ensure-test-services.sh

@@ -17,7 +17,7 @@ from stockpred_core.settings import ServiceSettings
 
 LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
-OPEN_PATHS = (LOGIN_PATH, "/healthz")
+OPEN_PATHS = (LOGIN_PATH, "/healthz", "/metrics")  # the probes and the scrape, as the service's
 
 
 @dataclass(frozen=True)

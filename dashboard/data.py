@@ -162,13 +162,14 @@ class Data:
                 rows.setdefault(answer["ticker"], _answer_row(answer, data))
         return pd.DataFrame(list(rows.values()))
 
-    def _events(self, count: int) -> list[tuple[bytes, dict]]:
+    def _events(self, count: int, key: str = stream_events.EVENTS_KEY) -> list[tuple[bytes, dict]]:
+        """The newest `count` entries of the events stream (or of `key`), newest first."""
         if self.sources.redis is None:
             return []
         try:
-            return self.sources.redis.xrevrange(stream_events.EVENTS_KEY, count=count)
+            return self.sources.redis.xrevrange(key, count=count)
         except redis.RedisError as exc:
-            logger.warning("cannot read %s: %s", stream_events.EVENTS_KEY, exc)
+            logger.warning("cannot read %s: %s", key, exc)
             return []
 
     def last_event_id(self) -> str:
@@ -336,14 +337,11 @@ class Data:
 
     # --- alerts ---------------------------------------------------------------------------------------------------
     def alert_feed(self, count: int = FEED_LENGTH) -> pd.DataFrame:
-        """The newest alerts of the events stream, newest first."""
+        """The newest alerts of the alerts stream (every alert, without the prediction events), newest first."""
         rows = []
-        for entry_id, fields in self._events(max(count * 20, 500)):
-            kind, _, data = stream_events.parse_event(fields)
-            if kind == stream_events.ALERT:
-                rows.append({"id": entry_id.decode(), **{k: data.get(k) for k in _ALERT_FIELDS}})
-                if len(rows) >= count:
-                    break
+        for entry_id, fields in self._events(count, stream_events.ALERTS_KEY):
+            _, _, data = stream_events.parse_event(fields)
+            rows.append({"id": entry_id.decode(), **{k: data.get(k) for k in _ALERT_FIELDS}})
         return pd.DataFrame(rows, columns=["id", *_ALERT_FIELDS])
 
     def subscriptions(self) -> list[alerts.Subscription]:

@@ -123,11 +123,13 @@ def build_world(root: Path, redis_url: str, n_tickers: int = 500, n_sessions: in
 
 
 def publish_alert(client: redis.Redis, ticker: str, rule: str, subscriber: str = "desk-a") -> str:
-    """XADD an alert to the events stream as the stream worker does; its entry id."""
+    """An alert to the events and alerts streams as the stream worker writes it; its events entry id."""
     as_of = pd.Timestamp.now(tz="UTC").isoformat()
     alert = {"subscriber": subscriber, "rule": rule, "ticker": ticker, "value": 0.031, "threshold": 0.02,
              "message": f"{ticker}: {rule}", "as_of": as_of, "model_version": "3"}  # fmt: skip
-    return client.xadd(stream_events.EVENTS_KEY, stream_events.alert_fields(alert)).decode()
+    pipe = client.pipeline(transaction=True)
+    stream_events.add_alert(pipe, alert)
+    return pipe.execute()[0].decode()
 
 
 def publish_predictions(client: redis.Redis, tickers: list[str], value: float) -> str:

@@ -35,7 +35,8 @@ logging.getLogger("mlflow").setLevel(logging.WARNING)  # after mlflow configured
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 SCORED_SESSIONS = 10  # the model is trained for the week holding the 10th session back: the sessions since are scored
-SCORED = [dg.AssetKey("predictions"), dg.AssetKey("drift_report"), dg.AssetKey("backtest_history")]
+# the scored sessions: their predictions, drift reports, the report over every prediction so far, the daily insights
+SCORED = [dg.AssetKey(k) for k in ("predictions", "drift_report", "backtest_history", "insights")]
 INTRADAY = Path(__file__).with_name("demo_intraday.py")
 RECORDED = Path(__file__).resolve().parents[2] / "shared" / "data"  # the recorded session and the S&P 500 file
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -63,7 +64,7 @@ def champion() -> dict[str, str] | None:
 def materialize(instance: dg.DagsterInstance, start: str, end: str, week: str) -> dict:
     """Run what the automation runs: daily data over the range (one run), the week's models and promotion gate,
     the walk-forward backtest of the champion's family, serving, then the sessions since the week's Monday scored by
-    the champion, their drift reports and the report over every prediction so far."""
+    the champion, their drift reports, the report over every prediction so far and the daily insights reports."""
     daily = execute("daily_data_job", defs.resolve_job_def("daily_data_job"), instance, tags=_range(start, end))
     if not daily.success:
         sys.exit(f"daily_data_job failed: see `make dev` -> Runs -> {daily.run_id}")
@@ -192,6 +193,18 @@ def main() -> None:
     print_drift(results["scored"])
     serve_and_predict(args.port, ["S00000", "S00042", "NOPE"])
     intraday(args.port + 1)
+    print_next(_metadata(results["scored"], "insights"))
+
+
+def print_next(insights: dict | None) -> None:
+    """Where to look afterwards: the analysts' dashboard (started apart: it runs until stopped) and the newest daily
+    insights report."""
+    port = os.environ.get("DASHBOARD_PORT", "8050")
+    print(f"\nDashboard: `make dashboard`, then open http://127.0.0.1:{port}/ (signals, tickers, model health, alerts)")
+    if insights is not None:
+        print(f"Daily insights report ({insights['days']} sessions rendered, the newest): {insights['report']}")
+    else:
+        print("Daily insights report: the insights asset did not run")
 
 
 if __name__ == "__main__":

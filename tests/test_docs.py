@@ -30,7 +30,8 @@ DOCS = ROOT / "docs"
 CALLS = {"doc_command", "doc_commands", "doc_options"}
 README_MAX_LINES = 150
 # make target -> what its dry run must show it runs
-MAKE_RUNS = {"demo": "scripts/demo.py", "test": "pytest", "dev": "scripts/dev.py", "serve": "bentoml serve"}
+MAKE_RUNS = {"demo": "scripts/demo.py", "test": "pytest", "dev": "scripts/dev.py", "serve": "bentoml serve",
+             "dashboard": "stockpred-dashboard"}  # fmt: skip
 ASSIGNMENT = re.compile(r"^([A-Z][A-Z0-9_]*)=(\S*)$")
 
 

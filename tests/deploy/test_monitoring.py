@@ -23,7 +23,8 @@ def promql_balanced(expr: str) -> bool:
 
 def test_service_monitors_select_services_and_their_ports(docs):
     monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
-    assert {m["metadata"]["name"] for m in monitors} == {"stockpred-bento", "redis", "pushgateway", "stockpred-stream"}
+    names = {"stockpred-bento", "redis", "pushgateway", "stockpred-stream", "stockpred-dashboard"}
+    assert {m["metadata"]["name"] for m in monitors} == names
     services = [d for d in docs if d["kind"] == "Service"]
     for monitor in monitors:
         spec = monitor["spec"]
