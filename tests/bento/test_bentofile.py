@@ -13,7 +13,10 @@ from packaging.utils import canonicalize_name
 from support import ROOT
 
 # Imported by a dependency inside try/except ImportError, so the service runs without it.
-OPTIONAL = {"tqdm"}  # mlflow.genai.simulators.simulator
+# Imported only because they are installed, never needed by the service: tqdm (mlflow.genai.simulators.simulator);
+# trio, outcome and sortedcontainers (httpcore tries its trio backend), PySocks (urllib3.contrib.socks) and sniffio
+# (anyio's detection), which selenium brings into the dev environment for the dashboard's browser tests.
+OPTIONAL = {"tqdm", "trio", "outcome", "sortedcontainers", "pysocks", "sniffio"}
 
 
 def imported_distributions(module: str) -> set[str]:
