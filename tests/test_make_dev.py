@@ -24,6 +24,13 @@ LOCATION_STATUS = "{ workspaceOrError { ... on Workspace { locationEntries { nam
 NOISE = ("Warning:", "Traceback")  # Python warnings (BetaWarning: ..., SupersessionWarning: ...) and errors
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C's SIGINT as a terminal delivers it: a suite started in the background by a shell without job control
+    (`make test &` in a script) runs with SIGINT ignored, and ignored signals are inherited, so `make dev` would never
+    see the Ctrl-C this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _location_loaded(base: str, proc: subprocess.Popen, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
@@ -53,6 +60,7 @@ def test_make_dev_serves_dagster_and_mlflow_on_the_given_ports_and_ctrl_c_stops_
         proc = subprocess.Popen(
             [make, "-o", ".venv/.installed-cpu", *args],
             cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_as_in_a_terminal,
         )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
