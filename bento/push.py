@@ -87,6 +87,9 @@ def id_text(key: tuple[int, int]) -> str:
     return f"{key[0]}-{key[1]}"
 
 
+STOP_WAIT_S = 5.0  # how long stop() waits for the reader task and the connections to close
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One event for one client: the entry id (None for status events), its name and its JSON data."""
@@ -264,13 +267,13 @@ class Relay:
         self.close_clients("the service is stopping")
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            # bounded: a read cancelled while its connection is half-open can take its socket's time to unwind, and
+            # the service's shutdown (or a test) must not wait on it (asyncio.wait neither cancels nor raises)
+            await asyncio.wait({self._task}, timeout=STOP_WAIT_S)
             self._task = None
-        for conn in (self._reader, self.pool):
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.aclose()
+        closing = [asyncio.ensure_future(conn.aclose()) for conn in (self._reader, self.pool) if conn is not None]
+        if closing:
+            await asyncio.wait(closing, timeout=STOP_WAIT_S)
         self._reader = self.pool = None
 
     # the clients
