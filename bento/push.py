@@ -523,6 +523,17 @@ class _Endpoint:
             self._service = bentoml.get_current_service()
         return self._service
 
+    async def end(self, service, relay, client, tasks, scope, audit: dict, status: int, started, sent, reason) -> None:
+        """A stream's teardown, either transport: its tasks stopped, the client unregistered, a dropped client
+        counted, the audit line written."""
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        relay.unregister(client)
+        if reason in ("overflow", "slow client"):
+            self.dropped(service, "overflow" if reason == "overflow" else "send_timeout")
+        self.finish(service, scope, audit, status, started, events=sent, ended=reason)
+
     def finish(self, service, scope, audit: dict, status: int, started: float, **extra) -> None:
         line = request_line(scope, audit, status, time.perf_counter() - started)
         service.audit.write({**line, **extra})
@@ -667,13 +678,7 @@ class SSEEndpoint(_Endpoint):
                 with contextlib.suppress(Exception):
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            for task in (pump, watch):
-                task.cancel()
-            await asyncio.gather(pump, watch, return_exceptions=True)
-            relay.unregister(client)
-            if reason in ("overflow", "slow client"):
-                self.dropped(service, "overflow" if reason == "overflow" else "send_timeout")
-            self.finish(service, scope, audit, 200, started, events=sent, ended=reason)
+            await self.end(service, relay, client, (pump, watch), scope, audit, 200, started, sent, reason)
 
 
 class WebSocketEndpoint(_Endpoint):
@@ -746,13 +751,7 @@ class WebSocketEndpoint(_Endpoint):
                 with contextlib.suppress(Exception):
                     await send({"type": "websocket.close", "code": close[0], "reason": close[1]})
         finally:
-            for task in (pump, watch):
-                task.cancel()
-            await asyncio.gather(pump, watch, return_exceptions=True)
-            relay.unregister(client)
-            if reason in ("overflow", "slow client"):
-                self.dropped(service, "overflow" if reason == "overflow" else "send_timeout")
-            self.finish(service, scope, audit, 101, started, events=sent, ended=reason)
+            await self.end(service, relay, client, (pump, watch), scope, audit, 101, started, sent, reason)
 
 
 def app() -> Starlette:

@@ -175,7 +175,7 @@ class PredictionHandler:
             pipe, columns, tickers_ready, session, as_of, values[at], FEATURE_SET_VERSION, keyed, self.cache_ttl_s
         )
         if answers is not None:
-            add_event(pipe, prediction_fields(max(as_of), served.version, answers))
+            add_event(pipe, prediction_fields(max(as_of), served.version, answers, tickers_ready))
             if self.alerts is not None:
                 fired = self.alerts.evaluate(answers)
                 self.alerts.write(pipe, fired)

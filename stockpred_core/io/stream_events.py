@@ -35,9 +35,13 @@ PREDICTIONS, ALERT = "predictions", "alert"
 PERSISTED = "persisted:"  # status fields of the lake writes
 
 
-def prediction_fields(as_of: str, model_version: str, answers: Sequence[bytes]) -> dict[str, bytes | str]:
-    """One predictions entry: `answers` are the JSON documents as the service serves them (bytes, not re-parsed)."""
-    tickers = [orjson.loads(a)["ticker"] for a in answers] if answers else []
+def prediction_fields(
+    as_of: str, model_version: str, answers: Sequence[bytes], tickers: Sequence[str] | None = None
+) -> dict[str, bytes | str]:
+    """One predictions entry: `answers` are the JSON documents as the service serves them (bytes, not re-parsed),
+    `tickers` theirs in the same order (read from the answers when the caller does not have them)."""
+    if tickers is None:
+        tickers = [orjson.loads(a)["ticker"] for a in answers]
     head = orjson.dumps({"as_of": as_of, "model_version": model_version})[:-1]
     data = head + b',"predictions":[' + b",".join(answers) + b"]}"
     return {"kind": PREDICTIONS, "tickers": "\n".join(tickers), "data": data}
