@@ -7,6 +7,8 @@ Conventions (252 sessions a year, a zero risk-free rate):
 - `annual_vol` = std(ddof=1) x sqrt(252); `sharpe` = mean / std x sqrt(252).
 - Excess returns are daily differences r - b; `information_ratio` = mean / std of them x sqrt(252),
   `tracking_error` = their std x sqrt(252).
+- `beta` and `alpha` against a benchmark: the least-squares fit r = alpha_d + beta x b of the daily returns on the
+  dates both have; `alpha` = alpha_d x 252 and `alpha_t` its t-statistic (ordinary standard errors).
 - `max_drawdown` is the worst fall of cumulative wealth prod(1 + r) from its running peak, the starting wealth 1
   counting as a peak (a first-day loss is a drawdown). `max_drawdown(..., compound=False)` is Qlib's version on the
   running sum of returns instead (`excess_max_drawdown_sum`: what Qlib's risk_analysis reports for excess returns).
@@ -69,8 +71,28 @@ def risk_metrics(
             "information_ratio": _ratio(e_mean, e_std, periods),
             "excess_max_drawdown": max_drawdown(excess),
             "excess_max_drawdown_sum": max_drawdown(excess, compound=False),
+            **beta_alpha(r, benchmark, periods),
         }
     return metrics
+
+
+def beta_alpha(returns: pd.Series, benchmark: pd.Series, periods: int = PERIODS_PER_YEAR) -> dict[str, float]:
+    """Beta, annualized alpha and alpha's t-statistic of the daily returns regressed on the benchmark's."""
+    both = pd.concat([returns, benchmark.reindex(returns.index)], axis=1).dropna().to_numpy()
+    nan = {"beta": float("nan"), "alpha": float("nan"), "alpha_t": float("nan")}
+    if len(both) < 3 or both[:, 1].std() == 0:
+        return nan
+    y, x = both[:, 0], both[:, 1]
+    design = np.column_stack([np.ones_like(x), x])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    resid = y - design @ coef
+    sigma2 = float(resid @ resid) / (len(y) - 2)
+    se_alpha = float(np.sqrt(sigma2 * np.linalg.inv(design.T @ design)[0, 0]))
+    return {
+        "beta": float(coef[1]),
+        "alpha": float(coef[0]) * periods,
+        "alpha_t": float(coef[0]) / se_alpha if se_alpha > 0 else float("nan"),
+    }
 
 
 def _by_year(series: pd.Series) -> pd.api.typing.SeriesGroupBy:

@@ -169,5 +169,8 @@ def _row(returns: pd.Series, benchmarks: pd.DataFrame) -> dict[str, float]:
             f"excess_max_drawdown_{name}": excess["excess_max_drawdown"],
             f"excess_max_drawdown_sum_{name}": excess["excess_max_drawdown_sum"],
             f"tracking_error_{name}": excess["tracking_error"],
+            f"beta_{name}": excess["beta"],
+            f"alpha_{name}": excess["alpha"],
+            f"alpha_t_{name}": excess["alpha_t"],
         }
     return row

@@ -240,6 +240,23 @@ def test_risk_metrics_by_hand():
     assert drawdown(pd.Series([-0.1, 0.05])).tolist() == pytest.approx([-0.1, -0.055], abs=1e-15)  # 1 is a peak
 
 
+def test_beta_and_alpha_against_the_benchmark_by_the_textbook_formulas():
+    dates = pd.bdate_range("2024-01-01", periods=5)
+    b = pd.Series([0.01, -0.02, 0.03, 0.0, -0.01], index=dates)
+    noise = np.array([0.002, -0.001, 0.0, -0.002, 0.001])
+    r = 0.001 + 0.5 * b + noise
+    m = risk_metrics(r, b)
+    x, y = b.to_numpy(), r.to_numpy()
+    sxx = ((x - x.mean()) ** 2).sum()
+    beta = ((x - x.mean()) * (y - y.mean())).sum() / sxx
+    alpha = y.mean() - beta * x.mean()
+    s2 = ((y - alpha - beta * x) ** 2).sum() / (len(x) - 2)
+    assert m["beta"] == pytest.approx(beta, abs=1e-12)
+    assert m["alpha"] == pytest.approx(alpha * 252, abs=1e-12)
+    assert m["alpha_t"] == pytest.approx(alpha / np.sqrt(s2 * (1 / len(x) + x.mean() ** 2 / sxx)), rel=1e-9)
+    assert 0.3 < m["beta"] < 0.7  # the 0.5 it was built with, moved by the noise only
+
+
 def test_per_year_breakdown_by_hand():
     dates = pd.DatetimeIndex(["2020-12-30", "2020-12-31", "2021-01-04", "2021-01-05"])
     net = pd.Series([0.1, -0.1, 0.2, 0.0], index=dates)
