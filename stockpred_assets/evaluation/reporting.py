@@ -47,6 +47,9 @@ INDEX_HEADLINE = (
     "information_ratio_index_gross",
     "excess_max_drawdown_index",
     "index_annual_return",
+    "beta_index",
+    "alpha_index",
+    "alpha_t_index",
 )
 
 
@@ -140,6 +143,9 @@ def headline(report: EvaluationReport) -> dict[str, float]:
             "information_ratio_index_gross": gross[f"ir_{INDEX}"],
             "excess_max_drawdown_index": net[f"excess_max_drawdown_{INDEX}"],
             "index_annual_return": summary.loc[INDEX, "annual_return"],
+            "beta_index": net[f"beta_{INDEX}"],  # of the primary book, net of costs, on the index's daily returns
+            "alpha_index": net[f"alpha_{INDEX}"],
+            "alpha_t_index": net[f"alpha_t_{INDEX}"],
         }
     return {k: float(v) for k, v in out.items()}
 
