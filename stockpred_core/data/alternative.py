@@ -75,12 +75,12 @@ def _closes() -> tuple[np.ndarray, pd.DatetimeIndex]:
 
 def session_for(public_at: pd.Series | pd.DatetimeIndex) -> pd.Series:
     """The session each moment (tz-naive UTC) first counts for: the first session whose close is strictly after it.
-    NaT where the moment is missing, before the calendar's first session's open day or past its last close."""
+    NaT where the moment is missing, before the calendar's first session's day (00:00 UTC) or past its last close."""
     moments = pd.to_datetime(pd.Series(public_at)).reset_index(drop=True)
     closes, sessions = _closes()
     values = moments.to_numpy(dtype="datetime64[ns]")
     at = np.searchsorted(closes, values, side="right")  # first close > moment
-    valid = ~np.isnat(values) & (at < len(closes))
+    valid = ~np.isnat(values) & (at < len(closes)) & (values >= sessions.to_numpy()[0])
     out = np.full(len(values), np.datetime64("NaT"), dtype="datetime64[ns]")
     out[valid] = sessions.to_numpy()[at[valid]]
     return pd.Series(out, index=pd.Series(public_at).index if isinstance(public_at, pd.Series) else None, name="date")
