@@ -88,7 +88,7 @@ class JsonReply(NamedTuple):
 
 
 class HttpReply(NamedTuple):
-    """What `HttpClient.post` got: the status (2xx or 3xx), the body, its JSON (None when it is not JSON)."""
+    """What `HttpClient.post` or `get_document` got: the status (2xx or 3xx), the body, its JSON or None."""
 
     status: int
     body: bytes
@@ -164,6 +164,19 @@ class HttpClient:
         """One logical GET, retried as the policy allows; raises a ProviderError subclass when it cannot succeed."""
         payload, request_id, sent = self._call(f"GET {path}", lambda rid: self._guarded(path, params, rid))
         return JsonReply(payload, request_id, sent)
+
+    def get_document(self, path: str, what: str | None = None) -> HttpReply:
+        """One logical GET of a body that is not JSON (an XML filing, a CSV), retried, rate-limited and counted by
+        the breaker as `get_json` is; `path` may be a whole URL (another host of the same service). A 4xx other than
+        429 raises HttpStatusError at once. Raises a ProviderError subclass."""
+        what = what or f"GET {path}"
+
+        def send(request_id: str) -> HttpReply:
+            request = {"headers": {"X-Request-ID": request_id}}
+            return self._guarded(path, None, request_id, method="GET", request=request, what=what)
+
+        reply, request_id, sent = self._call(what, send)
+        return reply._replace(request_id=request_id, attempts=sent)
 
     def post(
         self,
@@ -253,7 +266,7 @@ class HttpClient:
     ) -> Any:
         """One attempt, its outcome told to the breaker."""
         try:
-            if method == "GET":
+            if method == "GET" and request is None:  # a JSON API call (get_json)
                 payload = self._attempt(path, params, request_id)
             else:
                 payload = self._attempt_send(method, path, request or {}, what or f"{method} {path}")
@@ -298,7 +311,7 @@ class HttpClient:
             raise _Retryable(f"{kind} body ({len(response.content)} bytes: {snippet!r})", BadResponseError) from None
 
     def _attempt_send(self, method: str, path: str, request: Mapping[str, Any], what: str) -> HttpReply:
-        """One non-GET request; errors name `what`, never the URL."""
+        """One request other than a JSON GET; errors name `what`, never the URL."""
         try:
             response = self._http.request(method, path, **request)
         except httpx.TimeoutException as exc:

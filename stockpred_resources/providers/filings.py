@@ -45,7 +45,7 @@ from pydantic import Field, PrivateAttr
 
 from stockpred_core.data import alternative as alt
 from stockpred_core.data.schemas import REJECT_COLUMNS, empty_frame
-from stockpred_core.io.http_client import HttpClient, HttpReply, HttpStatusError, ProviderError, UnknownTickerError
+from stockpred_core.io.http_client import HttpClient, ProviderError, UnknownTickerError
 from stockpred_core.redaction import secrets_in
 from stockpred_core.resilience.breaker import CircuitBreaker
 from stockpred_core.resilience.retry import RetryPolicy
@@ -236,33 +236,6 @@ class _Rejects:
         return frame[REJECT_COLUMNS]
 
 
-class EdgarHttpClient(HttpClient):
-    """The project's HTTP client plus `get_document`: a GET whose body is not JSON (a Form 4 is XML)."""
-
-    def get_document(self, url: str) -> HttpReply:
-        """One logical GET of `url` (absolute: EDGAR's archives live on another host than its API), retried,
-        rate-limited and counted by the breaker as `get_json` is; a 4xx other than 429 raises HttpStatusError."""
-        what = f"GET {url}"
-
-        def send(request_id: str) -> HttpReply:
-            try:
-                reply = self._attempt_send("GET", url, {"headers": {"X-Request-ID": request_id}}, what)
-            except HttpStatusError:
-                if self.breaker is not None:
-                    self.breaker.record_success()  # EDGAR is up; it refused this document
-                raise
-            except BaseException:
-                if self.breaker is not None:
-                    self.breaker.record_failure()
-                raise
-            if self.breaker is not None:
-                self.breaker.record_success()
-            return reply
-
-        reply, request_id, sent = self._call(what, send)
-        return reply._replace(request_id=request_id, attempts=sent)
-
-
 class SecEdgarProvider(FilingsProvider, HttpSettings):
     """SEC EDGAR: each ticker's filings from the submissions API and the insider transactions of its Form 4s."""
 
@@ -299,12 +272,11 @@ class SecEdgarProvider(FilingsProvider, HttpSettings):
     def notes(self) -> list[str]:
         return list(self._notes)
 
-    def edgar_client(self, *, clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> EdgarHttpClient:
+    def edgar_client(self, *, clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> HttpClient:
         """The resource's one client (built on first use, User-Agent on every request); `clock` and `sleep` drive
         its pacing and retry waits (tests inject them)."""
-        if not isinstance(self._client, EdgarHttpClient):
-            self.close_http()  # a plain client from HttpSettings.http_client cannot fetch documents
-            self._client = EdgarHttpClient(
+        if self._client is None:
+            self._client = HttpClient(
                 self.base_url,
                 timeout_s=self.timeout_s,
                 retry=RetryPolicy(self.max_attempts, self.backoff_base_s, self.backoff_max_s),
@@ -377,7 +349,7 @@ class SecEdgarProvider(FilingsProvider, HttpSettings):
     def _insider(
         self,
         subject: str,
-        client: EdgarHttpClient,
+        client: HttpClient,
         filings: pd.DataFrame,
         start: pd.Timestamp,
         end: pd.Timestamp,

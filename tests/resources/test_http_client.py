@@ -45,6 +45,21 @@ def test_429_with_retry_after_then_success(server: RecordedServer, yahoo: MakeYa
     assert {hit.headers["x-request-id"] for hit in server.hits} == set(history.bars["request_id"])
 
 
+def test_a_document_that_is_not_json_is_fetched_retried_and_refused_like_json(server: RecordedServer) -> None:
+    slept: list[float] = []
+    client = HttpClient(server.url, retry=RetryPolicy(3, backoff_base_s=0.001), sleep=slept.append)
+    xml = b"<ownershipDocument><documentType>4</documentType></ownershipDocument>"
+    server.route("/doc.xml", Reply.text("busy", 503), Reply(body=xml, content_type="application/xml"))
+    reply = client.get_document("/doc.xml")
+    assert (reply.body, reply.attempts, len(slept)) == (xml, 2, 1)
+    assert [hit.headers["x-request-id"] for hit in server.hits] == [reply.request_id] * 2
+    server.route("/gone.xml", Reply.text("Not Found", 404))
+    with pytest.raises(BadResponseError, match="HTTP 404"):  # a 4xx is not retried
+        client.get_document("/gone.xml")
+    assert server.hits_for("/gone.xml") == 1
+    client.close()
+
+
 def test_retry_after_is_honoured_and_capped(server: RecordedServer) -> None:
     slept: list[float] = []
     client = HttpClient(server.url, retry=RetryPolicy(4, backoff_base_s=0.001, backoff_max_s=20), sleep=slept.append)
