@@ -20,12 +20,13 @@ from bento.heads import AnswerHeads
 from bento.models import MissingFeatures, ModelManager, NoModel, ServedModel
 from bento.prediction_request import Outcome, RequestError, check_request
 from bento.rate_limit import Limit, LocalLimiter, RateLimited
-from bento.readiness import known_count, latest_date, readiness
+from bento.readiness import known_count, latest_date, readiness, remedy
 from bento.refresh import Refresher, settle_heap
 from bento.scoring import ModelRunner
 from bento.shadow import ShadowScorer
 from bento.store import Lookup, RedisLink, RedisUnavailable
 from bento.write_behind import WriteBehind
+from stockpred_core.features.alternative_catalog import covers
 from stockpred_core.serving.keys import cache_key, cache_prefix, lock_name
 from stockpred_core.serving.rows import FeatureRow
 from stockpred_core.settings import Settings
@@ -248,11 +249,11 @@ class Predictor:
         usable = []
         for row in rows:
             trained_on, online = served.feature_set_version, row.feature_set_version
-            if trained_on and online and online != trained_on:
+            if trained_on and online and not covers(online, trained_on):
                 out.errors[row.ticker] = (
                     503,
                     f"the online features of {row.ticker} are feature set {online}, the champion "
-                    f"v{served.version} was trained on {trained_on}: materialize online_features",
+                    f"v{served.version} was trained on {trained_on}: {remedy(trained_on)}",
                 )
             else:
                 usable.append(row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bento.features import LakeFeatures
 from bento.models import ModelManager
 from bento.store import RedisLink
+from stockpred_core.features.alternative_catalog import covers
 
 
 def latest_date(redis: RedisLink | None, lake: LakeFeatures) -> str | None:
@@ -38,10 +39,10 @@ def readiness(
         reasons.append(lake.error or "no online features in Redis nor in the lake")
     versions = _feature_versions(source, redis, lake)
     trained_on = served.feature_set_version if served is not None else None
-    if trained_on and versions and trained_on not in versions:
+    if trained_on and versions and not any(covers(v, trained_on) for v in versions):
         reasons.append(
             f"champion v{served.version} was trained on feature set {served.feature_set_version}, online "
-            f"features are {sorted(versions)}: materialize online_features after the features backfill"
+            f"features are {sorted(versions)}: {remedy(trained_on)}"
         )
     body = {
         "ready": not reasons,
@@ -60,6 +61,13 @@ def readiness(
         "degraded": bool(redis and not redis.up),
     }
     return not reasons, body
+
+
+def remedy(trained_on: str) -> str:
+    """What brings online vectors a champion of feature set `trained_on` can use."""
+    if "+" in trained_on:  # the combined set: the online vectors need the alternative columns
+        return "materialize alt_features for the latest day, then online_features"
+    return "materialize online_features after the features backfill"
 
 
 def _feature_versions(source: str | None, redis: RedisLink | None, lake: LakeFeatures) -> set[str]:

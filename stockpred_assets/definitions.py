@@ -15,6 +15,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from stockpred_assets import intraday_reconciliation, intraday_stream
+from stockpred_assets.alternative.graph import alternative_graph
 from stockpred_assets.evaluation import assets as evaluation_assets
 from stockpred_assets.evaluation import checks as evaluation_checks
 from stockpred_assets.features import assets as features_assets
@@ -63,13 +64,17 @@ def _assets() -> list[dg.AssetsDefinition]:
 
 def build_definitions() -> dg.Definitions:
     settings = load_settings()
+    alternative = alternative_graph(settings.alt_sources, settings.sentiment_sentences)  # empty unless configured
     defs = dg.Definitions(
-        assets=[*_assets(), intraday_stream.intraday_bars],
-        asset_checks=dg.load_asset_checks_from_modules(
-            [validation_checks, training_checks, evaluation_checks, monitoring_checks, intraday_stream]
-        ),
-        jobs=[daily_data_job(list(settings.providers)), weekly_training_job, serving_job],
-        schedules=[daily_data_schedule, weekly_training_schedule],
+        assets=[*_assets(), intraday_stream.intraday_bars, *alternative.assets],
+        asset_checks=[
+            *dg.load_asset_checks_from_modules(
+                [validation_checks, training_checks, evaluation_checks, monitoring_checks, intraday_stream]
+            ),
+            *alternative.checks,
+        ],
+        jobs=[daily_data_job(list(settings.providers)), weekly_training_job, serving_job, *alternative.jobs],
+        schedules=[daily_data_schedule, weekly_training_schedule, *alternative.schedules],
         sensors=[
             champion_change_sensor,
             dead_letter_retry_sensor,
@@ -77,6 +82,7 @@ def build_definitions() -> dg.Definitions:
             run_failure_alert_sensor,
             automation_sensor,
             intraday_stream.intraday_stream_sensor,
+            *alternative.sensors,
         ],
         resources=build_resources(settings),
     )

@@ -12,12 +12,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
+from stockpred_core.features.alternative_catalog import TECHNICAL, check_families
+
 ENVIRONMENTS = ("local", "ci", "prod")
 PROVIDERS = ("simulated", "yahoo", "alphavantage", "files")
+# alternative data: the sources each kind may use (none of them is on by default)
+NEWS_PROVIDERS = ("files", "newsapi")
+SOCIAL_PROVIDERS = ("files", "twitter")
+FILINGS_SOURCES = ("sec", "sec_files", "none")
+MACRO_SOURCES = ("fred", "fred_files", "none")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "STOCKPRED_"
 
@@ -170,6 +177,27 @@ class Settings(_FromEnvironment):
     pushgateway_url: str | None = None  # drift and live-model metrics are pushed here (Prometheus alerts read them)
     dagster_ui_url: str = "http://127.0.0.1:3000"
     simulated_regime_start: str | None = Field(None, validation_alias="STOCKPRED_SIM_REGIME_START")
+    # alternative data (docs/alternative_data.md): the sources, where they read, and the families training uses
+    news_providers: Annotated[tuple[str, ...], NoDecode] = ()
+    news_paths: Annotated[tuple[str, ...], NoDecode] = ()  # files/folders the `files` news provider reads
+    social_providers: Annotated[tuple[str, ...], NoDecode] = ()
+    social_paths: Annotated[tuple[str, ...], NoDecode] = ()  # JSONL(.gz) files/folders of the `files` provider
+    filings_source: str = "none"
+    sec_path: str | None = None  # the recorded EDGAR responses `sec_files` reads
+    sec_user_agent: str | None = None  # "Name contact@example.com": EDGAR refuses requests without a contact
+    cik_map_file: str | None = None  # company_tickers.json or a Symbol,CIK CSV
+    news_companies_file: str | None = None  # Name,Symbol CSV: the company names the newsapi provider searches for
+    macro_source: str = "none"
+    macro_path: str | None = None  # the FRED CSV folder `fred_files` reads
+    macro_series: Annotated[tuple[str, ...], NoDecode] = ()  # empty: the provider's default series
+    alt_universe: Annotated[tuple[str, ...], NoDecode] = ()  # tickers of the alternative sources (default: universe)
+    sentiment_sentences: str | None = None  # the labelled sentences CSV the sentiment model is trained on
+    newsapi_url: str | None = None
+    twitter_url: str | None = None
+    sec_url: str | None = None
+    sec_archives_url: str | None = None
+    fred_url: str | None = None
+    feature_families: Annotated[tuple[str, ...], NoDecode] = (TECHNICAL,)
 
     @field_validator("env", mode="before")
     @classmethod
@@ -193,10 +221,43 @@ class Settings(_FromEnvironment):
             raise ValueError(f"STOCKPRED_PROVIDERS takes a comma list of {', '.join(PROVIDERS)}, got {unknown or '()'}")
         return providers
 
-    @field_validator("universe", mode="before")
+    @field_validator("universe", "alt_universe", mode="before")
     @classmethod
     def _tickers(cls, raw: Any) -> Any:
         return tuple(t.upper() for t in _comma_list(raw))
+
+    @field_validator("news_paths", "social_paths", "macro_series", mode="before")
+    @classmethod
+    def _lists(cls, raw: Any) -> Any:
+        return _comma_list(raw)
+
+    @field_validator("news_providers", "social_providers", mode="before")
+    @classmethod
+    def _known_alt_providers(cls, raw: Any, info: ValidationInfo) -> Any:
+        known = NEWS_PROVIDERS if info.field_name == "news_providers" else SOCIAL_PROVIDERS
+        providers = tuple(dict.fromkeys(p.lower() for p in _comma_list(raw)))
+        unknown = [p for p in providers if p not in known]
+        if unknown:
+            variable = cls.variable(info.field_name)
+            raise ValueError(f"{variable} takes a comma list of {', '.join(known)}, got {unknown}")
+        return providers
+
+    @field_validator("filings_source", "macro_source", mode="before")
+    @classmethod
+    def _known_alt_source(cls, raw: Any, info: ValidationInfo) -> Any:
+        known = FILINGS_SOURCES if info.field_name == "filings_source" else MACRO_SOURCES
+        source = str(raw).strip().lower()
+        if source not in known:
+            raise ValueError(f"{cls.variable(info.field_name)} must be one of {', '.join(known)}, got {source!r}")
+        return source
+
+    @field_validator("feature_families", mode="before")
+    @classmethod
+    def _known_families(cls, raw: Any) -> Any:
+        try:
+            return (TECHNICAL, *check_families(_comma_list(raw)))
+        except ValueError as exc:
+            raise ValueError(f"STOCKPRED_FEATURE_FAMILIES: {exc}") from None
 
     @field_validator("drift_alert_max_age_days", mode="before")
     @classmethod
@@ -211,9 +272,52 @@ class Settings(_FromEnvironment):
                 raise ValueError(f"STOCKPRED_ENV=prod needs {', '.join(missing)} to be set")
         return self
 
+    @model_validator(mode="after")
+    def _sources_say_where_they_read(self) -> Settings:
+        needs = {
+            "STOCKPRED_NEWS_PATHS": "files" in self.news_providers and not self.news_paths,
+            "STOCKPRED_SOCIAL_PATHS": "files" in self.social_providers and not self.social_paths,
+            "STOCKPRED_SEC_USER_AGENT": self.filings_source == "sec" and not self.sec_user_agent,
+            "STOCKPRED_CIK_MAP_FILE": self.filings_source == "sec" and not self.cik_map_file,
+            "STOCKPRED_SEC_PATH": self.filings_source == "sec_files" and not self.sec_path,
+            "STOCKPRED_MACRO_PATH": self.macro_source == "fred_files" and not self.macro_path,
+        }
+        missing = [name for name, lacking in needs.items() if lacking]
+        if missing:
+            raise ValueError(f"the configured alternative sources need {', '.join(missing)} to be set")
+        return self
+
+    @model_validator(mode="after")
+    def _families_have_sources(self) -> Settings:
+        unsourced = [family for family in self.alt_families if family not in self.alt_sources]
+        if unsourced:
+            raise ValueError(
+                f"STOCKPRED_FEATURE_FAMILIES names {', '.join(unsourced)} but no source of "
+                f"{'it' if len(unsourced) == 1 else 'them'} is configured (STOCKPRED_NEWS_PROVIDERS, "
+                "STOCKPRED_SOCIAL_PROVIDERS, STOCKPRED_FILINGS_SOURCE, STOCKPRED_MACRO_SOURCE)"
+            )
+        return self
+
     @property
     def is_prod(self) -> bool:
         return self.env == "prod"
+
+    @property
+    def alt_families(self) -> list[str]:
+        """The alternative families of `feature_families` (technical left out)."""
+        return check_families(self.feature_families)
+
+    @property
+    def alt_sources(self) -> dict[str, list[str]]:
+        """family -> the configured providers' names (the `<name>` of raw_<family>_<name>); families with none are
+        left out."""
+        sources = {
+            "news": list(self.news_providers),
+            "social": list(self.social_providers),
+            "filings": [] if self.filings_source == "none" else [self.filings_source],
+            "macro": [] if self.macro_source == "none" else [self.macro_source],
+        }
+        return {family: names for family, names in sources.items() if names}
 
 
 def environment_variables() -> set[str]:

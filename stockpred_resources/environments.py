@@ -10,7 +10,20 @@ from stockpred_core.settings import Settings
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
 from stockpred_resources.monitoring import MonitoringResource
-from stockpred_resources.providers import AlphaVantageProvider, FilesProvider, SimulatedProvider, YahooProvider
+from stockpred_resources.providers import (
+    AlphaVantageProvider,
+    FilesProvider,
+    FredFilesProvider,
+    FredProvider,
+    NewsApiProvider,
+    NewsFilesProvider,
+    SecEdgarProvider,
+    SecFilesProvider,
+    SimulatedProvider,
+    SocialFilesProvider,
+    TwitterProvider,
+    YahooProvider,
+)
 from stockpred_resources.redis import RedisResource
 from stockpred_resources.tracking import MLflowResource
 
@@ -34,6 +47,48 @@ def _providers(settings: Settings) -> dict[str, Any]:
             providers=list(settings.providers), index_file=settings.index_file, vix_file=settings.vix_file
         ),
     }
+
+
+def _url(name: str, value: str | None) -> dict[str, str]:
+    return {name: value} if value else {}
+
+
+def _alternative(settings: Settings) -> dict[str, Any]:
+    """The configured alternative sources only (the alternative assets of the others are not defined). API keys and
+    tokens are read from the environment when a run starts: never stored in the definitions or logged."""
+    if settings.alt_universe:
+        universe: dict[str, Any] = {"tickers": list(settings.alt_universe)}
+    else:
+        universe = {"tickers": list(settings.universe), "universe_file": settings.universe_file}
+    found: dict[str, Any] = {}
+    if "files" in settings.news_providers:
+        found["news_files_provider"] = NewsFilesProvider(paths=list(settings.news_paths), **universe)
+    if "newsapi" in settings.news_providers:
+        found["news_newsapi_provider"] = NewsApiProvider(
+            api_key=dg.EnvVar("NEWSAPI_API_KEY"), companies_file=settings.news_companies_file,
+            **_url("base_url", settings.newsapi_url), **universe,
+        )  # fmt: skip
+    if "files" in settings.social_providers:
+        found["social_files_provider"] = SocialFilesProvider(paths=list(settings.social_paths), **universe)
+    if "twitter" in settings.social_providers:
+        found["social_twitter_provider"] = TwitterProvider(
+            bearer_token=dg.EnvVar("TWITTER_BEARER_TOKEN"), **_url("base_url", settings.twitter_url), **universe
+        )
+    if settings.filings_source == "sec":
+        found["filings_provider"] = SecEdgarProvider(
+            user_agent=settings.sec_user_agent, cik_map_file=settings.cik_map_file,
+            **_url("base_url", settings.sec_url), **_url("archives_url", settings.sec_archives_url), **universe,
+        )  # fmt: skip
+    elif settings.filings_source == "sec_files":
+        found["filings_provider"] = SecFilesProvider(path=settings.sec_path, **universe)
+    series = {"series": list(settings.macro_series)} if settings.macro_series else {}
+    if settings.macro_source == "fred":
+        found["macro_provider"] = FredProvider(
+            api_key=dg.EnvVar("FRED_API_KEY"), **_url("base_url", settings.fred_url), **series
+        )
+    elif settings.macro_source == "fred_files":
+        found["macro_provider"] = FredFilesProvider(path=settings.macro_path, **series)
+    return found
 
 
 def _monitoring(settings: Settings) -> MonitoringResource:
@@ -60,6 +115,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     if settings.is_prod:
         return {
             **_providers(settings),
+            **_alternative(settings),
             "lake": LakeResource(url=dg.EnvVar("STOCKPRED_LAKE_URL")),
             "duckdb": DuckDBResource(database=settings.duckdb_path),
             "mlflow_resource": MLflowResource(tracking_uri=dg.EnvVar("STOCKPRED_MLFLOW_TRACKING_URI"), **tracking),
@@ -68,6 +124,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         }
     return {
         **_providers(settings),
+        **_alternative(settings),
         "lake": LakeResource(url=settings.lake_url),
         "duckdb": DuckDBResource(database=settings.duckdb_path),
         "mlflow_resource": MLflowResource(tracking_uri=settings.mlflow_tracking_uri, **tracking),

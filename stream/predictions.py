@@ -20,13 +20,19 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import redis
 
 from stockpred_core.alerts import Alerts
+from stockpred_core.data import calendar
+from stockpred_core.dataset.training_set import ALT_TABLE, alt_vectors, combined_version
+from stockpred_core.features.alternative_catalog import ALT_COLUMNS, ALT_FEATURE_SET_VERSION, covers
 from stockpred_core.features.catalog import FEATURE_SET_VERSION, REQUIRED_FEATURES
 from stockpred_core.features.intraday import IntradayFeatures
+from stockpred_core.io.lake import Lake
 from stockpred_core.io.online_store import IntradayWriter
 from stockpred_core.io.stream_events import add_event, prediction_fields
 from stockpred_core.serving.answers import score
@@ -35,12 +41,52 @@ from stockpred_core.serving.model import ServedModel
 from stockpred_core.serving.rows import FeatureRow
 from stream.bars import Bar
 from stream.champion import Champion
+from stream.history import LakeHistory
 from stream.session import RunningBars, SessionClock
 from stream.worker import APPLIED, IntradayStore
 
 logger = logging.getLogger("stockpred.stream")
 
 SCORE_CHUNK = 2048  # rows per model call
+COMBINED_VERSION = combined_version(FEATURE_SET_VERSION, ALT_FEATURE_SET_VERSION)
+
+
+@dataclass(frozen=True)
+class SessionAlt:
+    """The alternative rows a session's vectors take: the lake's newest alt_features day before the session (the
+    session's own row needs its close), as ALT_COLUMNS rows of the session's universe."""
+
+    date: pd.Timestamp
+    rows: dict[str, np.ndarray]  # ticker -> ALT_COLUMNS values (NaN and masks 0 for a ticker the day lacks)
+
+    def matrix(self, tickers: list[str]) -> np.ndarray:
+        return np.stack([self.rows[t] for t in tickers])
+
+
+class LakeAltFeatures:
+    """Reads the alt_features rows a session takes from the lake (once per session roll)."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+
+    def __call__(self, session: dt.date, tickers: list[str]) -> SessionAlt | None:
+        """None when the lake holds no alt_features day before `session`; ValueError when its rows are unusable."""
+        day = pd.Timestamp(session)
+        before = [d for d in self.lake.partition_dates(*ALT_TABLE) if d < day]
+        if not before:
+            return None
+        newest = before[-1]
+        previous = calendar.previous_sessions(day, 1)
+        if len(previous) and newest < previous[-1]:
+            logger.warning(
+                "the newest alt_features day before %s is %s, not the session before (%s): its rows are used",
+                session,
+                f"{newest:%Y-%m-%d}",
+                f"{previous[-1]:%Y-%m-%d}",
+            )
+        frame = self.lake.read_range(*ALT_TABLE, newest, newest)
+        values = alt_vectors(frame, tickers)
+        return SessionAlt(newest, dict(zip(tickers, values, strict=True)))
 
 
 class PredictionHandler:
@@ -57,8 +103,16 @@ class PredictionHandler:
         cache_ttl_s: int = 3600,
         explain: bool = False,
         clock: Callable[[], float] = time.time,
+        alt: Callable[[dt.date, list[str]], SessionAlt | None] | None = None,
     ) -> None:
+        """`alt` reads the alternative rows of a session (for a champion trained on them); by default from the
+        lake the history reads."""
         self.client, self.store, self.history, self.champion = client, store, history, champion
+        if alt is None and isinstance(history, LakeHistory):
+            alt = LakeAltFeatures(history.lake)
+        self.alt_reader = alt
+        self.alt: SessionAlt | None = None
+        self.alt_error: str | None = None
         self.writer = IntradayWriter(client)
         self.explain = explain  # contributions cost LightGBM ~50x a prediction: the service adds them on demand
         self.alerts = alerts
@@ -72,7 +126,7 @@ class PredictionHandler:
         )
         self._unknown: set[str] = set()
         self._dirty: set[str] = set()  # tickers whose refreshed features have not reached Redis yet
-        self._refused_version: str | None = None
+        self._refused: tuple[str, str] | None = None  # (champion version, reason) last logged
         self.last_refresh_s: float = math.nan  # seconds the last refresh took (features, scoring, writes)
 
     @property
@@ -122,6 +176,7 @@ class PredictionHandler:
         if self.features is not None and fresh is not None:
             self.features.start_session(session)
         self.universe = set(self.features.tickers) if self.features is not None else set()
+        self._read_alt(session)
         self.running = RunningBars(session)
         found = self.running.rebuild(self.store, sorted(self.universe), self.sessions) if rebuild else []
         if found:
@@ -131,6 +186,25 @@ class PredictionHandler:
                 len(found),
             )
         return set(found)
+
+    def _read_alt(self, session: dt.date) -> None:
+        self.alt, self.alt_error = None, None
+        if self.alt_reader is None:
+            self.alt_error = "no alternative feature source is configured"
+            return
+        if not self.universe:
+            self.alt_error = f"no daily history before {session}"
+            return
+        try:
+            self.alt = self.alt_reader(session, sorted(self.universe))
+        except (ValueError, OSError) as exc:
+            self.alt_error = f"the alt_features rows before {session} cannot be used: {exc}"
+            logger.error("%s", self.alt_error)
+            return
+        if self.alt is None:
+            self.alt_error = f"the lake holds no alt_features day before {session}"
+        else:
+            logger.info("session %s: alternative features of %s", session, f"{self.alt.date:%Y-%m-%d}")
 
     def refresh(self, tickers: Iterable[str]) -> int:
         """Features, predictions and writes for `tickers` (their running bars changed) and for those whose last
@@ -165,15 +239,17 @@ class PredictionHandler:
         as_of = [_iso(ms) for ms in end_ms[at]]
         session = str(self.running.session)
         pipe = self.client.pipeline(transaction=True)
-        served = self._served()
-        answers = self._score(served, tickers_ready, session, as_of, values[at], columns) if served else None
+        served, with_alt = self._served()
+        values, version = values[at], FEATURE_SET_VERSION
+        if with_alt:  # the champion takes the alternative columns too: the session's rows appended
+            values = np.hstack([values, self.alt.matrix(tickers_ready)])
+            columns, version = [*columns, *ALT_COLUMNS], COMBINED_VERSION
+        answers = self._score(served, tickers_ready, session, as_of, values, columns, version) if served else None
         keyed = None
         if answers is not None:  # under the keys the service looks up: cache_key(prefix, ticker, date@as_of, explain)
             prefix = cache_prefix(served.name, served.version, served.horizon)
             keyed = (prefix, answer_suffix(self.explain), answers)
-        self.writer.queue(
-            pipe, columns, tickers_ready, session, as_of, values[at], FEATURE_SET_VERSION, keyed, self.cache_ttl_s
-        )
+        self.writer.queue(pipe, columns, tickers_ready, session, as_of, values, version, keyed, self.cache_ttl_s)
         if answers is not None:
             add_event(pipe, prediction_fields(max(as_of), served.version, answers, tickers_ready))
             if self.alerts is not None:
@@ -192,30 +268,31 @@ class PredictionHandler:
         self.last_refresh_s = time.perf_counter() - began
         return len(tickers_ready)
 
-    def _served(self) -> ServedModel | None:
-        """The champion, unless it was trained on another feature set than the one computed here."""
+    def _served(self) -> tuple[ServedModel | None, bool]:
+        """The champion and whether its vectors take the alternative columns; (None, False) when it was trained on
+        a feature set the stream cannot compute (another version, or the alternative set without its rows)."""
         served = self.champion.current() if self.champion is not None else None
         if served is None:
-            return None
-        if served.feature_set_version and served.feature_set_version != FEATURE_SET_VERSION:
-            if self._refused_version != served.version:
-                self._refused_version = served.version
-                logger.error(
-                    "the champion v%s was trained on feature set %s, the stream computes %s: not scoring",
-                    served.version,
-                    served.feature_set_version,
-                    FEATURE_SET_VERSION,
-                )
-            return None
-        return served
+            return None, False
+        needed = served.feature_set_version
+        if covers(FEATURE_SET_VERSION, needed):
+            return served, False
+        if needed == COMBINED_VERSION and self.alt is not None:
+            return served, True
+        if needed == COMBINED_VERSION:
+            reason = f"it takes the alternative features and {self.alt_error}"
+        else:
+            reason = f"it was trained on feature set {needed}, the stream computes {COMBINED_VERSION}"
+        if self._refused != (served.version, reason):
+            self._refused = (served.version, reason)
+            logger.error("not scoring with the champion v%s: %s", served.version, reason)
+        return None, False
 
-    def _score(self, served: ServedModel, tickers, session, as_of, values, columns) -> list[bytes]:
+    def _score(self, served: ServedModel, tickers, session, as_of, values, columns, version) -> list[bytes]:
         layout = tuple(columns)
         close_at = columns.index("close")
         rows = [
-            FeatureRow(
-                t, session, float(values[i, close_at]), FEATURE_SET_VERSION, values[i], layout, "stream", as_of[i]
-            )
+            FeatureRow(t, session, float(values[i, close_at]), version, values[i], layout, "stream", as_of[i])
             for i, t in enumerate(tickers)
         ]
         answers: list[bytes] = []

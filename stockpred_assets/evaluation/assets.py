@@ -5,6 +5,7 @@ import collections
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from stockpred_assets.evaluation.promotions import backtest_run, promoted_versions
 from stockpred_assets.evaluation.reporting import (
@@ -22,11 +23,19 @@ from stockpred_assets.evaluation.scoring import empty_predictions, models_in_for
 from stockpred_assets.metadata import frame_table, table_metadata
 from stockpred_assets.partitions import partition_days, trading_days, week_start, weeks
 from stockpred_assets.training.assets import HISTORY_MAPPING, MODEL_ASSETS, TRAIN_WEEKS
-from stockpred_assets.training.data import load_training_set
+from stockpred_assets.training.data import load_training_set, recipe_families
 from stockpred_core.dataset.labels import DEFAULT_HORIZON, DEFAULT_LABEL
 from stockpred_core.dataset.splits import folds_from, gap_sessions, walk_forward_folds
-from stockpred_core.dataset.training_set import feature_matrix
+from stockpred_core.dataset.training_set import (
+    ALT_TABLE,
+    ALT_VERSION_COLUMN,
+    feature_matrix,
+    join_alternative,
+    split_version,
+)
 from stockpred_core.evaluation.backtest import walk_forward_predictions
+from stockpred_core.features.alternative_catalog import ALT_COLUMNS, TECHNICAL, feature_set_version
+from stockpred_core.features.catalog import FEATURE_COLUMNS
 from stockpred_core.io.model_card import PARTITION_TAG
 from stockpred_core.io.model_registry import load_version
 from stockpred_core.models.training import make_forecaster
@@ -51,8 +60,17 @@ class BacktestConfig(PortfolioConfig):
     n_folds: int = 4
     min_train_sessions: int = 252
     oos_start: str | None = None  # when set, the test blocks tile the dates from here on instead
+    oos_end: str | None = None  # when set, the test blocks end on this date (later rows are not read into the test)
     num_boost_round: int = 60  # lightgbm
     epochs: int = 10  # torch_mlp
+    feature_families: list[str] | None = Field(
+        default=None,
+        description='"technical" (always in) and any of "news", "social", "filings", "macro"; unset: '
+        "STOCKPRED_FEATURE_FAMILIES",
+    )
+    tickers: list[str] | None = Field(
+        default=None, description="restrict the universe to these tickers (labels and benchmarks too); unset: all"
+    )
 
 
 @dg.asset(
@@ -78,8 +96,13 @@ def backtest_report(
     block; the signal, TopK-dropout / top-k / long-short books after costs against the index and the equal-weighted
     universe, per year; plots in the metadata, an HTML report in the lake, all of it in the model's MLflow run."""
     cutoff = week_start(context)
-    data = load_training_set(lake, duckdb, cutoff, config.train_weeks, config.horizon, config.label)
+    families = recipe_families(config.feature_families)
+    tickers = sorted({t.strip().upper() for t in config.tickers}) if config.tickers is not None else None
+    data = load_training_set(lake, duckdb, cutoff, config.train_weeks, config.horizon, config.label, families, tickers)
     X, y = data.X, data.y
+    if config.oos_end:
+        kept = X.index.get_level_values("date") <= pd.Timestamp(config.oos_end)
+        X, y = X[kept], y[kept]
     gap = gap_sessions(config.horizon, config.embargo)
     folds = (
         folds_from(X.index, config.oos_start, config.n_folds, purge=gap)
@@ -90,9 +113,14 @@ def backtest_report(
         "lightgbm": {"num_boost_round": config.num_boost_round},
         "torch_mlp": {"epochs": config.epochs, "patience": config.epochs},  # no validation split: fixed epochs
     }.get(config.family, {})
-    pred = walk_forward_predictions(X, y, folds, lambda: make_forecaster(config.family, params, config.seed))
+    try:
+        pred = walk_forward_predictions(X, y, folds, lambda: make_forecaster(config.family, params, config.seed))
+    except ValueError as exc:  # e.g. an alternative column without a value in a fold's training rows
+        raise dg.Failure(f"the walk-forward of {config.family} cannot fit a fold: {exc}") from exc
     first = pred.index.get_level_values("date").min()
     returns = daily_returns(lake, duckdb, first - pd.Timedelta(days=10), cutoff - pd.Timedelta(days=1))
+    if tickers is not None:  # the equal-weighted universe is the restricted one
+        returns = returns[[t for t in returns.columns if t in set(tickers)]]
     title = f"Walk-forward backtest of {config.family} ({config.label} label), week {context.partition_key}"
     report = evaluate(pred, returns, config, market_data, config.horizon, title, label=data.returns)
     figures, page = report.figures(), report.to_html()
@@ -101,13 +129,18 @@ def backtest_report(
     predictions_file = write_predictions(lake, f"{name}_predictions", pred)  # to analyse them further
     card, role = backtest_run(mlflow_resource, context.partition_key, config.family)
     run = log_report(
-        mlflow_resource, report, figures, page, "backtest", {**config.model_dump(), "folds": len(folds)},
+        mlflow_resource, report, figures, page, "backtest",
+        {**config.model_dump(), "feature_families": [TECHNICAL, *families], "folds": len(folds)},
         run_id=card.run_id if card is not None else None, run_name=f"backtest-{context.partition_key}",
         tags={PARTITION_TAG: context.partition_key, "kind": "backtest"},
     )  # fmt: skip
     return dg.MaterializeResult(
         metadata={
             "family": config.family,
+            "feature_set_version": feature_set_version(families),
+            "feature_families": dg.MetadataValue.json([TECHNICAL, *families]),
+            "feature_columns": dg.MetadataValue.int(X.shape[1]),
+            "tickers": dg.MetadataValue.int(int(X.index.get_level_values("ticker").nunique())),
             **report_metadata(report, figures, html, mlflow_resource, run, "backtest"),
             "folds": len(folds),
             "oos_predictions_file": predictions_file,
@@ -153,15 +186,25 @@ def predictions(
     X = feature_matrix(features)
     row_dates = X.index.get_level_values("date")
     skipped = {f"{d:%Y-%m-%d}": NO_MODEL for d, p in chosen.items() if p is None}
+    alt = AltWindow(lake, duckdb, scored_days[0], scored_days[-1])
     frames, used = [], []
     for number, vdays in by_version.items():
         promotion, card = promoted[number]
         trained_on = card.feature_set_version
-        other = set(features.loc[features["date"].isin(vdays), "feature_set_version"].dropna()) - {trained_on}
+        technical, alt_version = split_version(trained_on)
+        other = set(features.loc[features["date"].isin(vdays), "feature_set_version"].dropna()) - {technical}
         if trained_on and other:  # a model scores only the feature set it was trained on
             skipped |= {f"{d:%Y-%m-%d}": f"features {sorted(other)}, v{number} wants {trained_on}" for d in vdays}
             continue
-        rows = X[row_dates.isin(vdays)]
+        if alt_version:  # trained on alternative columns too: the days' alt rows joined, days without any skipped
+            gaps = alt.gaps(vdays, alt_version, number)
+            skipped |= {f"{d:%Y-%m-%d}": reason for d, reason in gaps.items()}
+            vdays = [d for d in vdays if d not in gaps]
+            rows = alt.matrix(features[features["date"].isin(vdays)], alt_version)
+        else:
+            rows = X[row_dates.isin(vdays)]
+        if not vdays:
+            continue
         model = load_version(mlflow_resource.registered_model, card)
         frames.append(score(rows, model, promotion, card.horizon, card.label))
         used.append(
@@ -191,6 +234,39 @@ def predictions(
             "duckdb_view": "predictions",
         }
     )
+
+
+class AltWindow:
+    """The alt_features rows of the scored days, read once (the first time a model needs them)."""
+
+    def __init__(self, lake: LakeResource, duckdb: DuckDBResource, start: pd.Timestamp, end: pd.Timestamp) -> None:
+        self.lake, self.duckdb, self.start, self.end = lake, duckdb, start, end
+        self._rows: pd.DataFrame | None = None
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        if self._rows is None:
+            self._rows = self.duckdb.read_window(self.lake.lake(), *ALT_TABLE, self.start, self.end)
+        return self._rows
+
+    def gaps(self, days: list[pd.Timestamp], version: str, number: str) -> dict[pd.Timestamp, str]:
+        """The days a model of alternative set `version` cannot score, with the reason."""
+        rows = self.rows
+        held = rows.groupby("date")[ALT_VERSION_COLUMN].agg(set).to_dict() if len(rows) else {}
+        out = {}
+        for day in days:
+            if day not in held:
+                out[day] = f"no alt_features rows for the day, v{number} was trained on them: materialize alt_features"
+            elif held[day] != {version}:
+                out[day] = f"alt_features {sorted(held[day])}, v{number} wants alternative set {version}"
+        return out
+
+    def matrix(self, features: pd.DataFrame, version: str) -> pd.DataFrame:
+        """The model inputs of `features`' rows with the alternative columns joined."""
+        if features.empty:
+            return feature_matrix(features)
+        joined = join_alternative(features, self.rows[self.rows["date"].isin(features["date"])], version)
+        return feature_matrix(joined, [*FEATURE_COLUMNS, *ALT_COLUMNS])
 
 
 def _nothing_to_score(context: dg.AssetExecutionContext, lake: LakeResource, days: list, model: str):

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from stockpred_core.dataset.training_set import feature_matrix
+from stockpred_assets.training.data import with_alternative
+from stockpred_core.dataset.training_set import families_of, feature_matrix, model_columns
 from stockpred_core.features.batch import FEATURE_COLUMNS
 from stockpred_core.io.model_card import CHAMPION_ALIAS, ModelCard, ModelCardError, read_model_card
 from stockpred_core.io.model_registry import load_version
@@ -76,7 +77,9 @@ def load_reference(
             f"no features in champion v{card.version}'s training window {first:%Y-%m-%d}..{last:%Y-%m-%d}: "
             "materialize `features` for it (the reference is fitted from them once, then cached)"
         )
-    X = feature_matrix(features)  # the rows a model sees (warm-up rows left out)
+    families = families_of(card.feature_columns)  # a champion of the alternative set predicts with its columns too
+    features = with_alternative(lake, duckdb, features, families)
+    X = feature_matrix(features, model_columns(families))  # the rows a model sees (warm-up rows left out)
     mlflow_resource.setup()
     model = load_version(card.name, card)
     frame = X.assign(**{PREDICTION: model.predict(X).to_numpy()}).reset_index()

@@ -11,6 +11,7 @@ import pandas as pd
 
 from stockpred_assets.metadata import optional_float, png_markdown
 from stockpred_assets.monitoring.reference import LAYER, ChampionFacts
+from stockpred_core.dataset.training_set import split_version
 from stockpred_core.features.batch import FEATURE_SET_VERSION
 from stockpred_core.monitoring.reference import DriftReference
 from stockpred_core.monitoring.statistics import PSI_ALERT, PSI_WARN
@@ -67,7 +68,8 @@ def report_metadata(
             if v is not None
         },
     }
-    if champion.card.feature_set_version and versions - {champion.card.feature_set_version}:
+    technical, _ = split_version(champion.card.feature_set_version)  # the features table holds the technical set
+    if technical and versions - {technical}:
         meta["feature_set_mismatch"] = (
             f"features {sorted(versions)} vs champion's {champion.card.feature_set_version}: drift is expected"
         )

@@ -6,6 +6,8 @@ from pydantic import Field
 
 from stockpred_assets.metadata import table_metadata
 from stockpred_assets.serving.build import build_bento
+from stockpred_core.dataset.training_set import ALT_TABLE, MASKS, combined_version, join_alternative
+from stockpred_core.features.alternative_catalog import ALT_COLUMNS, ALT_FEATURE_SET_VERSION
 from stockpred_core.features.batch import latest_per_ticker
 from stockpred_core.io.model_registry import champion_version
 from stockpred_core.io.online_store import push_vectors
@@ -23,22 +25,53 @@ def online_features(
     """Latest feature vector per ticker, written to the lake and, when configured, to Redis (one hash per
     ticker and a packed snapshot of them all). Refreshed by the daily job after each day's features and by
     serving_job when the champion changes; it needs no champion (the service scores the vectors with whichever
-    champion it loads), so a fresh deployment's vectors are ready when the first one is promoted."""
+    champion it loads), so a fresh deployment's vectors are ready when the first one is promoted. When
+    features/alt_features holds the newest vectors' day, each ticker's alternative row of its vector's date is
+    appended (the combined feature set, whose version names both)."""
     dates = lake.lake().partition_dates("features", "features")
     if not dates:
         raise dg.Failure("the features table is empty: materialize `features` first")
     recent = lake.read_range("features", "features", dates[-1] - pd.Timedelta(days=RECENT_DAYS), dates[-1])
     latest = latest_per_ticker(recent)
+    latest, alt_note = with_alternative_columns(lake, latest)
+    if alt_note:
+        context.log.warning(alt_note)
     path = lake.write_table("serving", "online_features", latest)
     pushed = push_vectors(redis.client(), latest) if redis.enabled else 0
     stale = latest[latest["date"] < latest["date"].max()]["ticker"].tolist() if len(latest) else []
+    versions = sorted(latest["feature_set_version"].dropna().astype(str).unique()) if len(latest) else []
     return dg.MaterializeResult(
         metadata={
             **table_metadata(latest, [path]),
             "redis_vectors": dg.MetadataValue.int(pushed),
             "stale_tickers": dg.MetadataValue.json(stale),
+            "feature_set_versions": dg.MetadataValue.json(versions),
+            "alternative_features": alt_note
+            or f"joined: {int(latest[MASKS].sum(axis=1).gt(0).sum())} tickers covered by at least one family",
         }
     )
+
+
+def with_alternative_columns(lake: LakeResource, latest: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """`latest` with the ALT_COLUMNS of each ticker's alt_features row of the same date (NaN and masks 0 for a
+    ticker without one) and the combined version; unchanged, with the reason, when the alt table does not hold
+    the newest vectors' date (the service then refuses a champion trained on the alternative set)."""
+    if latest.empty:
+        return latest, "no vectors"
+    newest = latest["date"].max()
+    held = lake.lake().partition_dates(*ALT_TABLE)
+    if newest not in held:
+        return latest, f"features/alt_features has no partition for {newest:%Y-%m-%d}: technical vectors only"
+    alt = lake.read_range(*ALT_TABLE, latest["date"].min(), newest)
+    technical = [c for c in latest.columns if c not in ("feature_set_version", *ALT_COLUMNS)]
+    try:
+        joined = join_alternative(latest[technical], alt)
+    except ValueError as exc:
+        raise dg.Failure(f"cannot join alt_features onto the online vectors: {exc}") from exc
+    joined["feature_set_version"] = [
+        combined_version(v, ALT_FEATURE_SET_VERSION) for v in latest["feature_set_version"].astype(str)
+    ]
+    return joined, None
 
 
 class BentoConfig(dg.Config):

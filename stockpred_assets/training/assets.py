@@ -7,7 +7,7 @@ from pydantic import Field
 
 from stockpred_assets.metadata import frame_table
 from stockpred_assets.partitions import week_start, weeks
-from stockpred_assets.training.data import load_training_set
+from stockpred_assets.training.data import load_training_set, recipe_families
 from stockpred_assets.training.recording import record_training
 from stockpred_core.dataset.labels import DEFAULT_HORIZON, DEFAULT_LABEL
 from stockpred_core.io.model_card import (
@@ -44,6 +44,11 @@ class TrainConfig(dg.Config):
     embargo: int = 5  # sessions left out between segments on top of the horizon-long purge
     n_folds: int = 3  # walk-forward folds inside the train segment (per-fold metrics; pick the challenger)
     seed: int = 0
+    feature_families: list[str] | None = Field(
+        default=None,
+        description='Feature sets the model takes: "technical" (always in) and any of "news", "social", '
+        '"filings", "macro" (the alt_features table); unset: STOCKPRED_FEATURE_FAMILIES',
+    )
 
 
 class LgbmModelConfig(TrainConfig):
@@ -72,17 +77,19 @@ def train_and_record(
     duckdb: DuckDBResource, mlflow_resource: MLflowResource, n_trials: int = 0,
 ) -> dg.MaterializeResult:  # fmt: skip
     cutoff = week_start(context)
-    data = load_training_set(lake, duckdb, cutoff, config.train_weeks, config.horizon, config.label)
+    families = recipe_families(config.feature_families)
+    data = load_training_set(lake, duckdb, cutoff, config.train_weeks, config.horizon, config.label, families)
     spec = TrainingSpec(config.horizon, config.label, config.embargo, config.seed, n_folds=config.n_folds)
     try:
         result = train_model(
             family, data, spec, params, n_trials=n_trials, storage=mlflow_resource.optuna_storage,
             # one study per week and recipe, so a re-run resumes it and another recipe does not
-            study_name=f"{family}-{context.partition_key}-h{config.horizon}-{config.label}-s{config.seed}",
+            study_name=f"{family}-{context.partition_key}-h{config.horizon}-{config.label}-s{config.seed}"
+            + "".join(f"-{f}" for f in families),
         )  # fmt: skip
     except ValueError as exc:  # the window cannot be split or fitted: say so, nothing was logged
         raise dg.Failure(f"{family} for week {context.partition_key}: {exc}") from exc
-    return record_training(context, config, cutoff, result, mlflow_resource)
+    return record_training(context, config, cutoff, result, mlflow_resource, families, data.dropped)
 
 
 @dg.asset(partitions_def=weeks, deps=HISTORY, kinds={"lightgbm", "optuna", "mlflow"})

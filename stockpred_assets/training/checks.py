@@ -1,9 +1,11 @@
 """The promotion gate: the challenger becomes champion only if it is sane and beats the champion out of sample."""
 
 import dagster as dg
+import numpy as np
 
 from stockpred_assets.partitions import week_start, weeks
 from stockpred_assets.training.data import load_training_set
+from stockpred_core.dataset.training_set import families_of
 from stockpred_core.io.model_card import (
     CHALLENGER_ALIAS,
     CHAMPION_ALIAS,
@@ -34,15 +36,23 @@ def challenger_beats_champion(
     except ModelCardError as exc:
         return dg.AssetCheckResult(passed=False, metadata={"reason": str(exc)})
     test_start, test_end = challenger.test_window
-    data = load_training_set(
-        lake, duckdb, week_start(context), challenger.train_weeks, challenger.horizon, challenger.label
-    )
+    champion = alias_version(client, name, CHAMPION_ALIAS)  # its forecasts only: its card need not be readable
+    models = [load_version(name, challenger), *([load_version(name, champion)] if champion is not None else [])]
+    # the rows of the challenger's test segment with every column either model takes
+    families = families_of(c for model in models for c in model.feature_names)
+    try:
+        data = load_training_set(
+            lake, duckdb, week_start(context), challenger.train_weeks, challenger.horizon, challenger.label, families
+        )
+    except dg.Failure as exc:
+        return dg.AssetCheckResult(passed=False, metadata={"reason": exc.description or str(exc)})
     dates = data.X.index.get_level_values("date")
     rows = (dates >= test_start) & (dates <= test_end)
     X, returns = data.X[rows], data.returns[rows]
-    champion = alias_version(client, name, CHAMPION_ALIAS)  # its forecasts only: its card need not be readable
-    champion_pred = load_version(name, champion).predict(X) if champion is not None else None
-    verdict = judge(load_version(name, challenger).predict(X), champion_pred, returns, X, challenger.horizon, MARGIN)
+    # an alternative column without a value in this window was left out of X: to a model it is missing (NaN)
+    X = X.assign(**{c: np.nan for model in models for c in model.feature_names if c not in X.columns})
+    champion_pred = models[1].predict(X) if champion is not None else None
+    verdict = judge(models[0].predict(X), champion_pred, returns, X, challenger.horizon, MARGIN)
     return dg.AssetCheckResult(
         passed=verdict.promote,
         severity=dg.AssetCheckSeverity.ERROR,

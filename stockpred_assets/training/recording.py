@@ -1,5 +1,7 @@
 """One MLflow run per trained model: params, per-fold and test metrics, importance, the model; then registration."""
 
+from collections.abc import Sequence
+
 import dagster as dg
 import matplotlib
 
@@ -9,7 +11,7 @@ import mlflow
 import pandas as pd
 
 from stockpred_assets.metadata import float_metadata, frame_table
-from stockpred_core.features.batch import FEATURE_SET_VERSION
+from stockpred_core.features.alternative_catalog import TECHNICAL, feature_set_version
 from stockpred_core.io.model_card import CV_PREFIX, RESIDUAL_PREFIX, TEST_PREFIX, card_params, card_tags
 from stockpred_core.io.model_registry import log_forecaster
 from stockpred_core.models.training import SIGNAL_METRICS, TrainingResult
@@ -56,19 +58,24 @@ def fold_table(folds: list[dict]) -> dg.MetadataValue:
 
 def record_training(
     context: dg.AssetExecutionContext, config: dg.Config, cutoff: pd.Timestamp, result: TrainingResult,
-    mlflow_resource: MLflowResource,
+    mlflow_resource: MLflowResource, families: Sequence[str] = (), dropped: Sequence[str] = (),
 ) -> dg.MaterializeResult:  # fmt: skip
     """Log `result` as an MLflow run, register the model as a new version tagged with the week and family (what
-    `read_model_card` reads back: the card's params, tags and metrics)."""
+    `read_model_card` reads back: the card's params, tags and metrics). `families`: the alternative families it was
+    trained on (its feature set version names them); `dropped`: their columns left out for holding no value."""
     week, family = context.partition_key, result.family
     card = card_tags(week, family)
+    version_of_features = feature_set_version(families)
+    recipe = {**config.model_dump(), "feature_families": ",".join([TECHNICAL, *families])}
     with mlflow_resource.start_run(f"{family}-{week}", {**card, "dagster_run_id": context.run.run_id}) as run:
         card_facts = card_params(
             horizon=config.horizon, label=config.label, cutoff=cutoff, segments=result.segments,
-            train_weeks=config.train_weeks, feature_set_version=FEATURE_SET_VERSION,
+            train_weeks=config.train_weeks, feature_set_version=version_of_features,
             feature_columns=result.model.feature_names,
         )  # fmt: skip
-        mlflow.log_params({**config.model_dump(), **card_facts, "data_fingerprint": result.fingerprint})
+        mlflow.log_params({**recipe, **card_facts, "data_fingerprint": result.fingerprint})
+        if dropped:
+            mlflow.log_param("alt_columns_without_values", ",".join(dropped))
         mlflow.log_params({f"model_{k}": v for k, v in result.params.items()})
         mlflow.log_metrics({f"{TEST_PREFIX}{k}": v for k, v in result.test_metrics.items()})
         mlflow.log_metrics({f"{CV_PREFIX}{k}": v for k, v in result.cv_metrics.items()})
@@ -91,6 +98,10 @@ def record_training(
             "mlflow_run_id": run.info.run_id,
             "model_version": version,
             "model_family": family,
+            "feature_set_version": version_of_features,
+            "feature_families": dg.MetadataValue.json([TECHNICAL, *families]),
+            "feature_columns": dg.MetadataValue.int(len(result.model.feature_names)),
+            **({"alt_columns_without_values": dg.MetadataValue.json(list(dropped))} if dropped else {}),
             "cutoff": f"{cutoff:%Y-%m-%d}",
             "segments": dg.MetadataValue.json(result.segments),
             "data_fingerprint": result.fingerprint,

@@ -19,8 +19,9 @@ import pandas as pd
 
 from stockpred_core.dataset.labels import DEFAULT_HORIZON, DEFAULT_LABEL, forward_returns, make_label
 from stockpred_core.dataset.splits import gap_sessions, purged_train_valid, walk_forward_folds
-from stockpred_core.dataset.training_set import training_set
+from stockpred_core.dataset.training_set import families_of, training_set
 from stockpred_core.evaluation.backtest import evaluate
+from stockpred_core.features.alternative_catalog import ALT_COLUMNS
 from stockpred_core.features.catalog import FEATURE_COLUMNS
 from stockpred_core.models.families import model_family
 from stockpred_core.models.forecaster import Forecaster
@@ -52,6 +53,7 @@ class LabelledSet:
     X: pd.DataFrame  # features by (date, ticker)
     y: pd.Series  # the training target (return or rank)
     returns: pd.Series  # the forward return the target derives from: every metric is measured against it
+    dropped: tuple[str, ...] = ()  # alternative columns asked for that hold no value in the window
 
 
 @dataclass(frozen=True)
@@ -82,15 +84,22 @@ def _span(index: pd.MultiIndex) -> str:
     return f"{dates.min():%Y-%m-%d}..{dates.max():%Y-%m-%d}"
 
 
-def labelled_set(features: pd.DataFrame, bars: pd.DataFrame, horizon: int, label: str = DEFAULT_LABEL) -> LabelledSet:
-    """Features joined with their label; refuses a window a model cannot honestly be trained on."""
+def labelled_set(
+    features: pd.DataFrame,
+    bars: pd.DataFrame,
+    horizon: int,
+    label: str = DEFAULT_LABEL,
+    columns: Sequence[str] = FEATURE_COLUMNS,
+) -> LabelledSet:
+    """The `columns` of `features` joined with their label; refuses a window a model cannot honestly be trained on."""
     empty = [c for c in FEATURE_COLUMNS if c in features.columns and len(features) and features[c].isna().all()]
     if empty:
         raise ValueError(
             f"features without a single value in the window (a window shorter than their warm-up, or a broken "
             f"feature): {empty}"
         )
-    X, y = training_set(features, make_label(bars, horizon, label))
+    X, y = training_set(features, make_label(bars, horizon, label), columns)
+    X, dropped = _covered_columns(X)
     if len(X) == 0:
         raise ValueError("no rows with both complete features and a known label: widen the training window")
     tickers = X.index.get_level_values("ticker").nunique()
@@ -99,7 +108,23 @@ def labelled_set(features: pd.DataFrame, bars: pd.DataFrame, horizon: int, label
             f"{tickers} tickers are too few for cross-sectional metrics: at least {MIN_TICKERS} are needed"
         )
     returns = y if label == "return" else forward_returns(bars, horizon).loc[X.index]
-    return LabelledSet(X, y, returns)
+    return LabelledSet(X, y, returns, dropped)
+
+
+def _covered_columns(X: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """X without its alternative columns that hold no value in any row (e.g. a dispersion where a source gives one
+    item a day: nothing to learn from), and those columns; ValueError when a family of X covers no row at all."""
+    alt = [c for c in X.columns if c in ALT_COLUMNS]
+    if not alt or X.empty:
+        return X, ()
+    uncovered = [f for f in families_of(alt) if not (X[f"{f}_covered"] > 0).any()]
+    if uncovered:
+        raise ValueError(
+            f"no row of the window is covered by the alternative families {uncovered}: materialize alt_features "
+            "from their sources for the window, or leave the families out of the recipe"
+        )
+    empty = tuple(c for c in alt if X[c].isna().all())
+    return X.drop(columns=list(empty)), empty
 
 
 def make_forecaster(family: str, params: dict | None = None, seed: int = 0) -> Forecaster:

@@ -1,0 +1,145 @@
+"""The alternative data's ablation on real data, for docs/results.md: the walk-forward of scripts/real_data_report.py
+(LightGBM, next-session return, default parameters, expanding refits purged by the horizon) with and without each
+family of alternative features, on the tickers and years the recorded data covers.
+
+    .venv/bin/python scripts/real_data_ablation.py [--only social news macro]
+
+Builds one data folder: the S&P 500 file (2013-2018) through the files provider, validated and featurized, and the
+recorded alternative data through the files providers (stocknet tweets, FNSPID daily news sentiment, EDGAR
+recordings, FRED CSVs), the sentiment model trained on the Financial PhraseBank and the alternative features. Then:
+- social: the stocknet tickers in the S&P 500 file, trained from 2014 (the tweets start then), tested on 2015;
+- news: the FNSPID symbols in the S&P 500 file, tested on 2017-01-01..2018-02-07 (as the main evaluation);
+- macro: every ticker, tested on 2017-01-01..2018-02-07 (macro is market-wide);
+- filings: the recorded EDGAR submissions are Tesla's, which the 2013-2018 file does not hold: no row to measure.
+Every arm of a comparison uses the same tickers, dates and folds; nothing about a test period chooses anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+
+warnings.filterwarnings("ignore")
+
+import pandas as pd  # noqa: E402
+from sp500_env import MARKET, use_sp500_file  # noqa: E402  (scripts/ is on sys.path when run)
+
+SHARED = MARKET.parent
+ALTERNATIVE, MACRO = SHARED / "alternative", SHARED / "macro" / "fred"
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+RANGE = {"dagster/asset_partition_range_start": "2013-02-08", "dagster/asset_partition_range_end": "2018-02-07"}
+MAIN_TEST = {"week": "2018-02-12", "train_weeks": 270, "oos_start": "2017-01-01", "n_folds": 13}
+SOCIAL_TEST = {"week": "2016-01-04", "train_weeks": 105, "oos_start": "2015-01-01", "n_folds": 12}
+
+
+def sp500_tickers() -> set[str]:
+    return set(pd.read_csv(MARKET / "all_stocks_5yr.csv.gz", usecols=["Name"])["Name"].unique())
+
+
+def tweet_tickers() -> set[str]:
+    with gzip.open(ALTERNATIVE / "tweets" / "stocknet_tweets_2014_2015.jsonl.gz", "rt") as lines:
+        return {json.loads(line)["ticker"] for line in lines}
+
+
+def news_tickers() -> set[str]:
+    folder = ALTERNATIVE / "news" / "fnspid_daily_sentiment"
+    return {p.stem.upper().replace("-", ".") for p in folder.glob("*.csv")}
+
+
+def configure(data_dir: str) -> None:
+    use_sp500_file(data_dir)
+    os.environ.update(
+        {
+            "STOCKPRED_NEWS_PROVIDERS": "files",
+            "STOCKPRED_NEWS_PATHS": str(ALTERNATIVE / "news" / "fnspid_daily_sentiment"),
+            "STOCKPRED_SOCIAL_PROVIDERS": "files",
+            "STOCKPRED_SOCIAL_PATHS": str(ALTERNATIVE / "tweets" / "stocknet_tweets_2014_2015.jsonl.gz"),
+            "STOCKPRED_FILINGS_SOURCE": "sec_files",
+            "STOCKPRED_SEC_PATH": str(ALTERNATIVE / "sec"),
+            "STOCKPRED_MACRO_SOURCE": "fred_files",
+            "STOCKPRED_MACRO_PATH": str(MACRO),
+            "STOCKPRED_SENTIMENT_SENTENCES": str(
+                ALTERNATIVE / "sentiment_training" / "financial_phrasebank_all_data.csv"
+            ),
+        }
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=["social", "news", "macro"], default=["social", "news", "macro"])
+    parser.add_argument("--data-dir", help="reuse a folder an earlier run built (skips the daily and alt jobs)")
+    args = parser.parse_args()
+    if not (ALTERNATIVE / "tweets").is_dir():
+        sys.exit(f"{ALTERNATIVE} not found: the script reads ../shared/data")
+    data_dir = args.data_dir or tempfile.mkdtemp(prefix="stockpred-ablation-")
+    configure(data_dir)
+    import dagster as dg
+
+    from stockpred_assets.definitions import build_definitions
+
+    defs, instance = build_definitions(), dg.DagsterInstance.ephemeral()
+    if not args.data_dir:
+        for job in ("daily_data_job", "alternative_data_job"):
+            began = time.monotonic()
+            result = defs.resolve_job_def(job).execute_in_process(instance=instance, run_config=QUIET, tags=RANGE)
+            if not result.success:
+                sys.exit(f"{job} failed")
+            print(f"{job}: {time.monotonic() - began:.0f} s", flush=True)
+    print(f"data in {data_dir}\n")
+    universe = sp500_tickers()
+    arms = {
+        "social": (sorted(universe & tweet_tickers()), SOCIAL_TEST, [["social"], ["macro"], ["social", "macro"]]),
+        "news": (sorted(universe & news_tickers()), MAIN_TEST, [["news"], ["news", "macro"]]),
+        "macro": (None, MAIN_TEST, [["macro"]]),
+    }
+    print(
+        f"{'universe':>9} {'tickers':>7} {'families':>24} {'out-of-sample':>23} {'rank IC':>8} {'t':>6} "
+        f"{'TopK net':>9} {'excess':>8} {'IR':>6} {'beta':>5} {'alpha':>7} {'alpha t':>7} {'L/S Sharpe':>10} "
+        f"{'turnover':>8}"
+    )
+    for name in args.only:
+        tickers, test, families = arms[name]
+        for extra in [[], *families]:
+            m = backtest(defs, instance, tickers, test, ["technical", *extra])
+            label = "+".join(["technical", *extra]).replace("technical+", "+") if extra else "technical"
+            print(
+                f"{name:>9} {len(tickers) if tickers else 505:>7} {label:>24} {m['oos_range']:>23} "
+                f"{m['rank_ic']:>8.4f} {m['rank_ic_t']:>6.2f} {m['annual_return']:>+9.1%} "
+                f"{m['excess_return_index']:>+8.1%} {m['information_ratio_index']:>6.2f} {m['beta_index']:>5.2f} "
+                f"{m['alpha_index']:>+7.1%} {m['alpha_t_index']:>7.2f} {m['long_short_sharpe']:>10.2f} "
+                f"{m['turnover']:>8.1%}",
+                flush=True,
+            )
+
+
+def backtest(defs, instance, tickers: list[str] | None, test: dict, families: list[str]) -> dict:
+    import dagster as dg
+
+    config = {
+        "family": "lightgbm",
+        "label": "return",
+        "horizon": 1,
+        "train_weeks": test["train_weeks"],
+        "oos_start": test["oos_start"],
+        "n_folds": test["n_folds"],
+        "feature_families": families,
+        **({"tickers": tickers} if tickers else {}),
+    }
+    result = defs.resolve_job_def("weekly_training_job").execute_in_process(
+        instance=instance,
+        run_config={**QUIET, "ops": {"backtest_report": {"config": config}}},
+        partition_key=test["week"],
+        asset_selection=[dg.AssetKey("backtest_report")],
+    )
+    return {k: v.value for k, v in result.asset_materializations_for_node("backtest_report")[0].metadata.items()}
+
+
+if __name__ == "__main__":
+    main()
