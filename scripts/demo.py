@@ -1,5 +1,7 @@
 """`make demo`: materialize the whole graph on the embedded default, serve the champion, ask it for predictions;
-then replay a real recorded session through the intraday path (scripts/demo_intraday.py), on port PORT + 1.
+then replay a real recorded session through the intraday path (scripts/demo_intraday.py), on port PORT + 1, and run
+the recorded news, tweets, filings and macro series through the alternative assets into a model
+(scripts/demo_alternative.py).
 
 Runs go to the Dagster instance under $DAGSTER_HOME, so `make dev` shows them afterwards in the UI.
 """
@@ -38,6 +40,7 @@ SCORED_SESSIONS = 10  # the model is trained for the week holding the 10th sessi
 # the scored sessions: their predictions, drift reports, the report over every prediction so far, the daily insights
 SCORED = [dg.AssetKey(k) for k in ("predictions", "drift_report", "backtest_history", "insights")]
 INTRADAY = Path(__file__).with_name("demo_intraday.py")
+ALTERNATIVE = Path(__file__).with_name("demo_alternative.py")
 RECORDED = Path(__file__).resolve().parents[2] / "shared" / "data"  # the recorded session and the S&P 500 file
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
@@ -167,6 +170,12 @@ def intraday(port: int) -> None:
         sys.exit("the intraday part failed")
 
 
+def alternative() -> None:
+    """The alternative-data part (scripts/demo_alternative.py): its own data folder, the same Dagster instance."""
+    if subprocess.run([sys.executable, str(ALTERNATIVE)]).returncode != 0:
+        sys.exit("the alternative-data part failed")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--years", type=float, default=3.0, help="history to materialize")
@@ -193,6 +202,7 @@ def main() -> None:
     print_drift(results["scored"])
     serve_and_predict(args.port, ["S00000", "S00042", "NOPE"])
     intraday(args.port + 1)
+    alternative()
     print_next(_metadata(results["scored"], "insights"))
 
 

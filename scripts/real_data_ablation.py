@@ -86,12 +86,18 @@ def main() -> None:
 
     defs, instance = build_definitions(), dg.DagsterInstance.ephemeral()
     if not args.data_dir:
-        for job in ("daily_data_job", "alternative_data_job"):
+        sentiment = defs.resolve_implicit_global_asset_job_def(), {"asset_selection": [dg.AssetKey("sentiment_model")]}
+        steps = {
+            "daily_data_job": (defs.resolve_job_def("daily_data_job"), {"tags": RANGE}),
+            "sentiment_model": sentiment,  # alt_features scores the tweets with its champion
+            "alternative_data_job": (defs.resolve_job_def("alternative_data_job"), {"tags": RANGE}),
+        }
+        for step, (job, options) in steps.items():
             began = time.monotonic()
-            result = defs.resolve_job_def(job).execute_in_process(instance=instance, run_config=QUIET, tags=RANGE)
+            result = job.execute_in_process(instance=instance, run_config=QUIET, **options)
             if not result.success:
-                sys.exit(f"{job} failed")
-            print(f"{job}: {time.monotonic() - began:.0f} s", flush=True)
+                sys.exit(f"{step} failed")
+            print(f"{step}: {time.monotonic() - began:.0f} s", flush=True)
     print(f"data in {data_dir}\n")
     universe = sp500_tickers()
     arms = {

@@ -15,7 +15,11 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from stockpred_core.features.alternative_catalog import ALT_REGISTRY
+
 META_FILE = "model.json"
+# Alternative values (not their masks): NaN wherever their source does not cover a ticker and day.
+MAY_BE_UNCOVERED = frozenset(spec.name for spec in ALT_REGISTRY if not spec.name.endswith("_covered"))
 FITTED = {"fitted": True}  # field metadata: learned state, saved by the model itself rather than as config
 
 
@@ -34,13 +38,15 @@ def check_aligned(X: pd.DataFrame, y: pd.Series) -> None:
 
 
 def check_training_data(X: pd.DataFrame, y: pd.Series) -> None:
-    """Refuse what would silently train a broken model: no rows, misaligned or missing labels, all-NaN columns."""
+    """Refuse what would silently train a broken model: no rows, misaligned or missing labels, all-NaN columns
+    (except alternative values: a source's coverage may begin after a fold's training rows end, and each family's
+    `<family>_covered` mask says so; LightGBM takes them as missing, the other families impute them as 0)."""
     if len(X) == 0 or X.shape[1] == 0:
         raise ValueError(f"cannot fit on an empty feature matrix (shape {X.shape})")
     check_aligned(X, y)
     if y.isna().any():
         raise ValueError(f"labels contain {int(y.isna().sum())} NaN value(s)")
-    empty = [str(name) for name in X.columns[X.isna().all().to_numpy()]]
+    empty = [str(name) for name in X.columns[X.isna().all().to_numpy()] if name not in MAY_BE_UNCOVERED]
     if empty:
         raise ValueError(f"feature column(s) {empty} are all NaN in the training rows")
 

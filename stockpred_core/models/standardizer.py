@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -10,27 +10,38 @@ import pandas as pd
 
 @dataclass
 class Standardizer:
-    """Median imputation then (x - mean) / std, all fitted on the training rows only and stored with the model."""
+    """Median imputation then (x - mean) / std, all fitted on the training rows only and stored with the model.
+
+    A column without any value in the training rows (an alternative source that covered none of them) is `unseen`:
+    it is always transformed to 0, so values it takes later cannot reach weights that never learned from it."""
 
     medians: np.ndarray
     means: np.ndarray
     stds: np.ndarray
+    unseen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @classmethod
     def fit(cls, X: pd.DataFrame) -> Standardizer:
         values = X.to_numpy(dtype=float)
-        medians = np.nanmedian(values, axis=0)
+        unseen = np.isnan(values).all(axis=0)
+        medians = np.zeros(values.shape[1])
+        medians[~unseen] = np.nanmedian(values[:, ~unseen], axis=0)
         filled = np.where(np.isnan(values), medians, values)
         stds = filled.std(axis=0)
-        return cls(medians, filled.mean(axis=0), np.where(stds > 0, stds, 1.0))  # constant column: leave unscaled
+        return cls(medians, filled.mean(axis=0), np.where(stds > 0, stds, 1.0), unseen)  # constant: unscaled
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         values = X.to_numpy(dtype=float)
-        return (np.where(np.isnan(values), self.medians, values) - self.means) / self.stds
+        scaled = (np.where(np.isnan(values), self.medians, values) - self.means) / self.stds
+        if self.unseen.any():
+            scaled[:, self.unseen] = 0.0
+        return scaled
 
     def to_dict(self) -> dict:
-        return {"medians": self.medians.tolist(), "means": self.means.tolist(), "stds": self.stds.tolist()}
+        state = {"medians": self.medians.tolist(), "means": self.means.tolist(), "stds": self.stds.tolist()}
+        return state | ({"unseen": self.unseen.tolist()} if self.unseen.any() else {})
 
     @classmethod
     def from_dict(cls, state: dict) -> Standardizer:
-        return cls(*(np.asarray(state[key], dtype=float) for key in ("medians", "means", "stds")))
+        medians, means, stds = (np.asarray(state[key], dtype=float) for key in ("medians", "means", "stds"))
+        return cls(medians, means, stds, np.asarray(state.get("unseen", [False] * len(medians)), dtype=bool))
