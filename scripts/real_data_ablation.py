@@ -75,6 +75,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=["social", "news", "macro"], default=["social", "news", "macro"])
     parser.add_argument("--data-dir", help="reuse a folder an earlier run built (skips the daily and alt jobs)")
+    parser.add_argument(
+        "--label", choices=["return", "rank"], default="return", help="the training target (metrics: the return)"
+    )
     args = parser.parse_args()
     if not (ALTERNATIVE / "tweets").is_dir():
         sys.exit(f"{ALTERNATIVE} not found: the script reads ../shared/data")
@@ -108,29 +111,35 @@ def main() -> None:
     print(
         f"{'universe':>9} {'tickers':>7} {'families':>24} {'out-of-sample':>23} {'rank IC':>8} {'t':>6} "
         f"{'TopK net':>9} {'excess':>8} {'IR':>6} {'beta':>5} {'alpha':>7} {'alpha t':>7} {'L/S Sharpe':>10} "
-        f"{'turnover':>8}"
+        f"{'turnover':>8} {'flat days':>9}"
     )
     for name in args.only:
         tickers, test, families = arms[name]
         for extra in [[], *families]:
-            m = backtest(defs, instance, tickers, test, ["technical", *extra])
+            m = backtest(defs, instance, tickers, test, ["technical", *extra], args.label)
             label = "+".join(["technical", *extra]).replace("technical+", "+") if extra else "technical"
             print(
                 f"{name:>9} {len(tickers) if tickers else 505:>7} {label:>24} {m['oos_range']:>23} "
                 f"{m['rank_ic']:>8.4f} {m['rank_ic_t']:>6.2f} {m['annual_return']:>+9.1%} "
                 f"{m['excess_return_index']:>+8.1%} {m['information_ratio_index']:>6.2f} {m['beta_index']:>5.2f} "
                 f"{m['alpha_index']:>+7.1%} {m['alpha_t_index']:>7.2f} {m['long_short_sharpe']:>10.2f} "
-                f"{m['turnover']:>8.1%}",
+                f"{m['turnover']:>8.1%} {flat_days(m['oos_predictions_file']):>9.1%}",
                 flush=True,
             )
 
 
-def backtest(defs, instance, tickers: list[str] | None, test: dict, families: list[str]) -> dict:
+def flat_days(path: str) -> float:
+    """The share of out-of-sample days whose predictions are one value for every ticker (no ranking at all)."""
+    predictions = pd.read_parquet(path)
+    return float((predictions.groupby("date")["prediction"].nunique() == 1).mean())
+
+
+def backtest(defs, instance, tickers: list[str] | None, test: dict, families: list[str], label: str) -> dict:
     import dagster as dg
 
     config = {
         "family": "lightgbm",
-        "label": "return",
+        "label": label,
         "horizon": 1,
         "train_weeks": test["train_weeks"],
         "oos_start": test["oos_start"],

@@ -15,6 +15,7 @@ import pandas as pd
 
 from stockpred_assets.alternative.reporting import fetch_metadata, quarantine_metadata, rows_metadata
 from stockpred_assets.partitions import partition_days, trading_days
+from stockpred_core.data import alternative as alt
 from stockpred_core.data import calendar
 from stockpred_core.data.alternative_quality import empty_quarantine, keep_quarantine, validate_alt
 from stockpred_core.data.ingestion import keep_rejects
@@ -32,7 +33,6 @@ from stockpred_resources.providers import (
 
 GROUP = "alternative"
 RETRY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
-SUBJECT = {"news": "ticker", "social": "ticker", "filings": "ticker", "insider": "ticker", "macro": "series"}
 
 # the asset's name -> the raw tables it writes, by kind (what alt_features reads)
 TABLES = {
@@ -45,14 +45,16 @@ TABLES = {
 }
 
 
-def keep_failed(existing: pd.DataFrame, fresh: pd.DataFrame, failed: set[str], subject: str) -> pd.DataFrame:
-    """The window's rows: the fresh ones, and the earlier rows of the subjects whose refetch failed (a failure
-    never deletes data)."""
-    kept = existing[existing[subject].isin(failed)] if len(existing) and failed else existing.iloc[:0]
-    parts = [f for f in (kept, fresh) if len(f)]
-    if not parts:
-        return fresh
-    return pd.concat(parts, ignore_index=True)[fresh.columns]
+def keep_earlier(existing: pd.DataFrame, fresh: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """The window's rows: the fresh ones, and every earlier row the fresh fetch does not hold again (by the table's
+    key; a row fetched again replaces its earlier copy). Items do not vanish from a source, so whatever made this
+    fetch hold less than an earlier one (a failed subject, a page cap, a Form 4 that could not be read this time)
+    never deletes the rows the earlier run stored."""
+    parts = [f for f in (existing, fresh) if len(f)]
+    if len(parts) < 2:
+        return fresh if len(fresh) or not len(existing) else existing[fresh.columns]
+    both = pd.concat([existing[fresh.columns], fresh], ignore_index=True)
+    return both.drop_duplicates(alt.KEYS[kind], keep="last").reset_index(drop=True)
 
 
 def _keep_table(lake: LakeResource, table: str, new: pd.DataFrame, merge, empty: pd.DataFrame) -> str:
@@ -72,12 +74,12 @@ def ingest_alt(
     sessions = calendar.sessions(days[0], days[-1])
     tables = TABLES[context.asset_key.path[-1]]
     report = provider.fetch(days[0], days[-1])
-    failed = set(report.failures["ticker"])
     metadata: dict = {"provider": provider.name}
     for kind, table in tables.items():
         checked = validate_alt(kind, report.rows[kind], days[0], days[-1])
-        existing = lake.read_range("raw", table, days[0], days[-1]) if failed else checked.valid.iloc[:0]
-        rows = keep_failed(existing, checked.valid, failed, SUBJECT[kind])
+        existing = lake.read_range("raw", table, days[0], days[-1])
+        rows = keep_earlier(existing, checked.valid, kind)
+        metadata[f"{kind}_rows_kept_from_earlier_runs"] = dg.MetadataValue.int(len(rows) - len(checked.valid))
         paths = lake.write_partitions("raw", table, rows, days)
         path = _keep_table(lake, f"quarantine_{table}", checked.quarantined, keep_quarantine, empty_quarantine(kind))
         prefix = "" if kind == provider.KIND else f"{kind}_"

@@ -37,11 +37,11 @@ SOCIAL_COLUMNS = [
 FILING_COLUMNS = [
     "date", "ticker", "cik", "accession", "form", "filed_on", "public_at", "items", *_COMMON,
 ]  # fmt: skip
-# insider: one row per non-derivative transaction of a Form 4 (code P purchase, S sale, A award, ...);
-# `acquired` True for (A)cquired, False for (D)isposed.
+# insider: one row per non-derivative transaction of a Form 4 (code P purchase, S sale, A award, ...); `line` its
+# position among the form's transactions; `acquired` True for (A)cquired, False for (D)isposed.
 INSIDER_COLUMNS = [
-    "date", "ticker", "cik", "accession", "public_at", "insider", "transaction_date", "code", "acquired", "shares",
-    "price", *_COMMON,
+    "date", "ticker", "cik", "accession", "line", "public_at", "insider", "transaction_date", "code", "acquired",
+    "shares", "price", *_COMMON,
 ]  # fmt: skip
 # macro: one row per (series, observation period) as known at `public_at` (the series' publication lag applied).
 MACRO_COLUMNS = ["date", "series", "observed_on", "value", "public_at", *_COMMON]
@@ -58,7 +58,7 @@ KEYS = {
     "news": ["ticker", "item_id"],
     "social": ["ticker", "item_id"],
     "filings": ["accession"],
-    "insider": ["accession", "insider", "transaction_date", "code", "shares", "price"],
+    "insider": ["accession", "line"],
     "macro": ["series", "observed_on"],
 }
 

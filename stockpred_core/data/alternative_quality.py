@@ -35,7 +35,7 @@ NUMBERS = {
     "news": ["vendor_sentiment"],
     "social": ["author_followers", "reposts", "likes"],
     "filings": [],
-    "insider": ["shares", "price"],
+    "insider": ["line", "shares", "price"],
     "macro": ["value"],
 }
 BOOLEANS = {"insider": ["acquired"]}
@@ -51,7 +51,7 @@ REQUIRED = {
     "news": ["ticker", "item_id"],
     "social": ["ticker", "item_id"],
     "filings": ["ticker", "cik", "accession", "form"],
-    "insider": ["ticker", "accession", "code", "shares"],
+    "insider": ["ticker", "accession", "line", "code", "shares"],
     "macro": ["series", "observed_on", "value"],
 }
 # column -> (low, high) inclusive bounds; NaN passes (required fields are checked above)
@@ -59,7 +59,7 @@ RANGES = {
     "news": {"vendor_sentiment": (-1.0, 1.0)},
     "social": {"author_followers": (0, np.inf), "reposts": (0, np.inf), "likes": (0, np.inf)},
     "filings": {},
-    "insider": {"shares": (0, np.inf), "price": (0, np.inf)},
+    "insider": {"line": (1, np.inf), "shares": (0, np.inf), "price": (0, np.inf)},
     "macro": {},
 }
 

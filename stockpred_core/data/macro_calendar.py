@@ -6,11 +6,12 @@ published, never from P itself. The rules below are the release schedules of the
 where a schedule varies, so a feature never sees a value before it was out:
 
 - daily series (VIXCLS, DGS10, TEDRATE, DFF): the day's value is known after the day ends: from the next session;
-- UNRATE (BLS Employment Situation): 08:30 ET on the third Friday after the reference week (the week holding the
-  12th of month M), which is the first Friday of M+1 in most months and the second in some (a government shutdown
-  delays it further: September 2013 came out on 22 October);
-- CPIAUCSL (BLS CPI): 08:30 ET on the 21st of M+1 (the release is between the 10th and the 20th in 2013-2023,
-  except the October 2013 shutdown: the 30th);
+- UNRATE (BLS Employment Situation): 08:30 ET on the 15th of M+1. The release is the first or second Friday of M+1
+  (the third Friday after the week holding the 12th: the 7th to the 14th), so the 15th is never early; it is late by
+  up to a week, the price of never using a value before it was out. Releases a government shutdown delayed are in
+  LATE_RELEASES;
+- CPIAUCSL (BLS CPI): 00:00 ET on the 1st of M+2. The release is between the 10th and the 26th of M+1 in 2013-2023
+  (January's CPI came out on 26 February 2015; September 2013's, in the shutdown, on 30 October);
 - FEDFUNDS (monthly average of the daily rate): the 2nd of M+1;
 - MICH (Michigan inflation expectations, final): the 1st of M+1;
 - OECD monthly series (CPALTT01USM657N, IRLTLT01USM156N): the 1st of M+2;
@@ -44,16 +45,22 @@ SERIES: dict[str, SeriesSpec] = {
         SeriesSpec("DGS10", "daily", "10-year Treasury constant maturity yield (%)", "the next day, 00:00 ET"),
         SeriesSpec("TEDRATE", "daily", "TED spread (%)", "the next day, 00:00 ET"),
         SeriesSpec("DFF", "daily", "Effective federal funds rate (%)", "the next day, 00:00 ET"),
-        SeriesSpec(
-            "UNRATE", "monthly", "Unemployment rate (%)", "08:30 ET, third Friday after the week holding the 12th"
-        ),
-        SeriesSpec("CPIAUCSL", "monthly", "CPI, all urban consumers (index)", "08:30 ET on the 21st of M+1"),
+        SeriesSpec("UNRATE", "monthly", "Unemployment rate (%)", "08:30 ET on the 15th of M+1 (or its late release)"),
+        SeriesSpec("CPIAUCSL", "monthly", "CPI, all urban consumers (index)", "the 1st of M+2, 00:00 ET"),
         SeriesSpec("FEDFUNDS", "monthly", "Federal funds rate, monthly average (%)", "the 2nd of M+1, 00:00 ET"),
         SeriesSpec("MICH", "monthly", "Michigan 1-year inflation expectations (%)", "the 1st of M+1, 00:00 ET"),
         SeriesSpec("CPALTT01USM657N", "monthly", "OECD CPI growth, month on month (%)", "the 1st of M+2, 00:00 ET"),
         SeriesSpec("IRLTLT01USM156N", "monthly", "OECD long-term interest rate (%)", "the 1st of M+2, 00:00 ET"),
         SeriesSpec("GDP", "quarterly", "Gross domestic product (bn USD, latest revision)", "the 1st of Q+4 months"),
     ]
+}
+
+
+# Releases later than their series' rule, as the agency published them: (series, observation month) -> Eastern time.
+LATE_RELEASES: dict[tuple[str, str], str] = {
+    ("UNRATE", "2013-09"): "2013-10-22 08:30",  # the October 2013 shutdown
+    ("UNRATE", "2025-09"): "2025-11-20 08:30",  # the October-November 2025 shutdown
+    ("UNRATE", "2025-11"): "2025-12-16 08:30",
 }
 
 
@@ -69,15 +76,6 @@ def _month_start(observed: pd.Series, months: int) -> pd.Series:
     return observed.dt.to_period("M").dt.to_timestamp() + pd.DateOffset(months=months)
 
 
-def _unrate_release(observed: pd.Series) -> pd.Series:
-    """BLS: the Employment Situation comes out on the third Friday after the reference week (Sunday to Saturday,
-    holding the 12th)."""
-    twelfth = observed.dt.to_period("M").dt.to_timestamp() + pd.Timedelta(days=11)
-    saturday = twelfth + pd.to_timedelta((5 - twelfth.dt.weekday) % 7, unit="D")  # end of the reference week
-    first_friday = saturday + pd.Timedelta(days=6)
-    return first_friday + pd.Timedelta(days=14) + pd.Timedelta(hours=8, minutes=30)
-
-
 def published_at(series: str, observed_on: pd.Series) -> pd.Series:
     """The tz-naive UTC moment each observation of `series` became public (see the module's rules)."""
     if series not in SERIES:
@@ -87,9 +85,9 @@ def published_at(series: str, observed_on: pd.Series) -> pd.Series:
     if spec.frequency == "daily":
         local = observed + pd.Timedelta(days=1)
     elif series == "UNRATE":
-        local = _unrate_release(observed)
+        local = _month_start(observed, 1) + pd.Timedelta(days=14, hours=8, minutes=30)
     elif series == "CPIAUCSL":
-        local = _month_start(observed, 1) + pd.Timedelta(days=20, hours=8, minutes=30)
+        local = _month_start(observed, 2)
     elif series == "FEDFUNDS":
         local = _month_start(observed, 1) + pd.Timedelta(days=1)
     elif series == "MICH":
@@ -98,4 +96,13 @@ def published_at(series: str, observed_on: pd.Series) -> pd.Series:
         local = _month_start(observed, 2)
     else:  # quarterly GDP: the observation is the quarter's first day
         local = _month_start(observed, 4)
+    late = [
+        (i, pd.Timestamp(at))
+        for i, m in enumerate(observed.dt.strftime("%Y-%m"))
+        if (at := LATE_RELEASES.get((series, m)))
+    ]
+    if late:
+        local = local.copy()
+        for i, at in late:
+            local.iloc[i] = max(local.iloc[i], at)
     return _eastern_to_utc(local)

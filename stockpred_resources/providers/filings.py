@@ -157,11 +157,11 @@ class Form4:
     symbol: str
     period: pd.Timestamp
     signed_on: pd.Timestamp
-    transactions: pd.DataFrame  # insider, transaction_date, code, acquired, shares, price
+    transactions: pd.DataFrame  # line (1-based, in the document), insider, transaction_date, code, acquired, ...
     bad: list[tuple[str, str]] = field(default_factory=list)  # (a transaction's XML, why it cannot be held)
 
 
-def _transaction(text: dict[str, str], insider: str) -> dict[str, Any]:
+def _transaction(text: dict[str, str], insider: str, line: int) -> dict[str, Any]:
     for name in ("transaction_date", "code", "shares", "acquired"):
         if not text[name]:
             raise ValueError(f"{_TRANSACTION[name]} is missing")
@@ -171,6 +171,7 @@ def _transaction(text: dict[str, str], insider: str) -> dict[str, Any]:
     if not math.isfinite(shares):
         raise ValueError(f"transactionShares {text['shares']!r} is not a number of shares")
     return {
+        "line": line,
         "insider": insider,
         "transaction_date": pd.Timestamp(text["transaction_date"][:10]),
         "code": text["code"],
@@ -192,14 +193,14 @@ def parse_form4(document: bytes | str) -> Form4:
     names = [n.text.strip() for n in root.iterfind("reportingOwner/reportingOwnerId/rptOwnerName") if n.text]
     insider = "; ".join(names)
     rows, bad = [], []
-    for element in root.iterfind("nonDerivativeTable/nonDerivativeTransaction"):
+    for line, element in enumerate(root.iterfind("nonDerivativeTable/nonDerivativeTransaction"), start=1):
         text = {k: (element.findtext(p) or "").strip() for k, p in _TRANSACTION.items()}
-        try:
-            rows.append(_transaction(text, insider))
+        try:  # two identical lines of one form (the same sale held directly and through a trust) are two lots
+            rows.append(_transaction(text, insider, line))
         except ValueError as exc:
             bad.append((ET.tostring(element, encoding="unicode")[:1000], str(exc)))
     cik = (root.findtext("issuer/issuerCik") or "").strip()
-    columns = ["insider", "transaction_date", "code", "acquired", "shares", "price"]
+    columns = ["line", "insider", "transaction_date", "code", "acquired", "shares", "price"]
     return Form4(
         issuer_cik=int(cik) if cik.isdigit() else None,
         symbol=from_edgar(root.findtext("issuer/issuerTradingSymbol") or ""),

@@ -388,6 +388,10 @@ class NewsFilesProvider(NewsProvider):
         index_column = text.columns[0] if text.columns[0] not in {"title", "date", "stock"} else None
         idx = text[index_column] if index_column else pd.Series(text.index.astype(str), index=text.index)
         public_at = alt.to_utc_naive(text["date"].replace("", np.nan))
+        # A stamp at exactly local midnight carries a date without its time of day: it may have come out after
+        # that day's close, so it is taken as public at the end of the day (it counts for the next session).
+        dateonly = text["date"].str.contains(r"(?:^|\s)00:00:00(?:[+-]\d\d:?\d\d)?$", regex=True, na=False)
+        public_at = public_at.where(~dateonly, public_at + pd.Timedelta(hours=23, minutes=59))
         ticker = text["stock"].str.strip().str.upper()
         before = public_at.notna() & (public_at < alt._closes()[1][0])
         if before.any():

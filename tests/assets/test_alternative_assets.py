@@ -172,9 +172,10 @@ def test_macro_values_are_dated_by_their_publication(tmp_path, shared_data):
     meta, _ = metadata(result, "macro_series")
     macro = Lake(str(tmp_path)).read_range("raw", "macro_series", WEEKDAYS[0], WEEKDAYS[-1]).set_index("series")
     cpi = macro.loc[["CPIAUCSL"]]
-    # December 2013's CPI came out on 21 January 2014 (08:30 ET, the module's late-side rule): that session
-    assert cpi["observed_on"].tolist() == [pd.Timestamp("2013-12-01")]
-    assert cpi["date"].tolist() == [pd.Timestamp("2014-01-21")]
+    # November 2013's CPI counts from 1 January 2014 (the 1st of M+2, the module's late-side rule): the 2nd, the
+    # first session; December's from 1 February, after this window
+    assert cpi["observed_on"].tolist() == [pd.Timestamp("2013-11-01")]
+    assert cpi["date"].tolist() == [pd.Timestamp("2014-01-02")]
     vix = macro.loc["VIXCLS"].sort_values("observed_on")
     assert (vix["date"] > vix["observed_on"]).all()  # a day's close is known from the next session
     assert meta["series"] == 2 and all(c.passed for c in result.get_asset_check_evaluations())
@@ -207,3 +208,33 @@ def test_sentiment_model_without_sentences_fails_clearly(tmp_path):
                             raise_on_error=False)  # fmt: skip
     errors = [e.event_specific_data.error.to_string() for e in result.all_events if e.is_failure]
     assert not result.success and any("STOCKPRED_SENTIMENT_SENTENCES" in m for m in errors)
+
+
+def test_a_refetch_that_holds_less_keeps_what_the_earlier_run_stored(tmp_path, shared_data):
+    """The second run's source answers only half the headlines (a page cap, a truncated reply): the window keeps the
+    earlier rows it does not hold again, and rows it does hold replace their earlier copies."""
+    window = {"dagster/asset_partition_range_start": "2020-05-18", "dagster/asset_partition_range_end": "2020-06-05"}
+    agilent = benzinga_headlines(shared_data, "A", "2020-05-15 20:00", "2020-06-05 20:00")
+    half = agilent[: len(agilent) // 2]
+    server = RecordedServer().start()
+    provider = NewsApiProvider(
+        api_key=NEWS_KEY, base_url=server.url, companies_file=str(shared_data / SP500_CIK), tickers=["A"],
+        max_attempts=1, requests_per_minute=1e6, requests_per_day=None,
+    )  # fmt: skip
+    try:
+        server.route("/v2/everything", Reply.json(newsapi_page(agilent)))
+        materialize([raw_news_newsapi], {"news_newsapi_provider": provider}, tmp_path, tags=window)
+        lake = Lake(str(tmp_path))
+        before = lake.read_range("raw", "news_newsapi", "2020-05-18", "2020-06-05")
+        server.reset()
+        server.route("/v2/everything", Reply.json(newsapi_page(half)))
+        second = materialize([raw_news_newsapi], {"news_newsapi_provider": provider}, tmp_path, tags=window)
+    finally:
+        provider.close_http()
+        server.stop()
+    after = lake.read_range("raw", "news_newsapi", "2020-05-18", "2020-06-05")
+    assert len(before) == len(agilent) > len(half) > 0
+    assert sorted(after["item_id"]) == sorted(before["item_id"])  # nothing lost, nothing twice
+    assert metadata(second, "raw_news_newsapi")[0]["news_rows_kept_from_earlier_runs"] == len(agilent) - len(half)
+    refetched = set(after.loc[after["ingested_at"] > before["ingested_at"].max(), "item_id"])
+    assert len(refetched) == len(half)  # the rows fetched again are the new copies

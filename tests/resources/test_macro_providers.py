@@ -59,10 +59,11 @@ def test_fred_applies_each_series_publication_lag(server: RecordedServer, fred, 
     assert list(macro.columns) == alt.MACRO_COLUMNS and report.failures.empty and report.rejects.empty
     assert macro["date"].between(start, end).all() and (macro["provider"] == "fred").all()
     by = macro.set_index(["series", "observed_on"])
-    unrate = by.loc[("UNRATE", T("2014-01-01"))]  # January's rate: the Employment Situation of Friday 7 February
-    assert (unrate.value, unrate.date, unrate.public_at) == (6.6, T("2014-02-07"), T("2014-02-07 13:30"))
-    cpi = by.loc[("CPIAUCSL", T("2014-01-01"))]  # January's CPI: the 21st of February, 08:30 ET
-    assert (cpi.value, cpi.date, cpi.public_at) == (235.288, T("2014-02-21"), T("2014-02-21 13:30"))
+    # January's rate (out on Friday 7 February) from 08:30 ET on the 15th, a Saturday: Monday the 17th was a holiday
+    unrate = by.loc[("UNRATE", T("2014-01-01"))]
+    assert (unrate.value, unrate.date, unrate.public_at) == (6.6, T("2014-02-18"), T("2014-02-15 13:30"))
+    cpi = by.loc[("CPIAUCSL", T("2013-12-01"))]  # December's CPI from 1 February (January's counts from March)
+    assert (cpi.value, cpi.date, cpi.public_at) == (234.719, T("2014-02-03"), T("2014-02-01 05:00"))
     assert macro[macro["series"] != "VIXCLS"].groupby("series").size().to_dict() == {"CPIAUCSL": 1, "UNRATE": 1}
     vix = macro[macro["series"] == "VIXCLS"].set_index("observed_on")
     assert (vix.loc[T("2014-01-31"), "value"], vix.loc[T("2014-01-31"), "date"]) == (18.41, T("2014-02-03"))
@@ -247,6 +248,6 @@ def test_files_provider_missing_file_and_bad_rows(fred_dir: Path, tmp_path: Path
         ("2014-04-01,6.2,extra", "expected 2 fields (date, value)"),
         ("2014-13-01,6.7", "date '2014-13-01' is not a date"),
     ]
-    assert report.rejects.loc[report.rejects["raw"] == "2014-02-01,six", "date"].item() == T("2014-03-07")
+    assert report.rejects.loc[report.rejects["raw"] == "2014-02-01,six", "date"].item() == T("2014-03-17")
     assert report.notes == ["UNRATE: 1 observation(s) without a value skipped for 2013-01-02..2014-12-31"]
     assert (report.rejects["source"] == "UNRATE.csv").all() and (report.rejects["provider"] == "fred_files").all()

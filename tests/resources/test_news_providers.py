@@ -282,3 +282,16 @@ def test_files_provider_without_recordings_fails_clearly(tmp_path: Path) -> None
     report = NewsFilesProvider(paths=[str(tmp_path / "missing")]).fetch(T("2022-06-01"), T("2022-06-30"), ["AAPL"])
     [failure] = report.failures.to_dict("records")
     assert failure["kind"] == "bad_response" and failure["reason"].endswith("missing does not exist")
+
+
+def test_a_headline_stamped_at_local_midnight_counts_for_the_next_session(tmp_path: Path) -> None:
+    """Benzinga's 00:00:00 stamps carry the date without the time of day: such an item may have come out after the
+    close, so it counts for the next session; a stamp with a time counts for its own session."""
+    (tmp_path / "headlines.csv").write_text(
+        ",title,date,stock\n"
+        "1,Agilent Q2 beat,2020-06-04 00:00:00-04:00,A\n"
+        "2,Agilent raises guidance,2020-06-04 10:30:00-04:00,A\n"
+    )
+    rows = NewsFilesProvider(paths=[str(tmp_path)]).fetch(T("2020-06-01"), T("2020-06-30"), ["A"]).rows["news"]
+    dated = rows.set_index("item_id")["date"]
+    assert dated["benzinga:1"] == T("2020-06-05") and dated["benzinga:2"] == T("2020-06-04")

@@ -120,6 +120,7 @@ def test_macro_values_public_before_their_period_and_insider_booleans():
             "ticker": "TSLA",
             "cik": "1318605",
             "accession": "a1",
+            "line": [1, 2, 3],
             "public_at": public,
             "date": alt.session_for(pd.to_datetime(public)),
             "insider": "Musk",

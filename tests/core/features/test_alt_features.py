@@ -224,13 +224,13 @@ def macro_items(ted_until: str = "2015-04-30") -> pd.DataFrame:
 
 def test_macro_lags_and_values_by_hand():
     table = compute_alt_features(grid(), AltItems(macro=macro_items()))
-    # January's CPI comes out on Saturday 21 February 08:30 ET: not visible on Friday the 20th, from Monday the 23rd
+    # January's CPI counts from 1 March (a Sunday): not on Friday 27 February, from Monday 2 March
     assert session_for(published_at("CPIAUCSL", pd.Series([pd.Timestamp("2015-01-01")])))[0] == pd.Timestamp(
-        "2015-02-23"
+        "2015-03-02"
     )
     days = calendar.sessions("2015-02-02", "2015-03-31")
     early = compute_alt_features(grid(("AAA",), days), AltItems(macro=macro_items()))
-    friday, monday = row(early, "2015-02-20", "AAA"), row(early, "2015-02-23", "AAA")
+    friday, monday = row(early, "2015-02-27", "AAA"), row(early, "2015-03-02", "AAA")
     assert friday["macro_cpi_yoy"] == pytest.approx(CPI["2014-12-01"] / CPI["2013-12-01"] - 1)
     assert monday["macro_cpi_yoy"] == pytest.approx(CPI["2015-01-01"] / CPI["2014-01-01"] - 1)
 
@@ -242,8 +242,8 @@ def test_macro_lags_and_values_by_hand():
     # 20 sessions before 10 March is 9 February, when the value of Friday 6 February was the latest
     assert day["macro_dgs10_change_20"] == pytest.approx((DAILY["2015-03-09"] - DAILY["2015-02-06"]) / 10)
     assert day["macro_ted"] == DAILY["2015-03-09"]
-    # February's unemployment (released 6 March) vs November's
-    assert day["macro_unrate_change"] == pytest.approx(UNRATE["2015-02-01"] - UNRATE["2014-11-01"])
+    # February's unemployment (out on 6 March) counts from the 15th: on the 10th January's is the latest, vs October's
+    assert day["macro_unrate_change"] == pytest.approx(UNRATE["2015-01-01"] - UNRATE["2014-10-01"])
     assert day["macro_covered"] == 1.0
     same_day = table[table["date"] == pd.Timestamp("2015-03-10")]
     assert (same_day[[c for c in ALT_COLUMNS if c.startswith("macro_")]].nunique() == 1).all()  # market-wide
