@@ -94,6 +94,8 @@ def compute_window(
                 items[kind], missing[kind] = _read_family(lake, assets, kind, start, days)
     version = _score(context, items, mlflow_resource) if set(items) & set(TEXT_FAMILIES) else "not needed"
     table = compute_alt_features(grid, AltItems(**{kind: items.get(kind) for kind in AltItems.__dataclass_fields__}))
+    # which scorer made the sentiment columns: training tells when a window mixes the scores of two versions
+    table["sentiment_model_version"] = str(version)
     paths = lake.write_partitions("features", "alt_features", table, days)
     for kind, count in missing.items():
         if count:

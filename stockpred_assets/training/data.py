@@ -39,7 +39,16 @@ def load_alt_features(
             f"partition in {start:%Y-%m-%d}..{end:%Y-%m-%d}: materialize alt_features for the window, or train "
             "on the technical set alone (feature_families: [technical])"
         )
-    return duckdb.read_window(store, *ALT_TABLE, start, end)
+    alt = duckdb.read_window(store, *ALT_TABLE, start, end)
+    versions = alt["sentiment_model_version"] if "sentiment_model_version" in alt else pd.Series(dtype=str)
+    scorers = sorted(set(versions.dropna().astype(str)))
+    if len(scorers) > 1 and {"news", "social"} & set(families):
+        dg.get_dagster_logger().warning(
+            f"alt_features in {start:%Y-%m-%d}..{end:%Y-%m-%d} holds sentiment scored by sentiment model versions "
+            f"{scorers}: the news and social columns mix two scorers; rematerialize alt_features for the window "
+            "to score it with one"
+        )
+    return alt
 
 
 def with_alternative(

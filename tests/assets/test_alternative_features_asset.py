@@ -81,8 +81,9 @@ def test_one_row_per_feature_row_with_the_versioned_columns(world):
     assert result.success
     sessions = bars.loc[bars["date"].between("2014-01-02", "2014-01-31"), ["date", "ticker"]]
     assert len(table) == len(sessions) == 3 * 21  # 21 sessions: 22 weekdays less Martin Luther King Jr. Day
-    assert list(table.columns) == ["date", "ticker", *ALT_COLUMNS, "alt_feature_set_version"]
+    assert list(table.columns) == ["date", "ticker", *ALT_COLUMNS, "alt_feature_set_version", "sentiment_model_version"]
     assert (table["alt_feature_set_version"] == ALT_FEATURE_SET_VERSION).all()
+    assert (table["sentiment_model_version"] == "1").all()  # the scorer of every row's sentiment
 
 
 def test_coverage_is_explicit_and_a_family_without_a_source_is_missing(world):

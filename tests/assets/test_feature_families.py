@@ -10,7 +10,7 @@ import pytest
 from stockpred_assets.evaluation.assets import backtest_report, predictions
 from stockpred_assets.serving.assets import online_features
 from stockpred_assets.training.assets import linear_model
-from stockpred_assets.training.data import load_training_set, recipe_families
+from stockpred_assets.training.data import load_alt_features, load_training_set, recipe_families
 from stockpred_core.data.simulation import simulate_bars
 from stockpred_core.dataset.training_set import ALT_TABLE, MASKS
 from stockpred_core.features.alternative_catalog import (
@@ -247,3 +247,21 @@ def test_online_features_append_the_alternative_row_of_the_vectors_date(world, t
         expected = alt.loc[(row.date, row.ticker)]
         assert row.news_covered == expected["news_covered"] and row.macro_vix == expected["macro_vix"]
     assert vectors[MASKS].notna().all().all()
+
+
+def test_a_window_scored_by_two_sentiment_models_is_named_when_training_reads_it(world, tmp_path, caplog):
+    """After sentiment_model is retrained, alt_features partitions not rematerialized keep the old scorer's
+    sentiment: training reads them, and says which versions the window mixes."""
+    lake = LakeResource(url=str(tmp_path / "lake"))
+    alt = world["alt"]
+    dates = sorted(alt["date"].unique())
+    mixed = alt.assign(sentiment_model_version=np.where(alt["date"] < dates[len(dates) // 2], "3", "4"))
+    lake.write_partitions(*ALT_TABLE, mixed, dates)
+    duckdb = world["resources"]["duckdb"]
+    with caplog.at_level("WARNING"):
+        read = load_alt_features(lake, duckdb, dates[0], dates[-1], ["news"])
+    assert len(read) == len(alt) and "sentiment model versions ['3', '4']" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        load_alt_features(lake, duckdb, dates[0], dates[-1], ["macro"])  # no sentiment column used
+    assert "sentiment model versions" not in caplog.text
