@@ -91,7 +91,9 @@ def main() -> None:
 
     from stockpred_assets.definitions import build_definitions
 
-    defs, instance = build_definitions(), dg.DagsterInstance.get()
+    # make demo sets DAGSTER_HOME (the runs then show in `make dev`); run alone without it, an ephemeral instance
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    defs = build_definitions()
     print(f"\nAlternative data: {', '.join(TICKERS)}, news/tweets/filings/macro {ALT_START}..{END} -> {data_dir}")
     daily = defs.resolve_job_def("daily_data_job")
     # predictions and backtest_history score each day with the champion in force that week: there is none yet

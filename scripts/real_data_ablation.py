@@ -27,6 +27,7 @@ import warnings
 
 warnings.filterwarnings("ignore")
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sp500_env import MARKET, use_sp500_file  # noqa: E402  (scripts/ is on sys.path when run)
 
@@ -111,21 +112,53 @@ def main() -> None:
     print(
         f"{'universe':>9} {'tickers':>7} {'families':>24} {'out-of-sample':>23} {'rank IC':>8} {'t':>6} "
         f"{'TopK net':>9} {'excess':>8} {'IR':>6} {'beta':>5} {'alpha':>7} {'alpha t':>7} {'L/S Sharpe':>10} "
-        f"{'turnover':>8} {'flat days':>9}"
+        f"{'turnover':>8} {'flat days':>9} {'ΔIC vs technical':>16} {'t':>5}"
     )
+    returns = realized_returns()
     for name in args.only:
         tickers, test, families = arms[name]
+        base = None
         for extra in [[], *families]:
             m = backtest(defs, instance, tickers, test, ["technical", *extra], args.label)
+            ic = daily_rank_ic(m["oos_predictions_file"], returns)
+            base = ic if base is None else base
+            gain, gain_t = paired_t(ic, base) if extra else (np.nan, np.nan)
             label = "+".join(["technical", *extra]).replace("technical+", "+") if extra else "technical"
             print(
                 f"{name:>9} {len(tickers) if tickers else 505:>7} {label:>24} {m['oos_range']:>23} "
                 f"{m['rank_ic']:>8.4f} {m['rank_ic_t']:>6.2f} {m['annual_return']:>+9.1%} "
                 f"{m['excess_return_index']:>+8.1%} {m['information_ratio_index']:>6.2f} {m['beta_index']:>5.2f} "
                 f"{m['alpha_index']:>+7.1%} {m['alpha_t_index']:>7.2f} {m['long_short_sharpe']:>10.2f} "
-                f"{m['turnover']:>8.1%} {flat_days(m['oos_predictions_file']):>9.1%}",
+                f"{m['turnover']:>8.1%} {flat_days(m['oos_predictions_file']):>9.1%} {gain:>+16.4f} {gain_t:>5.2f}",
                 flush=True,
             )
+
+
+def realized_returns() -> pd.Series:
+    """Next-session total returns by (date, ticker) from the lake's validated bars (what the rank IC is measured on)."""
+    from stockpred_core.data.adjustments import adjust
+    from stockpred_core.dataset.labels import forward_returns
+    from stockpred_core.io.lake import Lake
+    from stockpred_core.settings import load_settings
+
+    lake = Lake(load_settings().lake_url)
+    bars, events = (lake.read_range("validated", t, "2013-01-01", "2018-02-09") for t in ("bars", "events"))
+    return forward_returns(adjust(bars, events), 1)
+
+
+def daily_rank_ic(path: str, returns: pd.Series) -> pd.Series:
+    """The Spearman correlation of each day's predictions with the realized next-session returns."""
+    frame = pd.read_parquet(path).set_index(["date", "ticker"])["prediction"].to_frame()
+    frame["realized"] = returns.reindex(frame.index)
+    frame = frame.dropna()
+    ranked = frame.groupby(level="date").rank()
+    return ranked.groupby(level="date").apply(lambda day: day["prediction"].corr(day["realized"]))
+
+
+def paired_t(arm: pd.Series, base: pd.Series) -> tuple[float, float]:
+    """Mean daily rank IC difference (arm - base) on the days both rank, and its t (days are not overlapping: h=1)."""
+    diff = (arm - base).dropna()
+    return float(diff.mean()), float(diff.mean() / diff.std() * np.sqrt(len(diff))) if len(diff) > 1 else np.nan
 
 
 def flat_days(path: str) -> float:
