@@ -129,7 +129,8 @@ def main() -> None:
                 f"{m['rank_ic']:>8.4f} {m['rank_ic_t']:>6.2f} {m['annual_return']:>+9.1%} "
                 f"{m['excess_return_index']:>+8.1%} {m['information_ratio_index']:>6.2f} {m['beta_index']:>5.2f} "
                 f"{m['alpha_index']:>+7.1%} {m['alpha_t_index']:>7.2f} {m['long_short_sharpe']:>10.2f} "
-                f"{m['turnover']:>8.1%} {flat_days(m['oos_predictions_file']):>9.1%} {gain:>+16.4f} {gain_t:>5.2f}",
+                f"{m['turnover']:>8.1%} {flat_days(m['oos_predictions_file']):>9.1%} {_signed(gain, 16, 4)} "
+                f"{_signed(gain_t, 5, 2, sign='')}",
                 flush=True,
             )
 
@@ -159,6 +160,11 @@ def paired_t(arm: pd.Series, base: pd.Series) -> tuple[float, float]:
     """Mean daily rank IC difference (arm - base) on the days both rank, and its t (days are not overlapping: h=1)."""
     diff = (arm - base).dropna()
     return float(diff.mean()), float(diff.mean() / diff.std() * np.sqrt(len(diff))) if len(diff) > 1 else np.nan
+
+
+def _signed(value: float, width: int, digits: int, sign: str = "+") -> str:
+    """`value` formatted, or "-" where there is none (the technical arm against itself)."""
+    return f"{'-':>{width}}" if np.isnan(value) else f"{value:>{sign}{width}.{digits}f}"
 
 
 def flat_days(path: str) -> float:
