@@ -44,7 +44,8 @@ DEFAULT_COLUMNS = {
     "close": "close",
     "volume": "volume",
 }
-SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+# .txt: per-ticker CSV downloads are often named <ticker>.us.txt (comma-separated, a Date,Open,...,Volume header)
+SUFFIXES = (".csv", ".csv.gz", ".txt", ".txt.gz", ".parquet", ".pq")
 NUMERIC = ["open", "high", "low", "close", "adj_close", "volume"]
 BLANK = {"", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"}  # an empty value: kept as NaN, validation decides
 SKIPPED_LINE = re.compile(r"Skipping line (\d+): (.+)")
@@ -103,7 +104,7 @@ def _reasons(frame: pd.DataFrame, dates: pd.Series, numbers: dict[str, pd.Series
 class FilesProvider(MarketDataProvider):
     """A CSV/Parquet file or folder; a file without a ticker column takes its ticker from the file name."""
 
-    path: str = Field(default="", description="A .csv/.csv.gz/.parquet file or a folder of them")
+    path: str = Field(default="", description="A .csv/.txt (optionally .gz) or .parquet file, or a folder of them")
     column_mapping: dict[str, str] = Field(default_factory=dict, description="Source column -> canonical column")
     _table: pd.DataFrame | None = PrivateAttr(default=None)
     _request_id: str = PrivateAttr(default="")

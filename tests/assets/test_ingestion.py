@@ -274,3 +274,26 @@ def test_an_empty_file_is_a_clear_empty_result(tmp_path):
     meta, _ = metadata(result, "raw_bars_files")
     assert result.success and (meta["rows_read"], meta["rows_rejected"], meta["dagster/row_count"]) == (0, 0, 0)
     assert meta["notes"] == ["bars.csv has no rows"]
+
+
+def test_a_folder_of_per_ticker_txt_downloads_loads_with_tickers_from_the_file_names(tmp_path, sp500_file):
+    """A common download format: one <ticker>.us.txt per stock (Date,Open,High,Low,Close,Volume,OpenInt), beside a
+    file that holds no bars (reported, the rest loads)."""
+    real = pd.read_csv(sp500_file, parse_dates=["date"])
+    folder = tmp_path / "stocks"
+    folder.mkdir()
+    for ticker in ("AAPL", "MSFT"):
+        rows = real[(real["Name"] == ticker) & real["date"].between("2014-01-02", "2014-01-31")]
+        txt = rows.rename(columns=str.capitalize)[["Date", "Open", "High", "Low", "Close", "Volume"]].assign(OpenInt=0)
+        txt.to_csv(folder / f"{ticker.lower()}.us.txt", index=False)
+    (folder / "readme.txt").write_text("Daily prices, one file per stock\n")
+    provider = FilesProvider(path=str(folder))
+    assert provider.universe() == ["AAPL", "MSFT"]
+    bars = provider.fetch_bars(pd.Timestamp("2014-01-02"), pd.Timestamp("2014-01-31")).bars
+    expected = real[real["Name"].isin(["AAPL", "MSFT"]) & real["date"].between("2014-01-02", "2014-01-31")]
+    assert len(bars) == len(expected) == 2 * 21  # January 2014 had 21 sessions
+    assert (
+        bars.set_index(["ticker", "date"])["close"].sort_index().tolist()
+        == expected.set_index(["Name", "date"])["close"].sort_index().tolist()
+    )
+    assert provider.notes() == ["readme.txt has no rows"] and provider.rejects().empty  # named, not silently skipped
