@@ -25,6 +25,7 @@ from stockpred_core.data import alternative as alt
 from stockpred_core.data.schemas import FAILURE_COLUMNS, REJECT_COLUMNS, empty_frame
 from stockpred_core.io.http_client import BadResponseError, ProviderError
 from stockpred_core.redaction import redact
+from stockpred_resources.providers.base import configured_symbols
 
 
 @dataclass
@@ -50,6 +51,22 @@ class AltFetchReport:
     notes: list[str] = field(default_factory=list)  # warnings about the source as a whole
 
 
+def recording_files(paths: list[str], suffixes: tuple[str, ...], what: str) -> list[Path]:
+    """The files of `paths` (files, or folders searched recursively for names ending in `suffixes`), in order; a
+    clear error when none is configured or one does not exist."""
+    if not paths:
+        raise BadResponseError(f"the {what} files provider has no paths: set its `paths` to files or folders")
+    found: list[Path] = []
+    for path in (Path(p).expanduser() for p in paths):
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(suffixes))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise BadResponseError(f"{path} does not exist")
+    return found
+
+
 class AltDataProvider(dg.ConfigurableResource):
     """A source of one kind of alternative data. Subclasses set KIND and TABLES and implement `fetch_subject`."""
 
@@ -66,11 +83,7 @@ class AltDataProvider(dg.ConfigurableResource):
 
     def subjects(self) -> list[str]:
         """What `fetch` iterates over by default: the configured tickers (macro: its series)."""
-        symbols = list(self.tickers)
-        if self.universe_file:
-            lines = Path(self.universe_file).read_text().splitlines()
-            symbols += [line.split("#", 1)[0].strip() for line in lines]
-        return list(dict.fromkeys(s.strip().upper() for s in symbols if s and s.strip()))
+        return configured_symbols(self.tickers, self.universe_file)
 
     def secrets(self) -> list[str]:
         """Configured values that must never appear in a message (API keys, tokens, URL passwords)."""

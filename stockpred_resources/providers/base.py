@@ -61,6 +61,15 @@ class FetchReport:
         )
 
 
+def configured_symbols(tickers: list[str], universe_file: str | None) -> list[str]:
+    """`tickers` plus the lines of `universe_file` (# comments), upper-cased, de-duplicated, in order."""
+    symbols = list(tickers)
+    if universe_file:
+        lines = Path(universe_file).read_text().splitlines()
+        symbols += [line.split("#", 1)[0].strip() for line in lines]
+    return list(dict.fromkeys(s.strip().upper() for s in symbols if s and s.strip()))
+
+
 class MarketDataProvider(dg.ConfigurableResource):
     """A source of daily bars in the canonical schema (see `stockpred_core.data.schemas.BarSchema`)."""
 
@@ -74,11 +83,7 @@ class MarketDataProvider(dg.ConfigurableResource):
 
     def universe(self) -> list[str]:
         """The configured tickers: the list plus the file's lines, upper-cased, de-duplicated, in order."""
-        symbols = list(self.tickers)
-        if self.universe_file:
-            lines = Path(self.universe_file).read_text().splitlines()
-            symbols += [line.split("#", 1)[0].strip() for line in lines]
-        return list(dict.fromkeys(s.strip().upper() for s in symbols if s and s.strip()))
+        return configured_symbols(self.tickers, self.universe_file)
 
     def secrets(self) -> list[str]:
         """Configured values that must never appear in a message (API keys, URL passwords)."""

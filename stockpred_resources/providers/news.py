@@ -28,7 +28,7 @@ from stockpred_core.io.http_client import (
     QuotaExceededError,
 )
 from stockpred_core.redaction import secrets_in
-from stockpred_resources.providers.alternative import NewsProvider, SubjectItems
+from stockpred_resources.providers.alternative import NewsProvider, SubjectItems, recording_files
 from stockpred_resources.providers.http_settings import HttpSettings
 
 EVERYTHING = "/v2/everything"
@@ -267,18 +267,7 @@ class NewsFilesProvider(NewsProvider):
         return "files"
 
     def _files(self) -> list[Path]:
-        if not self.paths:
-            raise BadResponseError("the news files provider has no paths: set its `paths` to files or folders")
-        found: list[Path] = []
-        for path in map(Path, self.paths):
-            path = path.expanduser()
-            if path.is_dir():
-                found += sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith((".csv", ".csv.gz")))
-            elif path.is_file():
-                found.append(path)
-            else:
-                raise BadResponseError(f"{path} does not exist")
-        return found
+        return recording_files(self.paths, (".csv", ".csv.gz"), "news")
 
     def table(self) -> pd.DataFrame:
         """Every file's items, stamped with the session each counts for (see `rejects` for what did not load)."""

@@ -29,7 +29,7 @@ from stockpred_core.io.http_client import (
 from stockpred_core.redaction import secrets_in
 from stockpred_core.resilience.breaker import CircuitBreaker
 from stockpred_core.resilience.retry import RetryPolicy
-from stockpred_resources.providers.alternative import SocialProvider, SubjectItems
+from stockpred_resources.providers.alternative import SocialProvider, SubjectItems, recording_files
 from stockpred_resources.providers.http_settings import HttpSettings
 from stockpred_resources.providers.news import CredentialsRejectedError, public_window, reject_rows
 from stockpred_resources.providers.rate_limit import RateLimiter
@@ -295,18 +295,7 @@ class SocialFilesProvider(SocialProvider):
         return "files"
 
     def _files(self) -> list[Path]:
-        if not self.paths:
-            raise BadResponseError("the social files provider has no paths: set its `paths` to files or folders")
-        found: list[Path] = []
-        for path in map(Path, self.paths):
-            path = path.expanduser()
-            if path.is_dir():
-                found += sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz")))
-            elif path.is_file():
-                found.append(path)
-            else:
-                raise BadResponseError(f"{path} does not exist")
-        return found
+        return recording_files(self.paths, (".jsonl", ".jsonl.gz"), "social")
 
     def table(self) -> pd.DataFrame:
         """Every file's tweets, stamped with the session each counts for (see `rejects` for what did not load)."""
