@@ -290,7 +290,8 @@ class Data:
 
     # --- backtest -------------------------------------------------------------------------------------------------
     def latest_backtest(self) -> str | None:
-        """The newest backtest report's week (`reports/backtest_report/<week>_predictions.parquet`)."""
+        """The newest backtest report's name, `<week>_<recipe>` (`reports/backtest_report/<week>_<recipe>_predictions
+        .parquet`, e.g. 2018-02-12_lightgbm-return-h1): the latest week, and within it the last recipe by name."""
         base = f"{self.lake.root}/{REPORTS}/backtest_report"
         if not self.lake.fs.exists(base):
             return None

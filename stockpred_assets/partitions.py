@@ -15,8 +15,12 @@ trading_days = dg.TimeWindowPartitionsDefinition(
     cron_schedule="0 0 * * 1-5", fmt="%Y-%m-%d", start=calendar.FIRST_SESSION, timezone=TIMEZONE, end_offset=1
 )
 
-# A model for week W (keyed by its Monday) is trained on data dated before that Monday only.
-weeks = dg.WeeklyPartitionsDefinition(start_date="2013-01-07", day_offset=1, timezone=TIMEZONE, end_offset=1)
+# A model for week W (keyed by its Monday) is trained on data dated before that Monday only. The first week is the
+# first Monday after the calendar's first session (2013-01-07 for the default 2013-01-02).
+_first = pd.Timestamp(calendar.FIRST_SESSION)
+weeks = dg.WeeklyPartitionsDefinition(
+    start_date=f"{_first + pd.offsets.Week(weekday=0):%Y-%m-%d}", day_offset=1, timezone=TIMEZONE, end_offset=1
+)
 
 
 def partition_days(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[pd.Timestamp]:

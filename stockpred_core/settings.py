@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -137,6 +138,21 @@ class NotifySettings(_FromEnvironment):
     webhook_secret: SecretStr | None = None  # set: generic webhooks carry an HMAC-SHA256 signature header
     notify_max_attempts: int = 4  # tries per notification (the first included) before the dead letters
     notify_backoff_seconds: float = 1.0  # the retry policy's base backoff
+
+
+class CalendarSettings(_FromEnvironment):
+    """The trading calendar's first session: partitions, the simulated market and history start there. Read when
+    `stockpred_core.data.calendar` is imported (Dagster's partitions are built from it at import), so a process sets
+    it before it imports the platform (`stockpred evaluate` sets it from the data's first date)."""
+
+    first_session: date = date(2013, 1, 2)
+
+    @field_validator("first_session")
+    @classmethod
+    def _not_before_the_calendar(cls, day: date) -> date:
+        if day < date(1990, 1, 2):
+            raise ValueError(f"STOCKPRED_FIRST_SESSION must be 1990-01-02 or later, got {day.isoformat()}")
+        return day
 
 
 def _under_data_dir(name: str) -> Any:
@@ -322,7 +338,7 @@ class Settings(_FromEnvironment):
 
 def environment_variables() -> set[str]:
     """Every variable the settings read (the docs and the deploy config are checked against this set)."""
-    classes = (Settings, ServiceSettings, NotifySettings)
+    classes = (Settings, ServiceSettings, NotifySettings, CalendarSettings)
     return {cls.variable(field) for cls in classes for field in cls.model_fields if field != "service"}
 
 
@@ -334,6 +350,11 @@ def load_service_settings(environ: Mapping[str, str] | None = None) -> ServiceSe
 def load_notify_settings(environ: Mapping[str, str] | None = None) -> NotifySettings:
     """The notification channels' STOCKPRED_* variables (read by `stockpred-notify` and the `insights` asset)."""
     return _read(NotifySettings, environ)
+
+
+def load_calendar_settings(environ: Mapping[str, str] | None = None) -> CalendarSettings:
+    """The calendar's STOCKPRED_FIRST_SESSION (read once, when `stockpred_core.data.calendar` is imported)."""
+    return _read(CalendarSettings, environ)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

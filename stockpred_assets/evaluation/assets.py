@@ -38,6 +38,7 @@ from stockpred_core.features.alternative_catalog import ALT_COLUMNS, TECHNICAL, 
 from stockpred_core.features.catalog import FEATURE_COLUMNS
 from stockpred_core.io.model_card import PARTITION_TAG
 from stockpred_core.io.model_registry import load_version
+from stockpred_core.models.ensemble import default_members
 from stockpred_core.models.training import make_forecaster
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
@@ -63,6 +64,8 @@ class BacktestConfig(PortfolioConfig):
     oos_end: str | None = None  # when set, the test blocks end on this date (later rows are not read into the test)
     num_boost_round: int = 60  # lightgbm
     epochs: int = 10  # torch_mlp
+    ensemble_members: list[str] | None = None  # ensemble: its member families (unset: the ensemble's default)
+    ensemble_seeds: int = 1  # ensemble: seeds per member family that takes one
     feature_families: list[str] | None = Field(
         default=None,
         description='"technical" (always in) and any of "news", "social", "filings", "macro"; unset: '
@@ -71,6 +74,12 @@ class BacktestConfig(PortfolioConfig):
     tickers: list[str] | None = Field(
         default=None, description="restrict the universe to these tickers (labels and benchmarks too); unset: all"
     )
+
+
+def recipe_name(config: BacktestConfig, families: list[str]) -> str:
+    """The backtest's file name after the week: family, label, horizon and the alternative families, e.g.
+    `lightgbm-return-h1` or `lightgbm-rank-h5-news+macro`."""
+    return "-".join([config.family, config.label, f"h{config.horizon}", *(["+".join(families)] if families else [])])
 
 
 @dg.asset(
@@ -109,10 +118,18 @@ def backtest_report(
         if config.oos_start
         else walk_forward_folds(X.index, config.n_folds, config.min_train_sessions, purge=gap)
     )
-    params = {
+    defaults = {
         "lightgbm": {"num_boost_round": config.num_boost_round},
         "torch_mlp": {"epochs": config.epochs, "patience": config.epochs},  # no validation split: fixed epochs
-    }.get(config.family, {})
+    }
+    params = defaults.get(config.family, {})
+    if config.family == "ensemble":  # its members fitted as they would be alone
+        members = tuple(config.ensemble_members or default_members())
+        params = {
+            "members": members,
+            "seeds": config.ensemble_seeds,
+            "member_params": {k: v for k, v in defaults.items() if k in members},
+        }
     try:
         pred = walk_forward_predictions(X, y, folds, lambda: make_forecaster(config.family, params, config.seed))
     except ValueError as exc:  # e.g. an alternative column without a value in a fold's training rows
@@ -124,7 +141,9 @@ def backtest_report(
     title = f"Walk-forward backtest of {config.family} ({config.label} label), week {context.partition_key}"
     report = evaluate(pred, returns, config, market_data, config.horizon, title, label=data.returns)
     figures, page = report.figures(), report.to_html()
-    name = f"backtest_report/{context.partition_key}"
+    # one file per recipe, so backtests of several families for the same week sit side by side
+    recipe = recipe_name(config, families)
+    name = f"backtest_report/{context.partition_key}_{recipe}"
     html = write_html(lake, name, page)
     predictions_file = write_predictions(lake, f"{name}_predictions", pred)  # to analyse them further
     card, role = backtest_run(mlflow_resource, context.partition_key, config.family)
@@ -137,6 +156,7 @@ def backtest_report(
     return dg.MaterializeResult(
         metadata={
             "family": config.family,
+            "recipe": recipe,
             "feature_set_version": feature_set_version(families),
             "feature_families": dg.MetadataValue.json([TECHNICAL, *families]),
             "feature_columns": dg.MetadataValue.int(X.shape[1]),

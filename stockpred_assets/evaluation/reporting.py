@@ -24,8 +24,11 @@ from stockpred_resources.tracking import MLflowResource
 INDEX = "index"  # the benchmark name of the configured market index (STOCKPRED_INDEX_FILE, e.g. ^GSPC)
 REPORTS = "reports"  # lake folder of the HTML reports
 SIGNAL_HEADLINE = ("ic", "icir", "ic_t", "rank_ic", "rank_icir", "rank_ic_t", "hit_rate", "mse_vs_naive")
-# Always in the metadata: the signal, the TopK-dropout book (net of costs unless `_gross`), the long-short spread and
-# the equal-weighted universe. INDEX_HEADLINE is added when a market index file is configured.
+# Always in the metadata: the signal, the primary book (TopK-dropout; net of costs unless `_gross`), its cost drag
+# (mean daily cost x 252) and its beta, alpha (annualized) and alpha_t on the equal-weighted universe, the long-short
+# spread and the equal-weighted universe. INDEX_HEADLINE is added when a market index file is configured: the primary
+# book against the index, the primary book hedged to beta 0 with the index (`beta_neutral_`, net of the book's costs)
+# and the long-short spread's alpha_t on the index.
 HEADLINE = (
     *SIGNAL_HEADLINE,
     "annual_return",
@@ -33,9 +36,13 @@ HEADLINE = (
     "sharpe",
     "max_drawdown",
     "turnover",
+    "cost_drag",
     "excess_return_equal_weight",
     "excess_return_equal_weight_gross",
     "information_ratio_equal_weight",
+    "beta_equal_weight",
+    "alpha_equal_weight",
+    "alpha_t_equal_weight",
     "long_short_annual_return",
     "long_short_sharpe",
     "equal_weight_annual_return",
@@ -50,15 +57,22 @@ INDEX_HEADLINE = (
     "beta_index",
     "alpha_index",
     "alpha_t_index",
+    "beta_neutral_annual_return",
+    "beta_neutral_sharpe",
+    "beta_neutral_alpha_t_index",
+    "long_short_alpha_t_index",
 )
 
 
 class PortfolioConfig(dg.Config):
     """How predictions become portfolios: Qlib's TopK-dropout, a top-k book and a long-short spread with a turnover
-    cap, costs in basis points. k shrinks to a fifth of the universe when that is smaller (30 tickers: top 6)."""
+    cap, with `buffer` > 0 a buffered top-k book beside them, costs in basis points. k shrinks to a fifth of the
+    universe when that is smaller (30 tickers: top 6), and n_drop and buffer with it."""
 
     top_k: int = 50
     n_drop: int = 5  # TopK-dropout: names swapped per day at most (scaled with k)
+    buffer: int = 0  # > 0: also a top-k book that keeps a held name while it ranks within the best k + buffer
+    rebalance_every: int = 1  # every book trades on every n-th prediction date only (5: weekly, for 5-session labels)
     max_turnover: float = 0.2  # two-sided turnover cap per day of the top-k book (long-short: twice it); 0: none
     open_cost_bps: float = 5.0  # on the value bought
     close_cost_bps: float = 15.0  # on the value sold
@@ -66,14 +80,23 @@ class PortfolioConfig(dg.Config):
 
 
 def strategies(n_tickers: int, config: PortfolioConfig) -> tuple[Strategy, ...]:
-    """TopK-dropout first (the headline), then top-k and long-short with the turnover cap."""
+    """TopK-dropout first (the headline), then top-k with the turnover cap, the buffered top-k (no cap: the buffer is
+    its turnover control) when `buffer` > 0, and long-short with the cap."""
     k = max(1, min(config.top_k, n_tickers // 5))
     n_drop = min(k, max(1, round(config.n_drop * k / config.top_k))) if config.n_drop > 0 else 0
-    common = {"open_cost_bps": config.open_cost_bps, "close_cost_bps": config.close_cost_bps, "delay": config.delay}
+    buffer = max(1, round(config.buffer * k / config.top_k)) if config.buffer > 0 else 0
+    common = {
+        "open_cost_bps": config.open_cost_bps,
+        "close_cost_bps": config.close_cost_bps,
+        "delay": config.delay,
+        "rebalance_every": config.rebalance_every,
+    }
     cap = config.max_turnover if config.max_turnover > 0 else None
+    buffered = (Strategy("topk", k=k, buffer=buffer, **common),) if buffer else ()
     return (
         Strategy("topk_dropout", k=k, n_drop=n_drop, **common),
         Strategy("topk", k=k, max_turnover=cap, **common),
+        *buffered,
         # the long-short book holds 2 of gross exposure: the same pace of change is twice the turnover
         Strategy("long_short", k=k, max_turnover=2 * cap if cap else None, **common),
     )
@@ -117,8 +140,7 @@ def evaluate(
 
 def headline(report: EvaluationReport) -> dict[str, float]:
     """The figures shown first: see HEADLINE."""
-    summary, portfolios = report.summary, report.portfolios
-    primary = next(iter(portfolios))
+    summary, portfolios, primary = report.summary, report.portfolios, report.primary
     spread = next(name for name, p in portfolios.items() if p.strategy.kind == "long_short")
     net, gross = summary.loc[f"{primary} net"], summary.loc[f"{primary} gross"]
     out = {key: report.signal.metrics[key] for key in SIGNAL_HEADLINE}
@@ -128,14 +150,19 @@ def headline(report: EvaluationReport) -> dict[str, float]:
         "sharpe": net["sharpe"],
         "max_drawdown": net["max_drawdown"],
         "turnover": net["turnover"],
+        "cost_drag": net["cost_drag"],
         "excess_return_equal_weight": net[f"excess_{EQUAL_WEIGHT}"],
         "excess_return_equal_weight_gross": gross[f"excess_{EQUAL_WEIGHT}"],
         "information_ratio_equal_weight": net[f"ir_{EQUAL_WEIGHT}"],
+        "beta_equal_weight": net[f"beta_{EQUAL_WEIGHT}"],
+        "alpha_equal_weight": net[f"alpha_{EQUAL_WEIGHT}"],
+        "alpha_t_equal_weight": net[f"alpha_t_{EQUAL_WEIGHT}"],
         "long_short_annual_return": summary.loc[f"{spread} net", "annual_return"],
         "long_short_sharpe": summary.loc[f"{spread} net", "sharpe"],
         "equal_weight_annual_return": summary.loc[EQUAL_WEIGHT, "annual_return"],
     }
     if INDEX in report.benchmarks.columns:
+        hedged = summary.loc[report.beta_neutral_name]
         out |= {
             "excess_return_index": net[f"excess_{INDEX}"],
             "excess_return_index_gross": gross[f"excess_{INDEX}"],
@@ -146,6 +173,10 @@ def headline(report: EvaluationReport) -> dict[str, float]:
             "beta_index": net[f"beta_{INDEX}"],  # of the primary book, net of costs, on the index's daily returns
             "alpha_index": net[f"alpha_{INDEX}"],
             "alpha_t_index": net[f"alpha_t_{INDEX}"],
+            "beta_neutral_annual_return": hedged["annual_return"],
+            "beta_neutral_sharpe": hedged["sharpe"],
+            "beta_neutral_alpha_t_index": hedged[f"alpha_t_{INDEX}"],
+            "long_short_alpha_t_index": summary.loc[f"{spread} net", f"alpha_t_{INDEX}"],
         }
     return {k: float(v) for k, v in out.items()}
 
@@ -161,6 +192,8 @@ def strategy_table(report: EvaluationReport) -> dg.MetadataValue:
                 "k": s.k,
                 "n_drop": s.n_drop if s.kind == "topk_dropout" else "-",
                 "max_turnover": f"{s.max_turnover:.0%}" if s.max_turnover else "-",
+                "buffer": s.buffer if s.kind == "topk" else "-",
+                "rebalance_every": s.rebalance_every,
                 "costs (bps open/close)": f"{s.open_cost_bps:g}/{s.close_cost_bps:g}",
                 "delay": s.delay,
             }
@@ -202,7 +235,7 @@ def report_metadata(
 ) -> dict:  # fmt: skip
     """The headline figures, the tables (each its own entry, drawn inline) and the plots that `log_report` logged to
     `run` (served by the MLflow UI), with the run's link."""
-    primary = next(iter(report.portfolios))
+    primary = report.primary
     return {
         "report": f"{report.title} ({report.period}, horizon {report.horizon})",
         **float_metadata(headline(report)),
@@ -236,8 +269,8 @@ def log_report(
     run_name: str = "backtest",
     tags: dict[str, str] | None = None,
 ):
-    """Metrics (`<prefix>.<name>`), the plots, the HTML page and the config into the MLflow run `run_id` (resumed:
-    a model version's run) or a new run. Returns the run."""
+    """Metrics (`<prefix>.<name>`), the plots, the HTML page, the config and the summary and per-year tables (CSV)
+    into the MLflow run `run_id` (resumed: a model version's run) or a new run. Returns the run."""
     experiment_id = mlflow_resource.setup()
     tags = dict(tags or {})
     if run_id is not None:
@@ -253,4 +286,6 @@ def log_report(
         mlflow.log_text(page, f"{prefix}/report.html")
         mlflow.log_text(json.dumps(config, indent=2, default=str), f"{prefix}/config.json")
         mlflow.log_text(report.summary.to_csv(), f"{prefix}/summary.csv")
+        for name, table in report.per_year.items():
+            mlflow.log_text(table.to_csv(), f"{prefix}/per_year/{name.replace(' ', '_')}.csv")
     return run

@@ -71,7 +71,12 @@ def row_counts(
 ) -> dict:
     """What the source held and what was rejected, for the whole source and for this run's window: in the window,
     `window_rows_read` = the rows the raw partitions took (validated_bars' rows_in) + `window_rows_rejected`."""
-    dated = pd.to_datetime(rejects["date"], errors="coerce", format="mixed") if len(rejects) else pd.Series([])
+    # a rejected row's date is its text: naive, or with an offset ("2022-06-03 00:00:00+00:00"), counted in UTC
+    dated = (
+        pd.to_datetime(rejects["date"], errors="coerce", format="mixed", utc=True).dt.tz_localize(None)
+        if len(rejects)
+        else pd.Series([], dtype="datetime64[ns]")
+    )
     in_window = int(dated.between(start, end).sum())
     loaded, loaded_in_window = provider.rows_loaded(), provider.rows_loaded(start, end)
     return {

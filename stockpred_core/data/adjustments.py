@@ -8,7 +8,6 @@ is adjusted with what was known on D.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from stockpred_core.features.batch import to_wide
@@ -48,5 +47,7 @@ def adjust(bars: pd.DataFrame, events: pd.DataFrame | None) -> pd.DataFrame:
     for col in PRICE_FIELDS:
         out[col] = out[col] * out["factor"]
     out["adj_close"] = out["close"]
-    out["volume"] = np.round(out["volume"] / out["share_factor"])
+    # not rounded: a rounded rescaled volume depends on which splits the window holds, so a backfill and a daily run
+    # would differ in the volume features (1e-7 in volume_ratio_20_z around EBAY's 2015 split)
+    out["volume"] = out["volume"] / out["share_factor"]
     return out.drop(columns=["factor", "share_factor"])

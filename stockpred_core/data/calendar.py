@@ -7,9 +7,12 @@ from functools import lru_cache
 import exchange_calendars as xcals
 import pandas as pd
 
+from stockpred_core.settings import load_calendar_settings
+
 EXCHANGE = "XNYS"
-# First session the platform knows about: partitions, the simulated market and the calendar start here.
-FIRST_SESSION = "2013-01-02"
+# First day the platform knows about: partitions, the simulated market and the calendar start here.
+# STOCKPRED_FIRST_SESSION (default 2013-01-02), read once at import: the partitions are built from it.
+FIRST_SESSION = load_calendar_settings().first_session.isoformat()
 
 
 @lru_cache(maxsize=1)

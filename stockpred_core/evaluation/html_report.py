@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import jinja2
 import pandas as pd
 
+from stockpred_core.evaluation.performance import HEDGE_MIN_PERIODS, HEDGE_WINDOW
 from stockpred_core.evaluation.plots import figure_png
 from stockpred_core.evaluation.tables import html_table
 
@@ -20,9 +21,15 @@ CONVENTIONS = (
     "close-to-close return (no look-ahead). Turnover is two-sided, (value bought + value sold) / account value, as in "
     "Qlib (a full switch of a long-only book is 200%). Costs: {open} bps on buys, {close} bps on sells, net = gross - "
     "cost. Annual return = mean daily return x 252; Sharpe and IR = mean / std x sqrt(252); max drawdown on "
-    "cumulative wealth; excess = daily strategy return - benchmark return. IC t-statistics use every h-th date "
-    "(non-overlapping labels)."
+    "cumulative wealth; excess = daily strategy return - benchmark return. Beta and alpha: least-squares fit of the "
+    "daily returns on the benchmark's, alpha annualized (x 252) with its t-statistic (alpha_t); for the long-short "
+    "and beta-neutral books only these, no excess. Cost drag = mean daily cost x 252 (annual return gross - net). "
+    "Beta-neutral book: the first long-only book short its ex-ante beta of the index ({window}-session regression "
+    "on the previous days, 1.0 before {min_periods}), net of the book's costs; the hedge's own trading is not "
+    "charged. IC t-statistics use every h-th date (non-overlapping labels)."
 )
+
+PER_YEAR = "by year, net of costs (gross_return and gross_alpha before costs; cost_drag = mean daily cost x 252)"
 
 
 @functools.cache
@@ -54,12 +61,14 @@ def html_report(report: EvaluationReport, dpi: int = 100) -> str:
             horizon=report.horizon,
             n_predictions=int(report.signal.metrics["n_predictions"]),
             n_dates=int(report.signal.metrics["n_dates"]),
-            conventions=CONVENTIONS.format(open=open_bps, close=close_bps),
+            conventions=CONVENTIONS.format(
+                open=open_bps, close=close_bps, window=HEDGE_WINDOW, min_periods=HEDGE_MIN_PERIODS
+            ),
             notes=report.notes,
             signal=html_table(signal, "Signal metrics", by_row=True),
             signal_per_year=html_table(report.signal_per_year, "Signal by year"),
             summary=html_table(report.summary.T, "Strategies (gross and net of costs) and benchmarks", by_row=True),
-            per_year=[html_table(table, f"{name}: by year (net of costs)") for name, table in report.per_year.items()],
+            per_year=[html_table(table, f"{name}: {PER_YEAR}") for name, table in report.per_year.items()],
             plots=plots,
         )
     )

@@ -23,7 +23,8 @@ close the strategy sets new weights and trades = new - drifted.
 - A missing return (no bar that session, or the ticker absent from `returns`) counts as 0 for a held name: its price
   is carried. A ticker can be bought or kept in a target-weight book only on a date where it has a score.
 - Dates without any score are not decision dates: positions are held and drift (so weekly predictions give a weekly
-  rebalance). The last decision with no following session in `returns` is dropped: it earns nothing yet.
+  rebalance); `Strategy.rebalance_every` n keeps every n-th decision date only, with the same effect on daily ones.
+  The last decision with no following session in `returns` is dropped: it earns nothing yet.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import pandas as pd
 from stockpred_core.evaluation.returns import to_wide
 from stockpred_core.evaluation.strategies import (
     Strategy,
+    buffered_topk_weights,
     drift,
     follow_targets,
     long_short_weights,
@@ -120,16 +122,32 @@ def account(
     }
 
 
+def rebalance_scores(scores: np.ndarray, every: int) -> np.ndarray:
+    """The scores of every `every`-th decision row (a row with a score), counted from the first; the other rows
+    emptied so the book holds through them."""
+    decision = np.isfinite(scores).any(axis=1)
+    if every == 1 or not decision.any():
+        return scores
+    keep = decision & ((np.cumsum(decision) - 1) % every == 0)
+    return np.where(keep[:, None], scores, np.nan)
+
+
 def run_strategy(pred: pd.Series | pd.DataFrame, returns: pd.DataFrame, strategy: Strategy) -> PortfolioResult:
     """Simulate one strategy on predictions (a (date, ticker) series or a date x ticker frame of scores, higher is
     better) and daily returns (date x ticker, `returns_from_prices`). See the module docstring for the conventions."""
     data = align(pred, returns, strategy.delay)
-    trade = np.isfinite(data.scores).any(axis=1)
+    scores = rebalance_scores(data.scores, strategy.rebalance_every)
+    trade = np.isfinite(scores).any(axis=1)
     if strategy.kind == "topk_dropout":
-        held = topk_dropout_weights(data.scores, data.next_returns, strategy.k, strategy.n_drop)
+        held = topk_dropout_weights(scores, data.next_returns, strategy.k, strategy.n_drop)
     else:
-        build = topk_weights if strategy.kind == "topk" else long_short_weights
-        held = follow_targets(build(data.scores, strategy.k), data.next_returns, trade, strategy.max_turnover)
+        if strategy.kind == "long_short":
+            targets = long_short_weights(scores, strategy.k)
+        elif strategy.buffer:
+            targets = buffered_topk_weights(scores, strategy.k, strategy.buffer)
+        else:
+            targets = topk_weights(scores, strategy.k)
+        held = follow_targets(targets, data.next_returns, trade, strategy.max_turnover)
     daily = pd.DataFrame(
         account(held, data.next_returns, strategy.open_cost_bps, strategy.close_cost_bps),
         index=pd.DatetimeIndex(data.realized, name="date"),

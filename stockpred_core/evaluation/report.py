@@ -9,7 +9,13 @@
 
 `pred` holds scores known at each date's close ((date, ticker) series); `returns` daily close-to-close returns
 (date x ticker, `returns.returns_from_prices`). Conventions: `core.portfolio` (timing, turnover, costs),
-`core.performance` (annualization, drawdown), `core.backtest.signal_metrics` (IC, t-statistics).
+`core.performance` (annualization, drawdown, beta and alpha, cost drag, the beta hedge),
+`core.backtest.signal_metrics` (IC, t-statistics).
+
+The summary has a row per book gross and net of costs, one per benchmark, and with an index the primary book (the
+first long-only one) hedged to beta 0 with the index (`<book> beta_neutral`, net of the book's costs). Every book
+row has its beta, alpha and alpha_t against each benchmark; excess return, information ratio and tracking error only
+for long-only books (a long-short or hedged book is no bet on beating a benchmark).
 """
 
 from __future__ import annotations
@@ -24,7 +30,14 @@ from matplotlib.figure import Figure
 
 from stockpred_core.evaluation.backtest import SignalResult, signal_metrics
 from stockpred_core.evaluation.html_report import html_report
-from stockpred_core.evaluation.performance import per_year, risk_metrics, signal_by_year
+from stockpred_core.evaluation.performance import (
+    beta_alpha,
+    beta_hedged,
+    cost_drag,
+    per_year,
+    risk_metrics,
+    signal_by_year,
+)
 from stockpred_core.evaluation.plots import cumulative_return_figure, drawdown_figure, ic_figure
 from stockpred_core.evaluation.portfolio import PortfolioResult, equal_weight_returns, run_strategy
 from stockpred_core.evaluation.returns import forward_returns_from_returns, index_returns, to_wide
@@ -40,7 +53,9 @@ DEFAULT_STRATEGIES = (
 )
 EQUAL_WEIGHT = "equal_weight"
 SIGNAL_HEADLINE = ("ic", "icir", "ic_t", "rank_ic", "rank_icir", "rank_ic_t", "hit_rate", "mse_vs_naive", "oos_r2")
-SUMMARY_HEADLINE = ("annual_return", "sharpe", "max_drawdown", "turnover")
+SUMMARY_HEADLINE = ("annual_return", "sharpe", "max_drawdown", "turnover", "cost_drag")
+BENCHMARK_HEADLINE = ("excess", "ir", "beta", "alpha", "alpha_t")  # per benchmark: `<figure>_<benchmark>`
+BETA_NEUTRAL = "beta_neutral"
 
 
 @dataclass(frozen=True)
@@ -50,10 +65,21 @@ class EvaluationReport:
     signal: SignalResult
     portfolios: dict[str, PortfolioResult]
     benchmarks: pd.DataFrame  # daily benchmark returns, indexed like the portfolios' daily frames
-    summary: pd.DataFrame  # one row per series: each strategy gross and net, each benchmark
-    per_year: dict[str, pd.DataFrame]  # by strategy label
+    summary: pd.DataFrame  # one row per series: each strategy gross and net, each benchmark, the beta-neutral book
+    per_year: dict[str, pd.DataFrame]  # by strategy label, and `<primary> beta_neutral`
     signal_per_year: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    # The primary book hedged with the index (gross, net, hedge_ratio by date); None without an index.
+    beta_neutral: pd.DataFrame | None = None
+
+    @property
+    def primary(self) -> str:
+        """The book the headline describes and the beta-neutral book hedges: the first long-only one."""
+        return _primary(self.portfolios)
+
+    @property
+    def beta_neutral_name(self) -> str:
+        return f"{self.primary} {BETA_NEUTRAL}"
 
     @property
     def period(self) -> str:
@@ -71,19 +97,22 @@ class EvaluationReport:
     def figures(self) -> dict[str, Figure]:
         long_only = [name for name, p in self.portfolios.items() if p.strategy.long_only]
         reference = next((c for c in self.benchmarks.columns if c != EQUAL_WEIGHT), EQUAL_WEIGHT)
-        returns = {f"{name} net": p.daily["net"] for name, p in self.portfolios.items()}
+        daily = {name: p.daily for name, p in self.portfolios.items()}
+        if self.beta_neutral is not None:
+            daily[self.beta_neutral_name] = self.beta_neutral
+        returns = {f"{name} net": frame["net"] for name, frame in daily.items()}
         return {
-            "cumulative_return": cumulative_return_figure(
-                {name: p.daily for name, p in self.portfolios.items()}, self.benchmarks, long_only, reference
-            ),
+            "cumulative_return": cumulative_return_figure(daily, self.benchmarks, long_only, reference),
             "ic": ic_figure(self.signal.ic, self.signal.rank_ic),
             "drawdown": drawdown_figure(returns | dict(self.benchmarks.items())),
         }
 
     def headline_summary(self) -> pd.DataFrame:
-        """The books and benchmarks (rows) by their headline figures, excess and information ratio per benchmark."""
+        """The books and benchmarks (rows) by their headline figures, and per benchmark the excess return,
+        information ratio, beta, alpha and its t-statistic."""
         benchmarks = [str(b) for b in self.benchmarks.columns]
-        return self.summary[[*SUMMARY_HEADLINE, *(f"{kind}_{b}" for b in benchmarks for kind in ("excess", "ir"))]]
+        per_benchmark = [f"{kind}_{b}" for b in benchmarks for kind in BENCHMARK_HEADLINE]
+        return self.summary.reindex(columns=[*SUMMARY_HEADLINE, *per_benchmark])
 
     def markdown(self) -> str:
         """The signal and portfolio headline tables in Markdown."""
@@ -130,18 +159,39 @@ def build_report(
         benchmarks[index_name] = index_returns(index_close, returns.index).reindex(dates)
     benchmarks[EQUAL_WEIGHT] = equal_weight_returns(pred, returns).reindex(dates)
     rows, years, notes = {}, {}, []
+    if index_close is not None and len(index_close) and pd.Timestamp(index_close.index.max()) < dates.max():
+        # its last close is carried: every later return of the index is 0, and its beta and alpha figures with it
+        notes.append(
+            f"the {index_name} closes end on {index_close.index.max():%Y-%m-%d}, before {dates.max():%Y-%m-%d}"
+        )
     for name, result in portfolios.items():
         daily = result.daily
-        against = benchmarks if result.strategy.long_only else pd.DataFrame(index=dates)
         exposure = {
             "turnover": float(daily["turnover"].mean()),
+            "cost_drag": cost_drag(daily["gross"], daily["net"]),
             "long_exposure": float(daily["long"].mean()),
             "short_exposure": float(daily["short"].mean()),
             "positions": float((daily["n_long"] + daily["n_short"]).mean()),
         }
+        long_only = result.strategy.long_only
         for kind in ("gross", "net"):
-            rows[f"{name} {kind}"] = _row(daily[kind], against) | exposure
-        years[name] = per_year(daily["net"], against, gross=daily["gross"], turnover=daily["turnover"])
+            rows[f"{name} {kind}"] = _row(daily[kind], benchmarks, excess=long_only) | exposure
+        years[name] = per_year(
+            daily["net"], benchmarks, gross=daily["gross"], turnover=daily["turnover"], excess=long_only
+        )
+    hedged = None
+    if index_close is not None:
+        primary = _primary(portfolios)
+        hedged = beta_hedged(portfolios[primary].daily, benchmarks[index_name])
+        name = f"{primary} {BETA_NEUTRAL}"
+        rows[name] = _row(hedged["net"], benchmarks, excess=False) | {
+            key: rows[f"{primary} net"][key] for key in ("turnover", "cost_drag")
+        }
+        rows[name] |= {
+            "hedge_ratio": float(hedged["hedge_ratio"].mean()),
+            "hedge_turnover": float(hedged["hedge_ratio"].diff().abs().mean()),
+        }
+        years[name] = per_year(hedged["net"], benchmarks, gross=hedged["gross"], excess=False)
     for column, series in benchmarks.items():
         rows[str(column)] = _row(series.dropna(), pd.DataFrame(index=dates))
         if series.isna().any():
@@ -156,21 +206,27 @@ def build_report(
         per_year=years,
         signal_per_year=signal_by_year(signal.ic, signal.rank_ic),
         notes=notes,
+        beta_neutral=hedged,
     )
 
 
-def _row(returns: pd.Series, benchmarks: pd.DataFrame) -> dict[str, float]:
+def _primary(portfolios: dict[str, PortfolioResult]) -> str:
+    return next((name for name, p in portfolios.items() if p.strategy.long_only), next(iter(portfolios)))
+
+
+def _row(returns: pd.Series, benchmarks: pd.DataFrame, excess: bool = True) -> dict[str, float]:
+    """`risk_metrics` of the returns, and per benchmark beta, alpha and alpha_t (with `excess`, the excess return,
+    information ratio, tracking error and excess drawdowns too), as `<figure>_<benchmark>`."""
     row = risk_metrics(returns)
     for name, bench in benchmarks.items():
-        excess = risk_metrics(returns, bench)
-        row |= {
-            f"excess_{name}": excess["excess_annual_return"],
-            f"ir_{name}": excess["information_ratio"],
-            f"excess_max_drawdown_{name}": excess["excess_max_drawdown"],
-            f"excess_max_drawdown_sum_{name}": excess["excess_max_drawdown_sum"],
-            f"tracking_error_{name}": excess["tracking_error"],
-            f"beta_{name}": excess["beta"],
-            f"alpha_{name}": excess["alpha"],
-            f"alpha_t_{name}": excess["alpha_t"],
-        }
+        if excess:
+            relative = risk_metrics(returns, bench)
+            row |= {
+                f"excess_{name}": relative["excess_annual_return"],
+                f"ir_{name}": relative["information_ratio"],
+                f"excess_max_drawdown_{name}": relative["excess_max_drawdown"],
+                f"excess_max_drawdown_sum_{name}": relative["excess_max_drawdown_sum"],
+                f"tracking_error_{name}": relative["tracking_error"],
+            }
+        row |= {f"{figure}_{name}": value for figure, value in beta_alpha(returns, bench).items()}
     return row

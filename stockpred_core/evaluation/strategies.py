@@ -1,5 +1,6 @@
-"""How predictions become target weights: top-k long, top/bottom-k long-short and Qlib's TopK-dropout, with the
-drift of weights between closes they trade from (the timing and accounting conventions: `portfolio.py`)."""
+"""How predictions become target weights: top-k long (optionally with a rank buffer), top/bottom-k long-short and
+Qlib's TopK-dropout, with the drift of weights between closes they trade from (the timing and accounting conventions:
+`portfolio.py`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ class Strategy:
     """How predictions become positions.
 
     - `topk`: long the k best-scored names at equal weight, rebalanced to equal weight at every decision.
+      With `buffer` b > 0 a held name stays while it ranks within the best k + b, and the best names not held fill
+      the book back up to k (a name can only enter at the top k): the usual turnover control beside dropout.
     - `long_short`: long the k best and short the k worst at 1/k each (1 of capital long, 1 short, gross 2; the
       return is the top-minus-bottom spread). With fewer than 2k scored names, k becomes half of them.
     - `topk_dropout`: Qlib's TopkDropoutStrategy (method_sell="bottom", method_buy="top", risk_degree 1): hold k names;
@@ -25,6 +28,8 @@ class Strategy:
     - `max_turnover` (topk, long_short): at most this two-sided turnover per decision; beyond it, every trade toward
       the target is scaled by the same factor (w = drifted + f (target - drifted)). None: no limit.
     - `delay`: sessions between the prediction date and the trade (0: trade at the prediction's close).
+    - `rebalance_every` n: trade on every n-th decision date only (the first, the (n+1)-th, ...) and hold, drifting,
+      through the others (5 on daily predictions: weekly, for a 5-session label).
     """
 
     kind: str = "topk_dropout"
@@ -34,13 +39,17 @@ class Strategy:
     open_cost_bps: float = 5.0
     close_cost_bps: float = 15.0
     delay: int = 0
+    rebalance_every: int = 1
+    buffer: int = 0
     name: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in STRATEGY_KINDS:
             raise ValueError(f"kind must be one of {STRATEGY_KINDS}, not {self.kind!r}")
-        if self.k < 1 or self.n_drop < 0 or self.delay < 0:
-            raise ValueError("k must be >= 1, n_drop and delay >= 0")
+        if self.k < 1 or self.n_drop < 0 or self.delay < 0 or self.rebalance_every < 1 or self.buffer < 0:
+            raise ValueError("k and rebalance_every must be >= 1, n_drop, delay and buffer >= 0")
+        if self.buffer and self.kind != "topk":
+            raise ValueError("buffer applies to topk (dropout limits by n_drop)")
         if self.max_turnover is not None and (self.max_turnover <= 0 or self.kind == "topk_dropout"):
             raise ValueError("max_turnover must be > 0 and applies to topk and long_short (dropout limits by n_drop)")
 
@@ -49,11 +58,12 @@ class Strategy:
         if self.name:
             return self.name
         base = {
-            "topk": f"top{self.k}",
+            "topk": f"top{self.k}" + (f"_buf{self.buffer}" if self.buffer else ""),
             "long_short": f"long_short{self.k}",
             "topk_dropout": f"top{self.k}_drop{self.n_drop}",
         }
         suffix = f"_to{self.max_turnover * 100:g}pct" if self.max_turnover is not None else ""
+        suffix += f"_every{self.rebalance_every}" if self.rebalance_every > 1 else ""
         return base[self.kind] + suffix + (f"_delay{self.delay}" if self.delay else "")
 
     @property
@@ -75,6 +85,29 @@ def topk_weights(scores: np.ndarray, k: int) -> np.ndarray:
     weights = np.zeros_like(scores, dtype=float)
     np.put_along_axis(weights, order, values, axis=1)
     return weights
+
+
+def buffered_topk_weights(scores: np.ndarray, k: int, buffer: int) -> np.ndarray:
+    """Equal weights on each row's book under the buffer rule (see `Strategy`): the names held before that still rank
+    within the best k + buffer, then the best names not held until m = min(k, scored names) are held. Rows without a
+    score keep the previous book. Sequential over rows, since each book depends on the one before."""
+    sessions, n = scores.shape
+    out = np.zeros((sessions, n))
+    held = np.zeros(n, dtype=bool)
+    position = np.empty(n, dtype=np.int64)
+    for t in range(sessions):
+        scored = np.isfinite(scores[t])
+        if scored.any():
+            order = _ranked(scores[t])
+            position[order] = np.arange(n)
+            m = min(k, int(scored.sum()))
+            kept = order[held[order] & scored[order] & (position[order] < k + buffer)][:m]
+            entering = order[~np.isin(order, kept)][: m - len(kept)]
+            held[:] = False
+            held[kept], held[entering] = True, True
+        if held.any():
+            out[t, held] = 1.0 / held.sum()
+    return out
 
 
 def long_short_weights(scores: np.ndarray, k: int) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""Metrics tables for display: values as strings by their column's kind (returns and turnover in %), as Markdown or as
-the rows the HTML template shows."""
+"""Metrics tables for display: values as strings by their column's kind (returns, alphas, costs and turnover in %,
+t-statistics and betas as numbers), as Markdown or as the rows the HTML template shows."""
 
 from __future__ import annotations
 
@@ -8,7 +8,22 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-PERCENT_COLUMNS = ("return", "cagr", "vol", "drawdown", "excess", "turnover", "tracking_error", "exposure")
+PERCENT_COLUMNS = (
+    "return",
+    "cagr",
+    "vol",
+    "drawdown",
+    "excess",
+    "turnover",
+    "tracking_error",
+    "exposure",
+    "alpha",
+    "cost_drag",
+)
+
+
+def _is_t_statistic(column: str) -> bool:
+    return column.endswith("_t") or column.startswith("alpha_t_")
 
 
 def _format(column: str, value: object) -> str:
@@ -18,7 +33,7 @@ def _format(column: str, value: object) -> str:
         return "-"
     if column in ("days", "positions") or column.startswith("n_"):
         return f"{value:,.0f}"
-    if any(part in column for part in PERCENT_COLUMNS):
+    if not _is_t_statistic(column) and any(part in column for part in PERCENT_COLUMNS):
         return f"{value:.2%}"
     if value == 0 or abs(value) >= 0.01:
         return f"{value:.4f}" if abs(value) < 1 else f"{value:.3f}"

@@ -1,9 +1,11 @@
-"""The model families by name: which class a family is, whether its optional dependency is installed, and loading a
-saved model directory of any family (the family is read from its model.json, so classes may move between modules)."""
+"""The model families by name: which class a family is, whether its optional dependency is installed, building an
+unfitted model of a family from its parameters, and loading a saved model directory of any family (the family is read
+from its model.json, so classes may move between modules)."""
 
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import fields
 from pathlib import Path
 
 from stockpred_core.models.baselines import LinearForecaster, MomentumForecaster, ZeroForecaster
@@ -19,7 +21,7 @@ TORCH_MISSING = (
     "the torch_mlp family needs PyTorch, which is not installed: `make install TORCH=cpu` (CPU build) or "
     "`TORCH=cuda` (CUDA build), or `pip install 'stockpred[torch]'`"
 )
-MODEL_FAMILIES = ("lightgbm", "torch_mlp", "linear", "zero", "momentum")
+MODEL_FAMILIES = ("lightgbm", "torch_mlp", "linear", "zero", "momentum", "ensemble")
 
 
 def torch_available() -> bool:
@@ -38,6 +40,10 @@ def model_family(family: str) -> type[Forecaster]:
         from stockpred_core.models.neural import TorchMLPForecaster  # imports torch: only when asked for
 
         return TorchMLPForecaster
+    if family == "ensemble":
+        from stockpred_core.models.ensemble import EnsembleForecaster  # it builds its members through this module
+
+        return EnsembleForecaster
     classes = {
         "lightgbm": LGBMForecaster,
         "linear": LinearForecaster,
@@ -47,6 +53,19 @@ def model_family(family: str) -> type[Forecaster]:
     if family not in classes:
         raise ValueError(f"unknown model family {family!r}; known: {sorted(MODEL_FAMILIES)}")
     return classes[family]
+
+
+def make_forecaster(family: str, params: dict | None = None, seed: int = 0) -> Forecaster:
+    """An unfitted model of `family` configured by `params` (its constructor arguments) and seeded where it can be."""
+    cls = model_family(family)
+    params = dict(params or {})
+    accepted = {f.name for f in fields(cls) if f.init}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ValueError(f"{family} takes no parameter(s) {unknown}; it takes {sorted(accepted)}")
+    if "seed" in accepted:
+        params.setdefault("seed", seed)
+    return cls(**params)
 
 
 def load_model(path: str | Path) -> Forecaster:

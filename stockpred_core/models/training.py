@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from stockpred_core.dataset.training_set import families_of, training_set
 from stockpred_core.evaluation.backtest import evaluate
 from stockpred_core.features.alternative_catalog import ALT_COLUMNS
 from stockpred_core.features.catalog import FEATURE_COLUMNS
-from stockpred_core.models.families import model_family
+from stockpred_core.models.families import make_forecaster  # importers of it from here still find it
 from stockpred_core.models.forecaster import Forecaster
 from stockpred_core.models.lgbm import LGBMForecaster
 from stockpred_core.models.tuning import tune_lgbm
@@ -125,19 +125,6 @@ def _covered_columns(X: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
         )
     empty = tuple(c for c in alt if X[c].isna().all())
     return X.drop(columns=list(empty)), empty
-
-
-def make_forecaster(family: str, params: dict | None = None, seed: int = 0) -> Forecaster:
-    """An unfitted model of `family` configured by `params` (its constructor arguments) and seeded where it can be."""
-    cls = model_family(family)
-    params = dict(params or {})
-    accepted = {f.name for f in fields(cls) if f.init}
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        raise ValueError(f"{family} takes no parameter(s) {unknown}; it takes {sorted(accepted)}")
-    if "seed" in accepted:
-        params.setdefault("seed", seed)
-    return cls(**params)
 
 
 def fit_early_stopped(

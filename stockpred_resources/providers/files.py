@@ -20,30 +20,35 @@ from stockpred_core.data.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS, REJECT_C
 from stockpred_core.io.http_client import BadResponseError, UnknownTickerError
 from stockpred_resources.providers.base import MarketDataProvider, TickerHistory
 
-# Column names found in common exports (Kaggle S&P 500, Yahoo CSV downloads, ...) -> canonical names.
+# Column names found in common exports (Kaggle S&P 500, Yahoo CSV downloads, Stooq .txt, ...) -> canonical names,
+# matched case-insensitively with spaces and dashes read as underscores ("Adj Close", "adj close", "Adj_Close").
 DEFAULT_COLUMNS = {
     "date": "date",
-    "Date": "date",
     "timestamp": "date",
-    "Name": "ticker",
-    "Symbol": "ticker",
+    "name": "ticker",
     "symbol": "ticker",
     "ticker": "ticker",
-    "Ticker": "ticker",
-    "Open": "open",
-    "High": "high",
-    "Low": "low",
-    "Close": "close",
-    "Volume": "volume",
-    "Adj Close": "adj_close",
-    "adj_close": "adj_close",
-    "Adj_Close": "adj_close",
     "open": "open",
     "high": "high",
     "low": "low",
     "close": "close",
     "volume": "volume",
+    "adj_close": "adj_close",
+    "adjclose": "adj_close",
+    "adjusted_close": "adj_close",
 }
+
+
+def canonical_columns(columns, mapping: dict[str, str]) -> dict[str, str]:
+    """Source column -> canonical name: `mapping` by exact name first, then DEFAULT_COLUMNS by normalized name."""
+    out = {column: mapping[column] for column in columns if column in mapping}
+    for column in columns:
+        key = re.sub(r"[\s\-]+", "_", str(column).strip().lower())
+        if column not in out and key in DEFAULT_COLUMNS and DEFAULT_COLUMNS[key] not in out.values():
+            out[column] = DEFAULT_COLUMNS[key]
+    return out
+
+
 # .txt: per-ticker CSV downloads are often named <ticker>.us.txt (comma-separated, a Date,Open,...,Volume header)
 SUFFIXES = (".csv", ".csv.gz", ".txt", ".txt.gz", ".parquet", ".pq")
 NUMERIC = ["open", "high", "low", "close", "adj_close", "volume"]
@@ -132,7 +137,7 @@ class FilesProvider(MarketDataProvider):
             self._notes.append(f"{path.name} has no rows")
             return pd.DataFrame(), empty_frame(REJECT_COLUMNS)
         rejects = self._skipped(path, skipped)
-        text = text.rename(columns={**DEFAULT_COLUMNS, **self.column_mapping})
+        text = text.rename(columns=canonical_columns(text.columns, self.column_mapping))
         if "ticker" not in text.columns:
             text["ticker"] = path.name.split(".")[0].upper()
         missing = {"date", "open", "high", "low", "close", "volume"} - set(text.columns)
@@ -144,7 +149,8 @@ class FilesProvider(MarketDataProvider):
         numbers = {c: pd.to_numeric(text[c].where(~text[c].isin(BLANK)), errors="coerce") for c in NUMERIC if c in text}
         reasons = _reasons(text, dates, numbers)
         bad = reasons != ""
-        rejects = pd.concat([rejects, self._rejects_of(path, text[bad], reasons[bad])], ignore_index=True)
+        if bad.any():
+            rejects = pd.concat([rejects, self._rejects_of(path, text[bad], reasons[bad])], ignore_index=True)
         rows = text[~bad].assign(date=dates[~bad], **{c: v[~bad] for c, v in numbers.items()})
         return rows, rejects
 
@@ -172,7 +178,8 @@ class FilesProvider(MarketDataProvider):
         if self._table is None:
             self._notes = []
             read = [self._read(p) for p in self._files()]
-            self._rejects = pd.concat([r for _, r in read], ignore_index=True)
+            rejected = [r for _, r in read if len(r)]
+            self._rejects = pd.concat(rejected, ignore_index=True) if rejected else empty_frame(REJECT_COLUMNS)
             parts = [rows for rows, _ in read if len(rows)]
             self._table = self._raw_schema(pd.concat(parts, ignore_index=True) if parts else None)
         return self._table

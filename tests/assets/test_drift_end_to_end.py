@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 SEED, UNIVERSE = "2", "20"
 WEEK = "2024-01-08"  # the champion's week: trained on the 104 weeks before that Monday
-HISTORY = ("2021-05-24", "2024-02-29")  # features' 160-session warm-up, the two training years, two more months
+HISTORY = ("2021-05-24", "2024-02-29")  # the features' warm-up, the two training years, two more months
 REGIME_START = "2024-03-01"
 LATER = (REGIME_START, "2024-12-31")
 MONITORED = (WEEK, "2024-12-31")  # a year of sessions after the champion's cut-off

@@ -6,6 +6,7 @@ import logging
 import dagster as dg
 import pandas as pd
 import pytest
+from support import SHARED_DATA
 from support.recorded_server import RecordedServer, Reply
 
 from stockpred_assets.ingestion.assets import raw_bars_files, raw_bars_simulated, raw_bars_yahoo
@@ -297,3 +298,28 @@ def test_a_folder_of_per_ticker_txt_downloads_loads_with_tickers_from_the_file_n
         == expected.set_index(["Name", "date"])["close"].sort_index().tolist()
     )
     assert provider.notes() == ["readme.txt has no rows"] and provider.rejects().empty  # named, not silently skipped
+
+
+def test_per_ticker_files_with_other_column_spellings_and_utc_offsets_load(tmp_path):
+    """The FNSPID per-ticker files: `Adj close` (any case and spacing maps), dates with a UTC offset
+    ("2014-01-02 00:00:00+00:00"), lower-case file names, extra columns (sentiment) left aside."""
+    source = SHARED_DATA / "alternative" / "news" / "fnspid_daily_sentiment"
+    if not source.is_dir():
+        pytest.skip(f"{source} is not here (../shared/data)")
+    folder = tmp_path / "fnspid"
+    folder.mkdir()
+    originals = {}
+    for name in ("KO.csv", "pep.csv"):
+        text = pd.read_csv(source / name, dtype=str)
+        rows = text[text["Date"].str[:7] == "2014-01"]
+        rows.to_csv(folder / name, index=False)
+        originals[name.split(".")[0].upper()] = rows
+    provider = FilesProvider(path=str(folder))
+    assert provider.universe() == ["KO", "PEP"]
+    bars = provider.fetch_bars(pd.Timestamp("2014-01-02"), pd.Timestamp("2014-01-31")).bars
+    assert len(bars) == 2 * 21 and provider.rejects().empty and not provider.notes()
+    for ticker, rows in originals.items():
+        got = bars[bars["ticker"] == ticker].sort_values("date")
+        assert got["date"].dt.strftime("%Y-%m-%d").tolist() == rows["Date"].str[:10].tolist()
+        assert got["adj_close"].tolist() == rows["Adj close"].astype(float).tolist()
+        assert got["close"].tolist() == rows["Close"].astype(float).tolist()

@@ -1,7 +1,9 @@
+import os
+
 import pytest
 from support import ROOT
 
-from stockpred_core.settings import SettingsError, load_settings
+from stockpred_core.settings import SettingsError, load_calendar_settings, load_settings
 
 
 def test_local_defaults_need_no_server(tmp_path):
@@ -76,3 +78,30 @@ def test_each_bad_variable_is_named_once_and_secrets_are_not_echoed():
     )
     with pytest.raises(SettingsError, match=r"STOCKPRED_SERVICE_WORKERS must be an integer, got '2\.5'"):
         load_settings({"STOCKPRED_SERVICE_WORKERS": "2.5"})
+
+
+def test_the_calendar_starts_at_the_configured_first_session():
+    """STOCKPRED_FIRST_SESSION moves the calendar, the day partitions and the first week (read at import, so in a
+    fresh interpreter); a bad value is refused with the variable's name."""
+    import subprocess
+    import sys
+
+    probe = (
+        "from stockpred_core.data import calendar; from stockpred_assets import partitions as p; "
+        "print(calendar.FIRST_SESSION, calendar.sessions('1990-01-01', '2013-12-31')[0].date(), "
+        "p.trading_days.start.date(), p.weeks.start.date())"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKPRED_")}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env={**env, "STOCKPRED_FIRST_SESSION": "2009-01-02"}, cwd=ROOT,
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.split() == ["2009-01-02", "2009-01-02", "2009-01-02", "2009-01-05"]
+    default = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert default.stdout.split() == ["2013-01-02", "2013-01-02", "2013-01-02", "2013-01-07"]
+    with pytest.raises(SettingsError, match="STOCKPRED_FIRST_SESSION must be 1990-01-02 or later"):
+        load_calendar_settings({"STOCKPRED_FIRST_SESSION": "1985-01-02"})
+    with pytest.raises(SettingsError, match="STOCKPRED_FIRST_SESSION"):
+        load_calendar_settings({"STOCKPRED_FIRST_SESSION": "next tuesday"})

@@ -1,10 +1,20 @@
-"""Which model is in force on a day (never one that could have seen it) and how strategies scale with the universe.
-The assets themselves: tests/assets/test_evaluation_assets.py."""
+"""Which model is in force on a day (never one that could have seen it), how strategies scale with the universe and
+what the headline metadata holds. The assets themselves: tests/assets/test_evaluation_assets.py."""
 
+import numpy as np
 import pandas as pd
+import pytest
 
-from stockpred_assets.evaluation.reporting import PortfolioConfig, strategies
+from stockpred_assets.evaluation.reporting import (
+    HEADLINE,
+    INDEX,
+    INDEX_HEADLINE,
+    PortfolioConfig,
+    headline,
+    strategies,
+)
 from stockpred_assets.evaluation.scoring import Promotion, models_in_force, week_monday
+from stockpred_core.evaluation.report import build_report
 
 W0, W1, W2, W3 = (pd.Timestamp(d) for d in ("2024-03-04", "2024-03-11", "2024-03-18", "2024-03-25"))
 DAYS = pd.bdate_range(W0, "2024-03-22")  # three weeks, no exchange holiday
@@ -42,3 +52,33 @@ def test_strategies_scale_k_and_drop_with_the_universe():
     assert (strategies(30, config)[0].k, strategies(30, config)[0].n_drop) == (6, 1)
     assert strategies(3, config)[0].k == 1
     assert strategies(100, PortfolioConfig(max_turnover=0))[1].max_turnover is None
+
+
+def test_strategies_add_a_buffered_book_and_trade_every_nth_decision_when_asked():
+    assert all(s.rebalance_every == 1 and s.buffer == 0 for s in strategies(505, PortfolioConfig()))
+    books = strategies(505, PortfolioConfig(buffer=25, rebalance_every=5))
+    labels = ["top50_drop5_every5", "top50_to20pct_every5", "top50_buf25_every5", "long_short50_to40pct_every5"]
+    assert [s.label for s in books] == labels and books[2].max_turnover is None  # the buffer is its turnover control
+    assert strategies(30, PortfolioConfig(buffer=25))[2].buffer == 3  # scaled with k = 6 like n_drop
+
+
+def test_the_headline_reads_each_figure_from_the_report_summary():
+    rng = np.random.default_rng(2)
+    dates = pd.bdate_range("2023-01-02", periods=80, name="date")
+    tickers = pd.Index([f"T{i:02d}" for i in range(20)], name="ticker")
+    market = rng.normal(0.0005, 0.01, 80)
+    returns = pd.DataFrame(market[:, None] * 1.2 + rng.normal(0, 0.02, (80, 20)), index=dates, columns=tickers)
+    pred = (returns.shift(-1) + rng.normal(0, 0.03, returns.shape)).iloc[:-1].stack()
+    index_close = pd.Series(100 * np.cumprod(1 + np.r_[0.0, market]), index=pd.bdate_range("2022-12-30", periods=81))
+    books = strategies(20, PortfolioConfig())
+    report = build_report(pred, returns, strategies=books, index_close=index_close, index_name=INDEX)
+    out = headline(report)
+    assert set(out) == {*HEADLINE, *INDEX_HEADLINE} and all(np.isfinite(v) for v in out.values())
+    summary, spread = report.summary, books[-1].label
+    assert out["cost_drag"] == summary.loc["top4_drop1 net", "cost_drag"] > 0
+    assert out["alpha_t_equal_weight"] == summary.loc["top4_drop1 net", "alpha_t_equal_weight"]
+    assert out["beta_neutral_sharpe"] == summary.loc["top4_drop1 beta_neutral", "sharpe"]
+    assert out["beta_neutral_alpha_t_index"] == summary.loc["top4_drop1 beta_neutral", f"alpha_t_{INDEX}"]
+    assert out["long_short_alpha_t_index"] == summary.loc[f"{spread} net", f"alpha_t_{INDEX}"]
+    assert out["beta_index"] == pytest.approx(1.2, abs=0.5)  # built on 1.2 x the index's returns, plus noise
+    assert set(headline(build_report(pred, returns, strategies=books))) == set(HEADLINE)

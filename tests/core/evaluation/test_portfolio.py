@@ -1,5 +1,6 @@
-"""The portfolio engine on hand-computed cases: returns, costs, turnover, drawdown, TopK-dropout's choices, and
-timing (a position chosen at D's close earns D -> D+1, never anything known only later)."""
+"""The portfolio engine on hand-computed cases: returns, costs, turnover, drawdown, TopK-dropout's choices, the buffer
+and rebalance-every turnover controls, beta, alpha, cost drag and the ex-ante beta hedge, and timing (a position
+chosen at D's close earns D -> D+1, never anything known only later)."""
 
 import importlib.util
 from typing import ClassVar
@@ -11,7 +12,16 @@ from support import ROOT
 
 from stockpred_core.dataset.splits import walk_forward_folds
 from stockpred_core.evaluation.backtest import signal_metrics, walk_forward_predictions
-from stockpred_core.evaluation.performance import drawdown, max_drawdown, per_year, risk_metrics
+from stockpred_core.evaluation.performance import (
+    beta_alpha,
+    beta_hedged,
+    cost_drag,
+    drawdown,
+    ex_ante_beta,
+    max_drawdown,
+    per_year,
+    risk_metrics,
+)
 from stockpred_core.evaluation.portfolio import equal_weight_returns, run_strategy
 from stockpred_core.evaluation.returns import forward_returns_from_returns, index_returns, returns_from_prices
 from stockpred_core.evaluation.strategies import Strategy
@@ -128,6 +138,66 @@ def test_topk_dropout_keeps_drifted_weights_and_buys_with_the_freed_cash():
     np.testing.assert_allclose(result.daily["gross"], [0.0, 0.04], rtol=0, atol=1e-15)
     np.testing.assert_allclose(result.daily["turnover"], [1.0, 0.8], rtol=0, atol=1e-15)
     np.testing.assert_allclose(result.daily["net"], [-5 * BP, 0.04 - 8 * BP], rtol=0, atol=1e-15)
+
+
+def test_rebalance_every_trades_on_every_nth_decision_only_by_hand():
+    result = run_strategy(SCORES, RETURNS, Strategy("topk", k=2, rebalance_every=2))
+    daily = result.daily
+    # d0: buy A, B (turnover 1). d1 is skipped: A = 0.55 / 1.05 and B = 0.5 / 1.05 drift through d2 (A -10%, B +20%:
+    # gross 0.045 / 1.05) to A = 0.495 / 1.095 and B = 0.6 / 1.095. d2 trades to B, C at 0.5: sell 0.5475 / 1.095
+    # = 0.5, buy 0.5 C (10 bps). d3 is skipped: B, C earn 10% each at d3 and hold at 0.5 through d4 (B -5%).
+    np.testing.assert_allclose(daily["turnover"], [1.0, 0.0, 1.0, 0.0], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(daily["gross"], [0.05, 0.045 / 1.05, 0.10, -0.025], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(daily["cost"], [5 * BP, 0.0, 10 * BP, 0.0], rtol=0, atol=1e-15)
+    assert result.strategy.label == "top2_every2"
+    # Decision dates are counted among the dates with a score: without d1's, the trades are at d0 and d3 (which
+    # switches A, B for C, D: turnover 2).
+    sparse = SCORES.copy()
+    sparse.iloc[1] = np.nan
+    daily = run_strategy(sparse, RETURNS, Strategy("topk", k=2, rebalance_every=2)).daily
+    np.testing.assert_allclose(daily["turnover"], [1.0, 0.0, 0.0, 2.0], rtol=0, atol=1e-15)
+    # TopK-dropout holds through the skipped dates as through dates without a score (which, at the end, are not
+    # in the results at all; a skipped date is: its holding earns d4).
+    skipped = SCORES.copy()
+    skipped.iloc[[1, 3]] = np.nan
+    every2 = run_strategy(SCORES, RETURNS, Strategy("topk_dropout", k=2, n_drop=1, rebalance_every=2)).daily
+    without = run_strategy(skipped, RETURNS, Strategy("topk_dropout", k=2, n_drop=1)).daily
+    pd.testing.assert_frame_equal(every2.iloc[:3], without)
+    assert every2["turnover"].iloc[[1, 3]].tolist() == [0.0, 0.0] and every2["turnover"].iloc[2] > 0
+
+
+def test_buffer_keeps_a_held_name_while_it_ranks_within_k_plus_buffer_by_hand():
+    result = run_strategy(SCORES, RETURNS, Strategy("topk", k=2, buffer=1))
+    # d2 ranks B C A D: plain top-2 switches A for C, the buffer keeps A (3rd, within 2 + 1). d3 ranks C D A B:
+    # A (3rd) stays, B (4th) goes and the best name not held, C, comes in.
+    assert _held(result) == [["A", "B"], ["A", "B"], ["A", "B"], ["A", "C"]]
+    assert result.strategy.label == "top2_buf1"
+    # Kept names are set back to equal weight: at d2's close A = 0.45 / 1.05 and B = 0.6 / 1.05 trade 0.075 / 1.05
+    # each way. At d3's close A = 0.5 / 1.05, B = 0.55 / 1.05: sell B, buy 0.025 / 1.05 of A and 0.5 of C.
+    turnover = [1.0, 0.05 / 1.05, 0.15 / 1.05, 0.575 / 1.05 + 0.5]
+    np.testing.assert_allclose(result.daily["turnover"], turnover, rtol=0, atol=1e-15)
+    plain = run_strategy(SCORES, RETURNS, Strategy("topk", k=2)).daily
+    pd.testing.assert_frame_equal(run_strategy(SCORES, RETURNS, Strategy("topk", k=2, buffer=0)).daily, plain)
+    with pytest.raises(ValueError, match="buffer"):
+        Strategy("long_short", k=2, buffer=1)
+
+
+def test_buffer_drops_held_names_without_a_score_and_fills_from_the_top():
+    dates = pd.bdate_range("2024-01-01", periods=4, name="date")
+    nan = np.nan
+    scores = pd.DataFrame(
+        [
+            [3, 2, 1, 0],  # d0: A, B
+            [nan, 1, 2, 3],  # d1: A has no score and goes; B is 3rd of D C B, within 2 + 2: kept; D, the best, enters
+            [nan, nan, 2, nan],  # d2: one name scored: the book is C alone
+        ],
+        index=dates[:3],
+        columns=list("ABCD"),
+    )
+    returns = pd.DataFrame(0.0, index=dates, columns=list("ABCD"))
+    result = run_strategy(scores, returns, Strategy("topk", k=2, buffer=2))
+    assert _held(result) == [["A", "B"], ["B", "D"], ["C"]]
+    np.testing.assert_allclose(result.daily["turnover"], [1.0, 1.0, 2.0], rtol=0, atol=1e-15)
 
 
 @pytest.fixture(scope="module")
@@ -269,6 +339,52 @@ def test_per_year_breakdown_by_hand():
     np.testing.assert_allclose(table["excess_index"], [1.1 * 0.9 - 1, -0.01], rtol=0, atol=1e-15)
     np.testing.assert_allclose(table["max_drawdown"], [-0.1, 0.0], rtol=0, atol=1e-15)
     np.testing.assert_allclose(table["turnover"], [0.75, 0.3], rtol=0, atol=1e-15)
+
+
+def test_per_year_beta_alpha_and_cost_drag_are_the_summary_definitions_year_by_year():
+    rng = np.random.default_rng(7)
+    dates = pd.bdate_range("2020-12-01", "2021-01-29")
+    bench = pd.Series(rng.normal(0, 0.01, len(dates)), index=dates)
+    net = 0.0004 + 1.3 * bench + pd.Series(rng.normal(0, 0.005, len(dates)), index=dates)
+    gross = net + 0.002  # 20 bps of cost a day: a cost drag of 0.002 x 252 = 50.4% a year
+    table = per_year(net, bench.to_frame("index"), gross=gross)
+    assert table.index.tolist() == [2020, 2021]
+    np.testing.assert_allclose(table["cost_drag"], [0.504, 0.504], rtol=0, atol=1e-12)
+    assert cost_drag(gross, net) == pytest.approx(
+        risk_metrics(gross)["annual_return"] - risk_metrics(net)["annual_return"]
+    )
+    for year, rows in ((2020, dates.year == 2020), (2021, dates.year == 2021)):
+        fit = beta_alpha(net[rows], bench)
+        assert table.loc[year, ["beta_index", "alpha_index", "alpha_t_index"]].tolist() == pytest.approx(
+            [fit["beta"], fit["alpha"], fit["alpha_t"]], rel=1e-12
+        )
+        assert table.loc[year, "gross_alpha_index"] == pytest.approx(fit["alpha"] + 0.504, rel=1e-9)
+        assert 1.1 < table.loc[year, "beta_index"] < 1.5
+    spread = per_year(net, bench.to_frame("index"), gross=gross, excess=False)
+    assert "beta_index" in spread and not {"index_return", "excess_index", "ir_index"} & set(spread.columns)
+
+
+def test_the_ex_ante_beta_uses_only_earlier_days_and_hedges_to_beta_zero():
+    rng = np.random.default_rng(1)
+    dates = pd.bdate_range("2024-01-01", periods=100)
+    bench = pd.Series(rng.normal(0, 0.01, 100), index=dates)
+    book = pd.DataFrame({"net": 2.0 * bench})
+    book["gross"] = book["net"] + 0.001
+    hedged = beta_hedged(book, bench)
+    # 1.0 until 20 earlier days exist, then the exact 2.0: the hedged net return is b_t for 20 days, 0 after.
+    np.testing.assert_allclose(hedged["hedge_ratio"], [1.0] * 20 + [2.0] * 80, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(hedged["net"], np.r_[bench.to_numpy()[:20], np.zeros(80)], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(hedged["gross"] - hedged["net"], 0.001, rtol=0, atol=1e-15)
+    # On noisy returns: the least-squares beta of the 60 days before t (t itself is never in it).
+    noisy = 0.8 * bench + pd.Series(rng.normal(0, 0.01, 100), index=dates)
+    beta = ex_ante_beta(noisy, bench)
+    for t in (30, 70, 99):
+        window = slice(max(0, t - 60), t)
+        expected = np.polyfit(bench.iloc[window], noisy.iloc[window], 1)[0]
+        assert beta.iloc[t] == pytest.approx(expected, rel=1e-10)
+    changed = noisy.copy()
+    changed.iloc[70] += 1.0
+    pd.testing.assert_series_equal(ex_ante_beta(changed, bench).iloc[:71], beta.iloc[:71])
 
 
 class _Spy:

@@ -64,7 +64,7 @@ def test_daily_ic_matches_a_per_date_reference_with_gaps():
 
 
 @pytest.fixture(scope="module")
-def report():
+def market():
     rng = np.random.default_rng(11)
     dates = pd.bdate_range("2022-12-01", periods=60, name="date")
     tickers = [f"T{i:02d}" for i in range(15)]
@@ -76,6 +76,12 @@ def report():
         100 * np.cumprod(1 + rng.normal(0.0003, 0.01, 61)), index=pd.bdate_range("2022-11-30", periods=61)
     )
     strategies = (Strategy("topk_dropout", k=5, n_drop=1), Strategy("topk", k=5), Strategy("long_short", k=3))
+    return pred, returns, index_close, strategies
+
+
+@pytest.fixture(scope="module")
+def report(market):
+    pred, returns, index_close, strategies = market
     return build_report(pred, returns, strategies=strategies, index_close=index_close, index_name="sp500")
 
 
@@ -83,10 +89,17 @@ def test_report_tables_and_flat_metrics(report):
     assert set(report.portfolios) == {"top5_drop1", "top5", "long_short3"}
     assert list(report.summary.index) == [
         *(f"{name} {kind}" for name in ("top5_drop1", "top5", "long_short3") for kind in ("gross", "net")),
+        "top5_drop1 beta_neutral",
         "sp500",
         "equal_weight",
     ]
-    assert np.isnan(report.summary.loc["long_short3 net", "ir_sp500"])  # a market-neutral book has no benchmark
+    spread = report.summary.loc["long_short3 net"]
+    assert np.isnan(spread["ir_sp500"]) and np.isnan(spread["excess_equal_weight"])  # a spread beats no benchmark
+    assert np.isfinite(spread[["beta_sp500", "alpha_sp500", "alpha_t_sp500", "alpha_t_equal_weight"]]).all()
+    for name in report.portfolios:  # one definition: the cost drag is what the costs take off the annual return
+        gross, net = report.summary.loc[f"{name} gross"], report.summary.loc[f"{name} net"]
+        assert net["cost_drag"] == pytest.approx(gross["annual_return"] - net["annual_return"], rel=1e-12)
+        assert net["cost_drag"] > 0
     assert report.summary.loc["top5 net", "annual_return"] < report.summary.loc["top5 gross", "annual_return"]
     assert report.per_year["top5"].index.tolist() == [2022, 2023]
     assert report.signal.metrics["rank_ic"] > 0.3
@@ -97,6 +110,52 @@ def test_report_tables_and_flat_metrics(report):
     assert all(re.fullmatch(r"[\w./ -]+", k) for k in flat)  # MLflow metric names
     text = report.markdown()
     assert "| top5_drop1 net |" in text and "rank_icir" in text
+    assert "| top5_drop1 beta_neutral |" in text and "alpha_t_sp500" in text and "cost_drag" in text
+
+
+def test_the_beta_neutral_book_is_the_primary_book_short_its_ex_ante_beta(report):
+    assert report.primary == "top5_drop1" and report.beta_neutral_name == "top5_drop1 beta_neutral"
+    book, hedged, index = report.portfolios["top5_drop1"].daily, report.beta_neutral, report.benchmarks["sp500"]
+    np.testing.assert_allclose(hedged["hedge_ratio"].iloc[:20], 1.0)  # fewer than 20 earlier days: beta 1
+    np.testing.assert_allclose(hedged["net"], book["net"] - hedged["hedge_ratio"] * index, rtol=0, atol=1e-15)
+    row = report.summary.loc["top5_drop1 beta_neutral"]
+    assert row["annual_return"] == pytest.approx(hedged["net"].mean() * 252, rel=1e-12)
+    assert row["cost_drag"] == report.summary.loc["top5_drop1 net", "cost_drag"]
+    assert row["hedge_ratio"] == pytest.approx(hedged["hedge_ratio"].mean()) and np.isnan(row["excess_sp500"])
+    table = report.per_year["top5_drop1 beta_neutral"]
+    assert {"return", "gross_return", "cost_drag", "beta_sp500", "alpha_t_sp500"} <= set(table.columns)
+    assert report.metrics()["top5_drop1.beta_neutral.alpha_t_sp500"] == pytest.approx(row["alpha_t_sp500"])
+
+
+def test_per_year_tables_carry_alpha_beta_and_cost_drag(report):
+    table = report.per_year["top5"]
+    for column in (
+        "cost_drag",
+        "beta_sp500",
+        "alpha_sp500",
+        "alpha_t_sp500",
+        "gross_alpha_sp500",
+        "alpha_equal_weight",
+    ):
+        assert table[column].notna().all(), column
+    assert (table["gross_alpha_sp500"] > table["alpha_sp500"]).all()  # costs only take
+    assert "excess_sp500" not in report.per_year["long_short3"] and "beta_sp500" in report.per_year["long_short3"]
+
+
+def test_a_report_without_an_index_has_no_beta_neutral_book(market):
+    pred, returns, _, strategies = market
+    report = build_report(pred, returns, strategies=strategies)
+    assert report.beta_neutral is None and not any("beta_neutral" in row for row in report.summary.index)
+    assert set(report.per_year) == {"top5_drop1", "top5", "long_short3"}
+    assert np.isfinite(report.summary.loc["long_short3 net", "alpha_t_equal_weight"])
+    assert len(report.figures()) == 3
+
+
+def test_an_index_file_that_ends_early_is_noted(market):
+    pred, returns, index_close, strategies = market
+    report = build_report(pred, returns, strategies=strategies, index_close=index_close.iloc[:40], index_name="sp500")
+    assert "the sp500 closes end on 2023-01-24, before 2023-02-22" in report.notes
+    assert (report.benchmarks["sp500"].loc["2023-01-25":] == 0.0).all()  # the last close carried
 
 
 def test_report_figures_and_html(report, tmp_path):
@@ -112,6 +171,14 @@ def test_report_figures_and_html(report, tmp_path):
     assert page.count("<table") == 3 + len(report.per_year)  # signal, signal by year, summary, one per strategy
     for text in ("Signal metrics", "top5_drop1 net", "long_short3", "equal_weight", "sp500", "2023"):
         assert text in page
+    # the beta-neutral book's summary column and per-year table; per-year alpha, beta and cost drag of every book
+    assert "<th>top5_drop1 beta_neutral</th>" in page and "<h3>top5_drop1 beta_neutral: by year" in page
+    for figure in ("cost_drag", "beta_sp500", "alpha_sp500", "alpha_t_sp500", "beta_equal_weight"):
+        assert page.count(f"<th>{figure}</th>") == 1 + len(report.per_year), figure  # the summary's row, a column each
+    assert page.count("<th>gross_alpha_sp500</th>") == len(report.per_year)
+    alpha_t = report.summary.loc["top5 net", "alpha_t_sp500"]
+    assert f"<td>{alpha_t:.4f}</td>" in page or f"<td>{alpha_t:.3f}</td>" in page  # a t-statistic, not a percentage
+    assert f"<td>{report.summary.loc['top5 net', 'cost_drag']:.2%}</td>" in page
 
 
 def test_html_escapes_what_comes_from_data(report):

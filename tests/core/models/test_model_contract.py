@@ -32,6 +32,10 @@ FAST_MODELS = {
     "linear": LinearForecaster,
     "zero": ZeroForecaster,
     "momentum": MomentumForecaster,
+    "ensemble": lambda: model_family("ensemble")(
+        members=("lightgbm", "linear"),
+        member_params={"lightgbm": {"num_boost_round": 40, "params": {"num_threads": 1}}},
+    ),
 }
 # torch may round a row differently when it sits elsewhere in a batch; every other family is exact
 TOLERANCE = {"torch_mlp": 1e-6}
@@ -217,7 +221,7 @@ def test_contributions_explain_each_row(family, fitted, data):
     contrib = fitted.contributions(X)
     assert list(contrib.columns) == [*fitted.feature_names, "bias"] and contrib.index.equals(X.index)
     assert np.isfinite(contrib.to_numpy()).all()
-    if family in ("lightgbm", "linear", "momentum", "zero"):  # additive models: contributions sum to the prediction
+    if family in ("lightgbm", "linear", "momentum", "zero", "ensemble"):  # additive: they sum to the prediction
         np.testing.assert_allclose(contrib.sum(axis=1), fitted.predict(X), atol=1e-9)
 
 
