@@ -1,4 +1,4 @@
-"""The alternative data's ablation on real data, for docs/results.md: the walk-forward of scripts/real_data_report.py
+"""The alternative data's ablation on real data, for docs/results.md: the walk-forward of `stockpred evaluate`
 (LightGBM, next-session return, default parameters, expanding refits purged by the horizon) with and without each
 family of alternative features, on the tickers and years the recorded data covers.
 

@@ -134,6 +134,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--refit", default="monthly", help="monthly | weekly | quarterly | a number of refits")
     p.add_argument("--tickers", nargs="+", help="restrict the universe to these tickers")
     p.add_argument("--data-dir", type=Path, help="scratch data folder (default: a new temporary folder)")
+    p.add_argument(
+        "--reuse-data",
+        action="store_true",
+        help="--data-dir already holds this range's features (an earlier evaluate of the same bars): skip the data",
+    )
     p.add_argument("--out", type=Path, help="where evaluation.md/json go (default: the data folder)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(portfolio=_portfolio_options(p))
@@ -160,6 +165,24 @@ def _configure(args: argparse.Namespace, first: pd.Timestamp, data_dir: Path) ->
         os.environ.pop(name, None)
 
 
+def _prepare_data(defs, instance, days: pd.DatetimeIndex, bars: Path, data_dir: Path) -> None:
+    """raw_bars_files -> validated_bars -> features over `days` as one run (a single-run backfill)."""
+    import dagster as dg
+
+    daily = defs.resolve_job_def("daily_data_job").execute_in_process(
+        instance=instance,
+        run_config=QUIET,
+        tags={
+            "dagster/asset_partition_range_start": f"{days[0]:%Y-%m-%d}",
+            "dagster/asset_partition_range_end": f"{days[-1]:%Y-%m-%d}",
+        },
+        asset_selection=[dg.AssetKey(k) for k in ("raw_bars_files", "validated_bars", "features")],
+        raise_on_error=False,
+    )
+    if not daily.success:
+        sys.exit(f"ingesting, validating or featurizing {bars} failed: see the run in {data_dir / 'dagster'}")
+
+
 def evaluate(args: argparse.Namespace, dates: tuple[pd.Timestamp, pd.Timestamp]) -> list[dict]:
     """The evaluation of `args` over the data's (first, last) dates; the metadata of each family's backtest."""
     data_first, data_last = dates
@@ -168,6 +191,8 @@ def evaluate(args: argparse.Namespace, dates: tuple[pd.Timestamp, pd.Timestamp])
     oos_start = pd.Timestamp(args.oos_start)
     if not first < oos_start <= end:
         sys.exit(f"--oos-start must fall after the first date {first:%Y-%m-%d} and on or before {end:%Y-%m-%d}")
+    if args.reuse_data and args.data_dir is None:
+        sys.exit("--reuse-data needs the --data-dir an earlier evaluate of the same bars wrote")
     for path in (args.index, args.vix):
         if path is not None and not path.exists():
             sys.exit(f"{path} does not exist")
@@ -187,20 +212,16 @@ def evaluate(args: argparse.Namespace, dates: tuple[pd.Timestamp, pd.Timestamp])
     days = calendar.sessions(first, end)
     week = end + pd.offsets.Week(weekday=0)  # the Monday after the last date: its backtest sees all of it
     began = time.monotonic()
-    daily = defs.resolve_job_def("daily_data_job").execute_in_process(
-        instance=instance,
-        run_config=QUIET,
-        tags={
-            "dagster/asset_partition_range_start": f"{days[0]:%Y-%m-%d}",
-            "dagster/asset_partition_range_end": f"{days[-1]:%Y-%m-%d}",
-        },
-        asset_selection=[dg.AssetKey(k) for k in ("raw_bars_files", "validated_bars", "features")],
-        raise_on_error=False,
-    )
-    if not daily.success:
-        sys.exit(f"ingesting, validating or featurizing {args.bars} failed: see the run in {data_dir / 'dagster'}")
-    print(f"{args.bars}: {days[0]:%Y-%m-%d}..{days[-1]:%Y-%m-%d} ingested, validated and featurized in "
-          f"{time.monotonic() - began:.0f} s (data in {data_dir})", flush=True)  # fmt: skip
+    if args.reuse_data:
+        features = data_dir / "lake" / "features" / "features"
+        missing = [f"{d:%Y-%m-%d}" for d in (days[0], days[-1]) if not (features / f"date={d:%Y-%m-%d}").is_dir()]
+        if missing:
+            sys.exit(f"--reuse-data: {data_dir} holds no features for {', '.join(missing)}: run without it first")
+        print(f"{args.bars}: reusing the features in {data_dir}", flush=True)
+    else:
+        _prepare_data(defs, instance, days, args.bars, data_dir)
+        print(f"{args.bars}: {days[0]:%Y-%m-%d}..{days[-1]:%Y-%m-%d} ingested, validated and featurized in "
+              f"{time.monotonic() - began:.0f} s (data in {data_dir})", flush=True)  # fmt: skip
     folds = refit_count(oos_start, end, args.refit)
     rows = []
     for spec in args.families:
@@ -236,7 +257,9 @@ def evaluate(args: argparse.Namespace, dates: tuple[pd.Timestamp, pd.Timestamp])
         }
         rows.append(row)
         print(_line(row), flush=True)
-    _write(out, rows, args.argv)
+        _write(out, rows, args.argv)  # after each family: an interrupted run keeps what it measured
+    if rows:
+        print(f"\nfigures in {out / 'evaluation.md'} and {out / 'evaluation.json'}", flush=True)
     return rows
 
 
@@ -267,7 +290,6 @@ def _write(out: Path, rows: list[dict], argv: list[str]) -> None:
     )
     reports = "\n".join(f"- {row['recipe']}: {row.get('report_html', '-')}" for row in rows)
     (out / "evaluation.md").write_text(text + "\n\nReports:\n" + reports + "\n")
-    print(f"\nfigures in {out / 'evaluation.md'} and {out / 'evaluation.json'}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -57,6 +57,14 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path):
     bars.write_text("Date,Open,High,Low,Close,Volume\n2014-01-02,1,1,1,1,10\n2014-01-03,1,1,1,1,10\n")
     late = _run("evaluate", "--bars", str(bars), "--oos-start", "2016-01-01", "--families", "momentum")
     assert late.returncode != 0 and "--oos-start must fall after the first date 2014-01-02" in late.stderr
+    reuse = _run("evaluate", "--bars", str(bars), "--oos-start", "2014-01-03", "--reuse-data")
+    assert reuse.returncode != 0 and "--reuse-data needs the --data-dir" in reuse.stderr
+    empty = _run(
+        "evaluate", "--bars", str(bars), "--oos-start", "2014-01-03", "--reuse-data", "--data-dir", str(tmp_path)
+    )
+    assert (
+        empty.returncode != 0 and "holds no features for 2014-01-02, 2014-01-03: run without it first" in empty.stderr
+    )
     undated = tmp_path / "undated.csv"
     undated.write_text("Open,Close\n1,1\n")
     assert "need a date (or timestamp) column" in _run("evaluate", "--bars", str(undated), "--oos-start", "x").stderr
@@ -93,5 +101,12 @@ def test_families_are_evaluated_side_by_side_on_real_files_older_than_the_defaul
         assert (Path(row["report_html"]).parent / f"2012-07-02_{recipe}_predictions.parquet").is_file()
     table = (out / "evaluation.md").read_text()
     assert "momentum-return-h1" in table and "linear-rank-h1" in table and "stockpred evaluate --bars" in table
+    again = _run(
+        "evaluate", "--bars", str(bars), "--oos-start", "2012-01-01", "--end", "2012-06-29", "--families",
+        "momentum:rank", "--refit", "2", "--data-dir", str(data), "--reuse-data", "--out", str(tmp_path / "again"),
+    )  # fmt: skip
+    assert again.returncode == 0 and "reusing the features" in again.stdout, again.stderr[-3000:]
+    reports = sorted(p.name for p in (data / "lake" / "reports" / "backtest_report").glob("*.html"))
+    assert reports == [f"2012-07-02_{r}.html" for r in ("linear-rank-h1", "momentum-rank-h1", "momentum-return-h1")]
     days = sorted(p.name for p in (data / "lake" / "raw" / "bars_files").glob("date=*"))
     assert days[0] == "date=2011-07-01" and days[-1] == "date=2012-06-29"  # kept, not rejected as before 2013
