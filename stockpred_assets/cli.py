@@ -104,7 +104,7 @@ def _portfolio_options(parser: argparse.ArgumentParser) -> list[str]:
     """One option per PortfolioConfig field (--top-k, --n-drop, ...), with its default and description."""
     from stockpred_assets.evaluation.reporting import PortfolioConfig
 
-    group = parser.add_argument_group("portfolio (every backtest book; see docs/results.md)")
+    group = parser.add_argument_group("portfolio (every backtest book; the definitions: docs/pipeline.md)")
     names = []
     for name, field in PortfolioConfig.model_fields.items():
         kind = field.annotation if field.annotation in (int, float) else float

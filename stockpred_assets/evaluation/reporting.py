@@ -10,6 +10,7 @@ import json
 import dagster as dg
 import mlflow
 import pandas as pd
+from pydantic import Field
 
 from stockpred_assets.metadata import float_metadata, frame_table
 from stockpred_core.data.adjustments import adjust
@@ -69,14 +70,14 @@ class PortfolioConfig(dg.Config):
     cap, with `buffer` > 0 a buffered top-k book beside them, costs in basis points. k shrinks to a fifth of the
     universe when that is smaller (30 tickers: top 6), and n_drop and buffer with it."""
 
-    top_k: int = 50
-    n_drop: int = 5  # TopK-dropout: names swapped per day at most (scaled with k)
-    buffer: int = 0  # > 0: also a top-k book that keeps a held name while it ranks within the best k + buffer
-    rebalance_every: int = 1  # every book trades on every n-th prediction date only (5: weekly, for 5-session labels)
-    max_turnover: float = 0.2  # two-sided turnover cap per day of the top-k book (long-short: twice it); 0: none
-    open_cost_bps: float = 5.0  # on the value bought
-    close_cost_bps: float = 15.0  # on the value sold
-    delay: int = 0  # sessions between the prediction's close and the trade (1: Qlib's convention)
+    top_k: int = Field(50, description="names held by the long books (each side of the long-short)")
+    n_drop: int = Field(5, description="TopK-dropout: names swapped per day at most (scaled with k)")
+    buffer: int = Field(0, description="> 0: also a top-k book keeping a held name while it ranks in the best k+buffer")
+    rebalance_every: int = Field(1, description="every book trades on every n-th prediction date only (5: weekly)")
+    max_turnover: float = Field(0.2, description="two-sided turnover cap a day of the top-k book (long-short: twice)")
+    open_cost_bps: float = Field(5.0, description="cost on the value bought, in basis points")
+    close_cost_bps: float = Field(15.0, description="cost on the value sold, in basis points")
+    delay: int = Field(0, description="sessions between the prediction's close and the trade (1: Qlib's)")
 
 
 def strategies(n_tickers: int, config: PortfolioConfig) -> tuple[Strategy, ...]:
