@@ -13,7 +13,8 @@ printed side by side and written to `<out>/evaluation.md` and `evaluation.json`.
 first date (or --start), so any history the data has is used. Nothing about the out-of-sample period chooses
 anything: the parameters are the families' defaults.
 
-The Dagster instance lives in `<data dir>/dagster`: `DAGSTER_HOME=<data dir>/dagster dagster dev` shows the runs.
+The Dagster instance lives in `<data dir>/dagster`: with DAGSTER_HOME set there, `dagster-webserver -w workspace.yaml`
+shows its runs and each backtest's metadata in the UI.
 """
 
 from __future__ import annotations
