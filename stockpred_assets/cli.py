@@ -6,12 +6,12 @@
 It ingests the bars with the `files` provider (a CSV/.txt/Parquet file or a folder of them, the ticker from a column
 or the file name), validates and featurizes them (`daily_data_job` over the whole range, one run), then materializes
 `backtest_report` once per family for the week after `--end`: expanding-window refits with default parameters whose
-test blocks tile --oos-start..--end (one per month with `--refit monthly`), each trained only on dates before its
-block minus a purge of the horizon. Each family writes its own HTML report and predictions beside the others
-(`<data dir>/lake/reports/backtest_report/<week>_<family>-<label>-h<horizon>.html`); the figures of every family are
-printed side by side and written to `<out>/evaluation.md` and `evaluation.json`. The calendar starts at the data's
-first date (or --start), so any history the data has is used. Nothing about the out-of-sample period chooses
-anything: the parameters are the families' defaults.
+test blocks tile --oos-start..--end (with `--refit monthly` as many equal runs of sessions as months), each trained
+only on dates before its block minus a purge of the horizon. Each family writes its own HTML report and predictions
+beside the others (`<data dir>/lake/reports/backtest_report/<week>_<family>-<label>-h<horizon>.html`); the figures of
+every family are printed side by side and written to `<out>/evaluation.md` and `evaluation.json`. The calendar starts
+at the data's first date (or --start), so any history the data has is used. Nothing about the out-of-sample period
+chooses anything: the parameters are the families' defaults.
 
 The Dagster instance lives in `<data dir>/dagster`: with DAGSTER_HOME set there, `dagster-webserver -w workspace.yaml`
 shows its runs and each backtest's metadata in the UI.
@@ -31,6 +31,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from stockpred_core.data.dates import local_days
+
+EARLIEST = "1990-01-02"  # STOCKPRED_FIRST_SESSION's lower bound (stockpred_core.settings.CalendarSettings)
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 REFITS = {"monthly": "MS", "weekly": "W-MON", "quarterly": "QS"}
 DATE_NAMES = ("date", "timestamp")
@@ -71,6 +74,7 @@ def data_dates(path: Path) -> tuple[pd.Timestamp, pd.Timestamp]:
     if not files or not files[0].exists():
         sys.exit(f"no bars at {path}: give a .csv/.txt (optionally .gz) or .parquet file, or a folder of them")
     first, last = [], []
+    today = pd.Timestamp.now(tz="America/New_York").tz_localize(None).normalize()
     for file in files:
         if file.name.endswith((".parquet", ".pq")):
             frame = pd.read_parquet(file)
@@ -82,10 +86,11 @@ def data_dates(path: Path) -> tuple[pd.Timestamp, pd.Timestamp]:
             values = pd.read_csv(file, usecols=[column], dtype=str)[column] if column else None
         if values is None:
             continue
-        dates = pd.to_datetime(values, errors="coerce", utc=True, format="mixed").dropna()
+        dates = local_days(pd.Series(values)).dropna()
+        dates = dates[dates <= today]  # a future-dated row is rejected at ingestion: it does not end the data
         if len(dates):
-            first.append(dates.min().tz_localize(None).normalize())
-            last.append(dates.max().tz_localize(None).normalize())
+            first.append(dates.min())
+            last.append(dates.max())
     if not first:
         sys.exit(f"no dated rows in {path}: the files need a date (or timestamp) column")
     return min(first), max(last)
@@ -140,7 +145,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="--data-dir already holds this range's features (an earlier evaluate of the same bars): skip the data",
     )
-    p.add_argument("--out", type=Path, help="where evaluation.md/json go (default: the data folder)")
+    p.add_argument("--out", type=Path, help="where evaluation.md/json go (default: a new folder in the data folder)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(portfolio=_portfolio_options(p))
     return top
@@ -160,10 +165,6 @@ def _configure(args: argparse.Namespace, first: pd.Timestamp, data_dir: Path) ->
     for name, path in (("STOCKPRED_INDEX_FILE", args.index), ("STOCKPRED_VIX_FILE", args.vix)):
         if path is not None:
             os.environ[name] = str(path.resolve())
-        else:
-            os.environ.pop(name, None)
-    for name in ("STOCKPRED_UNIVERSE", "STOCKPRED_UNIVERSE_FILE", "STOCKPRED_FEATURE_FAMILIES"):
-        os.environ.pop(name, None)
 
 
 def _prepare_data(defs, instance, days: pd.DatetimeIndex, bars: Path, data_dir: Path) -> None:
@@ -198,7 +199,7 @@ def evaluate(args: argparse.Namespace, dates: tuple[pd.Timestamp, pd.Timestamp])
         if path is not None and not path.exists():
             sys.exit(f"{path} does not exist")
     data_dir = (args.data_dir or Path(tempfile.mkdtemp(prefix="stockpred-evaluate-"))).resolve()
-    out = (args.out or data_dir).resolve()
+    out = (args.out or data_dir / f"evaluation-{pd.Timestamp.now():%Y%m%d-%H%M%S}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     (data_dir / "dagster").mkdir(parents=True, exist_ok=True)
     _configure(args, first, data_dir)
@@ -212,15 +213,34 @@ def evaluate(args: argparse.Namespace, dates: tuple[pd.Timestamp, pd.Timestamp])
     instance = dg.DagsterInstance.local_temp(tempdir=str(data_dir / "dagster"))
     days = calendar.sessions(first, end)
     week = end + pd.offsets.Week(weekday=0)  # the Monday after the last date: its backtest sees all of it
+    from stockpred_assets.partitions import weeks
+
+    if not weeks.has_partition_key(f"{week:%Y-%m-%d}"):  # the week after the data has not begun
+        last = weeks.get_last_partition_key()
+        sys.exit(
+            f"data ending {end:%Y-%m-%d} is backtested in the week of {week:%Y-%m-%d}, which has not begun: "
+            f"pass --end {pd.Timestamp(last) - pd.Timedelta(days=1):%Y-%m-%d} or earlier"
+            if last
+            else f"data ending {end:%Y-%m-%d} is backtested in the week of {week:%Y-%m-%d}, which has not begun"
+        )
+    made = {
+        "bars": str(args.bars.resolve()),
+        **{name: str(path.resolve()) if path else None for name, path in (("index", args.index), ("vix", args.vix))},
+        "first": f"{days[0]:%Y-%m-%d}",
+    }
+    manifest = data_dir / "evaluate-data.json"
     began = time.monotonic()
     if args.reuse_data:
-        features = data_dir / "lake" / "features" / "features"
-        missing = [f"{d:%Y-%m-%d}" for d in (days[0], days[-1]) if not (features / f"date={d:%Y-%m-%d}").is_dir()]
-        if missing:
-            sys.exit(f"--reuse-data: {data_dir} holds no features for {', '.join(missing)}: run without it first")
+        held = json.loads(manifest.read_text()) if manifest.is_file() else None
+        if held is None or {k: held.get(k) for k in made} != made or held.get("last", "") < f"{days[-1]:%Y-%m-%d}":
+            sys.exit(
+                f"--reuse-data: {data_dir} does not hold features of these bars, index and VIX from "
+                f"{days[0]:%Y-%m-%d} to {days[-1]:%Y-%m-%d} (it holds {held or 'none'}): run without it first"
+            )
         print(f"{args.bars}: reusing the features in {data_dir}", flush=True)
     else:
         _prepare_data(defs, instance, days, args.bars, data_dir)
+        manifest.write_text(json.dumps({**made, "last": f"{days[-1]:%Y-%m-%d}"}, indent=2))
         print(f"{args.bars}: {days[0]:%Y-%m-%d}..{days[-1]:%Y-%m-%d} ingested, validated and featurized in "
               f"{time.monotonic() - began:.0f} s (data in {data_dir})", flush=True)  # fmt: skip
     folds = refit_count(oos_start, end, args.refit)
@@ -306,8 +326,14 @@ def main(argv: list[str] | None = None) -> None:
     if known.command == "evaluate" and known.bars is not None and "-h" not in argv and "--help" not in argv:
         if not known.bars.exists():
             sys.exit(f"{known.bars} does not exist")
+        # A scratch instance: none of the shell's settings (a lake, an MLflow server, a universe) reach it.
+        for name in [n for n in os.environ if n.startswith("STOCKPRED_")]:
+            del os.environ[name]
         dates = data_dates(known.bars)
         first = max(pd.Timestamp(known.start), dates[0]) if known.start else dates[0]
+        # the calendar's earliest first session: older rows are rejected at ingestion, with that reason
+        first = max(first, pd.Timestamp(EARLIEST))
+        dates = (first, dates[1])
         os.environ["STOCKPRED_FIRST_SESSION"] = f"{first:%Y-%m-%d}"
     args = parser().parse_args(argv)
     args.argv = argv

@@ -76,10 +76,31 @@ class BacktestConfig(PortfolioConfig):
     )
 
 
+# short names of the settings that change a backtest's figures, for its file name when they differ from the default
+RECIPE_SETTINGS = {
+    "top_k": "k", "n_drop": "drop", "buffer": "buf", "rebalance_every": "every", "max_turnover": "cap",
+    "open_cost_bps": "open", "close_cost_bps": "close", "delay": "delay", "embargo": "embargo", "seed": "seed",
+    "num_boost_round": "rounds", "epochs": "epochs", "ensemble_seeds": "seeds",
+}  # fmt: skip
+
+
 def recipe_name(config: BacktestConfig, families: list[str]) -> str:
-    """The backtest's file name after the week: family, label, horizon and the alternative families, e.g.
-    `lightgbm-return-h1` or `lightgbm-rank-h5-news+macro`."""
-    return "-".join([config.family, config.label, f"h{config.horizon}", *(["+".join(families)] if families else [])])
+    """The backtest's file name after the week: family (an ensemble with its members), label, horizon, the
+    alternative families, then every setting of RECIPE_SETTINGS off its default and a restricted universe, e.g.
+    `lightgbm-return-h1`, `lightgbm-rank-h5-news+macro-every5` or `ensemble+lightgbm+linear-return-h1-tickers5`: two
+    backtests of one week with different settings never share a file."""
+    family = config.family
+    if family == "ensemble":
+        family = "+".join([family, *(config.ensemble_members or default_members())])
+    parts = [family, config.label, f"h{config.horizon}", *(["+".join(families)] if families else [])]
+    defaults = BacktestConfig()
+    for name, short in RECIPE_SETTINGS.items():
+        value = getattr(config, name)
+        if value != getattr(defaults, name):
+            parts.append(f"{short}{value:g}" if isinstance(value, float) else f"{short}{value}")
+    if config.tickers is not None:
+        parts.append(f"tickers{len(config.tickers)}")
+    return "-".join(parts)
 
 
 @dg.asset(

@@ -12,6 +12,7 @@ import pandas as pd
 from stockpred_assets.metadata import table_metadata
 from stockpred_assets.partitions import partition_days, trading_days
 from stockpred_core.data import calendar
+from stockpred_core.data.dates import local_days
 from stockpred_core.data.ingestion import combine, keep_rejects, off_calendar, tickers_to_fetch
 from stockpred_core.data.schemas import EVENT_COLUMNS, FAILURE_COLUMNS, RAW_BAR_COLUMNS, REJECT_COLUMNS, empty_frame
 from stockpred_resources.lake import LakeResource
@@ -71,12 +72,8 @@ def row_counts(
 ) -> dict:
     """What the source held and what was rejected, for the whole source and for this run's window: in the window,
     `window_rows_read` = the rows the raw partitions took (validated_bars' rows_in) + `window_rows_rejected`."""
-    # a rejected row's date is its text: naive, or with an offset ("2022-06-03 00:00:00+00:00"), counted in UTC
-    dated = (
-        pd.to_datetime(rejects["date"], errors="coerce", format="mixed", utc=True).dt.tz_localize(None)
-        if len(rejects)
-        else pd.Series([], dtype="datetime64[ns]")
-    )
+    # a rejected row's date is its text, naive or with an offset ("2022-06-03 00:00:00+00:00"): its local day
+    dated = local_days(rejects["date"]) if len(rejects) else pd.Series([], dtype="datetime64[ns]")
     in_window = int(dated.between(start, end).sum())
     loaded, loaded_in_window = provider.rows_loaded(), provider.rows_loaded(start, end)
     return {

@@ -16,6 +16,7 @@ import pandas as pd
 from pydantic import Field, PrivateAttr
 
 from stockpred_core.data import calendar
+from stockpred_core.data.dates import local_days
 from stockpred_core.data.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS, REJECT_COLUMNS, empty_frame
 from stockpred_core.io.http_client import BadResponseError, UnknownTickerError
 from stockpred_resources.providers.base import MarketDataProvider, TickerHistory
@@ -144,8 +145,7 @@ class FilesProvider(MarketDataProvider):
         if missing:
             why = f"{path.name} lacks columns {sorted(missing)} (map them with column_mapping)"
             return pd.DataFrame(), pd.concat([rejects, self._rejects_of(path, text, why)], ignore_index=True)
-        dates = pd.to_datetime(text["date"].where(~text["date"].isin(BLANK)), errors="coerce")
-        dates = (dates.dt.tz_localize(None) if dates.dt.tz is not None else dates).dt.normalize()
+        dates = local_days(text["date"].where(~text["date"].isin(BLANK)))
         numbers = {c: pd.to_numeric(text[c].where(~text[c].isin(BLANK)), errors="coerce") for c in NUMERIC if c in text}
         reasons = _reasons(text, dates, numbers)
         bad = reasons != ""

@@ -15,7 +15,7 @@ import pytest
 from support import ROOT, SHARED_DATA
 from support.doc_commands import doc_commands
 
-from stockpred_assets.cli import parser, refit_count
+from stockpred_assets.cli import data_dates, parser, refit_count
 
 FNSPID = SHARED_DATA / "alternative" / "news" / "fnspid_daily_sentiment"
 INDEX = SHARED_DATA / "market" / "GSPC.csv"
@@ -42,6 +42,17 @@ def test_every_documented_evaluate_command_parses():
         assert parsed.index is None or (ROOT / parsed.index).exists(), command
 
 
+def test_the_data_ends_at_its_last_past_date_whatever_the_offsets(tmp_path):
+    """A future-dated row (rejected at ingestion) does not move the end; offsets keep each bar's own day."""
+    folder = tmp_path / "bars"
+    folder.mkdir()
+    (folder / "a.csv").write_text(
+        "Date,Close\n2023-03-10 00:00:00-05:00,1\n2023-03-13 00:00:00-04:00,1\n2099-01-02,1\n"
+    )
+    (folder / "b.txt").write_text("date,close\n2023-03-09T00:00:00+08:00,1\n")
+    assert data_dates(folder) == (pd.Timestamp("2023-03-09"), pd.Timestamp("2023-03-13"))
+
+
 def test_refits_tile_the_out_of_sample_period():
     start, end = pd.Timestamp("2017-01-01"), pd.Timestamp("2018-02-07")
     assert refit_count(start, end, "monthly") == 14  # Jan 2017 .. Feb 2018
@@ -62,9 +73,13 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path):
     empty = _run(
         "evaluate", "--bars", str(bars), "--oos-start", "2014-01-03", "--reuse-data", "--data-dir", str(tmp_path)
     )
-    assert (
-        empty.returncode != 0 and "holds no features for 2014-01-02, 2014-01-03: run without it first" in empty.stderr
-    )
+    assert empty.returncode != 0 and "does not hold features of these bars, index and VIX" in empty.stderr
+    today = pd.Timestamp.now(tz="America/New_York").tz_localize(None).normalize()
+    recent = pd.bdate_range(end=today, periods=30)  # data through this week: its backtest week has not begun
+    fresh = tmp_path / "fresh.csv"
+    fresh.write_text("Date,Open,High,Low,Close,Volume\n" + "".join(f"{d:%Y-%m-%d},1,1,1,1,10\n" for d in recent))
+    early = _run("evaluate", "--bars", str(fresh), "--oos-start", f"{recent[20]:%Y-%m-%d}", "--families", "momentum")
+    assert early.returncode != 0 and "which has not begun: pass --end" in early.stderr
     undated = tmp_path / "undated.csv"
     undated.write_text("Open,Close\n1,1\n")
     assert "need a date (or timestamp) column" in _run("evaluate", "--bars", str(undated), "--oos-start", "x").stderr
@@ -101,10 +116,11 @@ def test_families_are_evaluated_side_by_side_on_real_files_older_than_the_defaul
         assert (Path(row["report_html"]).parent / f"2012-07-02_{recipe}_predictions.parquet").is_file()
     table = (out / "evaluation.md").read_text()
     assert "momentum-return-h1" in table and "linear-rank-h1" in table and "stockpred evaluate --bars" in table
-    again = _run(
-        "evaluate", "--bars", str(bars), "--oos-start", "2012-01-01", "--end", "2012-06-29", "--families",
-        "momentum:rank", "--refit", "2", "--data-dir", str(data), "--reuse-data", "--out", str(tmp_path / "again"),
-    )  # fmt: skip
+    reuse = ["evaluate", "--bars", str(bars), "--oos-start", "2012-01-01", "--end", "2012-06-29", "--families",
+             "momentum:rank", "--refit", "2", "--data-dir", str(data), "--reuse-data"]  # fmt: skip
+    other = _run(*reuse)  # without the index its features were computed with: refused
+    assert other.returncode != 0 and "does not hold features of these bars, index and VIX" in other.stderr
+    again = _run(*reuse, "--index", str(INDEX), "--out", str(tmp_path / "again"))
     assert again.returncode == 0 and "reusing the features" in again.stdout, again.stderr[-3000:]
     reports = sorted(p.name for p in (data / "lake" / "reports" / "backtest_report").glob("*.html"))
     assert reports == [f"2012-07-02_{r}.html" for r in ("linear-rank-h1", "momentum-rank-h1", "momentum-return-h1")]
