@@ -2,6 +2,7 @@
 
     stockpred evaluate --bars <file or folder> [--index GSPC.csv] [--vix VIX.csv] [--start DATE] --oos-start DATE
                        [--end DATE] [--horizon 1] [--families lightgbm torch_mlp:rank ...] [--refit monthly]
+                       [--features technical|alpha158]
 
 It ingests the bars with the `files` provider (a CSV/.txt/Parquet file or a folder of them, the ticker from a column
 or the file name), validates and featurizes them (`daily_data_job` over the whole range, one run), then materializes
@@ -137,6 +138,12 @@ def parser() -> argparse.ArgumentParser:
         help="family[:label] each (families: lightgbm torch_mlp linear momentum ensemble; labels: return rank)",
     )
     p.add_argument("--label", default="return", help="label of the families given without one: return | rank")
+    p.add_argument(
+        "--features",
+        choices=["technical", "alpha158"],
+        default="technical",
+        help="the model inputs: the technical set, or it and the Alpha158-like library computed from the bars",
+    )
     p.add_argument("--refit", default="monthly", help="monthly | weekly | quarterly | a number of refits")
     p.add_argument("--tickers", nargs="+", help="restrict the universe to these tickers")
     p.add_argument("--data-dir", type=Path, help="scratch data folder (default: a new temporary folder)")
@@ -256,6 +263,7 @@ def evaluate(args: argparse.Namespace, dates: tuple[pd.Timestamp, pd.Timestamp])
             "oos_end": f"{end:%Y-%m-%d}",
             "n_folds": folds,
             "seed": args.seed,
+            "feature_families": ["technical", *(["alpha158"] if args.features == "alpha158" else [])],
             **{name: getattr(args, name) for name in args.portfolio},
             **({"tickers": args.tickers} if args.tickers else {}),
         }

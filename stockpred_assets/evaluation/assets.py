@@ -23,7 +23,7 @@ from stockpred_assets.evaluation.scoring import empty_predictions, models_in_for
 from stockpred_assets.metadata import frame_table, table_metadata
 from stockpred_assets.partitions import partition_days, trading_days, week_start, weeks
 from stockpred_assets.training.assets import HISTORY_MAPPING, MODEL_ASSETS, TRAIN_WEEKS
-from stockpred_assets.training.data import load_training_set, recipe_families
+from stockpred_assets.training.data import alternative_only, load_training_set, recipe_families
 from stockpred_core.dataset.labels import DEFAULT_HORIZON, DEFAULT_LABEL
 from stockpred_core.dataset.splits import folds_from, gap_sessions, walk_forward_folds
 from stockpred_core.dataset.training_set import (
@@ -68,8 +68,8 @@ class BacktestConfig(PortfolioConfig):
     ensemble_seeds: int = 1  # ensemble: seeds per member family that takes one
     feature_families: list[str] | None = Field(
         default=None,
-        description='"technical" (always in) and any of "news", "social", "filings", "macro"; unset: '
-        "STOCKPRED_FEATURE_FAMILIES",
+        description='"technical" (always in) and any of "news", "social", "filings", "macro" and "alpha158" (the '
+        "Alpha158-like library, computed from the bars: backtests only); unset: STOCKPRED_FEATURE_FAMILIES",
     )
     tickers: list[str] | None = Field(
         default=None, description="restrict the universe to these tickers (labels and benchmarks too); unset: all"
@@ -126,7 +126,7 @@ def backtest_report(
     block; the signal, TopK-dropout / top-k / long-short books after costs against the index and the equal-weighted
     universe, per year; plots in the metadata, an HTML report in the lake, all of it in the model's MLflow run."""
     cutoff = week_start(context)
-    families = recipe_families(config.feature_families)
+    families = recipe_families(config.feature_families, served=False)
     tickers = sorted({t.strip().upper() for t in config.tickers}) if config.tickers is not None else None
     data = load_training_set(lake, duckdb, cutoff, config.train_weeks, config.horizon, config.label, families, tickers)
     X, y = data.X, data.y
@@ -178,7 +178,7 @@ def backtest_report(
         metadata={
             "family": config.family,
             "recipe": recipe,
-            "feature_set_version": feature_set_version(families),
+            "feature_set_version": feature_set_version(alternative_only(families)),
             "feature_families": dg.MetadataValue.json([TECHNICAL, *families]),
             "feature_columns": dg.MetadataValue.int(X.shape[1]),
             "tickers": dg.MetadataValue.int(int(X.index.get_level_values("ticker").nunique())),

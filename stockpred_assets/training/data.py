@@ -9,6 +9,8 @@ import pandas as pd
 from stockpred_core.data.adjustments import adjust
 from stockpred_core.data.calendar import lookback_start
 from stockpred_core.dataset.training_set import ALT_TABLE, join_alternative, model_columns
+from stockpred_core.features.alpha import ALPHA_COLUMNS, alpha_table
+from stockpred_core.features.alpha import FAMILY as ALPHA_FAMILY
 from stockpred_core.features.alternative_catalog import check_families
 from stockpred_core.features.batch import LOOKBACK_SESSIONS
 from stockpred_core.models.training import LabelledSet, labelled_set
@@ -16,15 +18,29 @@ from stockpred_core.settings import load_settings
 from stockpred_resources.lake import DuckDBResource, LakeResource
 
 
-def recipe_families(families: Iterable[str] | None) -> list[str]:
-    """The alternative families of a recipe's `feature_families` (None: the settings' STOCKPRED_FEATURE_FAMILIES),
-    validated; "technical" is always in and not listed."""
+def recipe_families(families: Iterable[str] | None, *, served: bool = True) -> list[str]:
+    """The families of a recipe's `feature_families` beside the technical set (None: the settings'
+    STOCKPRED_FEATURE_FAMILIES), validated: the alternative ones, and with `served=False` (a backtest) also "alpha158",
+    the Alpha158-like library computed from the window's bars. A model to be served may not take it: the online
+    vectors and the intraday path carry the technical and alternative columns only."""
     if families is None:
         families = load_settings().feature_families
+    families = list(families)
+    bar = [ALPHA_FAMILY] if ALPHA_FAMILY in families else []
+    if bar and served:
+        raise dg.Failure(
+            f"feature_families: {ALPHA_FAMILY!r} is for backtests (backtest_report, stockpred evaluate): the served "
+            "feature vectors do not carry its columns, so a model to be served cannot be trained on them"
+        )
     try:
-        return check_families(families)
+        return [*check_families([f for f in families if f != ALPHA_FAMILY]), *bar]
     except ValueError as exc:
-        raise dg.Failure(f"feature_families: {exc}") from exc
+        raise dg.Failure(f"feature_families: {exc}; {ALPHA_FAMILY!r} in backtests") from exc
+
+
+def alternative_only(families: Sequence[str]) -> list[str]:
+    """The alternative families of a recipe's families (the ones read from alt_features)."""
+    return [f for f in families if f != ALPHA_FAMILY]
 
 
 def load_alt_features(
@@ -95,10 +111,18 @@ def load_training_set(
         raise dg.Failure(
             f"no features or bars before {cutoff:%Y-%m-%d}{restricted}: materialize the daily assets for that range"
         )
-    features = with_alternative(lake, duckdb, features, families)
+    alternative = alternative_only(families)
+    features = with_alternative(lake, duckdb, features, alternative)
     # Labels are total returns: prices adjusted with the splits and dividends known before the cut-off.
     events = duckdb.read_window(store, "validated", "events", bars_start, end)
+    adjusted = adjust(bars, events)
+    columns = model_columns(alternative)
+    if ALPHA_FAMILY in families:  # each day's values from bars up to that day (61 sessions), the window's tickers
+        alpha = alpha_table(adjusted).assign(date=lambda f: pd.to_datetime(f["date"]).astype("datetime64[ns]"))
+        features = features.assign(date=pd.to_datetime(features["date"]).astype("datetime64[ns]"))
+        features = features.merge(alpha, on=["date", "ticker"], how="left", validate="one_to_one")
+        columns = [*columns, *ALPHA_COLUMNS]
     try:
-        return labelled_set(features, adjust(bars, events), horizon, label, model_columns(families))
+        return labelled_set(features, adjusted, horizon, label, columns)
     except ValueError as exc:
         raise dg.Failure(f"cannot train on the window before {cutoff:%Y-%m-%d}: {exc}") from exc

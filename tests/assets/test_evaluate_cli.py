@@ -117,12 +117,18 @@ def test_families_are_evaluated_side_by_side_on_real_files_older_than_the_defaul
     table = (out / "evaluation.md").read_text()
     assert "momentum-return-h1" in table and "linear-rank-h1" in table and "stockpred evaluate --bars" in table
     reuse = ["evaluate", "--bars", str(bars), "--oos-start", "2012-01-01", "--end", "2012-06-29", "--families",
-             "momentum:rank", "--refit", "2", "--data-dir", str(data), "--reuse-data"]  # fmt: skip
+             "linear:rank", "--features", "alpha158", "--refit", "2", "--data-dir", str(data),
+             "--reuse-data"]  # fmt: skip
     other = _run(*reuse)  # without the index its features were computed with: refused
     assert other.returncode != 0 and "does not hold features of these bars, index and VIX" in other.stderr
     again = _run(*reuse, "--index", str(INDEX), "--out", str(tmp_path / "again"))
     assert again.returncode == 0 and "reusing the features" in again.stdout, again.stderr[-3000:]
+    # the Alpha158-like library beside the technical set: its own report, 48 + 157 model inputs
+    (alpha,) = json.loads((tmp_path / "again" / "evaluation.json").read_text())["families"]
+    assert alpha["recipe"] == "linear-rank-h1-alpha158" and alpha["feature_columns"] == 48 + 157
+    assert rows["linear-rank-h1"]["feature_columns"] == 48 and pd.notna(alpha["rank_ic_t"])
     reports = sorted(p.name for p in (data / "lake" / "reports" / "backtest_report").glob("*.html"))
-    assert reports == [f"2012-07-02_{r}.html" for r in ("linear-rank-h1", "momentum-rank-h1", "momentum-return-h1")]
+    recipes = ("linear-rank-h1", "linear-rank-h1-alpha158", "momentum-return-h1")
+    assert reports == sorted(f"2012-07-02_{r}.html" for r in recipes)
     days = sorted(p.name for p in (data / "lake" / "raw" / "bars_files").glob("date=*"))
     assert days[0] == "date=2011-07-01" and days[-1] == "date=2012-06-29"  # kept, not rejected as before 2013

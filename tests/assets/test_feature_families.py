@@ -13,6 +13,7 @@ from stockpred_assets.training.assets import linear_model
 from stockpred_assets.training.data import load_alt_features, load_training_set, recipe_families
 from stockpred_core.data.simulation import simulate_bars
 from stockpred_core.dataset.training_set import ALT_TABLE, MASKS
+from stockpred_core.features.alpha import ALPHA_COLUMNS
 from stockpred_core.features.alternative_catalog import (
     ALT_COLUMNS,
     ALT_FEATURE_SET_VERSION,
@@ -146,6 +147,23 @@ def test_the_training_set_joins_the_families_asked_for_point_in_time(world, tmp_
     pd.testing.assert_frame_equal(again.X, data.X)
 
 
+def test_a_backtest_recipe_adds_the_alpha158_library_from_the_windows_bars(world):
+    """The Alpha158-like columns come from the bars the window reads (adjusted like the labels), after the
+    technical ones, on the same rows; a day holds the same values whichever window reads it."""
+    lake, duckdb = world["resources"]["lake"], world["resources"]["duckdb"]
+    cutoff = pd.Timestamp(WEEK)
+    technical = load_training_set(lake, duckdb, cutoff, 52, 1, "return")
+    data = load_training_set(lake, duckdb, cutoff, 52, 1, "return", recipe_families(["alpha158"], served=False))
+    assert list(data.X.columns) == [*FEATURE_COLUMNS, *ALPHA_COLUMNS]
+    assert data.X.index.equals(technical.X.index) and data.y.equals(technical.y)
+    pd.testing.assert_frame_equal(data.X[FEATURE_COLUMNS], technical.X)
+    late = data.X.index.get_level_values("date") >= pd.Timestamp("2023-01-02")
+    assert data.X.loc[late, ALPHA_COLUMNS].notna().all().all()  # past the 61-session warm-up: complete
+    short = load_training_set(lake, duckdb, cutoff, 20, 1, "return", ["alpha158"])
+    day = short.X.index.get_level_values("date").max()
+    np.testing.assert_allclose(short.X.loc[day, ALPHA_COLUMNS], data.X.loc[day, ALPHA_COLUMNS], rtol=0, atol=1e-9)
+
+
 def test_a_recipe_the_alternative_table_cannot_serve_fails_with_the_reason(world, tmp_path):
     lake, duckdb = world["resources"]["lake"], world["resources"]["duckdb"]
     with pytest.raises(dg.Failure, match=r"no row of the window is covered by the alternative families \['social'\]"):
@@ -156,6 +174,9 @@ def test_a_recipe_the_alternative_table_cannot_serve_fails_with_the_reason(world
         recipe_families(["technical", "sentiment"])
     assert recipe_families(["technical", "macro", "news"]) == ["news", "macro"]
     assert recipe_families(None) == []  # the settings' default: the technical set
+    with pytest.raises(dg.Failure, match=r"'alpha158' is for backtests .* a model to be served cannot be trained"):
+        recipe_families(["technical", "alpha158"])
+    assert recipe_families(["alpha158", "macro"], served=False) == ["macro", "alpha158"]
 
     other = LakeResource(url=str(tmp_path / "lake"))
     store = Lake(lake.url)
