@@ -2,7 +2,7 @@
 
     stockpred evaluate --bars <file or folder> [--index GSPC.csv] [--vix VIX.csv] [--start DATE] --oos-start DATE
                        [--end DATE] [--horizon 1] [--families lightgbm torch_mlp:rank ...] [--refit monthly]
-                       [--features technical|alpha158]
+                       [--features technical|alpha158] [--update-every N]
 
 It ingests the bars with the `files` provider (a CSV/.txt/Parquet file or a folder of them, the ticker from a column
 or the file name), validates and featurizes them (`daily_data_job` over the whole range, one run), then materializes
@@ -145,6 +145,14 @@ def parser() -> argparse.ArgumentParser:
         help="the model inputs: the technical set, or it and the Alpha158-like library computed from the bars",
     )
     p.add_argument("--refit", default="monthly", help="monthly | weekly | quarterly | a number of refits")
+    p.add_argument(
+        "--update-every",
+        type=int,
+        default=0,
+        help="lightgbm: also update each refit's model every n sessions between refits (continued training; 1: daily)",
+    )
+    p.add_argument("--update-rounds", type=int, default=10, help="boosting rounds each update adds")
+    p.add_argument("--update-window", type=int, default=20, help="sessions of the newest labelled rows an update reads")
     p.add_argument("--tickers", nargs="+", help="restrict the universe to these tickers")
     p.add_argument("--data-dir", type=Path, help="scratch data folder (default: a new temporary folder)")
     p.add_argument(
@@ -263,6 +271,7 @@ def evaluate(args: argparse.Namespace, dates: tuple[pd.Timestamp, pd.Timestamp])
             "oos_end": f"{end:%Y-%m-%d}",
             "n_folds": folds,
             "seed": args.seed,
+            **{f"update_{k}": getattr(args, f"update_{k}") for k in ("every", "rounds", "window")},
             "feature_families": ["technical", *(["alpha158"] if args.features == "alpha158" else [])],
             **{name: getattr(args, name) for name in args.portfolio},
             **({"tickers": args.tickers} if args.tickers else {}),

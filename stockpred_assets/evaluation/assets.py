@@ -33,7 +33,7 @@ from stockpred_core.dataset.training_set import (
     join_alternative,
     split_version,
 )
-from stockpred_core.evaluation.backtest import walk_forward_predictions
+from stockpred_core.evaluation.backtest import UpdateSchedule, walk_forward_predictions
 from stockpred_core.features.alternative_catalog import ALT_COLUMNS, TECHNICAL, feature_set_version
 from stockpred_core.features.catalog import FEATURE_COLUMNS
 from stockpred_core.io.model_card import PARTITION_TAG
@@ -66,6 +66,11 @@ class BacktestConfig(PortfolioConfig):
     epochs: int = 10  # torch_mlp
     ensemble_members: list[str] | None = None  # ensemble: its member families (unset: the ensemble's default)
     ensemble_seeds: int = 1  # ensemble: seeds per member family that takes one
+    update_every: int = Field(
+        0, description="lightgbm: > 0 updates each fold's model inside its test block every n sessions (1: daily)"
+    )
+    update_rounds: int = Field(10, description="boosting rounds each update adds")
+    update_window: int = Field(20, description="sessions of the newest labelled rows each update trains on")
     feature_families: list[str] | None = Field(
         default=None,
         description='"technical" (always in) and any of "news", "social", "filings", "macro" and "alpha158" (the '
@@ -80,7 +85,8 @@ class BacktestConfig(PortfolioConfig):
 RECIPE_SETTINGS = {
     "top_k": "k", "n_drop": "drop", "buffer": "buf", "rebalance_every": "every", "max_turnover": "cap",
     "open_cost_bps": "open", "close_cost_bps": "close", "delay": "delay", "embargo": "embargo", "seed": "seed",
-    "num_boost_round": "rounds", "epochs": "epochs", "ensemble_seeds": "seeds",
+    "num_boost_round": "rounds", "epochs": "epochs", "ensemble_seeds": "seeds", "update_every": "update",
+    "update_rounds": "urounds", "update_window": "uwindow",
 }  # fmt: skip
 
 
@@ -151,8 +157,17 @@ def backtest_report(
             "seeds": config.ensemble_seeds,
             "member_params": {k: v for k, v in defaults.items() if k in members},
         }
+    update = None
+    if config.update_every > 0:
+        if config.family != "lightgbm":
+            raise dg.Failure(f"update_every: only lightgbm updates incrementally, not {config.family}")
+        try:
+            update = UpdateSchedule(config.update_every, config.update_rounds, config.update_window, gap)
+        except ValueError as exc:
+            raise dg.Failure(f"update_every: {exc}") from exc
     try:
-        pred = walk_forward_predictions(X, y, folds, lambda: make_forecaster(config.family, params, config.seed))
+        make = lambda: make_forecaster(config.family, params, config.seed)  # noqa: E731
+        pred = walk_forward_predictions(X, y, folds, make, update)
     except ValueError as exc:  # e.g. an alternative column without a value in a fold's training rows
         raise dg.Failure(f"the walk-forward of {config.family} cannot fit a fold: {exc}") from exc
     first = pred.index.get_level_values("date").min()

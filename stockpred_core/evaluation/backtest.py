@@ -170,15 +170,48 @@ def evaluate(
     return BacktestResult(metrics=metrics, daily_ic=rank_ic.rename("rank_ic"), equity=growth)
 
 
+@dataclass(frozen=True)
+class UpdateSchedule:
+    """Incremental updates of each fold's model inside its test block: every `every` sessions, `rounds` more
+    boosting rounds on the rows of the last `window` sessions whose labels are known by then (dated at least `gap`
+    sessions before the day predicted, as a refit's training rows are)."""
+
+    every: int
+    rounds: int
+    window: int
+    gap: int
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.rounds < 1 or self.window < 1 or self.gap < 1:
+            raise ValueError(f"every, rounds, window and gap must be at least 1, got {self}")
+
+
 def walk_forward_predictions(
-    X: pd.DataFrame, y: pd.Series, folds: list[Fold], make_model: Callable[[], object]
+    X: pd.DataFrame,
+    y: pd.Series,
+    folds: list[Fold],
+    make_model: Callable[[], object],
+    update: UpdateSchedule | None = None,
 ) -> pd.Series:
-    """Out-of-sample predictions: each fold's model sees only rows dated up to its `train_end`."""
-    dates = X.index.get_level_values("date")
+    """Out-of-sample predictions: each fold's model sees only rows dated up to its `train_end`; with `update`, the
+    model is also updated (`model.update(X, y, rounds)`) inside its test block on the rows whose labels are known
+    before each day it predicts, so a prediction for day D never uses a label that ends after D."""
+    row_dates = X.index.get_level_values("date")
+    dates = pd.DatetimeIndex(row_dates.unique()).sort_values()
     parts = []
     for fold in folds:
-        train = dates <= fold.train_end
-        test = (dates >= fold.test_start) & (dates <= fold.test_end)
-        model = make_model().fit(X[train], y[train])
-        parts.append(model.predict(X[test]))
+        model = make_model().fit(X[row_dates <= fold.train_end], y[row_dates <= fold.train_end])
+        block = dates[(dates >= fold.test_start) & (dates <= fold.test_end)]
+        if update is None or len(block) == 0:
+            parts.append(model.predict(X[(row_dates >= fold.test_start) & (row_dates <= fold.test_end)]))
+            continue
+        trained_to = fold.train_end
+        for chunk in (block[i : i + update.every] for i in range(0, len(block), update.every)):
+            known = dates[max(0, dates.get_loc(chunk[0]) - update.gap - 1)]  # the last day whose label is known
+            if known > trained_to:
+                first = dates[max(0, dates.get_loc(known) - update.window + 1)]
+                rows = (row_dates >= first) & (row_dates <= known)
+                model.update(X[rows], y[rows], update.rounds)
+                trained_to = known
+            parts.append(model.predict(X[row_dates.isin(chunk)]))
     return pd.concat(parts).sort_index()

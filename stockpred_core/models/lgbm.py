@@ -11,7 +11,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from stockpred_core.models.forecaster import FITTED, Forecaster, select_features
+from stockpred_core.models.forecaster import FITTED, Forecaster, check_training_data, select_features
 
 DEFAULT_LGBM_PARAMS = {
     "objective": "regression",
@@ -50,6 +50,18 @@ class LGBMForecaster(Forecaster):
             valid_sets = [lgb.Dataset(X_valid, y_valid, reference=train)]
             callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
         self.booster = lgb.train(params, train, self.num_boost_round, valid_sets=valid_sets, callbacks=callbacks)
+
+    def update(self, X: pd.DataFrame, y: pd.Series, rounds: int) -> LGBMForecaster:
+        """Continued training: `rounds` more trees fitted to the fitted model's residuals on (X, y), e.g. the rows
+        whose labels became known since the last refit (the booster keeps every earlier tree)."""
+        booster = self.booster_or_raise()
+        check_training_data(X, y)
+        X = select_features(X, self.feature_names)
+        params = {**DEFAULT_LGBM_PARAMS, **self.params, "seed": self.seed}
+        if booster.best_iteration:  # early-stopped: continue from the trees it predicts with
+            booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+        self.booster = lgb.train(params, lgb.Dataset(X, y), rounds, init_model=booster, keep_training_booster=True)
+        return self
 
     def _fitted_features(self) -> list[str] | None:
         return None if self.booster is None else list(self.booster.feature_name())

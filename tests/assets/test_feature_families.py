@@ -286,3 +286,27 @@ def test_a_window_scored_by_two_sentiment_models_is_named_when_training_reads_it
     with caplog.at_level("WARNING"):
         load_alt_features(lake, duckdb, dates[0], dates[-1], ["macro"])  # no sentiment column used
     assert "sentiment model versions" not in caplog.text
+
+
+def test_a_backtest_updates_lightgbm_between_refits_and_refuses_other_families(world):
+    """update_every: each fold's LightGBM model continues training on newly labelled rows inside its test block;
+    its report has its own file name; a family that cannot update is refused with the reason."""
+    config = {
+        "family": "lightgbm", "label": "rank", "horizon": 1, "train_weeks": 52, "n_folds": 2,
+        "oos_start": "2023-01-03", "oos_end": "2023-03-31", "update_every": 5, "update_window": 60,
+        "tickers": world["tickers"][:10],
+    }  # fmt: skip
+    run = {"ops": {"backtest_report": {"config": config}}}
+    result = dg.materialize([backtest_report], partition_key=WEEK, resources=world["resources"], run_config=run)
+    meta = {k: v.value for k, v in result.asset_materializations_for_node("backtest_report")[0].metadata.items()}
+    assert meta["recipe"] == "lightgbm-rank-h1-update5-uwindow60-tickers10" and meta["folds"] == 2
+    assert pd.read_parquet(meta["oos_predictions_file"])["prediction"].notna().all()
+    refused = dg.materialize(
+        [backtest_report],
+        partition_key=WEEK,
+        resources=world["resources"],
+        run_config={"ops": {"backtest_report": {"config": {**config, "family": "linear"}}}},
+        raise_on_error=False,
+    )
+    failure = next(e for e in refused.all_events if e.is_step_failure)
+    assert "only lightgbm updates incrementally, not linear" in failure.step_failure_data.error.message

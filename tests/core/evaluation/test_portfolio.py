@@ -11,7 +11,7 @@ import pytest
 from support import ROOT
 
 from stockpred_core.dataset.splits import walk_forward_folds
-from stockpred_core.evaluation.backtest import signal_metrics, walk_forward_predictions
+from stockpred_core.evaluation.backtest import UpdateSchedule, signal_metrics, walk_forward_predictions
 from stockpred_core.evaluation.performance import (
     beta_alpha,
     beta_hedged,
@@ -414,3 +414,37 @@ def test_walk_forward_models_never_see_the_day_they_score():
     for last_trained, first_scored in _Spy.fitted:
         # The last training row's h-session label ends before the first scored day: nothing of that day is seen.
         assert dates.get_loc(last_trained) + horizon < dates.get_loc(first_scored)
+
+
+class _UpdatedSpy(_Spy):
+    """A spy that also records each update's rows."""
+
+    updates: ClassVar[list] = []
+
+    def update(self, X, y, rounds):
+        dates = X.index.get_level_values("date")
+        _UpdatedSpy.updates.append((dates.min(), dates.max(), rounds))
+        self.seen = self.seen.append(dates)
+        return self
+
+
+def test_updates_between_refits_only_read_labels_known_before_the_day_they_score():
+    horizon = 5
+    dates = pd.bdate_range("2022-01-03", periods=120, name="date")
+    index = pd.MultiIndex.from_product([dates, ["A", "B", "C"]], names=["date", "ticker"])
+    X = pd.DataFrame({"x": np.arange(len(index), dtype=float)}, index=index)
+    y = pd.Series(0.0, index=index)
+    folds = walk_forward_folds(index, 2, 40, purge=horizon)
+    _Spy.fitted, _UpdatedSpy.updates = [], []
+    schedule = UpdateSchedule(every=3, rounds=7, window=10, gap=horizon)
+    pred = walk_forward_predictions(X, y, folds, _UpdatedSpy, schedule)
+    assert pred.index.equals(X.index[X.index.get_level_values("date") >= folds[0].test_start])
+    blocks = sum(-(-len(dates[(dates >= f.test_start) & (dates <= f.test_end)]) // 3) for f in folds)
+    assert len(_Spy.fitted) == blocks  # one prediction per 3-session chunk
+    assert len(_UpdatedSpy.updates) == blocks - len(folds)  # every chunk but each fold's first is preceded by one
+    for last_trained, first_scored in _Spy.fitted:
+        assert dates.get_loc(last_trained) + horizon < dates.get_loc(first_scored)
+    for first, last, rounds in _UpdatedSpy.updates:
+        assert rounds == 7 and dates.get_loc(last) - dates.get_loc(first) == 9  # the newest 10 labelled sessions
+    with pytest.raises(ValueError, match="at least 1"):
+        UpdateSchedule(every=0, rounds=1, window=1, gap=1)

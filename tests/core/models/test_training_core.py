@@ -217,3 +217,22 @@ def test_a_fold_with_constant_predictions_counts_as_no_information(data):
     bars, features, _, _ = data
     result = train_model("zero", labelled_set(features, bars, 5), TrainingSpec(n_folds=2))
     assert [f["rank_ic"] for f in result.fold_metrics] == [0.0, 0.0] and result.cv_metrics["rank_ic"] == 0.0
+
+
+def test_lightgbm_continued_training_adds_trees_fitted_to_the_new_rows():
+    rng = np.random.default_rng(0)
+    idx = pd.MultiIndex.from_product(
+        [pd.bdate_range("2022-01-03", periods=100, name="date"), [f"T{i}" for i in range(30)]], names=["date", "ticker"]
+    )
+    X = pd.DataFrame(rng.normal(size=(len(idx), 3)), index=idx, columns=["a", "b", "c"])
+    y = pd.Series(0.1 * X["a"] + rng.normal(size=len(idx)), index=idx)
+    model = LGBMForecaster(num_boost_round=10).fit(X, y)
+    before, trees = model.predict(X), model.booster.num_trees()
+    recent = X.index.get_level_values("date") >= X.index.get_level_values("date")[-1500]
+    shifted = y[recent] + X.loc[recent, "b"]  # the relation changed: b now matters
+    model.update(X.loc[recent, ["c", "b", "a"]], shifted, 5)  # any column order
+    assert model.booster.num_trees() == trees + 5
+    gain = dict(zip(model.feature_names, model.booster.feature_importance("gain"), strict=True))
+    assert gain["b"] > gain["c"] and not model.predict(X).equals(before)
+    with pytest.raises(ValueError, match="lacks fitted feature"):
+        model.update(X[["a", "b"]], y, 5)
