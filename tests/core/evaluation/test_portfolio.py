@@ -401,12 +401,17 @@ class _Spy:
         return pd.Series(0.0, index=X.index)
 
 
-def test_walk_forward_models_never_see_the_day_they_score():
-    horizon = 5
+def _three_tickers():
+    """120 sessions of three tickers: the dates, the index, a feature and a zero label."""
     dates = pd.bdate_range("2022-01-03", periods=120, name="date")
     index = pd.MultiIndex.from_product([dates, ["A", "B", "C"]], names=["date", "ticker"])
     X = pd.DataFrame({"x": np.arange(len(index), dtype=float)}, index=index)
-    y = pd.Series(0.0, index=index)
+    return dates, index, X, pd.Series(0.0, index=index)
+
+
+def test_walk_forward_models_never_see_the_day_they_score():
+    horizon = 5
+    dates, index, X, y = _three_tickers()
     folds = walk_forward_folds(index, 4, 40, purge=horizon)
     _Spy.fitted = []
     pred = walk_forward_predictions(X, y, folds, _Spy)
@@ -430,10 +435,7 @@ class _UpdatedSpy(_Spy):
 
 def test_updates_between_refits_only_read_labels_known_before_the_day_they_score():
     horizon = 5
-    dates = pd.bdate_range("2022-01-03", periods=120, name="date")
-    index = pd.MultiIndex.from_product([dates, ["A", "B", "C"]], names=["date", "ticker"])
-    X = pd.DataFrame({"x": np.arange(len(index), dtype=float)}, index=index)
-    y = pd.Series(0.0, index=index)
+    dates, index, X, y = _three_tickers()
     folds = walk_forward_folds(index, 2, 40, purge=horizon)
     _Spy.fitted, _UpdatedSpy.updates = [], []
     schedule = UpdateSchedule(every=3, rounds=7, window=10, gap=horizon)
