@@ -291,13 +291,17 @@ class Data:
     # --- backtest -------------------------------------------------------------------------------------------------
     def latest_backtest(self) -> str | None:
         """The newest backtest report's name, `<week>_<recipe>` (`reports/backtest_report/<week>_<recipe>_predictions
-        .parquet`, e.g. 2018-02-12_lightgbm-return-h1): the latest week, and within it the last recipe by name."""
+        .parquet`, e.g. 2018-02-12_lightgbm-return-h1): the latest week, and within it the recipe written last."""
         base = f"{self.lake.root}/{REPORTS}/backtest_report"
         if not self.lake.fs.exists(base):
             return None
-        names = [p.rsplit("/", 1)[-1] for p in self.lake.fs.ls(base, detail=False)]
-        weeks = sorted(n.removesuffix("_predictions.parquet") for n in names if n.endswith("_predictions.parquet"))
-        return weeks[-1] if weeks else None
+        suffix = "_predictions.parquet"
+        paths = [p for p in self.lake.fs.ls(base, detail=False) if p.endswith(suffix)]
+        if not paths:
+            return None
+        name = lambda path: path.rsplit("/", 1)[-1].removesuffix(suffix)  # noqa: E731
+        newest = max(paths, key=lambda path: (name(path).split("_", 1)[0], self.lake.fs.modified(path)))
+        return name(newest)
 
     def backtest(self) -> dict | None:
         """The latest backtest's out-of-sample predictions scored against the realized next-session returns: the

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 import redis
 
-from dashboard.data import confidence
+from dashboard.data import REPORTS, Data, Sources, confidence
 from dashboard.harness import publish_alert, publish_predictions
 from dashboard.pages import alerts, signals
 from stockpred_core.alerts import SubscriptionError, read_subscriptions
+from stockpred_core.io.lake import Lake
 
 
 def test_signals_rank_the_latest_day_with_sector_and_interval(world):
@@ -93,3 +96,21 @@ def test_the_subscription_form_creates_edits_and_deletes(world):
     assert "desk-z" not in {s.subscriber for s in read_subscriptions(client)}
     with pytest.raises(SubscriptionError, match="threshold"):
         alerts.from_form("desk-y", "", "above", 60)
+
+
+def test_the_latest_backtest_is_the_latest_weeks_recipe_written_last(tmp_path):
+    """Several recipes of one week sit side by side: the page shows the one written last, not the last by name."""
+    lake = Lake(str(tmp_path / "lake"))
+    data = Data(Sources(lake, None, None, "stockpred"))
+    assert data.latest_backtest() is None
+    base = tmp_path / "lake" / REPORTS / "backtest_report"
+    base.mkdir(parents=True)
+    names = ["2018-02-05_zero-return-h1", "2018-02-12_momentum-return-h1", "2018-02-12_linear-rank-h1"]
+    for i, name in enumerate(names):
+        path = base / f"{name}_predictions.parquet"
+        path.write_bytes(b"")
+        os.utime(path, (1_700_000_000 + i, 1_700_000_000 + i))
+    (base / "2018-02-12_momentum-return-h1.html").write_text("report")
+    assert data.latest_backtest() == "2018-02-12_linear-rank-h1"
+    os.utime(base / "2018-02-12_momentum-return-h1_predictions.parquet", (1_800_000_000, 1_800_000_000))
+    assert data.latest_backtest() == "2018-02-12_momentum-return-h1"
