@@ -16,7 +16,8 @@ demo dev: export STOCKPRED_MLFLOW_UI_URL ?= http://127.0.0.1:$(MLFLOW_PORT)
 .PHONY: install lock demo test test-fast dev serve dashboard validate clean
 
 # TORCH=cpu (default): PyTorch's CPU build (~190 MB) for the MLP family; TORCH=cuda: PyPI's CUDA build (~3 GB, what
-# the GPU image uses); TORCH=none: no PyTorch, the MLP family is skipped with a message saying why.
+# the GPU image uses); TORCH=none: no PyTorch (nor Lightning), the MLP and GRU families are skipped with a message
+# saying why.
 TORCH ?= cpu
 STAMP := $(VENV)/.installed-$(TORCH)
 # requirements/lock.txt: the runtime dependencies (what the images install); requirements/dev.txt: the same pins plus
@@ -29,7 +30,7 @@ $(STAMP): pyproject.toml $(DEV_LOCK) requirements/torch-$(TORCH).txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(DEV_LOCK)
 	$(BIN)/pip install --quiet --no-deps -e .
-	$(if $(filter none,$(TORCH)),$(BIN)/pip uninstall --quiet --yes torch,$(BIN)/pip install --quiet -r requirements/torch-$(TORCH).txt)
+	$(if $(filter none,$(TORCH)),$(BIN)/pip uninstall --quiet --yes torch lightning pytorch-lightning torchmetrics,$(BIN)/pip install --quiet -r requirements/torch-$(TORCH).txt)
 	$(BIN)/pip check
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 

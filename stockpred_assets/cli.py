@@ -2,7 +2,7 @@
 
     stockpred evaluate --bars <file or folder> [--index GSPC.csv] [--vix VIX.csv] [--start DATE] --oos-start DATE
                        [--end DATE] [--horizon 1] [--families lightgbm torch_mlp:rank ...] [--refit monthly]
-                       [--features technical|alpha158] [--update-every N]
+                       [--features technical alpha158 seq30] [--update-every N]
 
 It ingests the bars with the `files` provider (a CSV/.txt/Parquet file or a folder of them, the ticker from a column
 or the file name), validates and featurizes them (`daily_data_job` over the whole range, one run), then materializes
@@ -135,14 +135,16 @@ def parser() -> argparse.ArgumentParser:
         "--families",
         nargs="+",
         default=["lightgbm", "torch_mlp", "linear", "momentum"],
-        help="family[:label] each (families: lightgbm torch_mlp linear momentum ensemble; labels: return rank)",
+        help="family[:label] each (families: lightgbm torch_mlp linear momentum ensemble gru; labels: return rank)",
     )
     p.add_argument("--label", default="return", help="label of the families given without one: return | rank")
     p.add_argument(
         "--features",
-        choices=["technical", "alpha158"],
-        default="technical",
-        help="the model inputs: the technical set, or it and the Alpha158-like library computed from the bars",
+        nargs="+",
+        choices=["technical", "alpha158", "seq30"],
+        default=["technical"],
+        help="the model inputs: the technical set (always in), the Alpha158-like library (alpha158) and the last 30 "
+        "sessions' price/volume path (seq30, what the gru family reads), computed from the bars",
     )
     p.add_argument("--refit", default="monthly", help="monthly | weekly | quarterly | a number of refits")
     p.add_argument(
@@ -272,7 +274,7 @@ def evaluate(args: argparse.Namespace, dates: tuple[pd.Timestamp, pd.Timestamp])
             "n_folds": folds,
             "seed": args.seed,
             **{f"update_{k}": getattr(args, f"update_{k}") for k in ("every", "rounds", "window")},
-            "feature_families": ["technical", *(["alpha158"] if args.features == "alpha158" else [])],
+            "feature_families": ["technical", *(f for f in args.features if f != "technical")],
             **{name: getattr(args, name) for name in args.portfolio},
             **({"tickers": args.tickers} if args.tickers else {}),
         }

@@ -52,7 +52,7 @@ NO_MODEL = "no champion promoted for this week or before"
 class BacktestConfig(PortfolioConfig):
     """A model family refit fold by fold with default parameters (the backtest does not tune)."""
 
-    family: str = "lightgbm"  # lightgbm | torch_mlp | linear | momentum
+    family: str = "lightgbm"  # lightgbm | torch_mlp | linear | momentum | ensemble | gru
     horizon: int = DEFAULT_HORIZON
     label: str = DEFAULT_LABEL  # the training target: "return" or "rank"; metrics are always against the return
     embargo: int = 0  # sessions left out on top of the horizon-long purge before each test block
@@ -63,7 +63,7 @@ class BacktestConfig(PortfolioConfig):
     oos_start: str | None = None  # when set, the test blocks tile the dates from here on instead
     oos_end: str | None = None  # when set, the test blocks end on this date (later rows are not read into the test)
     num_boost_round: int = 60  # lightgbm
-    epochs: int = 10  # torch_mlp
+    epochs: int = 10  # torch_mlp, gru (at most)
     ensemble_members: list[str] | None = None  # ensemble: its member families (unset: the ensemble's default)
     ensemble_seeds: int = 1  # ensemble: seeds per member family that takes one
     update_every: int = Field(
@@ -73,8 +73,9 @@ class BacktestConfig(PortfolioConfig):
     update_window: int = Field(20, description="sessions of the newest labelled rows each update trains on")
     feature_families: list[str] | None = Field(
         default=None,
-        description='"technical" (always in) and any of "news", "social", "filings", "macro" and "alpha158" (the '
-        "Alpha158-like library, computed from the bars: backtests only); unset: STOCKPRED_FEATURE_FAMILIES",
+        description='"technical" (always in) and any of "news", "social", "filings", "macro", and in backtests only '
+        'the families computed from the bars: "alpha158" (an Alpha158-like library) and "seq30" (the last 30 '
+        "sessions' price/volume path, what the gru family reads); unset: STOCKPRED_FEATURE_FAMILIES",
     )
     tickers: list[str] | None = Field(
         default=None, description="restrict the universe to these tickers (labels and benchmarks too); unset: all"
@@ -148,6 +149,7 @@ def backtest_report(
     defaults = {
         "lightgbm": {"num_boost_round": config.num_boost_round},
         "torch_mlp": {"epochs": config.epochs, "patience": config.epochs},  # no validation split: fixed epochs
+        "gru": {"epochs": config.epochs, "purge": gap},  # early-stopped on its newest training dates, purged
     }
     params = defaults.get(config.family, {})
     if config.family == "ensemble":  # its members fitted as they would be alone

@@ -9,9 +9,8 @@ import pandas as pd
 from stockpred_core.data.adjustments import adjust
 from stockpred_core.data.calendar import lookback_start
 from stockpred_core.dataset.training_set import ALT_TABLE, join_alternative, model_columns
-from stockpred_core.features.alpha import ALPHA_COLUMNS, alpha_table
-from stockpred_core.features.alpha import FAMILY as ALPHA_FAMILY
 from stockpred_core.features.alternative_catalog import check_families
+from stockpred_core.features.bar_families import BAR_FAMILIES, bar_columns, bar_families, join_bar_families
 from stockpred_core.features.batch import LOOKBACK_SESSIONS
 from stockpred_core.models.training import LabelledSet, labelled_set
 from stockpred_core.settings import load_settings
@@ -20,27 +19,27 @@ from stockpred_resources.lake import DuckDBResource, LakeResource
 
 def recipe_families(families: Iterable[str] | None, *, served: bool = True) -> list[str]:
     """The families of a recipe's `feature_families` beside the technical set (None: the settings'
-    STOCKPRED_FEATURE_FAMILIES), validated: the alternative ones, and with `served=False` (a backtest) also "alpha158",
-    the Alpha158-like library computed from the window's bars. A model to be served may not take it: the online
-    vectors and the intraday path carry the technical and alternative columns only."""
+    STOCKPRED_FEATURE_FAMILIES), validated: the alternative ones, and with `served=False` (a backtest) also the bar
+    families ("alpha158", "seq30": `features/bar_families.py`) computed from the window's bars. A model to be served
+    may not take those: the online vectors and the intraday path carry the technical and alternative columns only."""
     if families is None:
         families = load_settings().feature_families
     families = list(families)
-    bar = [ALPHA_FAMILY] if ALPHA_FAMILY in families else []
+    bar = bar_families(families)
     if bar and served:
         raise dg.Failure(
-            f"feature_families: {ALPHA_FAMILY!r} is for backtests (backtest_report, stockpred evaluate): the served "
-            "feature vectors do not carry its columns, so a model to be served cannot be trained on them"
+            f"feature_families: {bar} are for backtests (backtest_report, stockpred evaluate): the served feature "
+            "vectors do not carry their columns, so a model to be served cannot be trained on them"
         )
     try:
-        return [*check_families([f for f in families if f != ALPHA_FAMILY]), *bar]
+        return [*check_families(alternative_only(families)), *bar]
     except ValueError as exc:
-        raise dg.Failure(f"feature_families: {exc}; {ALPHA_FAMILY!r} in backtests") from exc
+        raise dg.Failure(f"feature_families: {exc}; in backtests also {list(BAR_FAMILIES)}") from exc
 
 
 def alternative_only(families: Sequence[str]) -> list[str]:
     """The alternative families of a recipe's families (the ones read from alt_features)."""
-    return [f for f in families if f != ALPHA_FAMILY]
+    return [f for f in families if f not in BAR_FAMILIES]
 
 
 def load_alt_features(
@@ -116,12 +115,9 @@ def load_training_set(
     # Labels are total returns: prices adjusted with the splits and dividends known before the cut-off.
     events = duckdb.read_window(store, "validated", "events", bars_start, end)
     adjusted = adjust(bars, events)
-    columns = model_columns(alternative)
-    if ALPHA_FAMILY in families:  # each day's values from bars up to that day (61 sessions), the window's tickers
-        alpha = alpha_table(adjusted).assign(date=lambda f: pd.to_datetime(f["date"]).astype("datetime64[ns]"))
-        features = features.assign(date=pd.to_datetime(features["date"]).astype("datetime64[ns]"))
-        features = features.merge(alpha, on=["date", "ticker"], how="left", validate="one_to_one")
-        columns = [*columns, *ALPHA_COLUMNS]
+    columns = [*model_columns(alternative), *bar_columns(families)]
+    if bar_families(families):  # each day's values from bars up to that day (at most 61 sessions), these tickers
+        features = join_bar_families(features, adjusted, families)
     try:
         return labelled_set(features, adjusted, horizon, label, columns)
     except ValueError as exc:

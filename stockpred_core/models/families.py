@@ -21,13 +21,18 @@ TORCH_MISSING = (
     "the torch_mlp family needs PyTorch, which is not installed: `make install TORCH=cpu` (CPU build) or "
     "`TORCH=cuda` (CUDA build), or `pip install 'stockpred[torch]'`"
 )
-MODEL_FAMILIES = ("lightgbm", "torch_mlp", "linear", "zero", "momentum", "ensemble")
+LIGHTNING_MISSING = (
+    "the gru family needs PyTorch and Lightning, which are not installed: `make install TORCH=cpu` (or `TORCH=cuda`), "
+    "or `pip install 'stockpred[torch]'`"
+)
+MODEL_FAMILIES = ("lightgbm", "torch_mlp", "linear", "zero", "momentum", "ensemble", "gru")
 
 
-def torch_available() -> bool:
-    """Whether PyTorch imports (it is an optional extra: `make install TORCH=none` leaves it out)."""
+def torch_available(module: str = "torch") -> bool:
+    """Whether PyTorch (or `module`, e.g. lightning) imports: an optional extra that `make install TORCH=none` leaves
+    out."""
     try:
-        return importlib.util.find_spec("torch") is not None
+        return importlib.util.find_spec(module) is not None
     except ImportError:  # an import hook refused it
         return False
 
@@ -40,6 +45,12 @@ def model_family(family: str) -> type[Forecaster]:
         from stockpred_core.models.neural import TorchMLPForecaster  # imports torch: only when asked for
 
         return TorchMLPForecaster
+    if family == "gru":
+        if not (torch_available() and torch_available("lightning")):
+            raise FamilyUnavailableError(LIGHTNING_MISSING)
+        from stockpred_core.models.sequence import GRUForecaster  # imports torch and lightning: only when asked for
+
+        return GRUForecaster
     if family == "ensemble":
         from stockpred_core.models.ensemble import EnsembleForecaster  # it builds its members through this module
 

@@ -25,6 +25,7 @@ from stockpred_core.features.catalog import FEATURE_COLUMNS, FEATURE_SET_VERSION
 from stockpred_core.io.lake import Lake
 from stockpred_core.io.model_card import CHAMPION_FROM_TAG, read_model_card
 from stockpred_core.io.model_registry import load_version
+from stockpred_core.models.families import LIGHTNING_MISSING, torch_available
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
 from stockpred_resources.redis import RedisResource
@@ -174,7 +175,7 @@ def test_a_recipe_the_alternative_table_cannot_serve_fails_with_the_reason(world
         recipe_families(["technical", "sentiment"])
     assert recipe_families(["technical", "macro", "news"]) == ["news", "macro"]
     assert recipe_families(None) == []  # the settings' default: the technical set
-    with pytest.raises(dg.Failure, match=r"'alpha158' is for backtests .* a model to be served cannot be trained"):
+    with pytest.raises(dg.Failure, match=r"\['alpha158'\] are for backtests .* a model to be served cannot be trained"):
         recipe_families(["technical", "alpha158"])
     assert recipe_families(["alpha158", "macro"], served=False) == ["macro", "alpha158"]
 
@@ -310,3 +311,25 @@ def test_a_backtest_updates_lightgbm_between_refits_and_refuses_other_families(w
     )
     failure = next(e for e in refused.all_events if e.is_step_failure)
     assert "only lightgbm updates incrementally, not linear" in failure.step_failure_data.error.message
+
+
+@pytest.mark.skipif(not torch_available("lightning"), reason=LIGHTNING_MISSING)
+def test_a_backtest_of_the_gru_reads_the_price_path_of_the_windows_bars(world):
+    """The sequence model's recipe: the seq30 family computed from the bars, the GRU trained with Lightning fold by
+    fold; without seq30 in the recipe the GRU says what it needs."""
+    config = {
+        "family": "gru", "label": "rank", "horizon": 1, "train_weeks": 52, "n_folds": 2, "epochs": 2,
+        "oos_start": "2023-01-03", "oos_end": "2023-02-28", "feature_families": ["technical", "seq30"],
+    }  # fmt: skip
+    run = {"ops": {"backtest_report": {"config": config}}}
+    result = dg.materialize([backtest_report], partition_key=WEEK, resources=world["resources"], run_config=run)
+    meta = {k: v.value for k, v in result.asset_materializations_for_node("backtest_report")[0].metadata.items()}
+    assert meta["recipe"] == "gru-rank-h1-seq30-epochs2" and meta["feature_columns"] == len(FEATURE_COLUMNS) + 150
+    predictions = pd.read_parquet(meta["oos_predictions_file"])
+    assert predictions["prediction"].notna().all() and predictions["prediction"].nunique() > 10
+    without = {"ops": {"backtest_report": {"config": {**config, "feature_families": ["technical"]}}}}
+    refused = dg.materialize(
+        [backtest_report], partition_key=WEEK, resources=world["resources"], run_config=without, raise_on_error=False
+    )
+    failure = next(e for e in refused.all_events if e.is_step_failure)
+    assert "the gru family reads the seq30 feature family" in failure.step_failure_data.error.message

@@ -11,7 +11,10 @@ import pytest
 from stockpred_core.data.simulation import simulate_bars
 from stockpred_core.dataset.labels import forward_returns
 from stockpred_core.dataset.training_set import training_set
-from stockpred_core.features.batch import compute_features
+from stockpred_core.features.bar_families import join_bar_families
+from stockpred_core.features.batch import FEATURE_COLUMNS, compute_features
+from stockpred_core.features.sequence import FAMILY as SEQUENCE
+from stockpred_core.features.sequence import SEQUENCE_COLUMNS
 from stockpred_core.io.model_registry import configure_mlflow, load_version, log_forecaster, use_registry
 from stockpred_core.models import families
 from stockpred_core.models.baselines import LinearForecaster, MomentumForecaster, ZeroForecaster, zero_baseline
@@ -36,28 +39,34 @@ FAST_MODELS = {
         members=("lightgbm", "linear"),
         member_params={"lightgbm": {"num_boost_round": 40, "params": {"num_threads": 1}}},
     ),
+    "gru": lambda: model_family("gru")(epochs=2, hidden_size=8, num_layers=1, device="cpu", num_threads=1),
 }
 # torch may round a row differently when it sits elsewhere in a batch; every other family is exact
-TOLERANCE = {"torch_mlp": 1e-6}
+TOLERANCE = {"torch_mlp": 1e-6, "gru": 1e-6}
+TORCH_FAMILIES = ("torch_mlp", "gru")
 
 
 @pytest.fixture(scope="module")
 def data():
-    """(X_train, y_train, X_valid, y_valid): the oldest 75% of dates to fit on, the rest to predict."""
+    """(X_train, y_train, X_valid, y_valid): the oldest 75% of dates to fit on, the rest to predict; the technical
+    columns and the last 30 sessions' path (seq30, what the GRU reads)."""
     bars = simulate_bars(7, 20, "2021-01-04", "2022-12-30")
-    X, y = training_set(compute_features(bars), forward_returns(bars, 5))
+    features = join_bar_families(compute_features(bars), bars, [SEQUENCE])
+    X, y = training_set(features, forward_returns(bars, 5), [*FEATURE_COLUMNS, *SEQUENCE_COLUMNS])
     dates = X.index.get_level_values("date")
     train = dates < dates.unique()[int(0.75 * dates.nunique())]
     return X[train], y[train], X[~train], y[~train]
 
 
-# PyTorch is an optional extra (`make install TORCH=none`): without it the MLP is skipped, saying why
+# PyTorch is an optional extra (`make install TORCH=none`): without it the MLP and the GRU are skipped, saying why
 WITHOUT_TORCH = pytest.mark.skipif(not torch_available(), reason=TORCH_MISSING)
 
 
 @pytest.fixture(
     scope="module",
-    params=[pytest.param(name, marks=WITHOUT_TORCH) if name == "torch_mlp" else name for name in sorted(FAST_MODELS)],
+    params=[
+        pytest.param(name, marks=WITHOUT_TORCH) if name in TORCH_FAMILIES else name for name in sorted(FAST_MODELS)
+    ],
 )
 def family(request):
     return request.param
@@ -75,14 +84,16 @@ def assert_same_predictions(actual: pd.Series, expected: pd.Series, family: str)
 
 def test_every_family_is_registered_and_tested():
     assert set(FAST_MODELS) == set(MODEL_FAMILIES)
-    available = [name for name in MODEL_FAMILIES if name != "torch_mlp" or torch_available()]
+    available = [name for name in MODEL_FAMILIES if name not in TORCH_FAMILIES or torch_available()]
     assert all(model_family(name).family == name for name in available)
 
 
 def test_a_family_whose_dependency_is_missing_says_how_to_install_it(monkeypatch, tmp_path):
-    monkeypatch.setattr(families, "torch_available", lambda: False)
+    monkeypatch.setattr(families, "torch_available", lambda module="torch": False)
     with pytest.raises(FamilyUnavailableError, match=r"needs PyTorch.*make install TORCH=cpu"):
         model_family("torch_mlp")
+    with pytest.raises(FamilyUnavailableError, match=r"gru family needs PyTorch and Lightning.*make install TORCH=cpu"):
+        model_family("gru")
     (tmp_path / "model.json").write_text('{"family": "torch_mlp"}')
     with pytest.raises(FamilyUnavailableError, match="needs PyTorch"):
         load_model(tmp_path)
@@ -169,7 +180,8 @@ def test_an_alternative_value_no_training_row_covers_is_taken_as_missing(family,
     assert np.isfinite(blind).all()
     if family not in ("momentum", "zero"):  # momentum reads ret_20 alone, zero nothing
         assert np.allclose(model.predict(later.assign(social_covered=0.0)), blind, atol=1e-9)
-        assert not np.allclose(model.predict(X_valid.assign(ret_20=0.0, **uncovered)), blind)  # it reads the others
+        zeroed = pd.DataFrame(0.0, index=X_valid.index, columns=X_valid.columns).assign(**uncovered)
+        assert not np.allclose(model.predict(zeroed), blind)  # it reads the others
     scaler = getattr(model, "scaler", None)
     if scaler is not None:  # what the saved model restores keeps the column unseen
         restored = type(scaler).from_dict(json.loads(json.dumps(scaler.to_dict())))
