@@ -65,6 +65,12 @@ class Sources:
         return self._mlflow
 
 
+def _written(info: dict) -> float:
+    """A listed file's modification time in seconds (local listings give `mtime`, S3's a `LastModified` datetime)."""
+    value = info.get("mtime", info.get("LastModified", 0))
+    return value.timestamp() if hasattr(value, "timestamp") else float(value)
+
+
 class Data:
     """The readers the pages call. Lake reads go through an in-memory DuckDB over the partitions' Parquet files."""
 
@@ -296,12 +302,12 @@ class Data:
         if not self.lake.fs.exists(base):
             return None
         suffix = "_predictions.parquet"
-        paths = [p for p in self.lake.fs.ls(base, detail=False) if p.endswith(suffix)]
-        if not paths:
+        # one listing with the modification times (local: mtime, S3: LastModified), not a request per file
+        files = [f for f in self.lake.fs.ls(base, detail=True) if f["name"].endswith(suffix)]
+        if not files:
             return None
-        name = lambda path: path.rsplit("/", 1)[-1].removesuffix(suffix)  # noqa: E731
-        newest = max(paths, key=lambda path: (name(path).split("_", 1)[0], self.lake.fs.modified(path)))
-        return name(newest)
+        name = lambda f: f["name"].rsplit("/", 1)[-1].removesuffix(suffix)  # noqa: E731
+        return name(max(files, key=lambda f: (name(f).split("_", 1)[0], _written(f))))
 
     def backtest(self) -> dict | None:
         """The latest backtest's out-of-sample predictions scored against the realized next-session returns: the

@@ -212,6 +212,8 @@ def evaluate(args: argparse.Namespace, dates: tuple[pd.Timestamp, pd.Timestamp])
         sys.exit(f"--oos-start must fall after the first date {first:%Y-%m-%d} and on or before {end:%Y-%m-%d}")
     if args.reuse_data and args.data_dir is None:
         sys.exit("--reuse-data needs the --data-dir an earlier evaluate of the same bars wrote")
+    if "gru" in {spec.partition(":")[0] for spec in args.families} and "seq30" not in args.features:
+        sys.exit("the gru family reads the last 30 sessions' prices and volume: add --features seq30")
     for path in (args.index, args.vix):
         if path is not None and not path.exists():
             sys.exit(f"{path} does not exist")
@@ -261,6 +263,9 @@ def evaluate(args: argparse.Namespace, dates: tuple[pd.Timestamp, pd.Timestamp])
         print(f"{args.bars}: {days[0]:%Y-%m-%d}..{days[-1]:%Y-%m-%d} ingested, validated and featurized in "
               f"{time.monotonic() - began:.0f} s (data in {data_dir})", flush=True)  # fmt: skip
     folds = refit_count(oos_start, end, args.refit)
+    update = {f"update_{k}": getattr(args, f"update_{k}") for k in ("every", "rounds", "window")}
+    if args.update_every <= 0:  # rounds and window mean nothing without updates
+        update = {}
     rows = []
     for spec in args.families:
         family, _, label = spec.partition(":")
@@ -273,7 +278,7 @@ def evaluate(args: argparse.Namespace, dates: tuple[pd.Timestamp, pd.Timestamp])
             "oos_end": f"{end:%Y-%m-%d}",
             "n_folds": folds,
             "seed": args.seed,
-            **{f"update_{k}": getattr(args, f"update_{k}") for k in ("every", "rounds", "window")},
+            **(update if family == "lightgbm" else {}),  # the other families do not update
             "feature_families": ["technical", *(f for f in args.features if f != "technical")],
             **{name: getattr(args, name) for name in args.portfolio},
             **({"tickers": args.tickers} if args.tickers else {}),

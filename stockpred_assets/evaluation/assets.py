@@ -102,6 +102,8 @@ def recipe_name(config: BacktestConfig, families: list[str]) -> str:
     parts = [family, config.label, f"h{config.horizon}", *(["+".join(families)] if families else [])]
     defaults = BacktestConfig()
     for name, short in RECIPE_SETTINGS.items():
+        if name in ("update_rounds", "update_window") and config.update_every <= 0:
+            continue  # they mean nothing without updates
         value = getattr(config, name)
         if value != getattr(defaults, name):
             parts.append(f"{short}{value:g}" if isinstance(value, float) else f"{short}{value}")

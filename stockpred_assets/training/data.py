@@ -10,7 +10,13 @@ from stockpred_core.data.adjustments import adjust
 from stockpred_core.data.calendar import lookback_start
 from stockpred_core.dataset.training_set import ALT_TABLE, join_alternative, model_columns
 from stockpred_core.features.alternative_catalog import check_families
-from stockpred_core.features.bar_families import BAR_FAMILIES, bar_columns, bar_families, join_bar_families
+from stockpred_core.features.bar_families import (
+    BAR_FAMILIES,
+    BAR_LOOKBACK,
+    bar_columns,
+    bar_families,
+    join_bar_families,
+)
 from stockpred_core.features.batch import LOOKBACK_SESSIONS
 from stockpred_core.models.training import LabelledSet, labelled_set
 from stockpred_core.settings import load_settings
@@ -117,7 +123,8 @@ def load_training_set(
     adjusted = adjust(bars, events)
     columns = [*model_columns(alternative), *bar_columns(families)]
     if bar_families(families):  # each day's values from bars up to that day (at most 61 sessions), these tickers
-        features = join_bar_families(features, adjusted, families)
+        recent = adjusted[pd.to_datetime(adjusted["date"]) >= lookback_start(start, BAR_LOOKBACK)]
+        features = join_bar_families(features, recent, families)
     try:
         return labelled_set(features, adjusted, horizon, label, columns)
     except ValueError as exc:

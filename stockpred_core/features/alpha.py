@@ -7,9 +7,9 @@ and low are scaled by each day's adj_close / close, as Qlib scales every price b
 is left out (the bars carry no VWAP), so there are 157 columns. Every value for day D uses bars dated D or earlier
 (at most 61 sessions of them): no recursion, so a daily run equals a backfill once 61 sessions are read.
 
-Each column is then normalized per day across the tickers (median and MAD, z-scored and clipped to +-3, the robust
-z-score Qlib fits per feature), so a model sees where a stock stands in its universe that day, not the market's
-level. A day with fewer than `MIN_NAMES` values leaves the column NaN.
+Each column is then normalized per day across the tickers (median and MAD, falling back to the standard deviation
+where the MAD is 0, z-scored and clipped to +-3), so a model sees where a stock stands in its universe that day, not
+the market's level. A day with fewer than `MIN_NAMES` values leaves the column NaN.
 
 Only backtests take it (`feature_families: [technical, alpha158]`, `stockpred evaluate --features alpha158`), computed
 from the bars of the window they read: the served feature vectors and the intraday path carry the technical set.
@@ -210,17 +210,21 @@ def raw_alpha(o: pd.DataFrame, h: pd.DataFrame, lo: pd.DataFrame, c: pd.DataFram
 
 
 def cross_sectional_robust_z(wide: pd.DataFrame) -> pd.DataFrame:
-    """Each day's values less the day's median, over 1.4826 x its median absolute deviation (+1e-12, as Qlib's
-    RobustZScoreNorm: a day where most names share a value puts the others at +-3), clipped to +-3; NaN on a day with
-    fewer than MIN_NAMES values."""
+    """Each day's values less the day's median, over a robust spread of that day's values, clipped to +-3: 1.4826 x the
+    median absolute deviation, or where that is 0 (half the names or more share the median: a count or an index
+    column over a short window) the standard deviation, so the other names keep their order; 0 for a day without
+    spread, NaN on a day with fewer than MIN_NAMES values. (Qlib's RobustZScoreNorm fits one median and MAD per
+    feature over the training period; per day, this keeps each day's cross-section alone.)"""
     values = wide.to_numpy(dtype=float)
     count = np.sum(~np.isnan(values), axis=1)
     values = np.where((count >= MIN_NAMES)[:, None], values, 0.0)  # no all-NaN row reaches nanmedian
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         median = np.nanmedian(values, axis=1, keepdims=True)
-        mad = np.nanmedian(np.abs(values - median), axis=1, keepdims=True) * MAD_TO_STD + EPS
-        z = np.clip((values - median) / mad, -CLIP, CLIP)
+        spread = np.nanmedian(np.abs(values - median), axis=1, keepdims=True) * MAD_TO_STD
+        spread = np.where(spread > 0, spread, np.nanstd(values, axis=1, keepdims=True))
+        z = np.where(spread > 0, np.clip((values - median) / spread, -CLIP, CLIP), 0.0)
+    z[np.isnan(values)] = np.nan
     z[count < MIN_NAMES] = np.nan
     return pd.DataFrame(z, index=wide.index, columns=wide.columns)
 

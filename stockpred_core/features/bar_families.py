@@ -15,6 +15,8 @@ BAR_FAMILIES: dict[str, tuple[list[str], Callable[[pd.DataFrame], pd.DataFrame]]
     sequence.FAMILY: (sequence.SEQUENCE_COLUMNS, sequence.sequence_table),
 }
 
+BAR_LOOKBACK = max(alpha.LOOKBACK, sequence.SESSIONS)  # sessions of bars a day's values read, at most
+
 
 def bar_families(families: Sequence[str]) -> list[str]:
     """The bar families among `families`, in registry order."""

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from stockpred_core.dataset.splits import purged_train_valid
 from stockpred_core.features.sequence import FAMILY, FIELDS, SEQUENCE_COLUMNS, SESSIONS
 from stockpred_core.models.forecaster import FITTED, ColumnForecaster
-from stockpred_core.models.neural import cpu_threads, select_device
+from stockpred_core.models.neural import cpu_threads, seeded_torch, select_device
 from stockpred_core.models.standardizer import Standardizer
 
 MISSING = f"the gru family reads the {FAMILY} feature family: add it to the recipe's feature_families"
@@ -122,8 +122,9 @@ class GRUForecaster(ColumnForecaster):
             for x, t, shuffle in ((X, y, True), (X_valid[SEQUENCE_COLUMNS], y_valid, False))
         ]
         keep = _KeepBest()
-        with cpu_threads(self.num_threads), _quiet():
-            L.seed_everything(self.seed, workers=True, verbose=False)
+        # seeded_torch: the fit's own RNG state and determinism (CPU), the caller's restored afterwards; the Trainer
+        # is told nothing about determinism, so it changes no process-wide setting
+        with cpu_threads(self.num_threads), seeded_torch(self.seed, device), _quiet():
             self.network = GRUNet(
                 len(FIELDS), self.hidden_size, self.num_layers, self.dropout, self.lr, self.weight_decay
             )
@@ -132,7 +133,6 @@ class GRUForecaster(ColumnForecaster):
                 accelerator="gpu" if device.type == "cuda" else "cpu",
                 devices=1,
                 precision="16-mixed" if device.type == "cuda" else "32-true",
-                deterministic=device.type == "cpu",
                 callbacks=[L.pytorch.callbacks.EarlyStopping("val_loss", patience=self.patience), keep],
                 logger=False,
                 enable_checkpointing=False,

@@ -70,6 +70,10 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path):
     assert late.returncode != 0 and "--oos-start must fall after the first date 2014-01-02" in late.stderr
     reuse = _run("evaluate", "--bars", str(bars), "--oos-start", "2014-01-03", "--reuse-data")
     assert reuse.returncode != 0 and "--reuse-data needs the --data-dir" in reuse.stderr
+    gru = _run("evaluate", "--bars", str(bars), "--oos-start", "2014-01-03", "--families", "gru")
+    assert gru.returncode != 0 and "gru family reads the last 30 sessions' prices and volume: add --features seq30" in (
+        gru.stderr
+    )
     empty = _run(
         "evaluate", "--bars", str(bars), "--oos-start", "2014-01-03", "--reuse-data", "--data-dir", str(tmp_path)
     )

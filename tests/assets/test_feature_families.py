@@ -301,7 +301,16 @@ def test_a_backtest_updates_lightgbm_between_refits_and_refuses_other_families(w
     result = dg.materialize([backtest_report], partition_key=WEEK, resources=world["resources"], run_config=run)
     meta = {k: v.value for k, v in result.asset_materializations_for_node("backtest_report")[0].metadata.items()}
     assert meta["recipe"] == "lightgbm-rank-h1-update5-uwindow60-tickers10" and meta["folds"] == 2
-    assert pd.read_parquet(meta["oos_predictions_file"])["prediction"].notna().all()
+    updated = pd.read_parquet(meta["oos_predictions_file"])
+    plain = {"ops": {"backtest_report": {"config": {**config, "update_every": 0}}}}
+    result = dg.materialize([backtest_report], partition_key=WEEK, resources=world["resources"], run_config=plain)
+    meta = {k: v.value for k, v in result.asset_materializations_for_node("backtest_report")[0].metadata.items()}
+    assert meta["recipe"] == "lightgbm-rank-h1-tickers10"  # rounds and window are not named without updates
+    fixed = pd.read_parquet(meta["oos_predictions_file"])
+    assert updated[["date", "ticker"]].equals(fixed[["date", "ticker"]]) and updated["prediction"].notna().all()
+    first_week = updated["date"] <= updated["date"].min() + pd.Timedelta(days=6)  # before the first update
+    assert np.allclose(updated.loc[first_week, "prediction"], fixed.loc[first_week, "prediction"])
+    assert not np.allclose(updated["prediction"], fixed["prediction"])  # the updates changed the later forecasts
     refused = dg.materialize(
         [backtest_report],
         partition_key=WEEK,

@@ -82,7 +82,9 @@ def test_a_day_depends_only_on_its_last_61_sessions(bars):
     dates = sorted(bars["date"].unique())
     day = dates[300]
     window = bars[(bars["date"] >= dates[300 - alpha.LOOKBACK + 1]) & (bars["date"] <= day)]
-    later = bars[bars["date"] > day].assign(close=lambda f: f["close"] * 3, volume=0.0)
+    later = bars[bars["date"] > day].assign(
+        close=lambda f: f["close"] * 3, adj_close=lambda f: f["adj_close"] * 5, high=1e6, low=1e-3, volume=0.0
+    )
     short = alpha.alpha_table(pd.concat([window, later])).set_index(["date", "ticker"]).sort_index()
     np.testing.assert_allclose(short.loc[day].to_numpy(), full.loc[day].to_numpy(), rtol=0, atol=1e-9)
     assert full.loc[day].notna().all().all()  # every column is out of its warm-up by then
@@ -93,7 +95,14 @@ def test_a_day_depends_only_on_its_last_61_sessions(bars):
 def test_each_day_is_normalized_across_its_tickers(bars):
     table = alpha.alpha_table(bars).set_index(["date", "ticker"])
     day = table.loc[pd.Timestamp("2014-03-03")]
-    assert day.abs().max().max() <= alpha.CLIP
-    assert (day.median().abs() < 1e-9).all()  # 8 names: the median of the z-scores is that of the two middle ones
+    assert day.abs().max().max() <= alpha.CLIP and day.notna().all().all()
+    values = pd.DataFrame({"a": [0.2, 0.2, 0.2, 0.4, 0.6, 0.2], "b": [1.0, 2, 3, 4, 5, 6]}).T
+    z = alpha.cross_sectional_robust_z(values)
+    spread_a = values.loc["a"].std(ddof=0)  # most names share the median: MAD 0, the standard deviation scales
+    np.testing.assert_allclose(z.loc["a"], (values.loc["a"] - 0.2) / spread_a)
+    mad_b = 1.4826 * (values.loc["b"] - 3.5).abs().median()
+    np.testing.assert_allclose(z.loc["b"], ((values.loc["b"] - 3.5) / mad_b).clip(-3, 3))
+    constant = alpha.cross_sectional_robust_z(pd.DataFrame([[1.0] * 6]))
+    assert (constant == 0).all().all()
     few = alpha.alpha_table(bars[bars["ticker"].isin(["AAPL", "XOM", "JPM", "KO"])])
     assert few[alpha.ALPHA_COLUMNS].isna().all().all()  # 4 names are too few for a cross-section
