@@ -153,6 +153,7 @@ def parser() -> argparse.ArgumentParser:
         default=0,
         help="lightgbm: also update each refit's model every n sessions between refits (continued training; 1: daily)",
     )
+    p.add_argument("--epochs", type=int, default=10, help="torch_mlp: epochs; gru: at most (it stops early)")
     p.add_argument("--update-rounds", type=int, default=10, help="boosting rounds each update adds")
     p.add_argument("--update-window", type=int, default=20, help="sessions of the newest labelled rows an update reads")
     p.add_argument("--tickers", nargs="+", help="restrict the universe to these tickers")
@@ -278,6 +279,7 @@ def evaluate(args: argparse.Namespace, dates: tuple[pd.Timestamp, pd.Timestamp])
             "oos_end": f"{end:%Y-%m-%d}",
             "n_folds": folds,
             "seed": args.seed,
+            **({"epochs": args.epochs} if family in ("torch_mlp", "gru") else {}),
             **(update if family == "lightgbm" else {}),  # the other families do not update
             "feature_families": ["technical", *(f for f in args.features if f != "technical")],
             **{name: getattr(args, name) for name in args.portfolio},
