@@ -95,11 +95,57 @@ def forward(net: nn.Module, X: torch.Tensor, chunk: int = 65536) -> torch.Tensor
 
 
 @dataclass
-class TorchMLPForecaster(ColumnForecaster):
+class ScaledTorchForecaster(ColumnForecaster):
+    """What the PyTorch families share: inputs standardized and the target scaled with the training rows' statistics,
+    a network, its validation losses; saved as weights.pt plus those statistics, restored onto CUDA when torch sees a
+    GPU (where it was trained binds nothing: a GPU-trained model serves on a CPU-only node), else the CPU."""
+
+    weights_file: ClassVar[str] = "weights.pt"
+
+    scaler: Standardizer | None = field(default=None, init=False, repr=False, metadata=FITTED)
+    target_mean: float = field(default=0.0, init=False, metadata=FITTED)
+    target_std: float = field(default=1.0, init=False, metadata=FITTED)
+    network: nn.Module | None = field(default=None, init=False, repr=False, metadata=FITTED)
+    valid_losses: list[float] = field(default_factory=list, init=False, repr=False, metadata=FITTED)
+
+    def _build_network(self) -> nn.Module:
+        """The unfitted network of this model's configuration (what `_restore_state` loads the weights into)."""
+        raise NotImplementedError
+
+    def _fit_scaling(self, X: pd.DataFrame, y: pd.Series) -> None:
+        self.scaler = Standardizer.fit(X)
+        target = y.to_numpy(dtype=float)
+        self.target_mean, self.target_std = float(target.mean()), float(target.std()) or 1.0
+
+    def _target(self, y: pd.Series, device: torch.device | None = None) -> torch.Tensor:
+        scaled = (y.to_numpy(dtype=float) - self.target_mean) / self.target_std
+        return torch.as_tensor(scaled, dtype=torch.float32, device=device)
+
+    def _save(self, directory: Path) -> dict:
+        state = {name: tensor.cpu() for name, tensor in self.network.state_dict().items()}
+        torch.save(state, directory / self.weights_file)
+        return {
+            "scaler": self.scaler.to_dict(),
+            "target_mean": self.target_mean,
+            "target_std": self.target_std,
+            "valid_losses": self.valid_losses,
+        }
+
+    def _restore_state(self, state: dict, directory: Path) -> None:
+        self.scaler = Standardizer.from_dict(state["scaler"])
+        self.target_mean, self.target_std = state["target_mean"], state["target_std"]
+        self.valid_losses = list(state["valid_losses"])
+        weights = torch.load(directory / self.weights_file, map_location="cpu", weights_only=True)
+        self.network = self._build_network()
+        self.network.load_state_dict(weights)
+        self.network.to(select_device("cpu" if self.device == "cpu" else "auto")).eval()
+
+
+@dataclass
+class TorchMLPForecaster(ScaledTorchForecaster):
     """A PyTorch MLP on standardized features and target; early-stops on the validation set when given one."""
 
     family: ClassVar[str] = "torch_mlp"
-    weights_file: ClassVar[str] = "weights.pt"
 
     hidden_sizes: tuple[int, ...] = (64, 32)
     dropout: float = 0.1
@@ -112,17 +158,10 @@ class TorchMLPForecaster(ColumnForecaster):
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     # a net this small trains many times faster on one CPU thread: more threads mostly contend (None: torch default)
     num_threads: int | None = 1
-    scaler: Standardizer | None = field(default=None, init=False, repr=False, metadata=FITTED)
-    target_mean: float = field(default=0.0, init=False, metadata=FITTED)
-    target_std: float = field(default=1.0, init=False, metadata=FITTED)
-    network: nn.Sequential | None = field(default=None, init=False, repr=False, metadata=FITTED)
-    valid_losses: list[float] = field(default_factory=list, init=False, repr=False, metadata=FITTED)
 
     def _fit(self, X, y, X_valid, y_valid) -> None:
         device = select_device(self.device)
-        self.scaler = Standardizer.fit(X)
-        target = y.to_numpy(dtype=float)
-        self.target_mean, self.target_std = float(target.mean()), float(target.std()) or 1.0
+        self._fit_scaling(X, y)
         train = self._tensors(X, device), self._target(y, device)
         valid = None if X_valid is None else (self._tensors(X_valid, device), self._target(y_valid, device))
         with seeded_torch(self.seed, device), cpu_threads(self.num_threads):
@@ -154,32 +193,11 @@ class TorchMLPForecaster(ColumnForecaster):
     def _tensors(self, X: pd.DataFrame, device: torch.device) -> torch.Tensor:
         return torch.as_tensor(self.scaler.transform(X), dtype=torch.float32, device=device)
 
-    def _target(self, y: pd.Series, device: torch.device) -> torch.Tensor:
-        scaled = (y.to_numpy(dtype=float) - self.target_mean) / self.target_std
-        return torch.as_tensor(scaled, dtype=torch.float32, device=device)
-
     def _predict_values(self, X: pd.DataFrame) -> np.ndarray:
         device = next(self.network.parameters()).device
         with cpu_threads(self.num_threads):
             out = forward(self.network, self._tensors(X, device)).cpu().numpy().astype(float)
         return out * self.target_std + self.target_mean
 
-    def _save(self, directory: Path) -> dict:
-        state = {name: tensor.cpu() for name, tensor in self.network.state_dict().items()}
-        torch.save(state, directory / self.weights_file)
-        return {
-            "scaler": self.scaler.to_dict(),
-            "target_mean": self.target_mean,
-            "target_std": self.target_std,
-            "valid_losses": self.valid_losses,
-        }
-
-    def _restore_state(self, state: dict, directory: Path) -> None:
-        self.scaler = Standardizer.from_dict(state["scaler"])
-        self.target_mean, self.target_std = state["target_mean"], state["target_std"]
-        self.valid_losses = list(state["valid_losses"])
-        weights = torch.load(directory / self.weights_file, map_location="cpu", weights_only=True)
-        self.network = build_mlp(len(self.features), self.hidden_sizes, self.dropout)
-        self.network.load_state_dict(weights)
-        # where it was trained binds nothing: a GPU-trained model serves on a CPU-only node (CUDA when one is seen)
-        self.network.to(select_device("cpu" if self.device == "cpu" else "auto"))
+    def _build_network(self) -> nn.Module:
+        return build_mlp(len(self.features), self.hidden_sizes, self.dropout)

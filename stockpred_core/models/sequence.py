@@ -8,8 +8,7 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import ClassVar
 
 import lightning as L
@@ -21,9 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from stockpred_core.dataset.splits import purged_train_valid
 from stockpred_core.features.sequence import FAMILY, FIELDS, SEQUENCE_COLUMNS, SESSIONS
-from stockpred_core.models.forecaster import FITTED, ColumnForecaster
-from stockpred_core.models.neural import cpu_threads, seeded_torch, select_device
-from stockpred_core.models.standardizer import Standardizer
+from stockpred_core.models.neural import ScaledTorchForecaster, cpu_threads, seeded_torch, select_device
 
 MISSING = f"the gru family reads the {FAMILY} feature family: add it to the recipe's feature_families"
 
@@ -73,11 +70,10 @@ class _KeepBest(L.Callback):
 
 
 @dataclass
-class GRUForecaster(ColumnForecaster):
+class GRUForecaster(ScaledTorchForecaster):
     """A GRU over the last 30 sessions' scaled price/volume path of each row (Lightning, early-stopped)."""
 
     family: ClassVar[str] = "gru"
-    weights_file: ClassVar[str] = "weights.pt"
 
     hidden_size: int = 32
     num_layers: int = 2
@@ -92,11 +88,6 @@ class GRUForecaster(ColumnForecaster):
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     num_threads: int | None = None
-    scaler: Standardizer | None = field(default=None, init=False, repr=False, metadata=FITTED)
-    target_mean: float = field(default=0.0, init=False, metadata=FITTED)
-    target_std: float = field(default=1.0, init=False, metadata=FITTED)
-    network: GRUNet | None = field(default=None, init=False, repr=False, metadata=FITTED)
-    valid_losses: list[float] = field(default_factory=list, init=False, repr=False, metadata=FITTED)
 
     def _fit(self, X, y, X_valid, y_valid) -> None:
         missing = [c for c in SEQUENCE_COLUMNS if c not in X.columns]
@@ -107,9 +98,7 @@ class GRUForecaster(ColumnForecaster):
             train, valid = purged_train_valid(X.index, self.valid_fraction, self.purge)
             X, y, X_valid, y_valid = X[train.to_numpy()], y[train.to_numpy()], X[valid.to_numpy()], y[valid.to_numpy()]
         device = select_device(self.device)
-        self.scaler = Standardizer.fit(X)
-        target = y.to_numpy(dtype=float)
-        self.target_mean, self.target_std = float(target.mean()), float(target.std()) or 1.0
+        self._fit_scaling(X, y)
         self.features = list(SEQUENCE_COLUMNS)
         generator = torch.Generator().manual_seed(self.seed)
         loaders = [
@@ -125,9 +114,7 @@ class GRUForecaster(ColumnForecaster):
         # seeded_torch: the fit's own RNG state and determinism (CPU), the caller's restored afterwards; the Trainer
         # is told nothing about determinism, so it changes no process-wide setting
         with cpu_threads(self.num_threads), seeded_torch(self.seed, device), _quiet():
-            self.network = GRUNet(
-                len(FIELDS), self.hidden_size, self.num_layers, self.dropout, self.lr, self.weight_decay
-            )
+            self.network = self._build_network()
             trainer = L.Trainer(
                 max_epochs=self.epochs,
                 accelerator="gpu" if device.type == "cuda" else "cpu",
@@ -151,10 +138,6 @@ class GRUForecaster(ColumnForecaster):
         scaled = self.scaler.transform(X[SEQUENCE_COLUMNS]).reshape(len(X), len(FIELDS), SESSIONS)
         return torch.as_tensor(np.ascontiguousarray(scaled.transpose(0, 2, 1)[:, ::-1]), dtype=torch.float32)
 
-    def _target(self, y: pd.Series) -> torch.Tensor:
-        scaled = (y.to_numpy(dtype=float) - self.target_mean) / self.target_std
-        return torch.as_tensor(scaled, dtype=torch.float32)
-
     @torch.no_grad()
     def _predict_values(self, X: pd.DataFrame) -> np.ndarray:
         net = self.network.eval()
@@ -164,23 +147,8 @@ class GRUForecaster(ColumnForecaster):
             out = torch.cat([net(x[i : i + 65536].to(device)).float().cpu() for i in range(0, len(x), 65536)])
         return out.numpy().astype(float) * self.target_std + self.target_mean
 
-    def _save(self, directory: Path) -> dict:
-        torch.save({k: v.cpu() for k, v in self.network.state_dict().items()}, directory / self.weights_file)
-        return {
-            "scaler": self.scaler.to_dict(),
-            "target_mean": self.target_mean,
-            "target_std": self.target_std,
-            "valid_losses": self.valid_losses,
-        }
-
-    def _restore_state(self, state: dict, directory: Path) -> None:
-        self.scaler = Standardizer.from_dict(state["scaler"])
-        self.target_mean, self.target_std = state["target_mean"], state["target_std"]
-        self.valid_losses = list(state["valid_losses"])
-        self.network = GRUNet(len(FIELDS), self.hidden_size, self.num_layers, self.dropout, self.lr, self.weight_decay)
-        weights = torch.load(directory / self.weights_file, map_location="cpu", weights_only=True)
-        self.network.load_state_dict(weights)
-        self.network.to(select_device("cpu" if self.device == "cpu" else "auto")).eval()
+    def _build_network(self) -> GRUNet:
+        return GRUNet(len(FIELDS), self.hidden_size, self.num_layers, self.dropout, self.lr, self.weight_decay)
 
 
 class _quiet:
