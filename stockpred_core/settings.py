@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
+from stockpred_core.features.alpha import FAMILY as LIBRARY
 from stockpred_core.features.alternative_catalog import TECHNICAL, check_families
 
 ENVIRONMENTS = ("local", "ci", "prod")
@@ -270,10 +271,12 @@ class Settings(_FromEnvironment):
     @field_validator("feature_families", mode="before")
     @classmethod
     def _known_families(cls, raw: Any) -> Any:
+        names = _comma_list(raw)
+        library = (LIBRARY,) if LIBRARY in names else ()
         try:
-            return (TECHNICAL, *check_families(_comma_list(raw)))
+            return (TECHNICAL, *library, *check_families([n for n in names if n != LIBRARY]))
         except ValueError as exc:
-            raise ValueError(f"STOCKPRED_FEATURE_FAMILIES: {exc}") from None
+            raise ValueError(f"STOCKPRED_FEATURE_FAMILIES: {exc} (or {LIBRARY!r}, the Alpha158-like library)") from None
 
     @field_validator("drift_alert_max_age_days", mode="before")
     @classmethod
@@ -320,8 +323,8 @@ class Settings(_FromEnvironment):
 
     @property
     def alt_families(self) -> list[str]:
-        """The alternative families of `feature_families` (technical left out)."""
-        return check_families(self.feature_families)
+        """The alternative families of `feature_families` (technical and the library left out)."""
+        return check_families([f for f in self.feature_families if f != LIBRARY])
 
     @property
     def alt_sources(self) -> dict[str, list[str]]:

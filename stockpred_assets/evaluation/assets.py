@@ -32,10 +32,10 @@ from stockpred_core.dataset.training_set import (
     feature_matrix,
     join_alternative,
     split_version,
+    stored_inputs,
 )
 from stockpred_core.evaluation.backtest import UpdateSchedule, walk_forward_predictions
 from stockpred_core.features.alternative_catalog import ALT_COLUMNS, TECHNICAL, feature_set_version
-from stockpred_core.features.catalog import FEATURE_COLUMNS
 from stockpred_core.io.model_card import PARTITION_TAG
 from stockpred_core.io.model_registry import load_version
 from stockpred_core.models.ensemble import default_members
@@ -73,9 +73,9 @@ class BacktestConfig(PortfolioConfig):
     update_window: int = Field(20, description="sessions of the newest labelled rows each update trains on")
     feature_families: list[str] | None = Field(
         default=None,
-        description='"technical" (always in) and any of "news", "social", "filings", "macro", and in backtests only '
-        'the families computed from the bars: "alpha158" (an Alpha158-like library) and "seq30" (the last 30 '
-        "sessions' price/volume path, what the gru family reads); unset: STOCKPRED_FEATURE_FAMILIES",
+        description='"technical" (always in) and any of "alpha158" (the Alpha158-like library of the feature table), '
+        '"news", "social", "filings", "macro", and in backtests only "seq30" (the last 30 sessions\' price/volume '
+        "path computed from the bars, what the gru family reads); unset: STOCKPRED_FEATURE_FAMILIES",
     )
     tickers: list[str] | None = Field(
         default=None, description="restrict the universe to these tickers (labels and benchmarks too); unset: all"
@@ -243,7 +243,7 @@ def predictions(
     features = duckdb.read_window(lake.lake(), "features", "features", scored_days[0], scored_days[-1])
     if features.empty:
         raise dg.Failure(f"no features in {scored_days[0]:%Y-%m-%d}..{scored_days[-1]:%Y-%m-%d}: materialize them")
-    X = feature_matrix(features)
+    X = feature_matrix(features, stored_inputs(features))
     row_dates = X.index.get_level_values("date")
     skipped = {f"{d:%Y-%m-%d}": NO_MODEL for d, p in chosen.items() if p is None}
     alt = AltWindow(lake, duckdb, scored_days[0], scored_days[-1])
@@ -326,7 +326,7 @@ class AltWindow:
         if features.empty:
             return feature_matrix(features)
         joined = join_alternative(features, self.rows[self.rows["date"].isin(features["date"])], version)
-        return feature_matrix(joined, [*FEATURE_COLUMNS, *ALT_COLUMNS])
+        return feature_matrix(joined, [*stored_inputs(features), *ALT_COLUMNS])
 
 
 def _nothing_to_score(context: dg.AssetExecutionContext, lake: LakeResource, days: list, model: str):

@@ -79,7 +79,7 @@ def load_reference(
         )
     families = families_of(card.feature_columns)  # a champion of the alternative set predicts with its columns too
     features = with_alternative(lake, duckdb, features, families)
-    X = feature_matrix(features, model_columns(families))  # the rows a model sees (warm-up rows left out)
+    X = feature_matrix(features, card.feature_columns or model_columns(families))  # its rows, warm-up rows left out
     mlflow_resource.setup()
     model = load_version(card.name, card)
     frame = X.assign(**{PREDICTION: model.predict(X).to_numpy()}).reset_index()

@@ -46,8 +46,9 @@ class TrainConfig(dg.Config):
     seed: int = 0
     feature_families: list[str] | None = Field(
         default=None,
-        description='Feature sets the model takes: "technical" (always in) and any of "news", "social", '
-        '"filings", "macro" (the alt_features table); unset: STOCKPRED_FEATURE_FAMILIES',
+        description='Feature sets the model takes: "technical" (always in) and any of "alpha158" (the Alpha158-like '
+        'library of the feature table), "news", "social", "filings", "macro" (the alt_features table); unset: '
+        "STOCKPRED_FEATURE_FAMILIES",
     )
 
 

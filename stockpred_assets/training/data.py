@@ -13,9 +13,11 @@ from stockpred_core.features.alternative_catalog import check_families
 from stockpred_core.features.bar_families import (
     BAR_FAMILIES,
     BAR_LOOKBACK,
+    LIBRARY,
     bar_columns,
     bar_families,
     join_bar_families,
+    library_columns,
 )
 from stockpred_core.features.batch import LOOKBACK_SESSIONS
 from stockpred_core.models.training import LabelledSet, labelled_set
@@ -25,9 +27,10 @@ from stockpred_resources.lake import DuckDBResource, LakeResource
 
 def recipe_families(families: Iterable[str] | None, *, served: bool = True) -> list[str]:
     """The families of a recipe's `feature_families` beside the technical set (None: the settings'
-    STOCKPRED_FEATURE_FAMILIES), validated: the alternative ones, and with `served=False` (a backtest) also the bar
-    families ("alpha158", "seq30": `features/bar_families.py`) computed from the window's bars. A model to be served
-    may not take those: the online vectors and the intraday path carry the technical and alternative columns only."""
+    STOCKPRED_FEATURE_FAMILIES), validated: the alternative ones, the library ("alpha158", stored and served beside the
+    technical set), and with `served=False` (a backtest) also the bar families ("seq30": `features/bar_families.py`)
+    computed from the window's bars. A model to be served may not take those: the online vectors and the intraday
+    path do not carry them."""
     if families is None:
         families = load_settings().feature_families
     families = list(families)
@@ -37,15 +40,16 @@ def recipe_families(families: Iterable[str] | None, *, served: bool = True) -> l
             f"feature_families: {bar} are for backtests (backtest_report, stockpred evaluate): the served feature "
             "vectors do not carry their columns, so a model to be served cannot be trained on them"
         )
+    library = [LIBRARY] if LIBRARY in families else []
     try:
-        return [*check_families(alternative_only(families)), *bar]
+        return [*library, *check_families(alternative_only(families)), *bar]
     except ValueError as exc:
-        raise dg.Failure(f"feature_families: {exc}; in backtests also {list(BAR_FAMILIES)}") from exc
+        raise dg.Failure(f"feature_families: {exc}, {LIBRARY!r}; in backtests also {list(BAR_FAMILIES)}") from exc
 
 
 def alternative_only(families: Sequence[str]) -> list[str]:
     """The alternative families of a recipe's families (the ones read from alt_features)."""
-    return [f for f in families if f not in BAR_FAMILIES]
+    return [f for f in families if f not in BAR_FAMILIES and f != LIBRARY]
 
 
 def load_alt_features(
@@ -97,8 +101,8 @@ def load_training_set(
     tickers: Sequence[str] | None = None,
 ) -> LabelledSet:
     """Rows dated in [cutoff - train_weeks, cutoff) whose label is known before the cut-off; X's columns are the
-    technical set's plus those of the alternative `families`; `tickers` restricts the universe (the labels' cross
-    sections too).
+    technical set's plus those of `families` (the alternative ones, the library, bar families); `tickers` restricts
+    the universe (the labels' cross sections too).
 
     Point in time: a feature row for day D was computed from bars up to D's close (an alternative row from items
     public before D's close); a label for D needs the close `horizon` sessions later, so only bars before the cut-off
@@ -121,7 +125,7 @@ def load_training_set(
     # Labels are total returns: prices adjusted with the splits and dividends known before the cut-off.
     events = duckdb.read_window(store, "validated", "events", bars_start, end)
     adjusted = adjust(bars, events)
-    columns = [*model_columns(alternative), *bar_columns(families)]
+    columns = [*model_columns(alternative), *library_columns(families), *bar_columns(families)]
     if bar_families(families):  # each day's values from bars up to that day (at most 61 sessions), these tickers
         recent = adjusted[pd.to_datetime(adjusted["date"]) >= lookback_start(start, BAR_LOOKBACK)]
         features = join_bar_families(features, recent, families)

@@ -15,7 +15,7 @@ from stockpred_core.features.alternative_catalog import (
     FAMILIES,
     columns_for,
 )
-from stockpred_core.features.catalog import FEATURE_COLUMNS, REQUIRED_FEATURES
+from stockpred_core.features.catalog import FEATURE_COLUMNS, MODEL_INPUTS, REQUIRED_FEATURES
 
 ALT_TABLE = ("features", "alt_features")  # the lake's (layer, table) of the alternative feature rows
 ALT_VERSION_COLUMN = "alt_feature_set_version"
@@ -26,6 +26,12 @@ _FAMILY_OF = {spec.name: spec.family for spec in ALT_REGISTRY}
 def model_columns(families: Iterable[str] = ()) -> list[str]:
     """The columns a model of the technical set plus `families` takes, in order (masks included)."""
     return [*FEATURE_COLUMNS, *columns_for(families)]
+
+
+def stored_inputs(features: pd.DataFrame) -> list[str]:
+    """The model inputs a feature table holds: the technical set, and the library where its rows carry it (a table
+    written before the library was stored does not)."""
+    return [c for c in MODEL_INPUTS if c in features.columns]
 
 
 def families_of(columns: Iterable[str] | None) -> list[str]:

@@ -11,8 +11,10 @@ Each column is then normalized per day across the tickers (median and MAD, falli
 where the MAD is 0, z-scored and clipped to +-3), so a model sees where a stock stands in its universe that day, not
 the market's level. A day with fewer than `MIN_NAMES` values leaves the column NaN.
 
-Only backtests take it (`feature_families: [technical, alpha158]`, `stockpred evaluate --features alpha158`), computed
-from the bars of the window they read: the served feature vectors and the intraday path carry the technical set.
+The `features` asset stores it beside the technical set (`compute_features`), the online vectors carry it and the
+intraday path computes it from the previous 60 sessions and the running bar (`IntradayFeatures`); a model takes it
+when its recipe names the family (`feature_families: [technical, alpha158]`, `stockpred evaluate --features
+alpha158`).
 """
 
 from __future__ import annotations
@@ -75,138 +77,209 @@ ROLLING = {
 }
 
 
+# the statistics over d changes (close or volume against the session before) read d + 1 sessions, the others d
+READS_PREVIOUS = {"roc", "cord", "cntp", "cntn", "cntd", "sump", "sumn", "sumd", "wvma", "vsump", "vsumn", "vsumd"}
+
+
 def _names() -> dict[str, tuple[str, int]]:
     """Every column's name -> (definition, sessions it looks back over)."""
     out = {PREFIX + k: (v, 1) for k, v in KBAR.items()}
     out.update({PREFIX + k: (v, 1) for k, v in PRICE.items()})
     for key, definition in ROLLING.items():
         for d in WINDOWS:
-            out[f"{PREFIX}{key}{d}"] = (re.sub(r"\bd\b", str(d), definition), d + 1)
+            out[f"{PREFIX}{key}{d}"] = (re.sub(r"\bd\b", str(d), definition), d + (key in READS_PREVIOUS))
     return out
 
 
 ALPHA_SPECS = _names()
 ALPHA_COLUMNS: list[str] = list(ALPHA_SPECS)
 LOOKBACK = max(WINDOWS) + 1  # sessions of bars a day's values read
+PAD = max(WINDOWS) - 1  # rows of NaN above the history, so every row has a window of each length
 
 
-def _rolling_sum(x: pd.DataFrame, d: int) -> pd.DataFrame:
-    return x.rolling(d, min_periods=d).sum()
+CHUNK_VALUES = 4_000_000  # window values (output rows x tickers x d) held at once by one reduction
 
 
-def _line_fit(c: pd.DataFrame, d: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Slope, R-squared and last residual of the least-squares line of `c` on time t = 1..d over each window of d
-    sessions. The slope is sum((t - mean t) x c) / sum((t - mean t)^2), summed over the d shifted copies of c, so each
-    window's value depends only on its own d values (not on where the history starts)."""
-    values = c.to_numpy(dtype=float)
-    t_mean = (d + 1) / 2.0
+def _windows(x: np.ndarray, d: int, rows: int, fn, *others: np.ndarray):
+    """`fn` over the windows of `d` sessions ending at each of the last `rows` rows of the arrays `x` (and `others`,
+    windowed alike), each (T + PAD) x N with PAD rows of NaN on top: fn gets (k, N, d) views and returns one or more
+    (k, N) arrays. A window reaching into the padding (too little history) holds NaN, so its value is NaN. Each
+    window's value is computed from its own d values alone: a row's value does not depend on where the history
+    starts (a daily run reading 61 sessions equals a backfill over years), and only the rows asked for are computed
+    (one day of 10,000 tickers is one (1, 10000, d) reduction per statistic)."""
+    T, N = x.shape[0] - PAD, x.shape[1]
+    views = [np.lib.stride_tricks.sliding_window_view(a, d, axis=0)[PAD - d + 1 :] for a in (x, *others)]  # (T, N, d)
+    step = max(1, CHUNK_VALUES // max(N * d, 1))
+    parts = [fn(*(view[start : start + step] for view in views)) for start in range(T - rows, T, step)]
+    if isinstance(parts[0], tuple):
+        return tuple(np.concatenate(group) for group in zip(*parts, strict=True))
+    return np.concatenate(parts)
+
+
+def _mean(w):
+    return w.mean(axis=2)
+
+
+def _std(w):
+    return w.std(axis=2, ddof=1)
+
+
+def _line_fit(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Slope, R-squared and last residual of the least-squares line of each window on time t = 1..d."""
+    d = w.shape[2]
+    t = np.arange(1, d + 1) - (d + 1) / 2.0
     sxx = d * (d * d - 1) / 12.0
-    sxy = np.full(values.shape, np.nan)
-    if len(values) >= d:
-        acc = np.zeros((len(values) - d + 1, values.shape[1]))
-        for k in range(d):  # window position t = k + 1: rows k .. k + T - d
-            acc += (k + 1 - t_mean) * values[k : k + len(values) - d + 1]
-        sxy[d - 1 :] = acc
-    sxy = pd.DataFrame(sxy, index=c.index, columns=c.columns)
+    mean = w.mean(axis=2)
+    sxy = (w * t).sum(axis=2)
+    syy = ((w - mean[..., None]) ** 2).sum(axis=2)
     slope = sxy / sxx
-    mean_c = c.rolling(d, min_periods=d).mean()
-    syy = c.rolling(d, min_periods=d).var(ddof=0) * d
-    rsqr = (sxy * sxy / (sxx * syy)).where(syy > EPS * mean_c * mean_c * d)
-    resi = c - (mean_c + slope * (d - t_mean))
-    return slope, rsqr.clip(0.0, 1.0), resi
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rsqr = np.where(syy > EPS * mean * mean * d, sxy * sxy / (sxx * syy), np.nan)
+    resi = w[..., -1] - (mean + slope * t[-1])
+    return slope, np.clip(rsqr, 0.0, 1.0), resi
 
 
-def _arg_extreme(x: pd.DataFrame, d: int, largest: bool) -> pd.DataFrame:
-    """1-based position of the window's max (min) in the last d sessions (1 = the oldest, d = today), first one on
-    ties (numpy's argmax), NaN where the window has a gap."""
-    values = x.to_numpy(dtype=float)
-    out = np.full(values.shape, np.nan)
-    if len(values) >= d:
-        windows = np.lib.stride_tricks.sliding_window_view(values, d, axis=0)  # (T - d + 1, N, d), a view
-        filled = np.where(np.isnan(windows), -np.inf if largest else np.inf, windows)
-        pos = (filled.argmax(axis=2) if largest else filled.argmin(axis=2)).astype(float) + 1.0
-        pos[np.isnan(windows).any(axis=2)] = np.nan
-        out[d - 1 :] = pos
-    return pd.DataFrame(out, index=x.index, columns=x.columns)
+def _arg_extreme(w: np.ndarray, largest: bool) -> np.ndarray:
+    """1-based position of the window's max (min) (1 = the oldest, d = today), the first one on ties, NaN where the
+    window has a gap."""
+    gap = np.isnan(w).any(axis=2)
+    filled = np.where(np.isnan(w), -np.inf if largest else np.inf, w)
+    pos = (filled.argmax(axis=2) if largest else filled.argmin(axis=2)).astype(float) + 1.0
+    pos[gap] = np.nan
+    return pos
 
 
-def _rolling_corr(a: pd.DataFrame, b: pd.DataFrame, d: int) -> pd.DataFrame:
-    corr = a.rolling(d, min_periods=d).corr(b)
-    return corr.where(np.isfinite(corr))
+def _rank(w: np.ndarray) -> np.ndarray:
+    """Percentile of the window's last value among its values, ties averaged (pandas' rolling rank, pct=True)."""
+    last = w[..., -1:]
+    below, equal = (w < last).sum(axis=2), (w == last).sum(axis=2)
+    rank = (below + (equal + 1) / 2) / w.shape[2]
+    rank[np.isnan(w).any(axis=2)] = np.nan
+    return rank
 
 
-def raw_alpha(o: pd.DataFrame, h: pd.DataFrame, lo: pd.DataFrame, c: pd.DataFrame, v: pd.DataFrame) -> dict:
-    """The 157 columns before normalization, from adjusted open/high/low/close and volume (date x ticker)."""
-    out: dict[str, pd.DataFrame] = {}
-    rng = h - lo + EPS
-    top, bottom = np.maximum(o, c), np.minimum(o, c)
-    kbar = {
-        "kmid": (c - o) / o,
-        "klen": (h - lo) / o,
-        "kmid2": (c - o) / rng,
-        "kup": (h - top) / o,
-        "kup2": (h - top) / rng,
-        "klow": (bottom - lo) / o,
-        "klow2": (bottom - lo) / rng,
-        "ksft": (2 * c - h - lo) / o,
-        "ksft2": (2 * c - h - lo) / rng,
-        "open0": o / c,
-        "high0": h / c,
-        "low0": lo / c,
-    }
-    out.update({PREFIX + k: v_ for k, v_ in kbar.items()})
-    prev_c, prev_v = c.shift(1), v.shift(1)
-    change = c - prev_c
-    up, down = (c > prev_c).astype(float).where(prev_c.notna()), (c < prev_c).astype(float).where(prev_c.notna())
-    gain, loss, abs_change = change.clip(lower=0.0), (-change).clip(lower=0.0), change.abs()
-    v_change = v - prev_v
-    v_gain, v_loss, v_abs = v_change.clip(lower=0.0), (-v_change).clip(lower=0.0), v_change.abs()
-    log_v = np.log(v + 1.0)
-    ret_ratio, v_ratio = c / prev_c, np.log(v / prev_v.replace(0.0, np.nan) + 1.0)
-    weighted = (c / prev_c - 1.0).abs() * v
-    for d in WINDOWS:
-        roll_c = c.rolling(d, min_periods=d)
-        hi, low = h.rolling(d, min_periods=d).max(), lo.rolling(d, min_periods=d).min()
-        slope, rsqr, resi = _line_fit(c, d)
-        imax, imin = _arg_extreme(h, d, True), _arg_extreme(lo, d, False)
-        sump = _rolling_sum(gain, d) / (_rolling_sum(abs_change, d) + EPS)
-        sumn = _rolling_sum(loss, d) / (_rolling_sum(abs_change, d) + EPS)
-        cntp, cntn = up.rolling(d, min_periods=d).mean(), down.rolling(d, min_periods=d).mean()
-        vsump = _rolling_sum(v_gain, d) / (_rolling_sum(v_abs, d) + EPS)
-        vsumn = _rolling_sum(v_loss, d) / (_rolling_sum(v_abs, d) + EPS)
-        columns = {
-            "roc": c.shift(d) / c,
-            "ma": roll_c.mean() / c,
-            "std": roll_c.std() / c,
-            "beta": slope / c,
-            "rsqr": rsqr,
-            "resi": resi / c,
-            "max": hi / c,
-            "min": low / c,
-            "qtlu": roll_c.quantile(0.8) / c,
-            "qtld": roll_c.quantile(0.2) / c,
-            "rank": roll_c.rank(pct=True),
-            "rsv": (c - low) / (hi - low + EPS),
-            "imax": imax / d,
-            "imin": imin / d,
-            "imxd": (imax - imin) / d,
-            "corr": _rolling_corr(c, log_v, d),
-            "cord": _rolling_corr(ret_ratio, v_ratio, d),
-            "cntp": cntp,
-            "cntn": cntn,
-            "cntd": cntp - cntn,
-            "sump": sump,
-            "sumn": sumn,
-            "sumd": sump - sumn,
-            "vma": v.rolling(d, min_periods=d).mean() / (v + EPS),
-            "vstd": v.rolling(d, min_periods=d).std() / (v + EPS),
-            "wvma": weighted.rolling(d, min_periods=d).std() / (weighted.rolling(d, min_periods=d).mean() + EPS),
-            "vsump": vsump,
-            "vsumn": vsumn,
-            "vsumd": vsump - vsumn,
+def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each pair of windows; NaN where either is constant."""
+    da, db = a - a.mean(axis=2, keepdims=True), b - b.mean(axis=2, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = (da * db).sum(axis=2) / np.sqrt((da * da).sum(axis=2) * (db * db).sum(axis=2))
+    return np.where(np.isfinite(corr), corr, np.nan)
+
+
+def _share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """sum(a) / (sum(b) + EPS) over each window pair."""
+    return a.sum(axis=2) / (b.sum(axis=2) + EPS)
+
+
+def _shift(x: np.ndarray, k: int) -> np.ndarray:
+    out = np.full_like(x, np.nan)
+    out[k:] = x[:-k]
+    return out
+
+
+def _padded(x: np.ndarray) -> np.ndarray:
+    return np.vstack([np.full((PAD, x.shape[1]), np.nan), x])
+
+
+def raw_alpha(
+    o: pd.DataFrame, h: pd.DataFrame, lo: pd.DataFrame, c: pd.DataFrame, v: pd.DataFrame, rows: int | None = None
+) -> dict[str, pd.DataFrame]:
+    """The 157 columns before normalization for the last `rows` dates (all by default), from adjusted open/high/low/
+    close and volume (date x ticker, aligned)."""
+    index, tickers = c.index, c.columns
+    rows = len(index) if rows is None else min(rows, len(index))
+    OPEN, H, L, C, V = (x.to_numpy(dtype=float) for x in (o, h, lo, c, v))
+    tail = slice(len(index) - rows, len(index))
+    out: dict[str, np.ndarray] = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        o_, h_, l_, c_ = OPEN[tail], H[tail], L[tail], C[tail]
+        rng = h_ - l_ + EPS
+        top, bottom = np.maximum(o_, c_), np.minimum(o_, c_)
+        out.update(
+            kmid=(c_ - o_) / o_,
+            klen=(h_ - l_) / o_,
+            kmid2=(c_ - o_) / rng,
+            kup=(h_ - top) / o_,
+            kup2=(h_ - top) / rng,
+            klow=(bottom - l_) / o_,
+            klow2=(bottom - l_) / rng,
+            ksft=(2 * c_ - h_ - l_) / o_,
+            ksft2=(2 * c_ - h_ - l_) / rng,
+            open0=o_ / c_,
+            high0=h_ / c_,
+            low0=l_ / c_,
+        )
+        prev_c, prev_v = _shift(C, 1), _shift(V, 1)
+        change, v_change = C - prev_c, V - prev_v
+        known = ~np.isnan(prev_c) & ~np.isnan(C)  # an up/down day needs both closes (a day without a bar is NaN)
+        series = {
+            "c": C,
+            "h": H,
+            "l": L,
+            "v": V,
+            "up": np.where(known, (C > prev_c).astype(float), np.nan),
+            "down": np.where(known, (C < prev_c).astype(float), np.nan),
+            "gain": np.clip(change, 0.0, None),
+            "loss": np.clip(-change, 0.0, None),
+            "abs": np.abs(change),
+            "v_gain": np.clip(v_change, 0.0, None),
+            "v_loss": np.clip(-v_change, 0.0, None),
+            "v_abs": np.abs(v_change),
+            "log_v": np.log(V + 1.0),
+            "ret_ratio": C / prev_c,
+            "v_ratio": np.log(V / np.where(prev_v == 0.0, np.nan, prev_v) + 1.0),
+            "weighted": np.abs(C / prev_c - 1.0) * V,
         }
-        out.update({f"{PREFIX}{k}{d}": v_ for k, v_ in columns.items()})
-    return {name: out[name].replace([np.inf, -np.inf], np.nan) for name in ALPHA_COLUMNS}
+        p = {name: _padded(x) for name, x in series.items()}
+        v_now = V[tail] + EPS
+        for d in WINDOWS:
+            slope, rsqr, resi = _windows(p["c"], d, rows, _line_fit)
+            hi = _windows(p["h"], d, rows, lambda w: w.max(axis=2))
+            low = _windows(p["l"], d, rows, lambda w: w.min(axis=2))
+            imax = _windows(p["h"], d, rows, lambda w: _arg_extreme(w, True))
+            imin = _windows(p["l"], d, rows, lambda w: _arg_extreme(w, False))
+            sump, sumn = _windows(p["gain"], d, rows, _share, p["abs"]), _windows(p["loss"], d, rows, _share, p["abs"])
+            cntp, cntn = _windows(p["up"], d, rows, _mean), _windows(p["down"], d, rows, _mean)
+            vsump = _windows(p["v_gain"], d, rows, _share, p["v_abs"])
+            vsumn = _windows(p["v_loss"], d, rows, _share, p["v_abs"])
+            qtlu, qtld = _windows(p["c"], d, rows, lambda w: tuple(np.quantile(w, [0.8, 0.2], axis=2)))
+            columns = {
+                "roc": _shift(C, d)[tail] / c_,
+                "ma": _windows(p["c"], d, rows, _mean) / c_,
+                "std": _windows(p["c"], d, rows, _std) / c_,
+                "beta": slope / c_,
+                "rsqr": rsqr,
+                "resi": resi / c_,
+                "max": hi / c_,
+                "min": low / c_,
+                "qtlu": qtlu / c_,
+                "qtld": qtld / c_,
+                "rank": _windows(p["c"], d, rows, _rank),
+                "rsv": (c_ - low) / (hi - low + EPS),
+                "imax": imax / d,
+                "imin": imin / d,
+                "imxd": (imax - imin) / d,
+                "corr": _windows(p["c"], d, rows, _corr, p["log_v"]),
+                "cord": _windows(p["ret_ratio"], d, rows, _corr, p["v_ratio"]),
+                "cntp": cntp,
+                "cntn": cntn,
+                "cntd": cntp - cntn,
+                "sump": sump,
+                "sumn": sumn,
+                "sumd": sump - sumn,
+                "vma": _windows(p["v"], d, rows, _mean) / v_now,
+                "vstd": _windows(p["v"], d, rows, _std) / v_now,
+                "wvma": _windows(p["weighted"], d, rows, lambda w: _std(w) / (_mean(w) + EPS)),
+                "vsump": vsump,
+                "vsumn": vsumn,
+                "vsumd": vsump - vsumn,
+            }
+            out.update({f"{k}{d}": x for k, x in columns.items()})
+    dates = index[len(index) - rows :]
+    return {
+        name: pd.DataFrame(np.where(np.isfinite(x), x, np.nan), index=dates, columns=tickers)
+        for name, x in ((PREFIX + k, out[k]) for k in (c[len(PREFIX) :] for c in ALPHA_COLUMNS))
+    }
 
 
 def cross_sectional_robust_z(wide: pd.DataFrame) -> pd.DataFrame:
@@ -229,31 +302,15 @@ def cross_sectional_robust_z(wide: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(z, index=wide.index, columns=wide.columns)
 
 
-def alpha_features(o, h, lo, c, adj, v) -> dict[str, pd.DataFrame]:
-    """The normalized library from the wide bar frames (split-adjusted OHLC, adj_close, volume): prices scaled to
-    adj_close by each day's factor, then every column cross-sectionally robust-z-scored."""
+def alpha_features(o, h, lo, c, adj, v, rows: int | None = None) -> dict[str, pd.DataFrame]:
+    """The normalized library for the last `rows` dates (all by default) from the wide bar frames (split-adjusted
+    OHLC, adj_close, volume): prices scaled to adj_close by each day's factor, then every column cross-sectionally
+    robust-z-scored."""
     factor = adj / c
-    raw = raw_alpha(o * factor, h * factor, lo * factor, adj, v)
+    raw = raw_alpha(o * factor, h * factor, lo * factor, adj, v, rows)
     return {name: cross_sectional_robust_z(frame) for name, frame in raw.items()}
 
 
 FAMILY = "alpha158"  # its name among a recipe's feature families
-
-
-def alpha_table(bars: pd.DataFrame) -> pd.DataFrame:
-    """The library as a long (date, ticker, *ALPHA_COLUMNS) table from daily bars (open, high, low, close, adj_close,
-    volume; split-adjusted), one row per bar; the cross-sections are those of the tickers in `bars`."""
-    if bars.empty:
-        return pd.DataFrame(columns=["date", "ticker", *ALPHA_COLUMNS])
-    wide = {col: bars.pivot(index="date", columns="ticker", values=col).sort_index() for col in BAR_FIELDS}
-    columns = alpha_features(*wide.values())
-    dates, tickers = wide["close"].index, wide["close"].columns
-    matrix = np.column_stack([columns[name].to_numpy(dtype=float).ravel() for name in ALPHA_COLUMNS])
-    present = ~np.isnan(wide["close"].to_numpy(dtype=float).ravel())
-    long = pd.DataFrame(matrix[present], columns=ALPHA_COLUMNS)
-    long.insert(0, "ticker", np.tile(tickers.to_numpy(), len(dates))[present])
-    long.insert(0, "date", np.repeat(dates.to_numpy(), len(tickers))[present])
-    return long
-
 
 BAR_FIELDS = ("open", "high", "low", "close", "adj_close", "volume")

@@ -1,6 +1,7 @@
-"""Feature families computed from the bars a backtest reads, beside the technical table: the Alpha158-like library
-(`alpha158`) and the last 30 sessions' price/volume path for sequence models (`seq30`). Backtests only: the served
-vectors and the intraday path carry the technical and alternative sets."""
+"""Feature families beside the alternative ones: the Alpha158-like library (`alpha158`), stored in the feature table
+and served like the technical set (a recipe takes its columns when it names it), and the families computed from the
+bars a backtest reads: the last 30 sessions' price/volume path for sequence models (`seq30`). Backtests only: the
+served vectors and the intraday path do not carry it."""
 
 from __future__ import annotations
 
@@ -9,13 +10,20 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from stockpred_core.features import alpha, sequence
+from stockpred_core.features.catalog import LIBRARY_COLUMNS
+
+LIBRARY = alpha.FAMILY  # "alpha158": LIBRARY_COLUMNS of the feature table
 
 BAR_FAMILIES: dict[str, tuple[list[str], Callable[[pd.DataFrame], pd.DataFrame]]] = {
-    alpha.FAMILY: (alpha.ALPHA_COLUMNS, alpha.alpha_table),
     sequence.FAMILY: (sequence.SEQUENCE_COLUMNS, sequence.sequence_table),
 }
 
-BAR_LOOKBACK = max(alpha.LOOKBACK, sequence.SESSIONS)  # sessions of bars a day's values read, at most
+BAR_LOOKBACK = sequence.SESSIONS  # sessions of bars a day's values read, at most
+
+
+def library_columns(families: Sequence[str]) -> list[str]:
+    """The library's columns when `families` name it, else none."""
+    return list(LIBRARY_COLUMNS) if LIBRARY in set(families) else []
 
 
 def bar_families(families: Sequence[str]) -> list[str]:

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from stockpred_core.features import alpha
 from stockpred_core.features import indicators as ind
 from stockpred_core.features.catalog import (
     FEATURE_COLUMNS,
     FEATURE_SET_VERSION,
+    LIBRARY_COLUMNS,
     RAW_COLUMNS,
     REGISTRY,
     REQUIRED_FEATURES,
@@ -26,6 +28,7 @@ from stockpred_core.features.catalog import (
 # on the S&P 500 file the largest difference is 1.5e-9 with 400 sessions, 7e-11 with 450, 7e-12 (rounding) with 500.
 LOOKBACK_SESSIONS = 500
 RANKED = [spec.name[: -len("_rank")] for spec in REGISTRY if spec.name.endswith("_rank")]
+TABLE_COLUMNS = ["date", "ticker", *FEATURE_COLUMNS, *RAW_COLUMNS, *LIBRARY_COLUMNS, "feature_set_version"]
 
 __all__ = [
     "FEATURE_COLUMNS",
@@ -156,15 +159,24 @@ def _context_columns(columns: dict[str, pd.DataFrame], context: MarketContext) -
     return out
 
 
-def compute_features(bars: pd.DataFrame, context: MarketContext | None = None) -> pd.DataFrame:
-    """Long (date, ticker) feature table for every bar in `bars` (already split/dividend-adjusted)."""
+def compute_features(
+    bars: pd.DataFrame, context: MarketContext | None = None, since: pd.Timestamp | str | None = None
+) -> pd.DataFrame:
+    """Long (date, ticker) feature table for every bar in `bars` (already split/dividend-adjusted) dated `since` or
+    later (every bar by default): the technical set, its raw levels and the Alpha158-like library (computed for those
+    rows only: it reads 61 sessions, the technical set its whole history)."""
     if bars.empty:
-        return pd.DataFrame(columns=["date", "ticker", *FEATURE_COLUMNS, *RAW_COLUMNS, "feature_set_version"])
+        return pd.DataFrame(columns=TABLE_COLUMNS)
     wide = {col: to_wide(bars, col) for col in ("open", "high", "low", "close", "adj_close", "volume")}
+    dates, tickers = wide["close"].index, wide["close"].columns
+    rows = len(dates) if since is None else int((dates >= pd.Timestamp(since)).sum())
+    if rows == 0:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
     columns = _indicator_columns(*wide.values())
     columns.update(_context_columns(columns, context or MarketContext()))
-    dates, tickers = wide["close"].index, wide["close"].columns
-    names = [*FEATURE_COLUMNS, *RAW_COLUMNS]
+    columns.update(alpha.alpha_features(*wide.values(), rows=rows))
+    dates = dates[len(dates) - rows :]
+    names = [*FEATURE_COLUMNS, *RAW_COLUMNS, *LIBRARY_COLUMNS]
     # One (rows x features) matrix from the aligned wide frames: DataFrame.stack is the slow path for 60 columns.
     matrix = np.column_stack(
         [columns[name].reindex(index=dates, columns=tickers).to_numpy(dtype=float).ravel() for name in names]
@@ -176,9 +188,7 @@ def compute_features(bars: pd.DataFrame, context: MarketContext | None = None) -
     long.insert(0, "ticker", np.tile(tickers.to_numpy(), len(dates))[present])
     long.insert(0, "date", np.repeat(dates.to_numpy(), len(tickers))[present])
     long["feature_set_version"] = FEATURE_SET_VERSION
-    return long[["date", "ticker", *FEATURE_COLUMNS, *RAW_COLUMNS, "feature_set_version"]].sort_values(
-        ["date", "ticker"], ignore_index=True
-    )
+    return long[TABLE_COLUMNS].sort_values(["date", "ticker"], ignore_index=True)
 
 
 def latest_per_ticker(features: pd.DataFrame) -> pd.DataFrame:

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from stockpred_core.features import alpha
+
 
 @dataclass(frozen=True)
 class FeatureSpec:
@@ -21,6 +23,7 @@ class FeatureSpec:
     warmup: int  # sessions before the first non-NaN value
     version: int = 1
     model_input: bool = True  # scale-free, fed to models; False: a raw level kept for analysts
+    family: str = "technical"  # "technical" (every model's inputs) or "alpha158" (for recipes that ask for it)
 
 
 def _specs() -> list[FeatureSpec]:
@@ -82,16 +85,24 @@ def _specs() -> list[FeatureSpec]:
         "obv",
     ]
     specs += [s(name, f"raw level of {name}", 0, 0, model_input=False) for name in raw]
+    specs += [
+        s(name, f"{definition}, robust-z-scored across the day's tickers", sessions, sessions - 1, family=alpha.FAMILY)
+        for name, (definition, sessions) in alpha.ALPHA_SPECS.items()
+    ]
     return specs
 
 
 REGISTRY: list[FeatureSpec] = _specs()
-FEATURE_COLUMNS: list[str] = [spec.name for spec in REGISTRY if spec.model_input]
+FEATURE_COLUMNS: list[str] = [spec.name for spec in REGISTRY if spec.model_input and spec.family == "technical"]
 RAW_COLUMNS: list[str] = [spec.name for spec in REGISTRY if not spec.model_input]
+# The Alpha158-like library (`alpha.py`): stored and served beside the technical set, a model's inputs only when its
+# recipe's feature families name "alpha158".
+LIBRARY_COLUMNS: list[str] = [spec.name for spec in REGISTRY if spec.family == alpha.FAMILY]
+MODEL_INPUTS: list[str] = [*FEATURE_COLUMNS, *LIBRARY_COLUMNS]  # every column of the table a model may take
 # A row is usable once its short-window features exist; longer warm-ups (regime, 60-session beta) may still be NaN,
 # which tree models take as missing values.
 REQUIRED_WARMUP = 20
-REQUIRED_FEATURES: list[str] = [s.name for s in REGISTRY if s.model_input and s.warmup <= REQUIRED_WARMUP]
+REQUIRED_FEATURES: list[str] = [s.name for s in REGISTRY if s.name in FEATURE_COLUMNS and s.warmup <= REQUIRED_WARMUP]
 FEATURE_SET_VERSION: str = hashlib.sha256(
     json.dumps([asdict(spec) for spec in REGISTRY], sort_keys=True).encode()
 ).hexdigest()[:12]

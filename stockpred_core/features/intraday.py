@@ -47,9 +47,10 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from stockpred_core.features import alpha
 from stockpred_core.features import indicators as ind
 from stockpred_core.features.batch import RANKED, MarketContext, _market, to_wide
-from stockpred_core.features.catalog import FEATURE_COLUMNS, RAW_COLUMNS
+from stockpred_core.features.catalog import FEATURE_COLUMNS, LIBRARY_COLUMNS, RAW_COLUMNS
 from stockpred_core.features.incremental import IncrementalIndicators
 from stockpred_core.features.incremental.provisional import provisional
 
@@ -65,6 +66,8 @@ REGIME_TREND = 100  # market_regime: the level's SMA(100) ...
 REGIME_SLOPE = 20  # ... and its change over 20 sessions
 VIX_WINDOW = 20  # the derived VIX: 20-session realized vol of the market return
 FILL_LIMIT = 3  # the batch's ffill(limit=3) of the configured index and VIX
+LIB_RING = alpha.LOOKBACK - 1  # the library reads 60 committed sessions + today
+LIB_FIELDS = ("open", "high", "low", "adj_close", "volume")
 
 
 def _tail(values: np.ndarray, size: int) -> np.ndarray:
@@ -122,7 +125,7 @@ class IntradayFeatures:
     those bars at D (see the module docstring). `from_history` warm-starts it, `start_session` begins a day (and
     commits the previous one), `update` sets running bars and returns the rows of the tickers it was given."""
 
-    columns: tuple[str, ...] = (*FEATURE_COLUMNS, *RAW_COLUMNS)
+    columns: tuple[str, ...] = (*FEATURE_COLUMNS, *RAW_COLUMNS, *LIBRARY_COLUMNS)
 
     def __init__(self, tickers: Sequence[str], context: MarketContext | None = None) -> None:
         """An empty universe (no history); `from_history` is the usual way in."""
@@ -141,6 +144,8 @@ class IntradayFeatures:
         self._log_diff = np.full((size, LOG_DIFF_RING), np.nan)  # np.log(adj).diff(), volatility_20's returns
         self._obv = np.full((size, ADJ_RING), np.nan)
         self._volume = np.full((size, VOLUME_RING), np.nan)
+        # The library's inputs: adjusted open, high, low, close (adj_close) and volume of the last 60 sessions.
+        self._lib = np.full((len(LIB_FIELDS), size, LIB_RING), np.nan)
         # The market on the same axis.
         self._market_ret = np.full(LOG_RET_RING, np.nan)
         self._level = np.full(REGIME_TREND - 1, np.nan)
@@ -155,6 +160,7 @@ class IntradayFeatures:
         self._has_bar = np.zeros(size, dtype=bool)
         self._today_log_ret = np.full(size, np.nan)
         self._today_base = np.full((len(RANKED), size), np.nan)  # the ranked features' values at D
+        self._today_lib = np.full((len(LIBRARY_COLUMNS), size), np.nan)  # the library's raw values at D
         self._index_today = self._vix_today = np.nan
 
     @staticmethod
@@ -174,7 +180,7 @@ class IntradayFeatures:
         bars = bars[bars["ticker"].isin(feats.tickers)]
         if bars.empty:
             return feats
-        fields = ("high", "low", "close", "adj_close", "volume")
+        fields = ("open", "high", "low", "close", "adj_close", "volume")
         wide = {field: to_wide(bars, field).reindex(columns=feats.tickers) for field in fields}
         feats._indicators = IncrementalIndicators.from_history(
             wide["high"], wide["low"], wide["close"], wide["volume"], tickers=feats.tickers
@@ -186,6 +192,9 @@ class IntradayFeatures:
         feats._log_diff = _tail(np.log(adj).diff().to_numpy(), LOG_DIFF_RING)
         feats._obv = _tail(ind.obv(wide["close"], wide["volume"]).to_numpy(), ADJ_RING)
         feats._volume = _tail(wide["volume"].to_numpy(), VOLUME_RING)
+        scale = adj / wide["close"]  # the batch's adjustment of the library's prices (alpha.alpha_features)
+        lib = (wide["open"] * scale, wide["high"] * scale, wide["low"] * scale, adj, wide["volume"])
+        feats._lib = np.stack([_tail(x.to_numpy(), LIB_RING) for x in lib])
         level, market_ret = _market(log_ret, feats.context)
         feats._market_ret = _tail(market_ret.to_numpy(), LOG_RET_RING)
         feats._level = _tail(level.to_numpy(), REGIME_TREND - 1)
@@ -224,6 +233,7 @@ class IntradayFeatures:
         self._has_bar[:] = False
         self._today_log_ret[:] = np.nan
         self._today_base[:] = np.nan
+        self._today_lib[:] = np.nan
         self._index_today = _series_at(self._index, day) if index_level is None else float(index_level)
         self._vix_today = _series_at(self._vix, day) if vix is None else float(vix)
 
@@ -269,6 +279,7 @@ class IntradayFeatures:
         market = self._market_today()
         values.update(self._context_values(rows, values, market))
         values.update(self._cross_section(rows))
+        values.update(self._library(rows, bar))
         out = np.column_stack([values[name] for name in self.columns])
         out[np.isinf(out)] = np.nan
         return out
@@ -433,6 +444,25 @@ class IntradayFeatures:
         out["sector_rel_20"] = ret_20[rows] - sector_mean[self._sector[rows]]
         return out
 
+    def _library_bars(self, rows: np.ndarray, bar: np.ndarray) -> np.ndarray:
+        """The library's inputs of running bars `bar` (open, high, low, close, volume x rows): prices scaled by
+        each ticker's factor (close x factor is its adj_close), volume as is."""
+        factor = self._factor[rows]
+        return np.vstack([bar[:4] * factor, bar[4:5]])
+
+    def _library(self, rows: np.ndarray, bar: np.ndarray) -> dict[str, np.ndarray]:
+        """D's library values of `rows`: raw from their last 60 committed sessions plus the running bar (kept for
+        D's cross-section), robust-z-scored across every ticker with a running bar (`alpha.alpha_features`). O(k)
+        window statistics for the k tickers of the update, O(N) per column for the cross-section."""
+        today = self._library_bars(rows, bar)
+        windows = [
+            pd.DataFrame(np.vstack([ring[rows].T, now[None, :]])) for ring, now in zip(self._lib, today, strict=True)
+        ]
+        raw = alpha.raw_alpha(*windows, rows=1)
+        self._today_lib[:, rows] = np.stack([raw[name].to_numpy()[0] for name in LIBRARY_COLUMNS])
+        z = alpha.cross_sectional_robust_z(pd.DataFrame(self._today_lib)).to_numpy()  # one row per column
+        return {name: z[j, rows] for j, name in enumerate(LIBRARY_COLUMNS)}
+
     def _commit(self) -> None:
         """Make the running bars the session's final daily bars: advance the indicators and push every ring."""
         rows = np.flatnonzero(self._has_bar)
@@ -453,6 +483,10 @@ class IntradayFeatures:
         _push(self._adj, adj)
         _push(self._obv, obv)
         _push(self._volume, traded)
+        lib = np.full((len(LIB_FIELDS), size), np.nan)
+        lib[:, rows] = self._library_bars(rows, self._bars[rows].T)
+        for ring, value in zip(self._lib, lib, strict=True):
+            _push(ring, value)
         _push(self._market_ret, market["ret"])
         _push(self._level, market["level"])
         _push(self._trend, market["trend"])

@@ -9,7 +9,8 @@ from support.env import environment, local_env
 from stockpred_assets.definitions import build_definitions
 from stockpred_assets.features import assets as features_assets
 from stockpred_core.data import calendar
-from stockpred_core.features.batch import FEATURE_COLUMNS, LOOKBACK_SESSIONS
+from stockpred_core.features.batch import LOOKBACK_SESSIONS
+from stockpred_core.features.catalog import MODEL_INPUTS
 from stockpred_core.io.lake import Lake
 from stockpred_core.settings import load_settings
 
@@ -61,7 +62,7 @@ def run_day(platform, day: str) -> pd.DataFrame:
 
 def differences(served: pd.DataFrame, trained: pd.DataFrame) -> pd.Series:
     """Largest |difference| per model-input feature over the day's tickers, once both have NaN in the same places."""
-    a, b = (frame.set_index("ticker").sort_index()[FEATURE_COLUMNS] for frame in (served, trained))
+    a, b = (frame.set_index("ticker").sort_index()[MODEL_INPUTS] for frame in (served, trained))
     assert a.index.equals(b.index) and len(a) > 0
     pd.testing.assert_frame_equal(a.isna(), b.isna())
     return (a - b).abs().max()

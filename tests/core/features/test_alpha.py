@@ -9,6 +9,7 @@ import pytest
 from support import SHARED_DATA
 
 from stockpred_core.features import alpha
+from stockpred_core.features.batch import compute_features
 
 SP500 = SHARED_DATA / "market" / "all_stocks_5yr.csv.gz"
 
@@ -24,13 +25,19 @@ def bars() -> pd.DataFrame:
     return frame.assign(adj_close=frame["close"] * np.where(frame["date"] < "2013-09-03", 0.97, 1.0))
 
 
+def library(bars: pd.DataFrame, since=None) -> pd.DataFrame:
+    """The library's columns of the feature table (`compute_features`), where the platform computes it."""
+    return compute_features(bars, since=since)[["date", "ticker", *alpha.ALPHA_COLUMNS]]
+
+
 def _wide(bars: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {c: bars.pivot(index="date", columns="ticker", values=c).sort_index() for c in alpha.BAR_FIELDS}
 
 
 def test_157_columns_with_definitions():
     assert len(alpha.ALPHA_COLUMNS) == 9 + 3 + 29 * 5 == 157
-    assert alpha.ALPHA_SPECS["a158_rsv20"] == ("(close - min(low, 20)) / (max(high, 20) - min(low, 20))", 21)
+    assert alpha.ALPHA_SPECS["a158_rsv20"] == ("(close - min(low, 20)) / (max(high, 20) - min(low, 20))", 20)
+    assert alpha.ALPHA_SPECS["a158_cntp20"][1] == 21  # changes read the session before the window too
     assert alpha.ALPHA_SPECS["a158_cntp5"][0] == "share of up days over 5"
 
 
@@ -78,22 +85,24 @@ def test_formulas_match_a_direct_computation_over_one_window(bars):
 def test_a_day_depends_only_on_its_last_61_sessions(bars):
     """Point in time (later bars, even corrupted, change nothing) and start-independent (no recursion): a daily run
     that reads 61 sessions serves what a backfill over years computed."""
-    full = alpha.alpha_table(bars).set_index(["date", "ticker"]).sort_index()
+    full = library(bars).set_index(["date", "ticker"]).sort_index()
     dates = sorted(bars["date"].unique())
     day = dates[300]
     window = bars[(bars["date"] >= dates[300 - alpha.LOOKBACK + 1]) & (bars["date"] <= day)]
     later = bars[bars["date"] > day].assign(
         close=lambda f: f["close"] * 3, adj_close=lambda f: f["adj_close"] * 5, high=1e6, low=1e-3, volume=0.0
     )
-    short = alpha.alpha_table(pd.concat([window, later])).set_index(["date", "ticker"]).sort_index()
+    short = library(pd.concat([window, later])).set_index(["date", "ticker"]).sort_index()
     np.testing.assert_allclose(short.loc[day].to_numpy(), full.loc[day].to_numpy(), rtol=0, atol=1e-9)
     assert full.loc[day].notna().all().all()  # every column is out of its warm-up by then
-    too_short = alpha.alpha_table(window[window["date"] > window["date"].min()]).set_index(["date", "ticker"])
+    only = library(window, since=day).set_index(["date", "ticker"])  # the daily run computes the day's rows alone
+    np.testing.assert_allclose(only.loc[day].to_numpy(), full.loc[day].to_numpy(), rtol=0, atol=1e-12)
+    too_short = library(window[window["date"] > window["date"].min()]).set_index(["date", "ticker"])
     assert too_short.loc[day, "a158_roc60"].isna().all()  # 60 sessions are not enough for the 60-session window
 
 
 def test_each_day_is_normalized_across_its_tickers(bars):
-    table = alpha.alpha_table(bars).set_index(["date", "ticker"])
+    table = library(bars).set_index(["date", "ticker"])
     day = table.loc[pd.Timestamp("2014-03-03")]
     assert day.abs().max().max() <= alpha.CLIP and day.notna().all().all()
     values = pd.DataFrame({"a": [0.2, 0.2, 0.2, 0.4, 0.6, 0.2], "b": [1.0, 2, 3, 4, 5, 6]}).T
@@ -104,5 +113,5 @@ def test_each_day_is_normalized_across_its_tickers(bars):
     np.testing.assert_allclose(z.loc["b"], ((values.loc["b"] - 3.5) / mad_b).clip(-3, 3))
     constant = alpha.cross_sectional_robust_z(pd.DataFrame([[1.0] * 6]))
     assert (constant == 0).all().all()
-    few = alpha.alpha_table(bars[bars["ticker"].isin(["AAPL", "XOM", "JPM", "KO"])])
+    few = library(bars[bars["ticker"].isin(["AAPL", "XOM", "JPM", "KO"])])
     assert few[alpha.ALPHA_COLUMNS].isna().all().all()  # 4 names are too few for a cross-section

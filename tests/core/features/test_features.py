@@ -13,7 +13,13 @@ from stockpred_core.features.batch import (
     compute_features,
     latest_per_ticker,
 )
-from stockpred_core.features.catalog import FEATURE_SET_VERSION, REGISTRY, registry_frame
+from stockpred_core.features.catalog import (
+    FEATURE_SET_VERSION,
+    LIBRARY_COLUMNS,
+    MODEL_INPUTS,
+    REGISTRY,
+    registry_frame,
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +41,14 @@ def sp500(shared_data) -> pd.DataFrame:
 
 
 def test_registry_matches_the_table(table):
-    assert list(table.columns) == ["date", "ticker", *FEATURE_COLUMNS, *RAW_COLUMNS, "feature_set_version"]
+    assert list(table.columns) == [
+        "date",
+        "ticker",
+        *FEATURE_COLUMNS,
+        *RAW_COLUMNS,
+        *LIBRARY_COLUMNS,
+        "feature_set_version",
+    ]
     assert (table["feature_set_version"] == FEATURE_SET_VERSION).all()
     frame = registry_frame()
     assert frame["name"].tolist() == [s.name for s in REGISTRY] and frame["name"].is_unique
@@ -47,6 +60,8 @@ def test_warm_up_values_are_nan_and_later_values_are_complete(table):
     for spec in REGISTRY:
         first_valid = one[spec.name].first_valid_index()
         assert first_valid is not None and first_valid >= spec.warmup, spec.name
+        if spec.family == "alpha158":  # the library's warm-ups are exact
+            assert first_valid == spec.warmup, spec.name
     assert one[FEATURE_COLUMNS].iloc[200:].notna().all().all()
     assert np.isfinite(table[FEATURE_COLUMNS].to_numpy(dtype=float)[~table[FEATURE_COLUMNS].isna().to_numpy()]).all()
 
@@ -60,15 +75,16 @@ def test_point_in_time_on_real_data_changing_later_bars_changes_nothing_before(s
     tampered = tampered.drop(index=tampered.index[later][::3])  # and delete a third of the later bars
     after = compute_features(tampered).set_index(["date", "ticker"])
     keep = before.index.get_level_values("date") <= day
-    pd.testing.assert_frame_equal(before[keep][FEATURE_COLUMNS], after.loc[before[keep].index][FEATURE_COLUMNS])
+    pd.testing.assert_frame_equal(before[keep][MODEL_INPUTS], after.loc[before[keep].index][MODEL_INPUTS])
 
 
 def test_the_declared_look_back_reproduces_full_history_features(bars, table):
     day = pd.Timestamp("2024-06-28")
     start = calendar.previous_sessions(day, LOOKBACK_SESSIONS)[0]
-    short = compute_features(bars[bars["date"] >= start])
-    a = table[table["date"] == day].set_index("ticker")[FEATURE_COLUMNS]
-    b = short[short["date"] == day].set_index("ticker")[FEATURE_COLUMNS]
+    short = compute_features(bars[bars["date"] >= start], since=day)  # the daily run's rows: the day's only
+    assert set(short["date"]) == {day}
+    a = table[table["date"] == day].set_index("ticker")[MODEL_INPUTS]
+    b = short.set_index("ticker")[MODEL_INPUTS]
     # Exact for windowed features; EMA/Wilder seeds fade below 1e-9 within the look-back (tests/assets/
     # test_feature_skew.py checks the same through the assets on real data).
     np.testing.assert_allclose(a, b, atol=1e-9, rtol=0)
