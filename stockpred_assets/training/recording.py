@@ -11,6 +11,7 @@ import mlflow
 import pandas as pd
 
 from stockpred_assets.metadata import float_metadata, frame_table
+from stockpred_assets.training.data import alternative_only
 from stockpred_core.features.alternative_catalog import TECHNICAL, feature_set_version
 from stockpred_core.io.model_card import CV_PREFIX, RESIDUAL_PREFIX, TEST_PREFIX, card_params, card_tags
 from stockpred_core.io.model_registry import log_forecaster
@@ -61,11 +62,12 @@ def record_training(
     mlflow_resource: MLflowResource, families: Sequence[str] = (), dropped: Sequence[str] = (),
 ) -> dg.MaterializeResult:  # fmt: skip
     """Log `result` as an MLflow run, register the model as a new version tagged with the week and family (what
-    `read_model_card` reads back: the card's params, tags and metrics). `families`: the alternative families it was
-    trained on (its feature set version names them); `dropped`: their columns left out for holding no value."""
+    `read_model_card` reads back: the card's params, tags and metrics). `families`: the families it was
+    trained on beside the technical set (the alternative ones name its feature set version); `dropped`: their columns
+    left out for holding no value."""
     week, family = context.partition_key, result.family
     card = card_tags(week, family)
-    version_of_features = feature_set_version(families)
+    version_of_features = feature_set_version(alternative_only(families))
     recipe = {**config.model_dump(), "feature_families": ",".join([TECHNICAL, *families])}
     with mlflow_resource.start_run(f"{family}-{week}", {**card, "dagster_run_id": context.run.run_id}) as run:
         card_facts = card_params(

@@ -148,21 +148,28 @@ def test_the_training_set_joins_the_families_asked_for_point_in_time(world, tmp_
     pd.testing.assert_frame_equal(again.X, data.X)
 
 
-def test_a_backtest_recipe_adds_the_alpha158_library_from_the_windows_bars(world):
-    """The Alpha158-like columns come from the bars the window reads (adjusted like the labels), after the
-    technical ones, on the same rows; a day holds the same values whichever window reads it."""
+def test_a_recipe_naming_alpha158_takes_the_library_of_the_feature_table(world):
+    """The Alpha158-like columns are the feature table's (stored by `features`), after the technical ones, on the
+    same rows; a model asset takes them (they are served), and its card records them under the technical version."""
     lake, duckdb = world["resources"]["lake"], world["resources"]["duckdb"]
     cutoff = pd.Timestamp(WEEK)
     technical = load_training_set(lake, duckdb, cutoff, 52, 1, "return")
-    data = load_training_set(lake, duckdb, cutoff, 52, 1, "return", recipe_families(["alpha158"], served=False))
+    data = load_training_set(lake, duckdb, cutoff, 52, 1, "return", recipe_families(["alpha158"]))
     assert list(data.X.columns) == [*FEATURE_COLUMNS, *ALPHA_COLUMNS]
     assert data.X.index.equals(technical.X.index) and data.y.equals(technical.y)
     pd.testing.assert_frame_equal(data.X[FEATURE_COLUMNS], technical.X)
+    stored = world["features"].set_index(["date", "ticker"]).loc[data.X.index, ALPHA_COLUMNS]
+    pd.testing.assert_frame_equal(data.X[ALPHA_COLUMNS], stored)
     late = data.X.index.get_level_values("date") >= pd.Timestamp("2023-01-02")
     assert data.X.loc[late, ALPHA_COLUMNS].notna().all().all()  # past the 61-session warm-up: complete
-    short = load_training_set(lake, duckdb, cutoff, 20, 1, "return", ["alpha158"])
-    day = short.X.index.get_level_values("date").max()
-    np.testing.assert_allclose(short.X.loc[day, ALPHA_COLUMNS], data.X.loc[day, ALPHA_COLUMNS], rtol=0, atol=1e-9)
+
+    meta = train(world, ["technical", "alpha158"])
+    library = card(world, meta["model_version"])
+    assert library.feature_set_version == FEATURE_SET_VERSION
+    assert list(library.feature_columns) == [*FEATURE_COLUMNS, *ALPHA_COLUMNS]
+    model = load_version(library.name, library.version)
+    coef = dict(zip(model.feature_names, model.coef, strict=True))
+    assert any(coef[c] != 0 for c in ALPHA_COLUMNS)
 
 
 def test_a_recipe_the_alternative_table_cannot_serve_fails_with_the_reason(world, tmp_path):
@@ -175,9 +182,10 @@ def test_a_recipe_the_alternative_table_cannot_serve_fails_with_the_reason(world
         recipe_families(["technical", "sentiment"])
     assert recipe_families(["technical", "macro", "news"]) == ["news", "macro"]
     assert recipe_families(None) == []  # the settings' default: the technical set
-    with pytest.raises(dg.Failure, match=r"\['alpha158'\] are for backtests .* a model to be served cannot be trained"):
-        recipe_families(["technical", "alpha158"])
-    assert recipe_families(["alpha158", "macro"], served=False) == ["macro", "alpha158"]
+    with pytest.raises(dg.Failure, match=r"\['seq30'\] are for backtests .* a model to be served cannot be trained"):
+        recipe_families(["technical", "alpha158", "seq30"])
+    assert recipe_families(["technical", "macro", "alpha158"]) == ["alpha158", "macro"]
+    assert recipe_families(["seq30", "macro", "alpha158"], served=False) == ["alpha158", "macro", "seq30"]
 
     other = LakeResource(url=str(tmp_path / "lake"))
     store = Lake(lake.url)
@@ -257,6 +265,7 @@ def test_online_features_append_the_alternative_row_of_the_vectors_date(world, t
         FEATURE_SET_VERSION
     }
     assert not set(ALT_COLUMNS) & set(vectors.columns)  # no alternative table: the vectors as before
+    assert set(ALPHA_COLUMNS) <= set(vectors.columns)  # the library is served with the technical set
 
     lake.write_partitions(*ALT_TABLE, world["alt"], sorted(world["alt"]["date"].unique()))
     online_features(context=context, lake=lake, redis=RedisResource())
