@@ -94,7 +94,7 @@ def _names() -> dict[str, tuple[str, int]]:
 ALPHA_SPECS = _names()
 ALPHA_COLUMNS: list[str] = list(ALPHA_SPECS)
 LOOKBACK = max(WINDOWS) + 1  # sessions of bars a day's values read
-PAD = max(WINDOWS) - 1  # rows of NaN above the history, so every row has a window of each length
+PAD = max(WINDOWS) - 1  # sessions before an output row its longest window reads
 
 
 CHUNK_VALUES = 4_000_000  # window values (output rows x tickers x d) held at once by one reduction
@@ -102,15 +102,16 @@ CHUNK_VALUES = 4_000_000  # window values (output rows x tickers x d) held at on
 
 def _windows(x: np.ndarray, d: int, rows: int, fn, *others: np.ndarray):
     """`fn` over the windows of `d` sessions ending at each of the last `rows` rows of the arrays `x` (and `others`,
-    windowed alike), each (T + PAD) x N with PAD rows of NaN on top: fn gets (k, N, d) views and returns one or more
-    (k, N) arrays. A window reaching into the padding (too little history) holds NaN, so its value is NaN. Each
+    windowed alike), each (dates x N) with rows of NaN on top where the history is shorter than the windows (`_padded`):
+    fn gets (k, N, d) views and returns one or more (k, N) arrays. A window reaching into the padding holds NaN, so
+    its value is NaN. Each
     window's value is computed from its own d values alone: a row's value does not depend on where the history
     starts (a daily run reading 61 sessions equals a backfill over years), and only the rows asked for are computed
     (one day of 10,000 tickers is one (1, 10000, d) reduction per statistic)."""
-    T, N = x.shape[0] - PAD, x.shape[1]
-    views = [np.lib.stride_tricks.sliding_window_view(a, d, axis=0)[PAD - d + 1 :] for a in (x, *others)]  # (T, N, d)
+    first, N = x.shape[0] - rows - d + 1, x.shape[1]  # the window of the first output row starts there
+    views = [np.lib.stride_tricks.sliding_window_view(a, d, axis=0)[first:] for a in (x, *others)]  # (rows, N, d)
     step = max(1, CHUNK_VALUES // max(N * d, 1))
-    parts = [fn(*(view[start : start + step] for view in views)) for start in range(T - rows, T, step)]
+    parts = [fn(*(view[start : start + step] for view in views)) for start in range(0, rows, step)]
     if isinstance(parts[0], tuple):
         return tuple(np.concatenate(group) for group in zip(*parts, strict=True))
     return np.concatenate(parts)
@@ -177,8 +178,8 @@ def _shift(x: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _padded(x: np.ndarray) -> np.ndarray:
-    return np.vstack([np.full((PAD, x.shape[1]), np.nan), x])
+def _padded(x: np.ndarray, pad: int) -> np.ndarray:
+    return np.vstack([np.full((pad, x.shape[1]), np.nan), x]) if pad else x
 
 
 def raw_alpha(
@@ -186,10 +187,19 @@ def raw_alpha(
 ) -> dict[str, pd.DataFrame]:
     """The 157 columns before normalization for the last `rows` dates (all by default), from adjusted open/high/low/
     close and volume (date x ticker, aligned)."""
-    index, tickers = c.index, c.columns
-    rows = len(index) if rows is None else min(rows, len(index))
-    OPEN, H, L, C, V = (x.to_numpy(dtype=float) for x in (o, h, lo, c, v))
-    tail = slice(len(index) - rows, len(index))
+    rows = len(c.index) if rows is None else min(rows, len(c.index))
+    arrays = raw_alpha_arrays(*(x.to_numpy(dtype=float) for x in (o, h, lo, c, v)), rows=rows)
+    dates = c.index[len(c.index) - rows :]
+    return {name: pd.DataFrame(x, index=dates, columns=c.columns) for name, x in arrays.items()}
+
+
+def raw_alpha_arrays(
+    OPEN: np.ndarray, H: np.ndarray, L: np.ndarray, C: np.ndarray, V: np.ndarray, rows: int
+) -> dict[str, np.ndarray]:
+    """`raw_alpha` on (dates x tickers) arrays: {column: (rows x tickers)}, the last `rows` dates, inf as NaN."""
+    T = C.shape[0]
+    tail = slice(T - rows, T)
+    pad = max(0, PAD - (T - rows))  # NaN rows above a history shorter than the longest window needs
     out: dict[str, np.ndarray] = {}
     with np.errstate(divide="ignore", invalid="ignore"):
         o_, h_, l_, c_ = OPEN[tail], H[tail], L[tail], C[tail]
@@ -230,7 +240,7 @@ def raw_alpha(
             "v_ratio": np.log(V / np.where(prev_v == 0.0, np.nan, prev_v) + 1.0),
             "weighted": np.abs(C / prev_c - 1.0) * V,
         }
-        p = {name: _padded(x) for name, x in series.items()}
+        p = {name: _padded(x, pad) for name, x in series.items()}
         v_now = V[tail] + EPS
         for d in WINDOWS:
             slope, rsqr, resi = _windows(p["c"], d, rows, _line_fit)
@@ -275,11 +285,8 @@ def raw_alpha(
                 "vsumd": vsump - vsumn,
             }
             out.update({f"{k}{d}": x for k, x in columns.items()})
-    dates = index[len(index) - rows :]
-    return {
-        name: pd.DataFrame(np.where(np.isfinite(x), x, np.nan), index=dates, columns=tickers)
-        for name, x in ((PREFIX + k, out[k]) for k in (c[len(PREFIX) :] for c in ALPHA_COLUMNS))
-    }
+    named = {PREFIX + key: x for key, x in out.items()}
+    return {name: np.where(np.isfinite(named[name]), named[name], np.nan) for name in ALPHA_COLUMNS}
 
 
 def cross_sectional_robust_z(wide: pd.DataFrame) -> pd.DataFrame:
@@ -289,16 +296,21 @@ def cross_sectional_robust_z(wide: pd.DataFrame) -> pd.DataFrame:
     spread, NaN on a day with fewer than MIN_NAMES values. (Qlib's RobustZScoreNorm fits one median and MAD per
     feature over the training period; per day, this keeps each day's cross-section alone.)"""
     values = wide.to_numpy(dtype=float)
-    count = np.sum(~np.isnan(values), axis=1)
-    values = np.where((count >= MIN_NAMES)[:, None], values, 0.0)  # no all-NaN row reaches nanmedian
+    missing = np.isnan(values)
+    count = values.shape[1] - missing.sum(axis=1)
+    few = count < MIN_NAMES
+    values = np.where(few[:, None], 0.0, values)  # no all-NaN row reaches nanmedian
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         median = np.nanmedian(values, axis=1, keepdims=True)
-        spread = np.nanmedian(np.abs(values - median), axis=1, keepdims=True) * MAD_TO_STD
-        spread = np.where(spread > 0, spread, np.nanstd(values, axis=1, keepdims=True))
-        z = np.where(spread > 0, np.clip((values - median) / spread, -CLIP, CLIP), 0.0)
-    z[np.isnan(values)] = np.nan
-    z[count < MIN_NAMES] = np.nan
+        deviation = values - median
+        spread = np.nanmedian(np.abs(deviation), axis=1, keepdims=True) * MAD_TO_STD
+        flat = np.flatnonzero(spread[:, 0] == 0)  # the standard deviation only where the MAD is 0
+        if len(flat):
+            spread[flat] = np.nanstd(values[flat], axis=1, keepdims=True)
+        z = np.where(spread > 0, np.clip(deviation / spread, -CLIP, CLIP), 0.0)
+    z[missing] = np.nan
+    z[few] = np.nan
     return pd.DataFrame(z, index=wide.index, columns=wide.columns)
 
 

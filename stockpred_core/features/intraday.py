@@ -455,11 +455,9 @@ class IntradayFeatures:
         D's cross-section), robust-z-scored across every ticker with a running bar (`alpha.alpha_features`). O(k)
         window statistics for the k tickers of the update, O(N) per column for the cross-section."""
         today = self._library_bars(rows, bar)
-        windows = [
-            pd.DataFrame(np.vstack([ring[rows].T, now[None, :]])) for ring, now in zip(self._lib, today, strict=True)
-        ]
-        raw = alpha.raw_alpha(*windows, rows=1)
-        self._today_lib[:, rows] = np.stack([raw[name].to_numpy()[0] for name in LIBRARY_COLUMNS])
+        windows = [np.vstack([ring[rows].T, now[None, :]]) for ring, now in zip(self._lib, today, strict=True)]
+        raw = alpha.raw_alpha_arrays(*windows, rows=1)
+        self._today_lib[:, rows] = np.vstack([raw[name] for name in LIBRARY_COLUMNS])
         z = alpha.cross_sectional_robust_z(pd.DataFrame(self._today_lib)).to_numpy()  # one row per column
         return {name: z[j, rows] for j, name in enumerate(LIBRARY_COLUMNS)}
 
