@@ -33,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from stockpred_core.data.dates import local_days
+from stockpred_core.features.catalog import FEATURE_SET_VERSION
 
 EARLIEST = "1990-01-02"  # STOCKPRED_FIRST_SESSION's lower bound (stockpred_core.settings.CalendarSettings)
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
@@ -143,8 +144,8 @@ def parser() -> argparse.ArgumentParser:
         nargs="+",
         choices=["technical", "alpha158", "seq30"],
         default=["technical"],
-        help="the model inputs: the technical set (always in), the Alpha158-like library (alpha158) and the last 30 "
-        "sessions' price/volume path (seq30, what the gru family reads), computed from the bars",
+        help="the model inputs: the technical set (always in), the Alpha158-like library stored beside it (alpha158) "
+        "and the last 30 sessions' price/volume path computed from the bars (seq30, what the gru family reads)",
     )
     p.add_argument("--refit", default="monthly", help="monthly | weekly | quarterly | a number of refits")
     p.add_argument(
@@ -247,6 +248,7 @@ def evaluate(args: argparse.Namespace, dates: tuple[pd.Timestamp, pd.Timestamp])
         "bars": str(args.bars.resolve()),
         **{name: str(path.resolve()) if path else None for name, path in (("index", args.index), ("vix", args.vix))},
         "first": f"{days[0]:%Y-%m-%d}",
+        "feature_set_version": FEATURE_SET_VERSION,  # features computed by other code are not reused
     }
     manifest = data_dir / "evaluate-data.json"
     began = time.monotonic()
@@ -255,7 +257,8 @@ def evaluate(args: argparse.Namespace, dates: tuple[pd.Timestamp, pd.Timestamp])
         if held is None or {k: held.get(k) for k in made} != made or held.get("last", "") < f"{days[-1]:%Y-%m-%d}":
             sys.exit(
                 f"--reuse-data: {data_dir} does not hold features of these bars, index and VIX from "
-                f"{days[0]:%Y-%m-%d} to {days[-1]:%Y-%m-%d} (it holds {held or 'none'}): run without it first"
+                f"{days[0]:%Y-%m-%d} to {days[-1]:%Y-%m-%d} in feature set {FEATURE_SET_VERSION} (it holds "
+                f"{held or 'none'}): run without it first"
             )
         print(f"{args.bars}: reusing the features in {data_dir}", flush=True)
     else:

@@ -16,6 +16,7 @@ from support import ROOT, SHARED_DATA
 from support.doc_commands import doc_commands
 
 from stockpred_assets.cli import data_dates, parser, refit_count
+from stockpred_core.features.catalog import FEATURE_SET_VERSION
 
 FNSPID = SHARED_DATA / "alternative" / "news" / "fnspid_daily_sentiment"
 INDEX = SHARED_DATA / "market" / "GSPC.csv"
@@ -125,6 +126,12 @@ def test_families_are_evaluated_side_by_side_on_real_files_older_than_the_defaul
              "--reuse-data"]  # fmt: skip
     other = _run(*reuse)  # without the index its features were computed with: refused
     assert other.returncode != 0 and "does not hold features of these bars, index and VIX" in other.stderr
+    manifest = data / "evaluate-data.json"
+    held = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**held, "feature_set_version": "0ld"}))  # features of an older feature set
+    stale = _run(*reuse, "--index", str(INDEX))
+    assert stale.returncode != 0 and f"in feature set {FEATURE_SET_VERSION}" in stale.stderr
+    manifest.write_text(json.dumps(held))
     again = _run(*reuse, "--index", str(INDEX), "--out", str(tmp_path / "again"))
     assert again.returncode == 0 and "reusing the features" in again.stdout, again.stderr[-3000:]
     # the Alpha158-like library beside the technical set: its own report, 48 + 157 model inputs
