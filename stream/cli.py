@@ -86,6 +86,7 @@ def prediction_handler(client: redis.Redis, store: IntradayStore, alert_rules: s
     """The store, then features, the champion's predictions and alerts (`stream.predictions`), configured by the
     settings: the lake (warm start), the registry (champion), the cache TTL."""
     from stockpred_core.alerts import Alerts
+    from stockpred_core.features.alpha import FAMILY as LIBRARY
     from stream.champion import Champion
     from stream.history import LakeHistory
     from stream.predictions import PredictionHandler
@@ -99,6 +100,7 @@ def prediction_handler(client: redis.Redis, store: IntradayStore, alert_rules: s
         alerts=Alerts.configured(client, alert_rules),
         cache_ttl_s=settings.service.cache_ttl_seconds,
         explain=explain,
+        library=LIBRARY in settings.feature_families,
     )
 
 

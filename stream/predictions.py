@@ -104,13 +104,16 @@ class PredictionHandler:
         explain: bool = False,
         clock: Callable[[], float] = time.time,
         alt: Callable[[dt.date, list[str]], SessionAlt | None] | None = None,
+        library: bool = False,
     ) -> None:
         """`alt` reads the alternative rows of a session (for a champion trained on them); by default from the
-        lake the history reads."""
+        lake the history reads. `library`: compute the Alpha158-like library's columns all along (the settings'
+        feature families name it); otherwise only while the champion takes them, NaN else."""
         self.client, self.store, self.history, self.champion = client, store, history, champion
         if alt is None and isinstance(history, LakeHistory):
             alt = LakeAltFeatures(history.lake)
         self.alt_reader = alt
+        self.library = library
         self.alt: SessionAlt | None = None
         self.alt_error: str | None = None
         self.writer = IntradayWriter(client)
@@ -210,9 +213,11 @@ class PredictionHandler:
         """Features, predictions and writes for `tickers` (their running bars changed) and for those whose last
         refresh did not reach Redis; how many were written."""
         self._dirty.update(tickers)
-        tickers = sorted(self._dirty)
-        if self.features is None or not tickers:
+        if self.features is None or not self._dirty:
             return 0
+        served, with_alt = self._served()
+        self._dirty.update(self._switch_library(served))
+        tickers = sorted(self._dirty)
         began = time.perf_counter()
         known = [t for t in tickers if t in self.universe]
         if len(known) < len(tickers):
@@ -239,7 +244,6 @@ class PredictionHandler:
         as_of = [_iso(ms) for ms in end_ms[at]]
         session = str(self.running.session)
         pipe = self.client.pipeline(transaction=True)
-        served, with_alt = self._served()
         values, version = values[at], FEATURE_SET_VERSION
         if with_alt:  # the champion takes the alternative columns too: the session's rows appended
             values = np.hstack([values, self.alt.matrix(tickers_ready)])
@@ -267,6 +271,19 @@ class PredictionHandler:
         self.own["predicted"] += len(answers or ())
         self.last_refresh_s = time.perf_counter() - began
         return len(tickers_ready)
+
+    def _switch_library(self, served: ServedModel | None) -> list[str]:
+        """The features compute the Alpha158-like library while the settings name it or the champion takes it (it
+        costs ~6x the rest of a row), else leave it NaN; when it was just switched on, the tickers with a running
+        bar, whose vectors are then rewritten with it."""
+        wanted = self.library or (served is not None and served.takes_library)
+        if wanted == self.features.library:
+            return []
+        self.features.set_library(wanted)
+        if wanted:
+            logger.info("computing the Alpha158-like library (%s)", "configured" if self.library else "the champion's")
+            return sorted(self.running.bars) if self.running is not None else []
+        return []
 
     def _served(self) -> tuple[ServedModel | None, bool]:
         """The champion and whether its vectors take the alternative columns; (None, False) when it was trained on

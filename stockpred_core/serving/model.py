@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stockpred_core.features.catalog import LIBRARY_COLUMNS
 from stockpred_core.io.model_card import ModelCard
 from stockpred_core.io.model_registry import load_version
 from stockpred_core.models.forecaster import Forecaster
 
 TOP_CONTRIBUTIONS = 5
+LIBRARY = frozenset(LIBRARY_COLUMNS)
 INTERVAL_LEVEL = 0.9  # the interval spans the 5% and 95% quantiles of the model's held-out residuals
 
 
@@ -66,6 +68,11 @@ class ServedModel:
     @property
     def residual_q95(self) -> float:
         return self.card.residual_q95
+
+    @property
+    def takes_library(self) -> bool:
+        """Whether the model takes columns of the Alpha158-like library."""
+        return not LIBRARY.isdisjoint(self.feature_names)
 
     @property
     def device(self) -> str:

@@ -14,6 +14,7 @@ import pytest
 
 from stockpred_core.data.simulation import simulate_bars, ticker_sector
 from stockpred_core.features.batch import MarketContext, compute_features
+from stockpred_core.features.catalog import LIBRARY_COLUMNS
 from stockpred_core.features.intraday import IntradayFeatures, _corr_cov, _var
 from stream.sources.lean import LeanReplay
 
@@ -244,6 +245,33 @@ def test_simulated_sessions_with_gaps_halts_and_a_roll_equal_the_batch():
     day2_tickers = [t for t in universe if t not in ("S00012", "S00013")]  # S00010 is back, after a missing day
     paths = intraday_paths(day2_tickers, final_day1.set_index("ticker")["close"].to_dict(), minutes=40, seed=2)
     replay_session(feats, history, lambda k: context, paths, committed=[final_day1], chunk_minutes=5)
+
+
+def test_the_library_switched_off_is_nan_and_switched_on_mid_session_equals_the_batch():
+    """Off, the Alpha158-like columns are NaN and the rest of the row is unchanged; switched on after half the
+    tickers' first bars, the next update's library already reads the cross-section of every running bar."""
+    history, (_, day1, _), universe = simulated_history()
+    feats = IntradayFeatures.from_history(history, tickers=universe)
+    last_close = history.sort_values("date").groupby("ticker")["close"].last().to_dict()
+    feats.start_session(day1)
+    feats.set_library(False)
+    paths = intraday_paths(universe, last_close, minutes=10, seed=5)
+    running = Running()
+    for t, bars in paths.items():
+        for minute in bars[~np.isnan(bars[:, 3])]:
+            running.add(t, *minute)
+    first, rest = universe[: len(universe) // 2], universe[len(universe) // 2 :]
+    off = running.update(feats, first)
+    library = [list(feats.columns).index(c) for c in LIBRARY_COLUMNS]
+    assert np.isnan(off[:, library]).all()
+    on = IntradayFeatures.from_history(history, tickers=universe)
+    on.start_session(day1)
+    other = [j for j in range(len(feats.columns)) if j not in library]
+    np.testing.assert_array_equal(off[:, other], running.update(on, first)[:, other])
+    feats.set_library(True)
+    got = running.update(feats, rest)
+    assert np.isfinite(got[:, library]).any()
+    assert_equals_batch(feats, history, MarketContext(), rest, got)
 
 
 def test_simulated_index_and_vix_series_follow_the_batch_fill_rule():

@@ -1,0 +1,108 @@
+"""The stream and the Alpha158-like library: its columns cost ~6x the rest of an intraday row, so the worker computes
+them while the settings name the family or its champion takes them, and leaves them NaN otherwise. A champion of the
+library switches them on at the first refresh, every ticker with a running bar then rewritten, and its answers are
+the model's on the stored vectors."""
+
+import datetime as dt
+
+import mlflow
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+import redis
+
+from stockpred_core.data import calendar
+from stockpred_core.data.simulation import simulate_market
+from stockpred_core.features.catalog import FEATURE_COLUMNS, FEATURE_SET_VERSION, LIBRARY_COLUMNS
+from stockpred_core.io.lake import Lake
+from stockpred_core.io.model_card import FAMILY_TAG
+from stockpred_core.io.model_registry import CHAMPION_ALIAS, configure_mlflow, log_forecaster
+from stockpred_core.io.online_store import fetch_vector
+from stockpred_core.models.lgbm import LGBMForecaster
+from stockpred_core.serving.keys import cache_key, cache_prefix
+from stockpred_core.settings import load_settings
+from stream.champion import Champion
+from stream.history import LakeHistory
+from stream.predictions import PredictionHandler
+from stream.sources import SimulatedReplay
+from stream.worker import IntradayStore
+
+SESSION = dt.date(2025, 6, 27)
+SEED, UNIVERSE = 11, 8
+
+
+def register_library_champion(settings) -> None:
+    rng = np.random.default_rng(2)
+    columns = [*FEATURE_COLUMNS, *LIBRARY_COLUMNS]
+    X = pd.DataFrame(rng.normal(size=(3000, len(columns))), columns=columns)
+    y = pd.Series(0.01 * X["ret_5"] + 0.02 * X["a158_kmid"] + 0.01 * X["a158_rsv20"] + 0.01 * rng.normal(size=3000))
+    model = LGBMForecaster(num_boost_round=30, seed=1, params={"min_data_in_leaf": 50}).fit(X, y)
+    configure_mlflow(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifact_location)
+    with mlflow.start_run():
+        mlflow.log_params({"horizon": 1, "feature_set_version": FEATURE_SET_VERSION, "label": "return"})
+        mlflow.set_tag(FAMILY_TAG, model.family)
+        info = log_forecaster(model, settings.registered_model, X.head(3))
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(settings.registered_model, CHAMPION_ALIAS, str(info.registered_model_version))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A lake with 200 sessions of validated bars before SESSION and a champion of technical + library columns."""
+    root = tmp_path_factory.mktemp("library-stream")
+    settings = load_settings({"STOCKPRED_ENV": "local", "STOCKPRED_DATA_DIR": str(root)})
+    start = calendar.lookback_start(pd.Timestamp(SESSION), 200)
+    bars, events = simulate_market(SEED, UNIVERSE, start, SESSION)
+    history = bars[bars["date"] < pd.Timestamp(SESSION)]
+    lake = Lake(settings.lake_url)
+    days = sorted(history["date"].unique())
+    lake.write_partitions("validated", "bars", history, days)
+    lake.write_partitions("validated", "events", events.iloc[0:0], days)
+    register_library_champion(settings)
+    daily = bars[bars["date"] == pd.Timestamp(SESSION)]
+    replay = SimulatedReplay(SEED, UNIVERSE, SESSION, daily=daily)
+    session_bars = [bar for group in replay.groups() for bar in group][:800]
+    return settings, lake, sorted(history["ticker"].unique()), session_bars
+
+
+@pytest.fixture
+def db(redis_url) -> redis.Redis:
+    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/9")  # flushed by these tests only
+    client.flushdb()
+    return client
+
+
+def stored_library(db, tickers) -> np.ndarray:
+    return np.array([[fetch_vector(db, t)[c] for c in LIBRARY_COLUMNS] for t in tickers])
+
+
+def test_a_champion_of_the_library_switches_it_on_and_scores_it(db, world):
+    settings, lake, tickers, bars = world
+    champion = Champion(settings.mlflow_tracking_uri, settings.registered_model)
+    handler = PredictionHandler(db, IntradayStore(db), LakeHistory(lake, settings), champion)
+    assert not handler.library  # not configured: the champion turns it on
+    handler.handle(bars)
+    assert handler.features.library and handler.counts["predicted"] == handler.counts["refreshed"] > 0
+    served = champion.served
+    assert served.takes_library
+    prefix = cache_prefix(served.name, served.version, served.horizon)
+    library = stored_library(db, tickers)
+    assert np.isfinite(library).mean() > 0.9  # past every warm-up but a few ranks of ties
+    for ticker in tickers:
+        stored = fetch_vector(db, ticker)
+        cached = orjson.loads(db.get(cache_key(prefix, ticker, f"{SESSION}@{stored['as_of']}", False)))
+        vector = np.array([[stored[c] for c in served.feature_names]])
+        assert cached["prediction"] == pytest.approx(float(served.model.predict_matrix(vector)[0]), rel=1e-9)
+
+
+def test_without_a_champion_of_it_the_library_is_computed_only_when_configured(db, world):
+    settings, lake, tickers, bars = world
+    off = PredictionHandler(db, IntradayStore(db), LakeHistory(lake, settings), None)
+    off.handle(bars)
+    assert off.counts["refreshed"] > 0 and not off.features.library
+    assert np.isnan(stored_library(db, tickers)).all()
+    db.flushdb()
+    on = PredictionHandler(db, IntradayStore(db), LakeHistory(lake, settings), None, library=True)
+    on.handle(bars)
+    assert on.features.library and np.isfinite(stored_library(db, tickers)).mean() > 0.9
