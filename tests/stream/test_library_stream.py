@@ -68,7 +68,7 @@ def world(tmp_path_factory):
 
 @pytest.fixture
 def db(redis_url) -> redis.Redis:
-    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/9")  # flushed by these tests only
+    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/10")  # flushed by these tests only
     client.flushdb()
     return client
 
