@@ -1,6 +1,6 @@
 """The whole intraday path, measured: XADD -> worker (store, features, the champion, writes) -> push -> a client.
 
-    .venv/bin/python benchmarks/stream.py [--tickers 1000 10000] [--drain-seconds 60] [--latency-seconds 20]
+    .venv/bin/python benchmarks/stream.py [--tickers 1000 10000] [--drain-seconds 60] [--latency-seconds 20] [--library]
 
 Per universe size N, on a private redis-server, a lake of simulated validated bars (the features asset's window
 before the session), a LightGBM champion in a real MLflow registry, the service (`bentoml serve`, push relay) and
@@ -68,7 +68,7 @@ SEED, SHARDS = 5, 4
 COMMAND = str(Path(sys.executable).parent / "stockpred-stream")
 
 
-def world(work: Path, n: int, url: str) -> tuple[dict[str, str], str, pd.DataFrame, pd.DataFrame]:
+def world(work: Path, n: int, url: str, library: bool) -> tuple[dict[str, str], str, pd.DataFrame, pd.DataFrame]:
     """The lake's history before SESSION, the champion, a reader key (rate limit above the clients' connections),
     the environment; (env, key, history, the session's daily bars)."""
     token = new_token()
@@ -81,6 +81,8 @@ def world(work: Path, n: int, url: str) -> tuple[dict[str, str], str, pd.DataFra
         "STOCKPRED_REDIS_URL": url,
         "STOCKPRED_SERVICE_WORKERS": "1",
         "STOCKPRED_MODEL_POLL_SECONDS": "600",
+        # --library: the deployment's recipe names the Alpha158-like library, so the worker computes its columns
+        "STOCKPRED_FEATURE_FAMILIES": "technical,alpha158" if library else "technical",
     }
     settings = load_settings(env)
     start = calendar.lookback_start(pd.Timestamp(SESSION), LOOKBACK_SESSIONS + 5)
@@ -300,19 +302,23 @@ def batch_reference(history: pd.DataFrame, seconds: list[list[Bar]]) -> str:
     day["adj_close"], day["date"] = day["close"], pd.Timestamp(SESSION)
     window = history[day.columns.tolist()]
     began = time.perf_counter()
-    compute_features(pd.concat([window, day], ignore_index=True))
+    compute_features(pd.concat([window, day], ignore_index=True), since=pd.Timestamp(SESSION))  # the day's rows
     batch = time.perf_counter() - began
     features = IntradayFeatures.from_history(history)
     features.start_session(SESSION)
     arrays = [day[c].to_numpy() for c in ("open", "high", "low", "close", "volume")]
-    began = time.perf_counter()
-    repeats = 5
-    for _ in range(repeats):
-        features.update(day["ticker"].tolist(), *arrays)
-    incremental = (time.perf_counter() - began) / repeats
+    timings = {}
+    for library in (True, False):  # the library's columns: computed while configured or the champion takes them
+        features.set_library(library)
+        began = time.perf_counter()
+        repeats = 5
+        for _ in range(repeats):
+            features.update(day["ticker"].tolist(), *arrays)
+        timings[library] = (time.perf_counter() - began) / repeats
     return (
         f"one refresh of {len(day):,} tickers' session rows: batch compute_features {1000 * batch:.0f} ms, "
-        f"IntradayFeatures.update {1000 * incremental:.1f} ms ({batch / incremental:.0f}x)"
+        f"IntradayFeatures.update {1000 * timings[True]:.1f} ms ({batch / timings[True]:.0f}x) with the "
+        f"Alpha158-like library, {1000 * timings[False]:.1f} ms without it"
     )
 
 
@@ -324,7 +330,7 @@ def run(n: int, args: argparse.Namespace) -> None:
         redis_proc, url = start_redis(work / "redis")
         client = redis.Redis.from_url(url)
         try:
-            env, token, history, daily = world(work, n, url)
+            env, token, history, daily = world(work, n, url, args.library)
             total = 1 + args.drain_seconds + args.latency_seconds * len(args.clients)
             seconds = seconds_of(n, daily, total)
             print(batch_reference(history, seconds[: args.drain_seconds]), flush=True)
@@ -364,6 +370,11 @@ def main() -> None:
     parser.add_argument("--drain-seconds", type=int, default=60, help="seconds of bars drained (throughput)")
     parser.add_argument("--latency-seconds", type=int, default=20, help="paced seconds per client count")
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 100])
+    parser.add_argument(
+        "--library",
+        action="store_true",
+        help="the worker computes the Alpha158-like library (STOCKPRED_FEATURE_FAMILIES)",
+    )
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}", flush=True)
     for n in args.tickers:
