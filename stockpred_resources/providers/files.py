@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import fsspec
+import numpy as np
 import pandas as pd
 from pydantic import Field, PrivateAttr
 
@@ -113,6 +114,7 @@ class FilesProvider(MarketDataProvider):
     path: str = Field(default="", description="A .csv/.txt (optionally .gz) or .parquet file, or a folder of them")
     column_mapping: dict[str, str] = Field(default_factory=dict, description="Source column -> canonical column")
     _table: pd.DataFrame | None = PrivateAttr(default=None)
+    _spans: dict[str, tuple[int, int]] | None = PrivateAttr(default=None)  # ticker -> its rows of the sorted table
     _request_id: str = PrivateAttr(default="")
     _rejects: pd.DataFrame | None = PrivateAttr(default=None)
     _notes: list[str] = PrivateAttr(default_factory=list)
@@ -176,7 +178,7 @@ class FilesProvider(MarketDataProvider):
     def table(self) -> pd.DataFrame:
         """Every file's loadable rows in the raw schema, read once per resource instance (see `rejects`)."""
         if self._table is None:
-            self._notes = []
+            self._notes, self._spans = [], None
             read = [self._read(p) for p in self._files()]
             rejected = [r for _, r in read if len(r)]
             self._rejects = pd.concat(rejected, ignore_index=True) if rejected else empty_frame(REJECT_COLUMNS)
@@ -219,9 +221,23 @@ class FilesProvider(MarketDataProvider):
         return super().universe() or sorted(self.table()["ticker"].unique())
 
     def fetch_history(self, ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> TickerHistory:
+        """The ticker's rows in [start, end] by binary search in the table (sorted by ticker and date, read once):
+        O(log rows) per ticker. A boolean scan of the whole table per ticker cost 194.5 ms a ticker on a 3-year file
+        of 8.5k tickers, ~28 minutes for one day's ingest."""
         table = self.table()
-        rows = table[table["ticker"] == ticker]
-        if rows.empty:
+        if self._spans is None:
+            tickers = table["ticker"].to_numpy()
+            firsts = np.flatnonzero(np.r_[True, tickers[1:] != tickers[:-1]]) if len(tickers) else np.array([], int)
+            lasts = np.r_[firsts[1:], len(tickers)]
+            self._spans = {tickers[a]: (int(a), int(b)) for a, b in zip(firsts, lasts, strict=True)}
+        span = self._spans.get(ticker)
+        if span is None:
             raise UnknownTickerError(f"{ticker} is not in {self.path}")
-        rows = rows[(rows["date"] >= pd.Timestamp(start)) & (rows["date"] <= pd.Timestamp(end))][RAW_BAR_COLUMNS]
-        return TickerHistory(ticker=ticker, bars=rows.reset_index(drop=True), events=empty_frame(EVENT_COLUMNS))
+        rows = table.iloc[span[0] : span[1]]
+        dates = rows["date"].to_numpy()
+        a, b = (
+            np.searchsorted(dates, pd.Timestamp(start).to_datetime64(), "left"),
+            np.searchsorted(dates, pd.Timestamp(end).to_datetime64(), "right"),
+        )
+        bars = rows.iloc[a:b][RAW_BAR_COLUMNS].reset_index(drop=True)
+        return TickerHistory(ticker=ticker, bars=bars, events=empty_frame(EVENT_COLUMNS))

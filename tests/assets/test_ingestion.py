@@ -13,6 +13,8 @@ from stockpred_assets.ingestion.assets import raw_bars_files, raw_bars_simulated
 from stockpred_assets.ingestion.automation import dead_letter_retry_sensor
 from stockpred_assets.validation.assets import validated_bars
 from stockpred_core.data.ingestion import combine, tickers_to_fetch
+from stockpred_core.data.schemas import RAW_BAR_COLUMNS
+from stockpred_core.io.http_client import UnknownTickerError
 from stockpred_core.io.lake import Lake
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
@@ -323,3 +325,21 @@ def test_per_ticker_files_with_other_column_spellings_and_utc_offsets_load(tmp_p
         assert got["date"].dt.strftime("%Y-%m-%d").tolist() == rows["Date"].str[:10].tolist()
         assert got["adj_close"].tolist() == rows["Adj close"].astype(float).tolist()
         assert got["close"].tolist() == rows["Close"].astype(float).tolist()
+
+
+def test_the_files_provider_finds_each_tickers_rows_by_binary_search(sp500_file):
+    """Every ticker of the real 5-year file, a window whose edges fall on sessions and one with no rows: the same rows
+    as a boolean filter of the whole table (what fetch_history did per ticker, rows x tickers in all)."""
+    provider = FilesProvider(path=str(sp500_file))
+    table = provider.table()
+    for start, end in (("2015-03-02", "2015-03-31"), ("2013-02-08", "2013-02-08"), ("2019-01-02", "2019-01-31")):
+        start, end = pd.Timestamp(start), pd.Timestamp(end)
+        report = provider.fetch_bars(start, end)
+        expected = table[table["date"].between(start, end)][RAW_BAR_COLUMNS].reset_index(drop=True)
+        got = report.bars.sort_values(["ticker", "date"], ignore_index=True)
+        if expected.empty:  # after the file's last date
+            assert got.empty and not len(report.failures)
+        else:
+            pd.testing.assert_frame_equal(got, expected)
+    with pytest.raises(UnknownTickerError, match="NOPE is not in"):
+        provider.fetch_history("NOPE", pd.Timestamp("2015-03-02"), pd.Timestamp("2015-03-31"))
