@@ -9,6 +9,7 @@ from stockpred_assets.serving.build import build_bento
 from stockpred_core.dataset.training_set import ALT_TABLE, MASKS, combined_version, join_alternative
 from stockpred_core.features.alternative_catalog import ALT_COLUMNS, ALT_FEATURE_SET_VERSION
 from stockpred_core.features.batch import latest_per_ticker
+from stockpred_core.features.catalog import REQUIRED_FEATURES
 from stockpred_core.io.model_registry import champion_version
 from stockpred_core.io.online_store import push_vectors
 from stockpred_resources.lake import LakeResource
@@ -33,6 +34,13 @@ def online_features(
         raise dg.Failure("the features table is empty: materialize `features` first")
     recent = lake.read_range("features", "features", dates[-1] - pd.Timedelta(days=RECENT_DAYS), dates[-1])
     latest = latest_per_ticker(recent)
+    unserved = without_vector(recent, latest)
+    if len(unserved):
+        context.log.warning(
+            f"{len(unserved)} tickers with feature rows since {recent['date'].min():%Y-%m-%d} have no complete "
+            f"vector (a required feature NaN in each of their rows: warming up after a listing or a gap): "
+            f"{', '.join(unserved['ticker'].head(10))}"
+        )
     latest, alt_note = with_alternative_columns(lake, latest)
     if alt_note:
         context.log.warning(alt_note)
@@ -45,9 +53,28 @@ def online_features(
             **table_metadata(latest, [path]),
             "redis_vectors": dg.MetadataValue.int(pushed),
             "stale_tickers": dg.MetadataValue.json(stale),
+            "tickers_without_vector": dg.MetadataValue.int(len(unserved)),
+            "without_vector": dg.MetadataValue.md(unserved.head(20).to_markdown(index=False) if len(unserved) else "-"),
             "feature_set_versions": dg.MetadataValue.json(versions),
             "alternative_features": alt_note
             or f"joined: {int(latest[MASKS].sum(axis=1).gt(0).sum())} tickers covered by at least one family",
+        }
+    )
+
+
+def without_vector(recent: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
+    """The tickers of `recent` feature rows that get no online vector, with their newest row's date and the
+    required features NaN in it (each of their rows lacks one: warming up after a listing or a gap)."""
+    rows = recent[~recent["ticker"].isin(latest["ticker"])]
+    if rows.empty:
+        return pd.DataFrame(columns=["ticker", "newest_row", "missing"])
+    newest = rows.sort_values("date").groupby("ticker").tail(1).sort_values("ticker")
+    missing = newest[REQUIRED_FEATURES].isna()
+    return pd.DataFrame(
+        {
+            "ticker": newest["ticker"].to_numpy(),
+            "newest_row": newest["date"].dt.strftime("%Y-%m-%d").to_numpy(),
+            "missing": [", ".join(missing.columns[m][:4]) for m in missing.to_numpy()],
         }
     )
 

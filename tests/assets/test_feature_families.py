@@ -351,3 +351,20 @@ def test_a_backtest_of_the_gru_reads_the_price_path_of_the_windows_bars(world):
     )
     failure = next(e for e in refused.all_events if e.is_step_failure)
     assert "the gru family reads the seq30 feature family" in failure.step_failure_data.error.message
+
+
+def test_online_features_name_the_tickers_that_get_no_vector(world, tmp_path):
+    """A ticker listed 10 sessions before the newest day is still warming up (ret_20 and the 20-session statistics
+    need 20): it has feature rows but no vector, and the metadata says which feature it lacks."""
+    lake = LakeResource(url=str(tmp_path / "lake"))
+    bars = world["bars"]
+    days = sorted(bars["date"].unique())
+    listed = bars[(bars["ticker"] != "S00003") | (bars["date"] >= days[-10])]
+    features = compute_features(listed[listed["date"] >= days[-120]])
+    recent = features[features["date"] >= days[-20]]
+    lake.write_partitions("features", "features", recent, sorted(recent["date"].unique()))
+    meta = online_features(context=dg.build_asset_context(), lake=lake, redis=RedisResource()).metadata
+    vectors = Lake(lake.url).read_table("serving", "online_features")
+    assert "S00003" not in set(vectors["ticker"]) and len(vectors) == len(world["tickers"]) - 1
+    assert meta["tickers_without_vector"].value == 1
+    assert "| S00003   | 2023-08-31   | ret_20, log_ret_20" in meta["without_vector"].value
