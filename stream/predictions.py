@@ -30,7 +30,7 @@ from stockpred_core.alerts import Alerts
 from stockpred_core.data import calendar
 from stockpred_core.dataset.training_set import ALT_TABLE, alt_vectors, combined_version
 from stockpred_core.features.alternative_catalog import ALT_COLUMNS, ALT_FEATURE_SET_VERSION, covers
-from stockpred_core.features.catalog import FEATURE_SET_VERSION, REQUIRED_FEATURES
+from stockpred_core.features.catalog import FEATURE_SET_VERSION, LIBRARY_COLUMNS, REQUIRED_FEATURES
 from stockpred_core.features.intraday import IntradayFeatures
 from stockpred_core.io.lake import Lake
 from stockpred_core.io.online_store import IntradayWriter
@@ -244,16 +244,21 @@ class PredictionHandler:
         as_of = [_iso(ms) for ms in end_ms[at]]
         session = str(self.running.session)
         pipe = self.client.pipeline(transaction=True)
-        values, version = values[at], FEATURE_SET_VERSION
+        values, version, width = values[at], FEATURE_SET_VERSION, len(columns) - len(LIBRARY_COLUMNS)
+        values, library, columns = values[:, :width], values[:, width:], columns[:width]
         if with_alt:  # the champion takes the alternative columns too: the session's rows appended
             values = np.hstack([values, self.alt.matrix(tickers_ready)])
             columns, version = [*columns, *ALT_COLUMNS], COMBINED_VERSION
+        layout = [*columns, *LIBRARY_COLUMNS]  # the version's layout (the daily vectors' too): the library last
+        if self.features.library:
+            values, columns = np.hstack([values, library]), layout
+        # else the vectors leave the library out: shorter than the layout, they hold its first columns
         answers = self._score(served, tickers_ready, session, as_of, values, columns, version) if served else None
         keyed = None
         if answers is not None:  # under the keys the service looks up: cache_key(prefix, ticker, date@as_of, explain)
             prefix = cache_prefix(served.name, served.version, served.horizon)
             keyed = (prefix, answer_suffix(self.explain), answers)
-        self.writer.queue(pipe, columns, tickers_ready, session, as_of, values, version, keyed, self.cache_ttl_s)
+        self.writer.queue(pipe, layout, tickers_ready, session, as_of, values, version, keyed, self.cache_ttl_s)
         if answers is not None:
             add_event(pipe, prediction_fields(max(as_of), served.version, answers, tickers_ready))
             if self.alerts is not None:

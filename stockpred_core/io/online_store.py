@@ -122,7 +122,10 @@ def fetch_vector(client: redis.Redis, ticker: str) -> dict | None:
     layout = client.hget(META_KEY, f"columns:{out.get('feature_set_version', '')}")
     if layout is None or VECTOR_FIELD not in fields:
         raise ValueError(f"the online vector of {ticker} has no layout in {META_KEY}")
-    out.update(zip(json.loads(layout), decode_vector(fields[VECTOR_FIELD]).tolist(), strict=True))
+    columns, values = json.loads(layout), decode_vector(fields[VECTOR_FIELD]).tolist()
+    if len(values) > len(columns):
+        raise ValueError(f"the online vector of {ticker} holds {len(values)} values, its layout {len(columns)}")
+    out.update(zip(columns, values, strict=False))  # a shorter vector: the stream left the library out
     return out
 
 
@@ -185,7 +188,7 @@ class IntradayWriter:
         under `<prefix><ticker>:<session>@<as_of><suffix>`."""
         if not tickers:
             return
-        matrix = np.ascontiguousarray(matrix, dtype="<f8")
+        matrix = np.ascontiguousarray(matrix, dtype="<f8")  # its rows may hold the first columns of `columns` only
         closes = "\n".join(_text(v) for v in matrix[:, columns.index("close")].tolist())
         prefix, suffix, docs = answers if answers is not None else ("", "", [])
         args = [KEY_PREFIX, session, feature_set_version, self.ttl_seconds, answer_ttl, META_KEY, max(as_of)]

@@ -102,8 +102,14 @@ class ServedModel:
             position = {c: i for i, c in enumerate(columns)}
             missing = [f for f in self.feature_names if f not in position]
             if missing:
+                why = (
+                    " (the stream writes the Alpha158-like library only while STOCKPRED_FEATURE_FAMILIES names "
+                    "alpha158 or its champion takes it)"
+                    if LIBRARY.intersection(missing)
+                    else ""
+                )
                 raise MissingFeatures(
-                    f"model {self.name} v{self.version} needs features the online store lacks: {missing[:5]}"
+                    f"model {self.name} v{self.version} needs features the online store lacks: {missing[:5]}{why}"
                 )
             found = self._index[columns] = np.array([position[f] for f in self.feature_names], dtype=np.intp)
         return found

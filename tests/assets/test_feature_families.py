@@ -272,7 +272,9 @@ def test_online_features_append_the_alternative_row_of_the_vectors_date(world, t
     vectors = Lake(lake.url).read_table("serving", "online_features")
     assert set(vectors["feature_set_version"]) == {COMBINED}
     numeric = [c for c in vectors.columns if c not in ("date", "ticker", "feature_set_version")]
-    assert numeric[-len(ALT_COLUMNS) :] == ALT_COLUMNS  # the layout: technical, then alternative columns
+    # the layout: technical, then alternative columns, then the library (what the stream may leave out)
+    assert numeric[-len(ALPHA_COLUMNS) - len(ALT_COLUMNS) : -len(ALPHA_COLUMNS)] == ALT_COLUMNS
+    assert numeric[-len(ALPHA_COLUMNS) :] == ALPHA_COLUMNS
     alt = world["alt"].set_index(["date", "ticker"])
     for row in vectors.itertuples():
         expected = alt.loc[(row.date, row.ticker)]

@@ -4,6 +4,7 @@ library switches them on at the first refresh, every ticker with a running bar t
 the model's on the stored vectors."""
 
 import datetime as dt
+import json
 
 import mlflow
 import numpy as np
@@ -18,7 +19,7 @@ from stockpred_core.features.catalog import FEATURE_COLUMNS, FEATURE_SET_VERSION
 from stockpred_core.io.lake import Lake
 from stockpred_core.io.model_card import FAMILY_TAG
 from stockpred_core.io.model_registry import CHAMPION_ALIAS, configure_mlflow, log_forecaster
-from stockpred_core.io.online_store import fetch_vector
+from stockpred_core.io.online_store import META_KEY, fetch_vector, online_key
 from stockpred_core.models.lgbm import LGBMForecaster
 from stockpred_core.serving.keys import cache_key, cache_prefix
 from stockpred_core.settings import load_settings
@@ -77,6 +78,18 @@ def stored_library(db, tickers) -> np.ndarray:
     return np.array([[fetch_vector(db, t)[c] for c in LIBRARY_COLUMNS] for t in tickers])
 
 
+def test_the_layout_ends_with_the_library_and_a_vector_without_it_is_shorter(db, world):
+    """Off, the stream's vectors hold the layout's first columns (technical and raw), the library left out."""
+    settings, lake, tickers, bars = world
+    handler = PredictionHandler(db, IntradayStore(db), LakeHistory(lake, settings), None)
+    handler.handle(bars)
+    layout = json.loads(db.hget(META_KEY, f"columns:{FEATURE_SET_VERSION}"))
+    assert layout[-len(LIBRARY_COLUMNS) :] == LIBRARY_COLUMNS and layout[: len(FEATURE_COLUMNS)] == FEATURE_COLUMNS
+    stored = fetch_vector(db, tickers[0])
+    assert "close" in stored and not set(LIBRARY_COLUMNS) & set(stored)
+    assert len(db.hget(online_key(tickers[0]), "vector")) == 8 * (len(layout) - len(LIBRARY_COLUMNS))
+
+
 def test_a_champion_of_the_library_switches_it_on_and_scores_it(db, world):
     settings, lake, tickers, bars = world
     champion = Champion(settings.mlflow_tracking_uri, settings.registered_model)
@@ -101,7 +114,7 @@ def test_without_a_champion_of_it_the_library_is_computed_only_when_configured(d
     off = PredictionHandler(db, IntradayStore(db), LakeHistory(lake, settings), None)
     off.handle(bars)
     assert off.counts["refreshed"] > 0 and not off.features.library
-    assert np.isnan(stored_library(db, tickers)).all()
+    assert not set(LIBRARY_COLUMNS) & set(fetch_vector(db, tickers[0]))
     db.flushdb()
     on = PredictionHandler(db, IntradayStore(db), LakeHistory(lake, settings), None, library=True)
     on.handle(bars)
