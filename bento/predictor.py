@@ -255,8 +255,13 @@ class Predictor:
                     f"the online features of {row.ticker} are feature set {online}, the champion "
                     f"v{served.version} was trained on {trained_on}: {remedy(trained_on)}",
                 )
-            else:
-                usable.append(row)
+                continue
+            try:  # a row without columns the model takes (an intraday vector without the library) fails alone
+                served.index_for(row.columns)
+            except MissingFeatures as exc:
+                out.errors[row.ticker] = (503, f"{row.ticker}: {exc}")
+                continue
+            usable.append(row)
         if not usable:
             if locks and cache == "redis":
                 self.writes.put([], locks)

@@ -15,7 +15,7 @@ import redis as sync_redis
 
 from bento.audit import AuditSink
 from bento.features import LakeFeatures
-from bento.models import ModelManager, ServedModel
+from bento.models import MissingFeatures, ModelManager, ServedModel
 from bento.scoring import MAX_MODEL_BATCH, score
 from stockpred_core.io.online_store import KEY_PREFIX, decode_vector
 from stockpred_core.redaction import redact
@@ -63,10 +63,25 @@ class ShadowScorer:
                 if self.metrics:
                     self.metrics.shadow.labels("failed").inc(len(items))
 
+    def _complete(self, challenger: ServedModel, row) -> bool:
+        """Whether the row holds every column the challenger takes (an intraday vector without the Alpha158-like
+        library does not hold a library challenger's): such rows are left out, counted as skipped."""
+        try:
+            challenger.index_for(row.columns)
+        except MissingFeatures:
+            if self.metrics:
+                self.metrics.shadow.labels("skipped").inc()
+            return False
+        return True
+
     def _score(self, challenger: ServedModel, items: list[bytes]) -> None:
         answers = [orjson.loads(answer) for answer in items]
         rows = [self._row(answer["ticker"]) for answer in answers]
-        keep = [i for i, row in enumerate(rows) if row is not None and row.date == answers[i]["feature_date"]]
+        keep = [
+            i
+            for i, row in enumerate(rows)
+            if row is not None and row.date == answers[i]["feature_date"] and self._complete(challenger, row)
+        ]
         if not keep:
             return
         docs = score(challenger, [rows[i] for i in keep], explain=False)

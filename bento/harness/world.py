@@ -38,7 +38,8 @@ def tickers(n: int) -> list[str]:
 
 
 def online_frame(n: int, date: str = FEATURE_DATE, seed: int = 0) -> pd.DataFrame:
-    """One synthetic feature vector per ticker, shaped like `online_features` writes them."""
+    """One synthetic feature vector per ticker: the technical set and raw levels as `online_features` writes them
+    (it appends the Alpha158-like library too, which the harness champions do not take)."""
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame(rng.normal(size=(n, len(FEATURE_COLUMNS))), columns=FEATURE_COLUMNS)
     for name in RAW_COLUMNS:

@@ -43,6 +43,7 @@ def online_features(
             f"{', '.join(unserved['ticker'].head(10))}"
         )
     latest, alt_note = with_alternative_columns(lake, latest)
+    latest = library_last(latest)  # the layout the stream writes: a vector without the library is its first columns
     if alt_note:
         context.log.warning(alt_note)
     path = lake.write_table("serving", "online_features", latest)
@@ -105,7 +106,7 @@ def with_alternative_columns(lake: LakeResource, latest: pd.DataFrame) -> tuple[
     joined["feature_set_version"] = [
         combined_version(v, ALT_FEATURE_SET_VERSION) for v in latest["feature_set_version"].astype(str)
     ]
-    return library_last(joined), None
+    return joined, None
 
 
 class BentoConfig(dg.Config):

@@ -15,7 +15,7 @@ from stockpred_core.features.alternative_catalog import (
     FAMILIES,
     columns_for,
 )
-from stockpred_core.features.catalog import FEATURE_COLUMNS, MODEL_INPUTS, REQUIRED_FEATURES
+from stockpred_core.features.catalog import FEATURE_COLUMNS, LIBRARY_COLUMNS, MODEL_INPUTS, REQUIRED_FEATURES
 
 ALT_TABLE = ("features", "alt_features")  # the lake's (layer, table) of the alternative feature rows
 ALT_VERSION_COLUMN = "alt_feature_set_version"
@@ -108,7 +108,13 @@ def feature_matrix(features: pd.DataFrame, columns: Sequence[str] = FEATURE_COLU
     """Model inputs indexed by (date, ticker); rows whose short-window features are still warming up are left out."""
     missing = [c for c in columns if c not in features.columns]
     if missing:
-        raise ValueError(f"the feature rows lack column(s) {missing[:5]} the model takes")
+        hint = (
+            ": rematerialize `features` for the window (rows written before the Alpha158-like library was stored "
+            "lack its columns)"
+            if set(missing) & set(LIBRARY_COLUMNS)
+            else ""
+        )
+        raise ValueError(f"the feature rows lack column(s) {missing[:5]} the model takes{hint}")
     X = features.set_index(["date", "ticker"])[list(columns)].sort_index()
     return X.dropna(subset=REQUIRED_FEATURES)
 

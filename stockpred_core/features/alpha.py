@@ -285,8 +285,9 @@ def raw_alpha_arrays(
                 "vsumd": vsump - vsumn,
             }
             out.update({f"{k}{d}": x for k, x in columns.items()})
-    named = {PREFIX + key: x for key, x in out.items()}
-    return {name: np.where(np.isfinite(named[name]), named[name], np.nan) for name in ALPHA_COLUMNS}
+    for x in out.values():  # each a fresh array: inf to NaN in place (no second copy of 157 frames)
+        x[~np.isfinite(x)] = np.nan
+    return {name: out[name[len(PREFIX) :]] for name in ALPHA_COLUMNS}
 
 
 def _row_median(values: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -329,7 +330,8 @@ def alpha_features(o, h, lo, c, adj, v, rows: int | None = None) -> dict[str, pd
     robust-z-scored."""
     factor = adj / c
     raw = raw_alpha(o * factor, h * factor, lo * factor, adj, v, rows)
-    return {name: cross_sectional_robust_z(frame) for name, frame in raw.items()}
+    # one column at a time, each raw frame released once normalized: the peak holds one set of 157 frames, not two
+    return {name: cross_sectional_robust_z(raw.pop(name)) for name in list(raw)}
 
 
 FAMILY = "alpha158"  # its name among a recipe's feature families

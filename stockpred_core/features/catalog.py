@@ -103,8 +103,14 @@ MODEL_INPUTS: list[str] = [*FEATURE_COLUMNS, *LIBRARY_COLUMNS]  # every column o
 # which tree models take as missing values.
 REQUIRED_WARMUP = 20
 REQUIRED_FEATURES: list[str] = [s.name for s in REGISTRY if s.name in FEATURE_COLUMNS and s.warmup <= REQUIRED_WARMUP]
+# The fingerprint of the technical set and its raw levels, whose columns every model takes. The library is additive
+# (a model that takes its columns finds them by name, and a table or vector without them is refused by name), so it
+# leaves the fingerprint as it was: models and tables of the technical set stay valid where the library arrives.
 FEATURE_SET_VERSION: str = hashlib.sha256(
-    json.dumps([asdict(spec) for spec in REGISTRY], sort_keys=True).encode()
+    json.dumps(
+        [{k: v for k, v in asdict(spec).items() if k != "family"} for spec in REGISTRY if spec.family == "technical"],
+        sort_keys=True,
+    ).encode()
 ).hexdigest()[:12]
 
 

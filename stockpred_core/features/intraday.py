@@ -22,6 +22,12 @@ out of D's cross-section and of the equal-weight market return).
   ret_20 and, without a configured index, the equal-weight market return (hence beta, correlation, regime and the
   derived VIX) are recomputed from them. Rows returned earlier for other tickers are not revised: a row is exact as
   of the update that returned it.
+- The Alpha158-like library (`alpha.py`): rings of each ticker's last 60 committed adjusted open, high, low, close
+  (adj_close) and volume; per update, the raw values of the updated tickers from their rings plus the running bar
+  (`alpha.raw_alpha_arrays`, one row), kept per ticker for D, then each column robust-z-scored across every ticker
+  with a running bar. `set_library(False)` leaves the columns NaN (the stream's default unless configured or its
+  champion takes them: they cost ~6x the rest of a row); switched on again, the raw values of every running bar are
+  recomputed at once.
 - The committed state advances only at the session roll: `start_session` of the next day commits the running bars
   as that day's final daily bars (one row per ticker that had one; a day without any bar is not a session of the
   axis, as in the batch). Intraday updates never advance it.

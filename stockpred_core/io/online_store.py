@@ -16,7 +16,9 @@ Layout (one hash per ticker, so a reader takes only the fields it needs):
 During the session the stream worker replaces a ticker's hash with its intraday vector (`IntradayWriter`): `ticker`,
 `date` (the session), `as_of` (ISO UTC time the newest bar behind it ended), `feature_set_version`, `close` and
 `vector` only, since 60 readable fields per ticker per bar would cost Redis more than the rest of the path; the
-close's push writes the readable fields again. `fetch_vector` decodes `vector` either way.
+close's push writes the readable fields again. `fetch_vector` decodes `vector` either way. A layout ends with the
+Alpha158-like library's columns; while the stream does not compute them (`STOCKPRED_FEATURE_FAMILIES` does not name
+`alpha158` and its champion does not take them) its vectors leave them out, holding the layout's other columns.
 
 No Dagster here: the service and the stream worker import this module.
 """
@@ -30,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import redis
+
+from stockpred_core.serving.rows import library_short
 
 KEY_PREFIX = "stockpred:online:"
 META_KEY = "stockpred:online-meta"
@@ -123,7 +127,7 @@ def fetch_vector(client: redis.Redis, ticker: str) -> dict | None:
     if layout is None or VECTOR_FIELD not in fields:
         raise ValueError(f"the online vector of {ticker} has no layout in {META_KEY}")
     columns, values = json.loads(layout), decode_vector(fields[VECTOR_FIELD]).tolist()
-    if len(values) > len(columns):
+    if len(values) != len(columns) and len(values) != library_short(columns):
         raise ValueError(f"the online vector of {ticker} holds {len(values)} values, its layout {len(columns)}")
     out.update(zip(columns, values, strict=False))  # a shorter vector: the stream left the library out
     return out

@@ -6,6 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stockpred_core.features.catalog import LIBRARY_COLUMNS
+
+
+def library_short(columns) -> int | None:
+    """The length of a vector of layout `columns` without the library, when the layout ends with it (else None)."""
+    n = len(LIBRARY_COLUMNS)
+    return len(columns) - n if len(columns) >= n and list(columns[-n:]) == LIBRARY_COLUMNS else None
+
 
 @dataclass(slots=True)
 class FeatureRow:
@@ -19,15 +27,16 @@ class FeatureRow:
     as_of: str | None = None  # intraday rows: ISO UTC time the newest bar behind them ended; None for a close's
 
     def __post_init__(self) -> None:
-        """A vector shorter than its version's layout holds the layout's first columns: the stream leaves out the
-        Alpha158-like library, the layout's last columns, while it does not compute it (a model that takes them
-        then finds them missing: `ServedModel.index_for`)."""
-        if len(self.values) < len(self.columns):
+        """A vector may leave out the Alpha158-like library, the layout's last columns: the stream's vectors while
+        it does not compute it (a model that takes them then finds them missing: `ServedModel.index_for`). Any
+        other length is refused."""
+        if len(self.values) != len(self.columns):
+            if len(self.values) != library_short(self.columns):
+                raise ValueError(
+                    f"the vector of {self.ticker} holds {len(self.values)} values, its layout {len(self.columns)} "
+                    "columns"
+                )
             self.columns = self.columns[: len(self.values)]
-        elif len(self.values) > len(self.columns):
-            raise ValueError(
-                f"the vector of {self.ticker} holds {len(self.values)} values, its layout {len(self.columns)} columns"
-            )
 
     @property
     def identity(self) -> str:

@@ -119,3 +119,20 @@ def test_without_a_champion_of_it_the_library_is_computed_only_when_configured(d
     on = PredictionHandler(db, IntradayStore(db), LakeHistory(lake, settings), None, library=True)
     on.handle(bars)
     assert on.features.library and np.isfinite(stored_library(db, tickers)).mean() > 0.9
+
+
+def test_a_champion_of_it_arriving_mid_session_rewrites_every_running_ticker(db, world):
+    """Short vectors written while no champion took the library; then one bar arrives with a champion that takes it:
+    every ticker with a running bar is refreshed with the library and scored, not only the one that moved."""
+    settings, lake, tickers, bars = world
+    handler = PredictionHandler(db, IntradayStore(db), LakeHistory(lake, settings), None)
+    half = len(bars) // 2
+    handler.handle(bars[:half])
+    moved = {bar.ticker for bar in bars[:half]}
+    assert moved == set(tickers) and not set(LIBRARY_COLUMNS) & set(fetch_vector(db, tickers[0]))
+    handler.champion = Champion(settings.mlflow_tracking_uri, settings.registered_model)
+    predicted = handler.counts["predicted"]
+    handler.handle(bars[half : half + 1])
+    assert handler.features.library and handler.counts["predicted"] - predicted == len(tickers)
+    for ticker in tickers:
+        assert np.isfinite([fetch_vector(db, ticker)[c] for c in LIBRARY_COLUMNS]).mean() > 0.9
