@@ -36,5 +36,5 @@ def test_a_vector_without_the_library_holds_the_layouts_first_columns():
     with pytest.raises(MissingFeatures, match=r"lacks: \['a158_kmid'.*only while STOCKPRED_FEATURE_FAMILIES"):
         library.index_for(short.columns)
     for wrong in (len(LAYOUT) - 1, len(LAYOUT) + 1, len(FEATURE_COLUMNS)):
-        with pytest.raises(ValueError, match="holds .* values, its layout"):
+        with pytest.raises(ValueError, match=r"holds .* values, its layout"):
             row(np.zeros(wrong))
