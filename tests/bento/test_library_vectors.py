@@ -48,7 +48,8 @@ def test_a_library_champion_refuses_only_the_stream_vectors_without_it(tmp_path,
     )  # fmt: skip
     frame = online_frame(4)
     rng = np.random.default_rng(2)
-    frame = library_last(frame.assign(**{c: rng.normal(size=len(frame)) for c in LIBRARY_COLUMNS}))
+    library = pd.DataFrame(rng.normal(size=(len(frame), len(LIBRARY_COLUMNS))), frame.index, LIBRARY_COLUMNS)
+    frame = library_last(pd.concat([frame, library], axis=1))
     push_vectors(client, frame)  # the close's vectors, the library last
     columns = vector_columns(frame)
     assert columns[-len(LIBRARY_COLUMNS) :] == LIBRARY_COLUMNS
