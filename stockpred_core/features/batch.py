@@ -177,18 +177,20 @@ def compute_features(
     columns.update(alpha.alpha_features(*wide.values(), rows=rows))
     dates = dates[len(dates) - rows :]
     names = [*FEATURE_COLUMNS, *RAW_COLUMNS, *LIBRARY_COLUMNS]
-    # One (rows x features) matrix from the aligned wide frames: DataFrame.stack is the slow path for 60 columns.
-    matrix = np.column_stack(
-        [columns[name].reindex(index=dates, columns=tickers).to_numpy(dtype=float).ravel() for name in names]
-    )
-    present = ~np.isnan(matrix[:, names.index("close")])
-    matrix = matrix[present]
+    # One (rows x features) matrix from the aligned wide frames (DataFrame.stack is the slow path for 60 columns),
+    # the rows with a bar only, filled column by column with each frame released once copied: the peak holds the
+    # frames and one matrix, not also a list of 219 raveled copies.
+    close = columns["close"].reindex(index=dates, columns=tickers).to_numpy(dtype=float).ravel()
+    present = ~np.isnan(close)
+    matrix = np.empty((int(present.sum()), len(names)))
+    for j, name in enumerate(names):
+        matrix[:, j] = columns.pop(name).reindex(index=dates, columns=tickers).to_numpy(dtype=float).ravel()[present]
     matrix[np.isinf(matrix)] = np.nan
-    long = pd.DataFrame(matrix, columns=names)
+    long = pd.DataFrame(matrix, columns=names, copy=False)
     long.insert(0, "ticker", np.tile(tickers.to_numpy(), len(dates))[present])
     long.insert(0, "date", np.repeat(dates.to_numpy(), len(tickers))[present])
     long["feature_set_version"] = FEATURE_SET_VERSION
-    return long[TABLE_COLUMNS].sort_values(["date", "ticker"], ignore_index=True)
+    return long  # TABLE_COLUMNS, rows in (date, ticker) order already: the wide frames' index and columns are sorted
 
 
 def latest_per_ticker(features: pd.DataFrame) -> pd.DataFrame:
