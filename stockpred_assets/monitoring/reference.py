@@ -14,6 +14,7 @@ import dagster as dg
 from stockpred_assets.training.data import with_alternative
 from stockpred_core.dataset.training_set import families_of, feature_matrix, model_columns
 from stockpred_core.features.batch import FEATURE_COLUMNS
+from stockpred_core.features.catalog import LIBRARY_COLUMNS
 from stockpred_core.io.model_card import CHAMPION_ALIAS, ModelCard, ModelCardError, read_model_card
 from stockpred_core.io.model_registry import load_version
 from stockpred_core.monitoring.performance import Baseline
@@ -79,7 +80,8 @@ def load_reference(
         )
     families = families_of(card.feature_columns)  # a champion of the alternative set predicts with its columns too
     features = with_alternative(lake, duckdb, features, families)
-    X = feature_matrix(features, card.feature_columns or model_columns(families))  # its rows, warm-up rows left out
+    library = [c for c in LIBRARY_COLUMNS if c in set(card.feature_columns or ())]  # a champion of the library
+    X = feature_matrix(features, [*model_columns(families), *library])  # the rows a model sees (warm-up rows left out)
     mlflow_resource.setup()
     model = load_version(card.name, card)
     frame = X.assign(**{PREDICTION: model.predict(X).to_numpy()}).reset_index()

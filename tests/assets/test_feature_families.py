@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from stockpred_assets.evaluation.assets import backtest_report, predictions
+from stockpred_assets.monitoring.reference import ChampionFacts, load_reference
 from stockpred_assets.serving.assets import online_features
-from stockpred_assets.training.assets import linear_model
+from stockpred_assets.training.assets import linear_model, momentum_model
 from stockpred_assets.training.data import load_alt_features, load_training_set, recipe_families
 from stockpred_core.data.simulation import simulate_bars
 from stockpred_core.dataset.training_set import ALT_TABLE, MASKS
@@ -26,6 +27,7 @@ from stockpred_core.io.lake import Lake
 from stockpred_core.io.model_card import CHAMPION_FROM_TAG, read_model_card
 from stockpred_core.io.model_registry import load_version
 from stockpred_core.models.families import LIGHTNING_MISSING, torch_available
+from stockpred_core.monitoring.performance import Baseline
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
 from stockpred_resources.redis import RedisResource
@@ -370,3 +372,24 @@ def test_online_features_name_the_tickers_that_get_no_vector(world, tmp_path):
     assert "S00003" not in set(vectors["ticker"]) and len(vectors) == len(world["tickers"]) - 1
     assert meta["tickers_without_vector"].value == 1
     assert "| S00003   | 2023-08-31   | ret_20, log_ret_20" in meta["without_vector"].value
+
+
+def test_the_drift_reference_reads_what_each_champion_takes(world):
+    """The reference is fitted on the champion's training rows: with the library for a champion of it, and the whole
+    technical set (the rows a model sees) for a champion whose card lists fewer columns (a momentum model's one)."""
+    library = card(world, train(world, ["technical", "alpha158"])["model_version"])
+    config = {"train_weeks": 52, "horizon": 1, "n_folds": 2}
+    result = dg.materialize(
+        [momentum_model],
+        partition_key=WEEK,
+        resources=world["resources"],
+        run_config={"ops": {"momentum_model": {"config": config}}},
+    )
+    meta = result.asset_materializations_for_node("momentum_model")[0].metadata
+    momentum = card(world, meta["model_version"].value)
+    assert set(momentum.feature_columns) < set(FEATURE_COLUMNS)
+    lake, duckdb = world["resources"]["lake"], world["resources"]["duckdb"]
+    tracking = world["resources"]["mlflow_resource"]
+    for which in (library, momentum):
+        reference = load_reference(lake, duckdb, tracking, ChampionFacts(which, Baseline(rank_ic=0.01)), 20)
+        assert reference.window == 20 and reference.sessions > 100
