@@ -14,7 +14,7 @@ import dagster as dg
 from stockpred_assets.training.data import with_alternative
 from stockpred_core.dataset.training_set import families_of, feature_matrix, model_columns
 from stockpred_core.features.batch import FEATURE_COLUMNS
-from stockpred_core.features.catalog import LIBRARY_COLUMNS
+from stockpred_core.features.catalog import LIBRARY_COLUMNS, LIBRARY_SET
 from stockpred_core.io.model_card import CHAMPION_ALIAS, ModelCard, ModelCardError, read_model_card
 from stockpred_core.io.model_registry import load_version
 from stockpred_core.monitoring.performance import Baseline
@@ -80,7 +80,7 @@ def load_reference(
         )
     families = families_of(card.feature_columns)  # a champion of the alternative set predicts with its columns too
     features = with_alternative(lake, duckdb, features, families)
-    library = [c for c in LIBRARY_COLUMNS if c in set(card.feature_columns or ())]  # a champion of the library
+    library = LIBRARY_COLUMNS if LIBRARY_SET.intersection(card.feature_columns or ()) else []  # a library champion
     X = feature_matrix(features, [*model_columns(families), *library])  # the rows a model sees (warm-up rows left out)
     mlflow_resource.setup()
     model = load_version(card.name, card)

@@ -9,14 +9,13 @@ from stockpred_assets.serving.build import build_bento
 from stockpred_core.dataset.training_set import ALT_TABLE, MASKS, combined_version, join_alternative
 from stockpred_core.features.alternative_catalog import ALT_COLUMNS, ALT_FEATURE_SET_VERSION
 from stockpred_core.features.batch import latest_per_ticker
-from stockpred_core.features.catalog import LIBRARY_COLUMNS, REQUIRED_FEATURES
+from stockpred_core.features.catalog import LIBRARY_COLUMNS, LIBRARY_SET, REQUIRED_FEATURES
 from stockpred_core.io.model_registry import champion_version
 from stockpred_core.io.online_store import push_vectors
 from stockpred_resources.lake import LakeResource
 from stockpred_resources.redis import RedisResource
 from stockpred_resources.tracking import MLflowResource
 
-LIBRARY = set(LIBRARY_COLUMNS)
 RECENT_DAYS = 14  # calendar days of feature partitions scanned for each ticker's latest vector
 
 
@@ -84,7 +83,7 @@ def without_vector(recent: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
 def library_last(frame: pd.DataFrame) -> pd.DataFrame:
     """`frame` with the library's columns moved to the end: the layout the stream writes too, so that a vector
     without them (the stream's while it does not compute them) is the layout's first columns."""
-    return frame[[*(c for c in frame.columns if c not in LIBRARY), *(c for c in LIBRARY_COLUMNS if c in frame)]]
+    return frame[[*(c for c in frame.columns if c not in LIBRARY_SET), *(c for c in LIBRARY_COLUMNS if c in frame)]]
 
 
 def with_alternative_columns(lake: LakeResource, latest: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:

@@ -15,7 +15,7 @@ from stockpred_core.features.alternative_catalog import (
     FAMILIES,
     columns_for,
 )
-from stockpred_core.features.catalog import FEATURE_COLUMNS, LIBRARY_COLUMNS, MODEL_INPUTS, REQUIRED_FEATURES
+from stockpred_core.features.catalog import FEATURE_COLUMNS, LIBRARY_SET, MODEL_INPUTS, REQUIRED_FEATURES
 
 ALT_TABLE = ("features", "alt_features")  # the lake's (layer, table) of the alternative feature rows
 ALT_VERSION_COLUMN = "alt_feature_set_version"
@@ -111,7 +111,7 @@ def feature_matrix(features: pd.DataFrame, columns: Sequence[str] = FEATURE_COLU
         hint = (
             ": rematerialize `features` for the window (rows written before the Alpha158-like library was stored "
             "lack its columns)"
-            if set(missing) & set(LIBRARY_COLUMNS)
+            if LIBRARY_SET.intersection(missing)
             else ""
         )
         raise ValueError(f"the feature rows lack column(s) {missing[:5]} the model takes{hint}")

@@ -104,10 +104,9 @@ def _windows(x: np.ndarray, d: int, rows: int, fn, *others: np.ndarray):
     """`fn` over the windows of `d` sessions ending at each of the last `rows` rows of the arrays `x` (and `others`,
     windowed alike), each (dates x N) with rows of NaN on top where the history is shorter than the windows (`_padded`):
     fn gets (k, N, d) views and returns one or more (k, N) arrays. A window reaching into the padding holds NaN, so
-    its value is NaN. Each
-    window's value is computed from its own d values alone: a row's value does not depend on where the history
-    starts (a daily run reading 61 sessions equals a backfill over years), and only the rows asked for are computed
-    (one day of 10,000 tickers is one (1, 10000, d) reduction per statistic)."""
+    its value is NaN. Each window's value is computed from its own d values alone: a row's value does not depend on
+    where the history starts (a daily run reading 61 sessions equals a backfill over years), and only the rows asked
+    for are computed (one day of 10,000 tickers is one (1, 10000, d) reduction per statistic)."""
     first, N = x.shape[0] - rows - d + 1, x.shape[1]  # the window of the first output row starts there
     views = [np.lib.stride_tricks.sliding_window_view(a, d, axis=0)[first:] for a in (x, *others)]  # (rows, N, d)
     step = max(1, CHUNK_VALUES // max(N * d, 1))

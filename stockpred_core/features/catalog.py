@@ -99,6 +99,7 @@ RAW_COLUMNS: list[str] = [spec.name for spec in REGISTRY if not spec.model_input
 # recipe's feature families name "alpha158".
 LIBRARY_COLUMNS: list[str] = [spec.name for spec in REGISTRY if spec.family == alpha.FAMILY]
 MODEL_INPUTS: list[str] = [*FEATURE_COLUMNS, *LIBRARY_COLUMNS]  # every column of the table a model may take
+LIBRARY_SET = frozenset(LIBRARY_COLUMNS)  # for membership tests
 # A row is usable once its short-window features exist; longer warm-ups (regime, 60-session beta) may still be NaN,
 # which tree models take as missing values.
 REQUIRED_WARMUP = 20

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import redis
 
-from stockpred_core.serving.rows import library_short
+from stockpred_core.serving.rows import vector_layout
 
 KEY_PREFIX = "stockpred:online:"
 META_KEY = "stockpred:online-meta"
@@ -126,10 +126,8 @@ def fetch_vector(client: redis.Redis, ticker: str) -> dict | None:
     layout = client.hget(META_KEY, f"columns:{out.get('feature_set_version', '')}")
     if layout is None or VECTOR_FIELD not in fields:
         raise ValueError(f"the online vector of {ticker} has no layout in {META_KEY}")
-    columns, values = json.loads(layout), decode_vector(fields[VECTOR_FIELD]).tolist()
-    if len(values) != len(columns) and len(values) != library_short(columns):
-        raise ValueError(f"the online vector of {ticker} holds {len(values)} values, its layout {len(columns)}")
-    out.update(zip(columns, values, strict=False))  # a shorter vector: the stream left the library out
+    values = decode_vector(fields[VECTOR_FIELD]).tolist()
+    out.update(zip(vector_layout(ticker, json.loads(layout), len(values)), values, strict=True))
     return out
 
 

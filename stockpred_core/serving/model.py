@@ -7,13 +7,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stockpred_core.features.catalog import LIBRARY_COLUMNS
+from stockpred_core.features.catalog import LIBRARY_SET
 from stockpred_core.io.model_card import ModelCard
 from stockpred_core.io.model_registry import load_version
 from stockpred_core.models.forecaster import Forecaster
 
 TOP_CONTRIBUTIONS = 5
-LIBRARY = frozenset(LIBRARY_COLUMNS)
 INTERVAL_LEVEL = 0.9  # the interval spans the 5% and 95% quantiles of the model's held-out residuals
 
 
@@ -72,7 +71,7 @@ class ServedModel:
     @property
     def takes_library(self) -> bool:
         """Whether the model takes columns of the Alpha158-like library."""
-        return not LIBRARY.isdisjoint(self.feature_names)
+        return not LIBRARY_SET.isdisjoint(self.feature_names)
 
     @property
     def device(self) -> str:
@@ -105,7 +104,7 @@ class ServedModel:
                 why = (
                     " (the stream writes the Alpha158-like library only while STOCKPRED_FEATURE_FAMILIES names "
                     "alpha158 or its champion takes it)"
-                    if LIBRARY.intersection(missing)
+                    if LIBRARY_SET.intersection(missing)
                     else ""
                 )
                 raise MissingFeatures(

@@ -9,10 +9,14 @@ import numpy as np
 from stockpred_core.features.catalog import LIBRARY_COLUMNS
 
 
-def library_short(columns) -> int | None:
-    """The length of a vector of layout `columns` without the library, when the layout ends with it (else None)."""
+def vector_layout(ticker: str, columns, width: int):
+    """The columns a vector of `width` values holds in layout `columns`: all of them, or all but the Alpha158-like
+    library when the layout ends with it (the stream's vectors while it does not compute the library: a model that
+    takes those columns then finds them missing, `ServedModel.index_for`). ValueError for any other width."""
     n = len(LIBRARY_COLUMNS)
-    return len(columns) - n if len(columns) >= n and list(columns[-n:]) == LIBRARY_COLUMNS else None
+    if width == len(columns) or (width == len(columns) - n and list(columns[width:]) == LIBRARY_COLUMNS):
+        return columns[:width]
+    raise ValueError(f"the vector of {ticker} holds {width} values, its layout {len(columns)} columns")
 
 
 @dataclass(slots=True)
@@ -27,16 +31,7 @@ class FeatureRow:
     as_of: str | None = None  # intraday rows: ISO UTC time the newest bar behind them ended; None for a close's
 
     def __post_init__(self) -> None:
-        """A vector may leave out the Alpha158-like library, the layout's last columns: the stream's vectors while
-        it does not compute it (a model that takes them then finds them missing: `ServedModel.index_for`). Any
-        other length is refused."""
-        if len(self.values) != len(self.columns):
-            if len(self.values) != library_short(self.columns):
-                raise ValueError(
-                    f"the vector of {self.ticker} holds {len(self.values)} values, its layout {len(self.columns)} "
-                    "columns"
-                )
-            self.columns = self.columns[: len(self.values)]
+        self.columns = vector_layout(self.ticker, self.columns, len(self.values))
 
     @property
     def identity(self) -> str:
