@@ -65,13 +65,21 @@ def fit(family: str = "lightgbm", seed: int = 1, rounds: int = 60) -> Forecaster
 
 
 def register(
-    settings: Settings, model: Forecaster, alias: str | None = CHAMPION_ALIAS, label: str = DEFAULT_LABEL
+    settings: Settings,
+    model: Forecaster,
+    alias: str | None = CHAMPION_ALIAS,
+    label: str = DEFAULT_LABEL,
+    *,
+    example: pd.DataFrame | None = None,
+    feature_set_version: str = FEATURE_SET_VERSION,
+    horizon: int = HORIZON,
 ) -> str:
-    """Log `model` as a new version of the registered model (with what the service reads) and move `alias`."""
+    """Log `model` as a new version of the registered model (with what the service reads) and move `alias`;
+    `example`: rows of the model's columns (default: the technical set's)."""
     configure_mlflow(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifact_location)
-    X, _ = training_data(rows=5)
+    X = training_data(rows=5)[0] if example is None else example
     with mlflow.start_run():
-        mlflow.log_params({"horizon": HORIZON, "feature_set_version": FEATURE_SET_VERSION, "label": label})
+        mlflow.log_params({"horizon": horizon, "feature_set_version": feature_set_version, "label": label})
         mlflow.set_tag(FAMILY_TAG, model.family)
         mlflow.log_metrics({"test_residual_q05": -0.03, "test_residual_q95": 0.035})
         info = log_forecaster(model, settings.registered_model, X)

@@ -5,7 +5,6 @@ technical champion answers from either."""
 import asyncio
 import json
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,8 +15,6 @@ from stockpred_core.dataset.training_set import MASKS
 from stockpred_core.features.alternative_catalog import ALT_COLUMNS, FAMILIES, feature_set_version
 from stockpred_core.features.catalog import FEATURE_COLUMNS, FEATURE_SET_VERSION
 from stockpred_core.io.lake import Lake
-from stockpred_core.io.model_card import FAMILY_TAG
-from stockpred_core.io.model_registry import CHAMPION_ALIAS, configure_mlflow, log_forecaster
 from stockpred_core.models.baselines import LinearForecaster
 from stockpred_core.settings import load_settings
 
@@ -44,14 +41,7 @@ def register_alt_champion(settings) -> str:
     X = pd.DataFrame(rng.normal(size=(600, len(columns))), columns=columns)
     y = pd.Series(0.01 * X["ret_5"] + 0.02 * X["news_sentiment"] + 0.01 * rng.normal(size=600))
     model = LinearForecaster(alpha=1.0).fit(X, y)
-    configure_mlflow(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifact_location)
-    with mlflow.start_run():
-        mlflow.log_params({"horizon": 5, "feature_set_version": COMBINED, "label": "return"})
-        mlflow.set_tag(FAMILY_TAG, model.family)
-        info = log_forecaster(model, settings.registered_model, X.head(3))
-    version = str(info.registered_model_version)
-    mlflow.MlflowClient().set_registered_model_alias(settings.registered_model, CHAMPION_ALIAS, version)
-    return version
+    return register(settings, model, example=X.head(3), feature_set_version=COMBINED, horizon=5)
 
 
 def answer(predictor: Predictor, tickers: list[str]):

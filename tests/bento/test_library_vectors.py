@@ -5,36 +5,27 @@ first columns only), naming what is missing, while the other tickers of the same
 import asyncio
 import json
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import redis
-from support.service import online_frame
+from support.service import online_frame, register
 
 from bento.predictor import Predictor
 from stockpred_assets.serving.assets import library_last
 from stockpred_core.features.catalog import FEATURE_COLUMNS, FEATURE_SET_VERSION, LIBRARY_COLUMNS
-from stockpred_core.io.model_card import FAMILY_TAG
-from stockpred_core.io.model_registry import CHAMPION_ALIAS, configure_mlflow, log_forecaster
 from stockpred_core.io.online_store import IntradayWriter, push_vectors, vector_columns
 from stockpred_core.models.baselines import LinearForecaster
 from stockpred_core.settings import load_settings
 
 
-def register_library_champion(settings) -> None:
+def register_library_champion(settings) -> str:
     rng = np.random.default_rng(5)
     columns = [*FEATURE_COLUMNS, *LIBRARY_COLUMNS]
     X = pd.DataFrame(rng.normal(size=(600, len(columns))), columns=columns)
     y = pd.Series(0.01 * X["ret_5"] + 0.02 * X["a158_kmid"] + 0.01 * rng.normal(size=600))
     model = LinearForecaster(alpha=1.0).fit(X, y)
-    configure_mlflow(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifact_location)
-    with mlflow.start_run():
-        mlflow.log_params({"horizon": 1, "feature_set_version": FEATURE_SET_VERSION, "label": "return"})
-        mlflow.set_tag(FAMILY_TAG, model.family)
-        info = log_forecaster(model, settings.registered_model, X.head(3))
-    client = mlflow.MlflowClient()
-    client.set_registered_model_alias(settings.registered_model, CHAMPION_ALIAS, str(info.registered_model_version))
+    return register(settings, model, example=X.head(3), feature_set_version=FEATURE_SET_VERSION, horizon=1)
 
 
 @pytest.mark.slow

@@ -5,30 +5,25 @@ scored and the vectors stay technical."""
 
 import datetime as dt
 
-import mlflow
 import numpy as np
 import orjson
 import pandas as pd
 import pytest
 import redis
+from support.service import register
+from support.stream_world import lake_before, session_bars
 
-from stockpred_core.data import calendar
-from stockpred_core.data.simulation import simulate_market
 from stockpred_core.dataset.training_set import ALT_TABLE, MASKS
 from stockpred_core.features.alternative_catalog import ALT_COLUMNS, ALT_FEATURE_SET_VERSION, FAMILIES
 from stockpred_core.features.alternative_catalog import feature_set_version as version_of
 from stockpred_core.features.catalog import FEATURE_COLUMNS, FEATURE_SET_VERSION
 from stockpred_core.io.lake import Lake
-from stockpred_core.io.model_card import FAMILY_TAG
-from stockpred_core.io.model_registry import CHAMPION_ALIAS, configure_mlflow, log_forecaster
 from stockpred_core.io.online_store import fetch_vector
 from stockpred_core.models.lgbm import LGBMForecaster
 from stockpred_core.serving.keys import cache_key, cache_prefix
-from stockpred_core.settings import load_settings
 from stream.champion import Champion
 from stream.history import LakeHistory
 from stream.predictions import PredictionHandler
-from stream.sources import SimulatedReplay
 from stream.worker import IntradayStore
 
 SESSION = dt.date(2025, 6, 27)
@@ -48,38 +43,22 @@ def alt_rows(tickers: list[str], day: pd.Timestamp, seed: int) -> pd.DataFrame:
     return frame
 
 
-def register_alt_champion(settings) -> None:
+def register_alt_champion(settings) -> str:
     rng = np.random.default_rng(1)
     columns = [*FEATURE_COLUMNS, *ALT_COLUMNS]
     X = pd.DataFrame(rng.normal(size=(3000, len(columns))), columns=columns)
     y = pd.Series(0.01 * X["ret_5"] + 0.02 * X["news_sentiment"] + 0.01 * X["macro_vix"] + 0.01 * rng.normal(size=3000))
     model = LGBMForecaster(num_boost_round=30, seed=1, params={"min_data_in_leaf": 50}).fit(X, y)
-    configure_mlflow(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifact_location)
-    with mlflow.start_run():
-        mlflow.log_params({"horizon": 5, "feature_set_version": COMBINED, "label": "return"})
-        mlflow.set_tag(FAMILY_TAG, model.family)
-        info = log_forecaster(model, settings.registered_model, X.head(3))
-    client = mlflow.MlflowClient()
-    client.set_registered_model_alias(settings.registered_model, CHAMPION_ALIAS, str(info.registered_model_version))
+    return register(settings, model, example=X.head(3), feature_set_version=COMBINED, horizon=5)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A lake with 200 sessions of validated bars before SESSION and a champion of the combined set."""
-    root = tmp_path_factory.mktemp("alt-stream")
-    settings = load_settings({"STOCKPRED_ENV": "local", "STOCKPRED_DATA_DIR": str(root)})
-    start = calendar.lookback_start(pd.Timestamp(SESSION), 200)
-    bars, events = simulate_market(SEED, UNIVERSE, start, SESSION)
-    history = bars[bars["date"] < pd.Timestamp(SESSION)]
-    lake = Lake(settings.lake_url)
-    days = sorted(history["date"].unique())
-    lake.write_partitions("validated", "bars", history, days)
-    lake.write_partitions("validated", "events", events.iloc[0:0], days)
+    settings, lake, history, daily = lake_before(tmp_path_factory.mktemp("alt-stream"), SEED, UNIVERSE, SESSION)
     register_alt_champion(settings)
-    daily = bars[bars["date"] == pd.Timestamp(SESSION)]
-    replay = SimulatedReplay(SEED, UNIVERSE, SESSION, daily=daily)
-    session_bars = [bar for group in replay.groups() for bar in group][:800]
-    return settings, lake, sorted(history["ticker"].unique()), session_bars
+    bars = session_bars(SEED, UNIVERSE, SESSION, daily)[:800]
+    return settings, lake, sorted(history["ticker"].unique()), bars
 
 
 @pytest.fixture

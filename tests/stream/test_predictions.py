@@ -19,13 +19,12 @@ import pytest
 import redis
 from support.doc_commands import as_argv, doc_options
 from support.service import fit, register, serve
+from support.stream_world import lake_before
+from support.stream_world import session_bars as replay_bars
 from support.waiting import wait_until
 
-from stockpred_core.data import calendar
-from stockpred_core.data.simulation import simulate_market
 from stockpred_core.features.batch import MarketContext, compute_features
 from stockpred_core.features.catalog import FEATURE_SET_VERSION
-from stockpred_core.io.lake import Lake
 from stockpred_core.io.model_card import CHAMPION_ALIAS, read_model_card
 from stockpred_core.io.model_registry import use_registry
 from stockpred_core.io.online_store import INTRADAY_FIELD, META_KEY, fetch_vector, online_key
@@ -34,12 +33,10 @@ from stockpred_core.serving.answers import score
 from stockpred_core.serving.keys import cache_key, cache_prefix
 from stockpred_core.serving.model import load_served
 from stockpred_core.serving.rows import FeatureRow
-from stockpred_core.settings import load_settings
 from stream.bus import BarBus
 from stream.champion import Champion
 from stream.history import LakeHistory
 from stream.predictions import PredictionHandler
-from stream.sources import SimulatedReplay
 from stream.worker import IntradayStore
 
 SESSION = dt.date(2025, 6, 27)
@@ -49,17 +46,9 @@ SEED, UNIVERSE = 11, 12
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A lake with the validated bars of 200 sessions before SESSION and a champion in the registry."""
-    root = tmp_path_factory.mktemp("intraday")
-    settings = load_settings({"STOCKPRED_ENV": "local", "STOCKPRED_DATA_DIR": str(root)})
-    start = calendar.lookback_start(pd.Timestamp(SESSION), 200)
-    bars, events = simulate_market(SEED, UNIVERSE, start, SESSION)
-    history = bars[bars["date"] < pd.Timestamp(SESSION)]
-    lake = Lake(settings.lake_url)
-    days = sorted(history["date"].unique())
-    lake.write_partitions("validated", "bars", history, days)
-    lake.write_partitions("validated", "events", events.iloc[0:0], days)
+    settings, lake, history, daily = lake_before(tmp_path_factory.mktemp("intraday"), SEED, UNIVERSE, SESSION)
     register(settings, fit("lightgbm", rounds=30))
-    return settings, lake, history, bars[bars["date"] == pd.Timestamp(SESSION)]
+    return settings, lake, history, daily
 
 
 def db_url(redis_url: str) -> str:
@@ -86,8 +75,7 @@ def handler_for(db, world, prefix="stockpred:intraday"):
 
 def session_bars(world) -> list:
     *_, daily = world
-    replay = SimulatedReplay(SEED, UNIVERSE, SESSION, daily=daily)
-    return [bar for group in replay.groups() for bar in group]
+    return replay_bars(SEED, UNIVERSE, SESSION, daily)
 
 
 def expected_answers(world, bars) -> dict[str, dict]:
