@@ -74,6 +74,11 @@ VIX_WINDOW = 20  # the derived VIX: 20-session realized vol of the market return
 FILL_LIMIT = 3  # the batch's ffill(limit=3) of the configured index and VIX
 LIB_RING = alpha.LOOKBACK - 1  # the library reads 60 committed sessions + today
 LIB_FIELDS = ("open", "high", "low", "adj_close", "volume")
+AXIS_KEPT = 600  # committed session dates remembered (the date axis a ticker's rebuild is laid on: > LOOKBACK_SESSIONS)
+# The state `snapshot` saves: per-ticker arrays (first axis the universe, except `lib`: fields x universe x ring) ...
+TICKER_STATE = ("factor", "adj", "log_ret", "log_diff", "obv", "volume", "lib")
+# ... and the market's.
+MARKET_STATE = ("market_ret", "level", "trend", "index_raw", "vix_raw")
 
 
 def _tail(values: np.ndarray, size: int) -> np.ndarray:
@@ -161,6 +166,7 @@ class IntradayFeatures:
         self._index_raw = np.full(FILL_LIMIT, np.nan)
         self._vix_raw = np.full(FILL_LIMIT, np.nan)
         self.last_date: pd.Timestamp | None = None  # the last committed session
+        self.axis = pd.DatetimeIndex([])  # the last AXIS_KEPT committed sessions, last_date last
         # The running session.
         self.session: pd.Timestamp | None = None
         self._bars = np.full((size, 5), np.nan)  # open, high, low, close, volume
@@ -176,12 +182,18 @@ class IntradayFeatures:
 
     @classmethod
     def from_history(
-        cls, bars: pd.DataFrame, context: MarketContext | None = None, tickers: Sequence[str] | None = None
+        cls,
+        bars: pd.DataFrame,
+        context: MarketContext | None = None,
+        tickers: Sequence[str] | None = None,
+        axis: pd.DatetimeIndex | None = None,
     ) -> IntradayFeatures:
         """Warm start from long daily bars (date, ticker, open, high, low, close, adj_close, volume) dated before the
         first session: the lake's history, LOOKBACK_SESSIONS long or longer (the equal-weight market level and the
         EMA-type indicators remember all of it, so compare with the batch on the same history). The universe is
-        `tickers` (default: the bars' tickers, sorted); bars of other tickers are left out."""
+        `tickers` (default: the bars' tickers, sorted); bars of other tickers are left out. `axis`: the sessions of
+        the history (default: the dates of `bars`); give it when `bars` hold only some tickers, whose dates may lack
+        sessions where only other tickers traded (the rings are laid out on the whole universe's dates)."""
         universe = sorted(bars["ticker"].unique()) if tickers is None else list(tickers)
         feats = cls(universe, context)
         bars = bars[bars["ticker"].isin(feats.tickers)]
@@ -189,6 +201,10 @@ class IntradayFeatures:
             return feats
         fields = ("open", "high", "low", "close", "adj_close", "volume")
         wide = {field: to_wide(bars, field).reindex(columns=feats.tickers) for field in fields}
+        if axis is not None:
+            if not bars["date"].isin(axis).all():
+                raise ValueError("the history has bars dated off the given axis")
+            wide = {field: frame.reindex(index=pd.DatetimeIndex(axis, name="date")) for field, frame in wide.items()}
         feats._indicators = IncrementalIndicators.from_history(
             wide["high"], wide["low"], wide["close"], wide["volume"], tickers=feats.tickers
         )
@@ -216,6 +232,7 @@ class IntradayFeatures:
             factor = (last["adj_close"] / last["close"]).reindex(feats.tickers).to_numpy(dtype=np.float64)
         feats._factor = np.where(np.isfinite(factor), factor, 1.0)
         feats.last_date = pd.Timestamp(adj.index[-1])
+        feats.axis = pd.DatetimeIndex(adj.index[-AXIS_KEPT:])
         return feats
 
     def positions(self, tickers: Sequence[str]) -> np.ndarray:
@@ -309,6 +326,97 @@ class IntradayFeatures:
             }
         )
         return frame.sort_values("ticker", ignore_index=True)
+
+    def commit(self) -> None:
+        """End the running session: its running bars become its final daily bars (`start_session` of the next day
+        does this too). The daily increment's last step, before `snapshot`."""
+        if self.session is None:
+            raise RuntimeError("no session is running")
+        self._commit()
+        self.session = None
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """The committed state as named arrays (between sessions only): with the same context, `restore` continues
+        exactly where this object would. Kilobytes per ticker (~5 KB: rings of 60 sessions for the library)."""
+        if self.session is not None:
+            raise RuntimeError("a session is running: commit() it before a snapshot")
+        if self.last_date is None:
+            raise RuntimeError("nothing is committed yet")
+        return self._arrays()
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        out = {
+            "tickers": np.asarray(self.tickers, dtype=str),
+            "indicator_state": self._indicators.state,
+            "indicator_count": self._indicators.count,
+            "indicator_values": self._indicators.values,
+            "cum": np.array(self._cum),
+            "last_date": np.array(pd.Timestamp(self.last_date).to_datetime64()),
+            "axis": self.axis.to_numpy(dtype="datetime64[ns]"),
+            "library": np.array(self.library),
+        }
+        out.update({name: getattr(self, f"_{name}") for name in (*TICKER_STATE, *MARKET_STATE)})
+        return out
+
+    @classmethod
+    def restore(cls, arrays: dict[str, np.ndarray], context: MarketContext | None = None) -> IntradayFeatures:
+        """The object a `snapshot` was taken of, with `context` (index, VIX and sectors: the ones it ran with)."""
+        feats = cls([str(t) for t in arrays["tickers"]], context)
+        indicators = feats._indicators
+        indicators.state, indicators.count = np.array(arrays["indicator_state"]), np.array(arrays["indicator_count"])
+        indicators.values = np.array(arrays["indicator_values"])
+        for name in (*TICKER_STATE, *MARKET_STATE):
+            saved, blank = np.array(arrays[name], dtype=np.float64), getattr(feats, f"_{name}")
+            if saved.shape != blank.shape:
+                raise ValueError(f"state {name!r} has shape {saved.shape}, expected {blank.shape}")
+            setattr(feats, f"_{name}", saved)
+        feats._cum = float(arrays["cum"].item())
+        feats.last_date = pd.Timestamp(arrays["last_date"].item())
+        feats.axis = pd.DatetimeIndex(arrays["axis"])
+        feats.library = bool(arrays["library"].item())
+        return feats
+
+    def add_tickers(self, tickers: Sequence[str]) -> None:
+        """Widen the universe (between sessions) by tickers without history: no bar so far, as a ticker is in the
+        batch's wide frames before its first bar."""
+        if self.session is not None:
+            raise RuntimeError("the universe changes between sessions only")
+        new = pd.Index(list(tickers)).difference(self.tickers)
+        if not len(new):
+            return
+        snapshot, size = self._arrays(), len(new)
+        grown = type(self)([*self.tickers, *new], self.context)
+        state = grown._indicators
+        state.state[: -size] = snapshot["indicator_state"]
+        state.count[: -size] = snapshot["indicator_count"]
+        state.values[: -size] = snapshot["indicator_values"]
+        for name in TICKER_STATE:
+            target = getattr(grown, f"_{name}")
+            if target.ndim == 3:
+                target[:, :-size] = snapshot[name]
+            else:
+                target[:-size] = snapshot[name]
+        for name in MARKET_STATE:
+            setattr(grown, f"_{name}", snapshot[name])
+        grown._cum, grown.last_date, grown.axis, grown.library = self._cum, self.last_date, self.axis, self.library
+        self.__dict__.update(grown.__dict__)
+
+    def adopt(self, other: IntradayFeatures) -> None:
+        """Take the per-ticker state of `other`'s tickers from `other` (a rebuild of some tickers from their
+        re-adjusted history, on this object's axis); the market's state stays this object's."""
+        if self.session is not None or other.session is not None:
+            raise RuntimeError("states are exchanged between sessions only")
+        if other.last_date != self.last_date:
+            raise ValueError(f"the rebuilt state ends {other.last_date}, this one {self.last_date}")
+        rows = self.positions(other.tickers)
+        mine, theirs = self._indicators, other._indicators
+        mine.state[rows], mine.count[rows], mine.values[rows] = theirs.state, theirs.count, theirs.values
+        for name in TICKER_STATE:
+            target, source = getattr(self, f"_{name}"), getattr(other, f"_{name}")
+            if target.ndim == 3:
+                target[:, rows] = source
+            else:
+                target[rows] = source
 
     # -- the pieces of a row ------------------------------------------------------------------------------------------
 
@@ -518,3 +626,4 @@ class IntradayFeatures:
         _push(self._vix_raw, market["vix_raw"])
         self._cum = market["cum"]
         self.last_date = self.session
+        self.axis = self.axis.append(pd.DatetimeIndex([self.session]))[-AXIS_KEPT:]

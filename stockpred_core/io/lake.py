@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 PART_FILE = "part-0.parquet"
+STATE_FILE = "state.npz"
 STAGING = "_staging"
 LOCK_TIMEOUT_S = 600.0  # how long a writer waits for another run writing the same table
 STALE_STAGING_S = 3600.0  # unlocked (object store) staging files older than this are left by a crashed writer
@@ -141,8 +142,11 @@ class Lake:
         start: pd.Timestamp | str,
         end: pd.Timestamp | str,
         columns: list[str] | None = None,
+        tickers: list[str] | None = None,
     ) -> pd.DataFrame:
-        """Rows of the partitions dated in [start, end]; an empty frame when none exist."""
+        """Rows of the partitions dated in [start, end] (of `tickers` only, when given); an empty frame when none
+        exist."""
+        filters = [("ticker", "in", list(tickers))] if tickers is not None else None
         start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
         days = [d for d in self.partition_dates(layer, table) if start <= d <= end]
         base = self.table_path(layer, table)
@@ -150,7 +154,7 @@ class Lake:
         for day in days:
             try:
                 with self.fs.open(f"{base}/date={day:%Y-%m-%d}/{PART_FILE}", "rb") as handle:
-                    table = pq.read_table(handle, columns=columns)
+                    table = pq.read_table(handle, columns=columns, filters=filters)
             except FileNotFoundError:  # a partition's first write has made its folder but not yet moved its file in
                 continue
             if table.num_rows:
@@ -161,6 +165,37 @@ class Lake:
             return schema.to_pandas() if schema is not None else pd.DataFrame(columns=columns or [])
         # One conversion to pandas for the whole range (per-file conversions would dominate long reads).
         return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+
+    # -- state files: one opaque file per session (the features' carried state), the newest few kept -------------
+
+    def write_state(self, layer: str, table: str, day: pd.Timestamp, data: bytes, keep: int) -> str:
+        """Store `data` as the state after session `day` (atomically, as a partition), drop the states dated after
+        it (computed from a history this write replaces) and all but the newest `keep`."""
+        day = pd.Timestamp(day).normalize()
+        base = self.table_path(layer, table)
+        with self.write_lock(layer, table):
+            self._clean_staging(layer, table)
+            staging = f"{base}/{STAGING}/{uuid.uuid4().hex}.state"
+            self.fs.makedirs(staging.rsplit("/", 1)[0], exist_ok=True)
+            with self.fs.open(staging, "wb") as out:
+                out.write(data)
+            target_dir = f"{base}/date={day:%Y-%m-%d}"
+            self.fs.makedirs(target_dir, exist_ok=True)
+            target = f"{target_dir}/{STATE_FILE}"
+            self.fs.mv(staging, target)
+            dates = self.partition_dates(layer, table)
+            for old in [d for d in dates if d > day] + [d for d in dates if d <= day][:-keep]:
+                self.fs.rm(f"{base}/date={old:%Y-%m-%d}", recursive=True)
+        return target
+
+    def read_state(self, layer: str, table: str, day: pd.Timestamp) -> bytes | None:
+        """The state stored for session `day`, or None."""
+        path = f"{self.table_path(layer, table)}/date={pd.Timestamp(day):%Y-%m-%d}/{STATE_FILE}"
+        try:
+            with self.fs.open(path, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
 
     def write_table(self, layer: str, table: str, frame: pd.DataFrame) -> str:
         """Replace an unpartitioned table."""

@@ -20,6 +20,7 @@ FIRST, LAST = "2013-02-08", "2015-06-30"  # the file's first session; ~600 sessi
 LONG_HISTORY = ["2015-03-31", "2015-05-29", LAST]  # more than LOOKBACK_SESSIONS sessions after FIRST
 SHORT_HISTORY = ["2013-10-31", "2014-09-30"]  # fewer: a daily run reads the file's whole history too
 DAYS = [*SHORT_HISTORY, *LONG_HISTORY]
+IN_A_ROW = [f"{d:%Y-%m-%d}" for d in calendar.sessions("2015-06-22", LAST)]  # daily runs, each after the one before
 DATA = [dg.AssetKey(k) for k in ("raw_bars_files", "validated_bars", "features")]
 RECURSIVE = ["rsi_14", "macd_pct", "macd_hist_pct", "ema_26_gap", "adx_14", "plus_di_14", "minus_di_14", "atr_pct"]
 WINDOWED = ["ret_20", "volatility_20", "sma_50_gap", "bb_pctb", "cmf_20", "market_beta_60", "market_regime"]
@@ -48,15 +49,18 @@ def platform(shared_data, tmp_path_factory):
         span = {"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST}
         assert daily.execute_in_process(instance=instance, asset_selection=DATA, tags=span).success
         lake = Lake(load_settings().lake_url)
-        backfilled = {day: lake.read_range("features", "features", day, day) for day in DAYS}
+        backfilled = {day: lake.read_range("features", "features", day, day) for day in {*DAYS, *IN_A_ROW}}
         yield daily, instance, lake, backfilled
 
 
-def run_day(platform, day: str) -> pd.DataFrame:
-    """A daily run of `features` for partition `day` alone; the rows it wrote."""
+def run_day(platform, day: str, how: str | None = None) -> pd.DataFrame:
+    """A daily run of `features` for partition `day` alone; the rows it wrote. `how`: what its metadata must say
+    it computed from."""
     daily, instance, lake, _ = platform
     result = daily.execute_in_process(instance=instance, asset_selection=[dg.AssetKey("features")], partition_key=day)
     assert result.success
+    if how is not None:
+        assert result.asset_materializations_for_node("features")[-1].metadata["computed"].value == how
     return lake.read_range("features", "features", day, day)
 
 
@@ -82,9 +86,19 @@ def test_a_daily_run_serves_the_features_a_backfill_trained_on(platform, day):
     assert (worst <= TOLERANCE).all(), worst[worst > TOLERANCE].to_dict()
 
 
+def test_daily_runs_in_a_row_carry_the_state_and_serve_the_features_a_backfill_trained_on(platform):
+    """The first run replays its look-back; each later one starts from the state the run before it stored."""
+    for k, day in enumerate(IN_A_ROW):
+        how = "from the stored state" if k else "from the look-back, then from the state"
+        worst = differences(run_day(platform, day, how), platform[3][day])
+        assert (worst <= TOLERANCE).all(), (day, worst[worst > TOLERANCE].to_dict())
+
+
 def test_the_old_160_session_look_back_served_different_features(platform, monkeypatch):
     """What this test guards against: with the former look-back the EMA/Wilder seeds had not faded (ADX ~1e-2 off)."""
     monkeypatch.setattr(features_assets, "LOOKBACK_SESSIONS", 160)
-    worst = differences(run_day(platform, LAST), platform[3][LAST])
+    lake = platform[2]
+    lake.fs.rm(lake.table_path(*features_assets.STATE_TABLE), recursive=True)  # no state: the look-back is read
+    worst = differences(run_day(platform, LAST, "from the look-back, then from the state"), platform[3][LAST])
     assert worst[RECURSIVE].max() > 1e-6
     assert worst[WINDOWED].max() <= TOLERANCE  # features over a fixed window never depended on the look-back
