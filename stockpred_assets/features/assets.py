@@ -19,7 +19,8 @@ from stockpred_resources.market_data import MarketDataResource
 # The look-back in weekday partitions: sessions plus room for the holidays among them.
 LOOKBACK_PARTITIONS = LOOKBACK_SESSIONS + LOOKBACK_SESSIONS // 20 + 5
 STATE_TABLE = ("features", "state")  # the state after a session, one file per session
-STATES_KEPT = 5  # the newest few (~5 KB per ticker each): a rerun of one of the last days starts from its eve
+STATES_KEPT = 5  # the newest few (~5 KB per ticker each): a rerun of one of the last days starts from its eve;
+# a state is used only if no validated partition of its look-back was written after it (`load_state`)
 # Without a stored state, a run of up to this many sessions goes session by session after one look-back replay;
 # a longer one (a backfill) is computed column-wise over its whole range, which costs less per session there.
 STEPWISE_MAX_SESSIONS = 5
@@ -105,10 +106,24 @@ def load_state(
     if data is None:
         return None
     try:
-        return DailyState.loads(data, market)
+        state = DailyState.loads(data, market)
     except (ValueError, KeyError) as error:
         context.log.warning(f"the stored feature state of {previous[0]:%Y-%m-%d} is not usable ({error}): rebuilding")
         return None
+    # Inputs rewritten after the state was saved (a corrected day re-validated) make it stale: rebuild from them.
+    start, store = calendar.lookback_start(first_day, LOOKBACK_SESSIONS), lake.lake()
+    rewritten = [
+        day
+        for table in ("bars", "events")
+        for day in store.written_since("validated", table, start, state.last_date, state.saved_at)
+    ]
+    if rewritten:
+        context.log.info(
+            f"validated data of {len(rewritten)} session(s) from {min(rewritten):%Y-%m-%d} was rewritten after the "
+            f"feature state of {previous[0]:%Y-%m-%d} was saved: rebuilding it from the look-back"
+        )
+        return None
+    return state
 
 
 def stepwise(

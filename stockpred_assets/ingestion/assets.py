@@ -38,6 +38,7 @@ def ingest(
     """Fetch what the window lacks, keep the rest, rewrite the window's partitions; never raise for a bad ticker."""
     days = partition_days(context)
     sessions = calendar.sessions(days[0], days[-1])
+    provider.set_window(days[0], days[-1])
     name, universe = provider.name, provider.universe()
     existing = lake.read_range("raw", f"bars_{name}", days[0], days[-1])
     existing_events = lake.read_range("raw", f"events_{name}", days[0], days[-1])

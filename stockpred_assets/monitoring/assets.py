@@ -79,8 +79,13 @@ def drift_report(
     When the newest day is current, its figures go to the Prometheus Pushgateway (job `stockpred-drift`)."""
     days = partition_days(context)
     champion = champion_facts(mlflow_resource)
+    # the technical set only (what drift is measured on): a quarter of the table's columns, read from Parquet alone
     features = lake.read_range(
-        "features", "features", calendar.lookback_start(days[0], config.window_sessions), days[-1]
+        "features",
+        "features",
+        calendar.lookback_start(days[0], config.window_sessions),
+        days[-1],
+        columns=["date", "ticker", *FEATURE_COLUMNS, "feature_set_version"],
     )
     fresh = freshness(
         features.groupby("date").size() if len(features) else pd.Series(dtype=int), days, config.min_coverage

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -70,10 +71,13 @@ class DailyState:
     """A committed `IntradayFeatures` plus the corporate actions its history was adjusted with and the context
     fingerprint; saved as one .npz (`dumps` / `loads`)."""
 
-    def __init__(self, features: IntradayFeatures, events: pd.DataFrame, fingerprint: str) -> None:
+    def __init__(
+        self, features: IntradayFeatures, events: pd.DataFrame, fingerprint: str, saved_at: float | None = None
+    ) -> None:
         self.features = features
         self.events = _event_rows(events)
         self.fingerprint = fingerprint
+        self.saved_at = saved_at  # seconds since the epoch when dumped: inputs written later make it stale
 
     @property
     def last_date(self) -> pd.Timestamp:
@@ -86,6 +90,7 @@ class DailyState:
             {
                 "format": np.array(STATE_FORMAT),
                 "fingerprint": np.array(self.fingerprint),
+                "saved_at": np.array(time.time()),
                 "event_ticker": events["ticker"].to_numpy(dtype=str),
                 "event_date": events["date"].to_numpy(dtype="datetime64[ns]"),
                 "event_kind": events["kind"].to_numpy(dtype=str),
@@ -111,7 +116,8 @@ class DailyState:
                 "value": arrays["event_value"],
             }
         )
-        return cls(IntradayFeatures.restore(arrays, context), events, str(arrays["fingerprint"]))
+        features = IntradayFeatures.restore(arrays, context)
+        return cls(features, events, str(arrays["fingerprint"]), float(arrays["saved_at"].item()))
 
 
 def _event_rows(events: pd.DataFrame | None) -> pd.DataFrame:
@@ -165,8 +171,8 @@ def state_from_bars(bars: pd.DataFrame, events: pd.DataFrame, context: MarketCon
     features = IntradayFeatures.from_history(bars, context)
     if features.last_date is None:
         raise ValueError("no bars: no state to build")
-    events = _event_rows(events)
-    return DailyState(features, events[events["date"] <= features.last_date], context_fingerprint(context, features.last_date))
+    events, last = _event_rows(events), features.last_date
+    return DailyState(features, events[events["date"] <= last], context_fingerprint(context, last))
 
 
 def increment(

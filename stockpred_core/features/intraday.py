@@ -387,9 +387,9 @@ class IntradayFeatures:
         snapshot, size = self._arrays(), len(new)
         grown = type(self)([*self.tickers, *new], self.context)
         state = grown._indicators
-        state.state[: -size] = snapshot["indicator_state"]
-        state.count[: -size] = snapshot["indicator_count"]
-        state.values[: -size] = snapshot["indicator_values"]
+        state.state[:-size] = snapshot["indicator_state"]
+        state.count[:-size] = snapshot["indicator_count"]
+        state.values[:-size] = snapshot["indicator_values"]
         for name in TICKER_STATE:
             target = getattr(grown, f"_{name}")
             if target.ndim == 3:

@@ -169,8 +169,8 @@ class Lake:
     # -- state files: one opaque file per session (the features' carried state), the newest few kept -------------
 
     def write_state(self, layer: str, table: str, day: pd.Timestamp, data: bytes, keep: int) -> str:
-        """Store `data` as the state after session `day` (atomically, as a partition), drop the states dated after
-        it (computed from a history this write replaces) and all but the newest `keep`."""
+        """Store `data` as the state after session `day` (atomically, as a partition) and drop all but the newest
+        `keep` states."""
         day = pd.Timestamp(day).normalize()
         base = self.table_path(layer, table)
         with self.write_lock(layer, table):
@@ -183,10 +183,28 @@ class Lake:
             self.fs.makedirs(target_dir, exist_ok=True)
             target = f"{target_dir}/{STATE_FILE}"
             self.fs.mv(staging, target)
-            dates = self.partition_dates(layer, table)
-            for old in [d for d in dates if d > day] + [d for d in dates if d <= day][:-keep]:
+            for old in self.partition_dates(layer, table)[:-keep]:
                 self.fs.rm(f"{base}/date={old:%Y-%m-%d}", recursive=True)
         return target
+
+    def written_since(self, layer: str, table: str, start, end, since: float) -> list[pd.Timestamp]:
+        """The partitions dated in [start, end] whose file was written after `since` (seconds since the epoch): one
+        listing of the table (a LIST on S3)."""
+        start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
+        base = self.table_path(layer, table)
+        if not self.fs.exists(base):
+            return []
+        found = []
+        for path, info in self.fs.find(base, detail=True).items():
+            folder, _, name = path.rpartition("/")
+            if name != PART_FILE or not folder.rsplit("/", 1)[-1].startswith("date="):
+                continue
+            day = pd.Timestamp(folder.rsplit("/", 1)[-1][5:])
+            modified = info.get("mtime", info.get("LastModified"))
+            stamp = modified.timestamp() if hasattr(modified, "timestamp") else float(modified)
+            if start <= day <= end and stamp > since:
+                found.append(day)
+        return sorted(found)
 
     def read_state(self, layer: str, table: str, day: pd.Timestamp) -> bytes | None:
         """The state stored for session `day`, or None."""

@@ -85,6 +85,10 @@ class MarketDataProvider(dg.ConfigurableResource):
         """The configured tickers: the list plus the file's lines, upper-cased, de-duplicated, in order."""
         return configured_symbols(self.tickers, self.universe_file)
 
+    def set_window(self, start: pd.Timestamp, end: pd.Timestamp) -> None:
+        """The sessions this run asks for, before anything else is asked: a provider that can read a range cheaply
+        (the files provider's Parquet) reads only that; others need nothing."""
+
     def secrets(self) -> list[str]:
         """Configured values that must never appear in a message (API keys, URL passwords)."""
         return []

@@ -7,6 +7,7 @@ off the NYSE calendar, a line with too many fields) is set aside with its text a
 from __future__ import annotations
 
 import re
+import time
 import uuid
 import warnings
 from pathlib import Path
@@ -14,13 +15,16 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pandas as pd
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pyarrow.types as pat
 from pydantic import Field, PrivateAttr
 
 from stockpred_core.data import calendar
 from stockpred_core.data.dates import local_days
-from stockpred_core.data.schemas import EVENT_COLUMNS, RAW_BAR_COLUMNS, REJECT_COLUMNS, empty_frame
+from stockpred_core.data.schemas import EVENT_COLUMNS, FAILURE_COLUMNS, RAW_BAR_COLUMNS, REJECT_COLUMNS, empty_frame
 from stockpred_core.io.http_client import BadResponseError, UnknownTickerError
-from stockpred_resources.providers.base import MarketDataProvider, TickerHistory
+from stockpred_resources.providers.base import FetchReport, MarketDataProvider, TickerHistory
 
 # Column names found in common exports (Kaggle S&P 500, Yahoo CSV downloads, Stooq .txt, ...) -> canonical names,
 # matched case-insensitively with spaces and dashes read as underscores ("Adj Close", "adj close", "Adj_Close").
@@ -58,10 +62,33 @@ BLANK = {"", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"}  # an empty valu
 SKIPPED_LINE = re.compile(r"Skipping line (\d+): (.+)")
 
 
-def _read_text(path: Path) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
+# Rows read around a run's window: a timestamp with an offset may fall on the local day before or after its date.
+WINDOW_MARGIN = pd.Timedelta(days=2)
+
+
+def _parquet_window(path: Path, window: tuple[pd.Timestamp, pd.Timestamp] | None) -> pd.DataFrame:
+    """A Parquet file's rows; with a window and a date-typed date column, only the rows dated within it (+-2 days)
+    or without a date (pyarrow's filter reads the matching row groups only): a daily run over a multi-year file
+    reads one day's rows, not every row of every ticker."""
+    schema = pq.read_schema(path)
+    names = {re.sub(r"[\s\-]+", "_", n.strip().lower()): n for n in schema.names}
+    date = names.get("date", names.get("timestamp"))
+    kind = schema.field(date).type if date is not None else None
+    if window is None or kind is None or not (pat.is_timestamp(kind) or pat.is_date(kind)):
+        return pd.read_parquet(path)
+    start, end = (window[0] - WINDOW_MARGIN), (window[1] + WINDOW_MARGIN)
+    if pat.is_timestamp(kind) and kind.tz is not None:
+        start, end = start.tz_localize("UTC"), end.tz_localize("UTC")
+    bounds = (start.date(), end.date()) if pat.is_date(kind) else (start, end)
+    field = ds.field(date)
+    where = ((field >= bounds[0]) & (field <= bounds[1])) | field.is_null()
+    return ds.dataset(path, format="parquet").to_table(filter=where).to_pandas()
+
+
+def _read_text(path: Path, window=None) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
     """Every field as text, plus (line number, problem) for lines pandas skipped (more fields than the header)."""
     if path.name.endswith((".parquet", ".pq")):
-        frame = pd.read_parquet(path)
+        frame = _parquet_window(path, window)
         return frame.astype(object).where(frame.notna(), "").astype(str), []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pd.errors.ParserWarning)
@@ -118,6 +145,7 @@ class FilesProvider(MarketDataProvider):
     _request_id: str = PrivateAttr(default="")
     _rejects: pd.DataFrame | None = PrivateAttr(default=None)
     _notes: list[str] = PrivateAttr(default_factory=list)
+    _window: tuple[pd.Timestamp, pd.Timestamp] | None = PrivateAttr(default=None)
 
     @property
     def name(self) -> str:
@@ -135,7 +163,7 @@ class FilesProvider(MarketDataProvider):
 
     def _read(self, path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(rows in the raw schema, rejected rows with their text and reason) of one file."""
-        text, skipped = _read_text(path)
+        text, skipped = _read_text(path, self._window)
         if text.empty and not skipped:
             self._notes.append(f"{path.name} has no rows")
             return pd.DataFrame(), empty_frame(REJECT_COLUMNS)
@@ -175,8 +203,16 @@ class FilesProvider(MarketDataProvider):
         reasons = [f"line {n}: {why.strip()}" for n, why in skipped]
         return self._rejects_of(path, text, reasons, raw=pd.Series(lines))
 
+    def set_window(self, start: pd.Timestamp, end: pd.Timestamp) -> None:
+        """Parquet files are read for these sessions only (+-2 days; CSV is parsed whole): the table, the universe,
+        the rejects and the row counts are then those of the run's window."""
+        window = (pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize())
+        if window != self._window:
+            self._window, self._table = window, None
+
     def table(self) -> pd.DataFrame:
-        """Every file's loadable rows in the raw schema, read once per resource instance (see `rejects`)."""
+        """Every file's loadable rows in the raw schema, read once per resource instance and window (see
+        `rejects`)."""
         if self._table is None:
             self._notes, self._spans = [], None
             read = [self._read(p) for p in self._files()]
@@ -219,6 +255,25 @@ class FilesProvider(MarketDataProvider):
 
     def universe(self) -> list[str]:
         return super().universe() or sorted(self.table()["ticker"].unique())
+
+    def fetch_bars(self, start: pd.Timestamp, end: pd.Timestamp, tickers: list[str] | None = None) -> FetchReport:
+        """Every asked ticker's rows in [start, end] at once: one read of the files (`table`), one filter. A ticker
+        the files do not hold is a failure, as `fetch_history` reports it."""
+        began = time.monotonic()
+        table = self.table()
+        wanted = self.universe() if tickers is None else list(tickers)
+        rows = table[table["date"].between(pd.Timestamp(start), pd.Timestamp(end)) & table["ticker"].isin(wanted)]
+        held = set(table["ticker"].unique())
+        failures = [
+            self.failure_record(t, UnknownTickerError(f"{t} is not in {self.path}")) for t in wanted if t not in held
+        ]
+        return FetchReport(
+            bars=rows[RAW_BAR_COLUMNS].reset_index(drop=True),
+            events=empty_frame(EVENT_COLUMNS),
+            failures=pd.DataFrame(failures, columns=FAILURE_COLUMNS) if failures else empty_frame(FAILURE_COLUMNS),
+            requests=len(self._files()),
+            latency_s={"files": time.monotonic() - began},
+        )
 
     def fetch_history(self, ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> TickerHistory:
         """The ticker's rows in [start, end] by binary search in the table (sorted by ticker and date, read once):

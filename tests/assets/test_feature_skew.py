@@ -94,6 +94,17 @@ def test_daily_runs_in_a_row_carry_the_state_and_serve_the_features_a_backfill_t
         assert (worst <= TOLERANCE).all(), (day, worst[worst > TOLERANCE].to_dict())
 
 
+def test_a_day_validated_again_after_the_state_was_saved_makes_the_next_run_read_the_look_back(platform):
+    daily, instance, _, backfilled = platform
+    run_day(platform, IN_A_ROW[-2])
+    again = [dg.AssetKey(k) for k in ("raw_bars_files", "validated_bars")]
+    assert daily.execute_in_process(instance=instance, asset_selection=again, partition_key=IN_A_ROW[-4]).success
+    worst = differences(run_day(platform, LAST, "from the look-back, then from the state"), backfilled[LAST])
+    assert (worst <= TOLERANCE).all()
+    run_day(platform, IN_A_ROW[-2], "from the look-back, then from the state")  # its eve's state predates it too
+    run_day(platform, LAST, "from the stored state")
+
+
 def test_the_old_160_session_look_back_served_different_features(platform, monkeypatch):
     """What this test guards against: with the former look-back the EMA/Wilder seeds had not faded (ADX ~1e-2 off)."""
     monkeypatch.setattr(features_assets, "LOOKBACK_SESSIONS", 160)

@@ -45,13 +45,13 @@ def metadata(result, asset_name):
     return {k: v.value for k, v in events[-1].metadata.items()}, len(events)
 
 
-def test_backfill_is_one_run_with_one_request_per_ticker_and_a_dead_letter(tmp_path, sp500_file):
+def test_backfill_is_one_run_reading_the_file_once_for_every_ticker_with_a_dead_letter(tmp_path, sp500_file):
     instance = dg.DagsterInstance.ephemeral()
     provider = FilesProvider(path=sp500_file, tickers=["AAPL", "LNT", "NOPE"])
     result = run(raw_bars_files, "files_provider", provider, tmp_path, instance)
     meta, partitions = metadata(result, "raw_bars_files")
     assert len(instance.get_runs()) == 1 and partitions == len(WEEKDAYS)
-    assert (meta["requests"], meta["tickers_fetched"], meta["failed_tickers"]) == (3, 3, 1)
+    assert (meta["requests"], meta["tickers_fetched"], meta["failed_tickers"]) == (1, 3, 1)  # one read, one filter
     lake = Lake(str(tmp_path))
     bars = lake.read_range("raw", "bars_files", WEEKDAYS[0], WEEKDAYS[-1])
     assert len(bars) == 2 * len(SESSIONS) and set(bars["date"]) == set(SESSIONS)
