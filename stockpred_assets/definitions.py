@@ -25,6 +25,7 @@ from stockpred_assets.insights import assets as insights_assets
 from stockpred_assets.monitoring import assets as monitoring_assets
 from stockpred_assets.monitoring import checks as monitoring_checks
 from stockpred_assets.monitoring.automation import automation_sensor, drift_retrain_sensor, run_failure_alert_sensor
+from stockpred_assets.partitions import trading_days
 from stockpred_assets.serving import assets as serving_assets
 from stockpred_assets.serving.automation import champion_change_sensor, serving_job
 from stockpred_assets.training import assets as training_assets
@@ -62,11 +63,29 @@ def _assets() -> list[dg.AssetsDefinition]:
     return [asset for asset in assets if asset.key != dg.AssetKey("mlp_model")]
 
 
+def split_backfills(assets: list[dg.AssetsDefinition], per_run: int | None) -> list[dg.AssetsDefinition]:
+    """The trading-day assets' single-run backfills as runs of at most `per_run` partitions each (None: unchanged).
+    Each run reads its own look-back and writes only its own partitions, so the runs do not contend."""
+    if per_run is None:
+        return assets
+    policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=per_run)
+    return [
+        asset.with_attributes(backfill_policy=policy)
+        if asset.partitions_def == trading_days and asset.backfill_policy == dg.BackfillPolicy.single_run()
+        else asset
+        for asset in assets
+    ]
+
+
 def build_definitions() -> dg.Definitions:
     settings = load_settings()
     alternative = alternative_graph(settings.alt_sources, settings.sentiment_sentences)  # empty unless configured
     defs = dg.Definitions(
-        assets=[*_assets(), intraday_stream.intraday_bars, *alternative.assets],
+        assets=[
+            *split_backfills(_assets(), settings.backfill_partitions_per_run),
+            intraday_stream.intraday_bars,
+            *alternative.assets,
+        ],
         asset_checks=[
             *dg.load_asset_checks_from_modules(
                 [validation_checks, training_checks, evaluation_checks, monitoring_checks, intraday_stream]

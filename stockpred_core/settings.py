@@ -186,6 +186,9 @@ class Settings(_FromEnvironment):
     optuna_storage: str = Field(default_factory=lambda d: f"sqlite:///{d['data_dir'] / 'optuna.db'}")
     index_file: str | None = None  # market index closes for beta/correlation/regime (default: equal-weight index)
     vix_file: str | None = None  # VIX closes (default: realized-volatility proxy)
+    # a backfill of the trading-day assets as runs of at most this many partitions (default: one run per backfill):
+    # with the Kubernetes run launcher each run is a pod, so ranges are computed in parallel (docs/scaling.md)
+    backfill_partitions_per_run: int | None = Field(None, ge=1)
     service: ServiceSettings = Field(default_factory=ServiceSettings)  # load_settings reads it from the same env
     # monitoring: where run failures are posted, how often drift may retrain, links in alerts
     alert_webhook_url: str | None = None

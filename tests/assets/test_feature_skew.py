@@ -20,6 +20,7 @@ FIRST, LAST = "2013-02-08", "2015-06-30"  # the file's first session; ~600 sessi
 LONG_HISTORY = ["2015-03-31", "2015-05-29", LAST]  # more than LOOKBACK_SESSIONS sessions after FIRST
 SHORT_HISTORY = ["2013-10-31", "2014-09-30"]  # fewer: a daily run reads the file's whole history too
 DAYS = [*SHORT_HISTORY, *LONG_HISTORY]
+CHUNKS = [("2015-04-01", "2015-04-30"), ("2015-05-01", "2015-05-29")]  # a backfill split into two runs
 IN_A_ROW = [f"{d:%Y-%m-%d}" for d in calendar.sessions("2015-06-22", LAST)]  # daily runs, each after the one before
 DATA = [dg.AssetKey(k) for k in ("raw_bars_files", "validated_bars", "features")]
 RECURSIVE = ["rsi_14", "macd_pct", "macd_hist_pct", "ema_26_gap", "adx_14", "plus_di_14", "minus_di_14", "atr_pct"]
@@ -50,6 +51,7 @@ def platform(shared_data, tmp_path_factory):
         assert daily.execute_in_process(instance=instance, asset_selection=DATA, tags=span).success
         lake = Lake(load_settings().lake_url)
         backfilled = {day: lake.read_range("features", "features", day, day) for day in {*DAYS, *IN_A_ROW}}
+        backfilled.update({chunk: lake.read_range("features", "features", *chunk) for chunk in CHUNKS})
         yield daily, instance, lake, backfilled
 
 
@@ -92,6 +94,21 @@ def test_daily_runs_in_a_row_carry_the_state_and_serve_the_features_a_backfill_t
         how = "from the stored state" if k else "from the look-back, then from the state"
         worst = differences(run_day(platform, day, how), platform[3][day])
         assert (worst <= TOLERANCE).all(), (day, worst[worst > TOLERANCE].to_dict())
+
+
+def test_a_backfill_split_into_runs_computes_the_same_rows_in_either_order(platform):
+    """The scale-out path's runs (docs/scaling.md): each chunk reads its own look-back (or the state before it) and
+    writes only its own partitions, so the later chunk may run first."""
+    daily, instance, lake, backfilled = platform
+    for first, last in reversed(CHUNKS):
+        span = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+        assert daily.execute_in_process(instance=instance, asset_selection=[dg.AssetKey("features")], tags=span).success
+    for chunk in CHUNKS:
+        got = lake.read_range("features", "features", *chunk)
+        for day, rows in got.groupby("date"):
+            expected = backfilled[chunk][backfilled[chunk]["date"] == day]
+            worst = differences(rows, expected)
+            assert (worst <= TOLERANCE).all(), (day, worst[worst > TOLERANCE].to_dict())
 
 
 def test_a_day_validated_again_after_the_state_was_saved_makes_the_next_run_read_the_look_back(platform):
