@@ -62,11 +62,17 @@ def span(a, b):
     start, end = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
     return {start: f"{a:%Y-%m-%d}", end: f"{b:%Y-%m-%d}"}
 keys = lambda *names: [dg.AssetKey(n) for n in names]
-assert job.execute_in_process(instance=instance, asset_selection=keys("raw_bars_files", "validated_bars"),
-                              tags=span(sessions[0], sessions[-1]), run_config=quiet).success
+# in runs of 45 sessions (50,000 tickers x 180 sessions at once would hold ~9M rows through validation) ...
+for k in range(0, len(sessions), 45):
+    part = sessions[k : k + 45]
+    assert job.execute_in_process(instance=instance, asset_selection=keys("raw_bars_files", "validated_bars"),
+                                  tags=span(part[0], part[-1]), run_config=quiet).success
+# ... and features in runs of 5, each after the state of the one before (a backfill at once holds ~220 wide frames)
 featured = sessions[-spec["featured"]:]
-assert job.execute_in_process(instance=instance, asset_selection=keys("features"),
-                              tags=span(featured[0], featured[-1]), run_config=quiet).success
+for k in range(0, len(featured), 5):
+    part = featured[k : k + 5]
+    assert job.execute_in_process(instance=instance, asset_selection=keys("features"),
+                                  tags=span(part[0], part[-1]), run_config=quiet).success
 # A champion as training logs one: LightGBM on the technical set, its card's segments inside the featured days.
 from stockpred_core.features.catalog import FEATURE_COLUMNS, FEATURE_SET_VERSION
 from stockpred_core.io.model_card import CHAMPION_ALIAS, card_params, card_tags
@@ -261,9 +267,11 @@ def main() -> None:
     parser.add_argument("--file", type=Path, help="a real bars file (csv/parquet), read by the files provider")
     parser.add_argument("--day", default=None, help="the session to run (default: the file's last, or 2016-06-30)")
     parser.add_argument("--growth", action="store_true", help="features alone over 1 / 20 / 250 sessions")
+    parser.add_argument("--keep", type=Path, help="build the lakes under this folder and keep them (to profile)")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
-    with tempfile.TemporaryDirectory(prefix="stockpred-daily-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="stockpred-daily-") as scratch:
+        tmp = args.keep or scratch
         if args.growth:
             growth(Path(tmp) / "growth")
             return
