@@ -9,14 +9,15 @@
 Each case gets its own lake and MLflow registry in a temporary folder. Setup (not timed): the bars are written to one
 multi-session file that the `files` provider reads (the simulated market, or the given file as is); `HISTORY`
 sessions before the day are ingested and validated, `features` is backfilled for the last `FEATURED` of them (so the
-drift window is full and the state after the eve is stored), and a LightGBM champion is fitted on the first of those
-days' features and registered with its card, as training does. Timed: the day's partition of `daily_data_job` plus
-`drift_report` (the asset checks included), in one `execute_in_process`, in a fresh process (imports not counted:
-they are paid once per process, `stockpred` plus Dagster ~10 s here). Peak RSS is the process's high-water mark;
-per-asset peaks are sampled every 20 ms.
+drift window is full and the state after the eve is stored), a LightGBM champion is fitted on the first 15 of those
+days' features and registered with its card and promotion tag, as training does, and `predictions` scores the
+featured days after its cut-off (so the drift report's live figures read a history of predictions). Timed: the
+day's partition of `daily_data_job` plus `drift_report` (the asset checks included), in one `execute_in_process`, in
+a fresh process (imports not counted: they are paid once per process, `stockpred` plus Dagster ~10 s here). Peak RSS
+is the process's high-water mark; per-asset peaks are sampled every 20 ms.
 
 Reference: the same day's windowed features computed bare with DuckDB over the validated Parquet partitions of the
-look-back (returns, volatility, SMA gaps, volume ratio, 60-session beta to the equal-weight market, ranks: 24
+look-back (returns, volatility, SMA gaps, volume ratio, 60-session beta to the equal-weight market, ranks: 14
 columns, no indicator recursions, no library): what one day of "just SQL" costs on the same machine.
 
 Growth (--growth, 1,000 simulated tickers): `features` alone for the last 1 session (from the state), 20 and 250
@@ -75,12 +76,15 @@ for k in range(0, len(featured), 5):
                                   tags=span(part[0], part[-1]), run_config=quiet).success
 # A champion as training logs one: LightGBM on the technical set, its card's segments inside the featured days.
 from stockpred_core.features.catalog import FEATURE_COLUMNS, FEATURE_SET_VERSION
-from stockpred_core.io.model_card import CHAMPION_ALIAS, card_params, card_tags
+from stockpred_core.io.model_card import CHAMPION_ALIAS, CHAMPION_FROM_TAG, card_params, card_tags
 from stockpred_core.io.model_registry import configure_mlflow, log_forecaster
 from stockpred_core.models.lgbm import LGBMForecaster
 settings = load_settings()
 lake = Lake(settings.lake_url)
+# trained on the first 15 featured days (labels 5 sessions on), in force from the Monday after their last label:
+# the predictions asset then scores the later featured days as the champion in force, as in steady state
 train, test = featured[:10], featured[10:15]
+cutoff = featured[20] - pd.Timedelta(days=featured[20].weekday()) + pd.Timedelta(days=7)
 rows = lake.read_range("features", "features", train[0], test[-1]).dropna(subset=FEATURE_COLUMNS)
 future = lake.read_range("validated", "bars", train[0], featured[-1], columns=["date", "ticker", "close"])
 close = future.pivot(index="date", columns="ticker", values="close")
@@ -90,15 +94,21 @@ X, y = rows[FEATURE_COLUMNS], rows["y"]
 model = LGBMForecaster(num_boost_round=40, seed=1, params={"min_data_in_leaf": 200}).fit(X, y)
 configure_mlflow(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_artifact_location)
 with mlflow.start_run():
-    mlflow.log_params(card_params(horizon=5, label="return", cutoff=featured[-1], train_weeks=3,
+    mlflow.log_params(card_params(horizon=5, label="return", cutoff=cutoff, train_weeks=3,
                                   segments={"train": f"{train[0]:%Y-%m-%d}..{train[-1]:%Y-%m-%d}",
                                             "test": f"{test[0]:%Y-%m-%d}..{test[-1]:%Y-%m-%d}"},
                                   feature_set_version=FEATURE_SET_VERSION, feature_columns=FEATURE_COLUMNS))
-    mlflow.set_tags(card_tags(f"{featured[-1]:%Y-%m-%d}", model.family))
+    mlflow.set_tags(card_tags(f"{cutoff:%Y-%m-%d}", model.family))
     mlflow.log_metrics({"test_rank_ic": 0.0, "test_ic": 0.0, "test_mse_vs_naive": 1.0})
     info = log_forecaster(model, settings.registered_model, X.head(5))
 version = str(info.registered_model_version)
-mlflow.MlflowClient().set_registered_model_alias(settings.registered_model, CHAMPION_ALIAS, version)
+client = mlflow.MlflowClient()
+for key, value in {**card_tags(f"{cutoff:%Y-%m-%d}", model.family), CHAMPION_FROM_TAG: f"{cutoff:%Y-%m-%d}"}.items():
+    client.set_model_version_tag(settings.registered_model, version, key, value)
+client.set_registered_model_alias(settings.registered_model, CHAMPION_ALIAS, version)
+scored = featured[featured >= cutoff]
+assert job.execute_in_process(instance=instance, asset_selection=keys("predictions"),
+                              tags=span(scored[0], scored[-1]), run_config=quiet).success
 print(json.dumps({"bars": int(len(lake.read_range("validated", "bars", sessions[-1], sessions[-1])))}))
 """
 

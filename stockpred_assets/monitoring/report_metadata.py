@@ -28,14 +28,14 @@ def report_metadata(
     reference: DriftReference,
     note: str,
     lake: LakeResource,
-    features: pd.DataFrame,
+    versions: set[str],
 ) -> dict:
-    """The latest session's verdict and figures, every alert of the run, the per-feature table and the plot."""
+    """The latest session's verdict and figures, every alert of the run, the per-feature table and the plot;
+    `versions`: the feature-set versions of the window's feature rows."""
     sessions = summary[summary["status"] != NO_SESSION]
     latest = (sessions if len(sessions) else summary).iloc[-1]
     alerts = [f"{d:%Y-%m-%d}" for d in summary.loc[summary["status"] == ALERT, "date"]]
     day_rows = per_feature[per_feature["date"] == latest["date"]].sort_values("psi", ascending=False)
-    versions = set(features["feature_set_version"].dropna()) if "feature_set_version" in features else set()
     figures = {
         "drift_share": latest.get("drift_share"),
         "max_psi": latest.get("max_psi"),

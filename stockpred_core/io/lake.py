@@ -187,24 +187,28 @@ class Lake:
                 self.fs.rm(f"{base}/date={old:%Y-%m-%d}", recursive=True)
         return target
 
-    def written_since(self, layer: str, table: str, start, end, since: float) -> list[pd.Timestamp]:
-        """The partitions dated in [start, end] whose file was written after `since` (seconds since the epoch): one
-        listing of the table (a LIST on S3)."""
+    def written_at(self, layer: str, table: str, start, end) -> dict[pd.Timestamp, float]:
+        """When each partition dated in [start, end] was last written (seconds since the epoch): one listing of the
+        table (a LIST on S3)."""
         start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
         base = self.table_path(layer, table)
         if not self.fs.exists(base):
-            return []
-        found = []
+            return {}
+        found = {}
         for path, info in self.fs.find(base, detail=True).items():
             folder, _, name = path.rpartition("/")
-            if name != PART_FILE or not folder.rsplit("/", 1)[-1].startswith("date="):
+            partition = folder.rsplit("/", 1)[-1]
+            if name not in (PART_FILE, STATE_FILE) or not partition.startswith("date="):
                 continue
-            day = pd.Timestamp(folder.rsplit("/", 1)[-1][5:])
+            day = pd.Timestamp(partition[5:])
             modified = info.get("mtime", info.get("LastModified"))
-            stamp = modified.timestamp() if hasattr(modified, "timestamp") else float(modified)
-            if start <= day <= end and stamp > since:
-                found.append(day)
-        return sorted(found)
+            if start <= day <= end:
+                found[day] = modified.timestamp() if hasattr(modified, "timestamp") else float(modified)
+        return found
+
+    def written_since(self, layer: str, table: str, start, end, since: float) -> list[pd.Timestamp]:
+        """The partitions dated in [start, end] written after `since` (seconds since the epoch)."""
+        return sorted(day for day, stamp in self.written_at(layer, table, start, end).items() if stamp > since)
 
     def read_state(self, layer: str, table: str, day: pd.Timestamp) -> bytes | None:
         """The state stored for session `day`, or None."""

@@ -9,32 +9,60 @@ import numpy as np
 import pandas as pd
 
 from stockpred_core.monitoring.reference import DriftReference
-from stockpred_core.monitoring.statistics import date_codes, psi_of_shares, window_counts
+from stockpred_core.monitoring.statistics import date_codes, psi_of_shares, trailing_sums, window_counts
 from stockpred_core.monitoring.verdict import ALERT, NO_DATA, OK, WARN, DriftThresholds
 
+COUNT_COLUMNS = ["date", "feature", "kind", "counts"]  # kind: "psi" or "ks"; counts: one per bin
 
-def window_drift(
-    frame: pd.DataFrame, reference: DriftReference, days: Sequence, window: int, columns: Sequence[str] | None = None
-) -> pd.DataFrame:
-    """PSI and KS, for each day and column of the reference, of the rows of `frame` dated in the latest `window`
-    dates of `frame` up to that day. Long: date, feature, psi, ks, rows, window_start, window_end."""
-    columns = [c for c in (columns or reference.features) if c in reference.features and c in frame.columns]
-    days = pd.DatetimeIndex(pd.to_datetime(list(days))).normalize()
-    empty = pd.DataFrame(columns=["date", "feature", "psi", "ks", "rows", "window_start", "window_end"])
-    if frame.empty or not columns or len(days) == 0:
-        return empty
+
+def date_counts(frame: pd.DataFrame, reference: DriftReference, columns: Sequence[str]) -> pd.DataFrame:
+    """Per date of `frame` and column of the reference: the rows in each PSI bin and each KS bin of the reference
+    (COUNT_COLUMNS, one row per date, column and kind). A day's counts do not depend on any other day, so a daily
+    report computes its new day's and keeps the rest (`window_drift_from_counts`)."""
+    columns = [c for c in columns if c in reference.features and c in frame.columns]
+    if frame.empty or not columns:
+        return pd.DataFrame(columns=COUNT_COLUMNS)
     dates, codes = date_codes(frame["date"])
-    last = np.searchsorted(dates.values, days.values, side="right") - 1  # the latest date of frame <= each day
-    have = last >= 0
-    pos = last[have]
-    starts = dates[np.maximum(pos - window + 1, 0)]
     parts = []
     for name in columns:
         ref = reference.features[name]
         values = frame[name].to_numpy(dtype=float)
         ok = np.isfinite(values)
-        psi_counts = window_counts(codes[ok], values[ok], ref.cuts, len(dates), window)[pos]
-        ks_counts = window_counts(codes[ok], values[ok], ref.ks_cuts, len(dates), window)[pos]
+        for kind, cuts in (("psi", ref.cuts), ("ks", ref.ks_cuts)):
+            counts = window_counts(codes[ok], values[ok], cuts, len(dates), 1)
+            parts.append(pd.DataFrame({"date": dates, "feature": name, "kind": kind, "counts": list(counts)}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def window_drift_from_counts(
+    counts: pd.DataFrame, reference: DriftReference, days: Sequence, window: int, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """PSI and KS, for each day and column of the reference, of the rows counted (`date_counts`) on the latest
+    `window` dates up to that day. Long: date, feature, psi, ks, rows, window_start, window_end."""
+    columns = [c for c in (columns or reference.features) if c in reference.features]
+    days = pd.DatetimeIndex(pd.to_datetime(list(days))).normalize()
+    empty = pd.DataFrame(columns=["date", "feature", "psi", "ks", "rows", "window_start", "window_end"])
+    if counts.empty or not columns or len(days) == 0:
+        return empty
+    dates = pd.DatetimeIndex(sorted(pd.to_datetime(counts["date"]).dt.normalize().unique()))
+    last = np.searchsorted(dates.values, days.values, side="right") - 1  # the latest counted date <= each day
+    have = last >= 0
+    pos = last[have]
+    starts = dates[np.maximum(pos - window + 1, 0)]
+    keyed = counts.assign(at=dates.get_indexer(pd.to_datetime(counts["date"]).dt.normalize()))
+    by_key = {key: group for key, group in keyed.groupby(["feature", "kind"])}
+    parts = []
+    for name in columns:
+        if (name, "psi") not in by_key:
+            continue
+        ref = reference.features[name]
+        trailing = {}
+        for kind, cuts in (("psi", ref.cuts), ("ks", ref.ks_cuts)):
+            group = by_key[(name, kind)]
+            per_date = np.zeros((len(dates), len(cuts) + 1))
+            per_date[group["at"].to_numpy()] = np.stack(group["counts"].to_numpy())
+            trailing[kind] = trailing_sums(per_date, window)[pos]
+        psi_counts, ks_counts = trailing["psi"], trailing["ks"]
         rows = psi_counts.sum(axis=1)
         safe = np.where(rows > 0, rows, 1.0)[:, None]
         value_psi = np.where(rows > 0, psi_of_shares(ref.shares, psi_counts / safe), np.nan)
@@ -54,7 +82,18 @@ def window_drift(
                 }
             )
         )
+    if not parts:
+        return empty
     return pd.concat(parts, ignore_index=True).sort_values(["date", "feature"], ignore_index=True)
+
+
+def window_drift(
+    frame: pd.DataFrame, reference: DriftReference, days: Sequence, window: int, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """PSI and KS, for each day and column of the reference, of the rows of `frame` dated in the latest `window`
+    dates of `frame` up to that day. Long: date, feature, psi, ks, rows, window_start, window_end."""
+    columns = [c for c in (columns or reference.features) if c in reference.features and c in frame.columns]
+    return window_drift_from_counts(date_counts(frame, reference, columns), reference, days, window, columns)
 
 
 def classify(drift: pd.DataFrame, reference: DriftReference, thresholds: DriftThresholds) -> pd.DataFrame:

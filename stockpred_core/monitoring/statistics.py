@@ -91,7 +91,7 @@ def _counts(codes: np.ndarray, bins: np.ndarray, n_dates: int, n_bins: int) -> n
     return flat.reshape(n_dates, n_bins).astype(float)
 
 
-def _trailing_sums(counts: np.ndarray, window: int) -> np.ndarray:
+def trailing_sums(counts: np.ndarray, window: int) -> np.ndarray:
     """Row i: the sum of rows max(0, i - window + 1)..i."""
     total = np.cumsum(counts, axis=0)
     out = total.copy()
@@ -101,4 +101,4 @@ def _trailing_sums(counts: np.ndarray, window: int) -> np.ndarray:
 
 def window_counts(codes: np.ndarray, values: np.ndarray, cuts: np.ndarray, n_dates: int, window: int) -> np.ndarray:
     """(n_dates, bins) counts of the values in each bin over the `window` dates up to each date."""
-    return _trailing_sums(_counts(codes, bin_index(values, cuts), n_dates, len(cuts) + 1), window)
+    return trailing_sums(_counts(codes, bin_index(values, cuts), n_dates, len(cuts) + 1), window)

@@ -95,6 +95,7 @@ def monitor(root, name: str, pushgateway_url: str, regime_start: str | None = No
         "pushed": pushed,
         "lake": lake,
         "root": root,
+        "env": env,
     }
 
 
@@ -186,3 +187,30 @@ def test_the_newest_days_figures_reach_the_pushgateway(stationary, bear):
         assert pushed[("stockpred_model_rank_ic", model)] == pytest.approx(day["live_rank_ic"])
         assert ("stockpred_model_error_ratio", model) in pushed
     assert stationary["pushed"][("stockpred_drift_alert", ())] == 0.0
+
+
+def test_a_daily_report_reads_only_new_features_and_equals_the_report_computed_from_them(stationary):
+    """The window's per-session bin counts are kept (monitoring/drift_counts): a report of the last day reads no
+    features again, and after that day's features are rewritten it reads that day only; the figures are the ones the
+    year's report computed from the features themselves."""
+    day = MONITORED[1]
+    expected = stationary["features"]
+    expected = expected[expected["date"] == pd.Timestamp(day)].set_index("feature")[["psi", "ks"]]
+    with environment(stationary["env"]):
+        defs, instance = build_definitions(), dg.DagsterInstance.ephemeral()
+        job = defs.resolve_implicit_global_asset_job_def()
+        reads = []
+        for rewrite in (False, True):
+            if rewrite:
+                assert job.execute_in_process(
+                    instance=instance, asset_selection=[dg.AssetKey("features")], partition_key=day
+                ).success
+            report = job.execute_in_process(
+                instance=instance, asset_selection=[dg.AssetKey("drift_report")], partition_key=day
+            )
+            assert report.success
+            meta = report.asset_materializations_for_node("drift_report")[-1].metadata
+            reads.append(meta["feature_sessions_read"].value)
+            got = stationary["lake"].read_range("monitoring", "drift_features", day, day).set_index("feature")
+            pd.testing.assert_frame_equal(got.loc[expected.index, ["psi", "ks"]], expected, rtol=1e-12)
+    assert reads == [0, 1]
