@@ -11,7 +11,8 @@ multi-session file that the `files` provider reads (the simulated market, or the
 sessions before the day are ingested and validated, `features` is backfilled for the last `FEATURED` of them (so the
 drift window is full and the state after the eve is stored), a LightGBM champion is fitted on the first 15 of those
 days' features and registered with its card and promotion tag, as training does, and `predictions` scores the
-featured days after its cut-off (so the drift report's live figures read a history of predictions). Timed: the
+featured days after its cut-off and `drift_report` reports on them (the state the daily runs before the measured one
+leave: a history of predictions, each session's drift bin counts). Timed: the
 day's partition of `daily_data_job` plus `drift_report` (the asset checks included), in one `execute_in_process`, in
 a fresh process (imports not counted: they are paid once per process, `stockpred` plus Dagster ~10 s here). Peak RSS
 is the process's high-water mark; per-asset peaks are sampled every 20 ms.
@@ -108,6 +109,9 @@ for key, value in {**card_tags(f"{cutoff:%Y-%m-%d}", model.family), CHAMPION_FRO
 client.set_registered_model_alias(settings.registered_model, CHAMPION_ALIAS, version)
 scored = featured[featured >= cutoff]
 assert job.execute_in_process(instance=instance, asset_selection=keys("predictions"),
+                              tags=span(scored[0], scored[-1]), run_config=quiet).success
+# and the drift reports of those days, as the daily runs before the measured one left them (their bin counts kept)
+assert job.execute_in_process(instance=instance, asset_selection=keys("drift_report"),
                               tags=span(scored[0], scored[-1]), run_config=quiet).success
 print(json.dumps({"bars": int(len(lake.read_range("validated", "bars", sessions[-1], sessions[-1])))}))
 """
