@@ -239,10 +239,15 @@ def report(label: str, env: dict, day: str) -> None:
     steps = daily["steps"]
     bars = steps.get("validated_bars", {}).get("rows") or reference["rows"]
     print(f"\n{label}: {bars:,} bars on {day}; one run, {daily['total_s']:.1f} s, peak RSS {daily['peak_mb']:,} MB")
-    print(f"{'step (asset, or its check)':<46}{'seconds':>9}{'peak MB':>9}{'rows/s':>11}")
-    for name, step in steps.items():
+    print(f"{'step':<46}{'seconds':>9}{'peak MB':>9}{'rows/s':>11}")
+    for name in [a for a in ASSETS if a in steps]:
+        step = steps[name]
         rate = f"{step['rows'] / step['seconds']:,.0f}" if step["rows"] and step["seconds"] else "-"
-        print(f"{name[:45]:<46}{step['seconds']:>9.2f}{step['peak_mb']:>9,}{rate:>11}")
+        print(f"{name:<46}{step['seconds']:>9.2f}{step['peak_mb']:>9,}{rate:>11}")
+        checks = [s for key, s in steps.items() if key.startswith(f"{name}_")]
+        if checks:
+            seconds, peak = sum(c["seconds"] for c in checks), max(c["peak_mb"] for c in checks)
+            print(f"{'  its ' + str(len(checks)) + ' asset checks':<46}{seconds:>9.2f}{peak:>9,}{'-':>11}")
     feats = steps["features"]["seconds"]
     print(
         f"reference (DuckDB, {reference['columns']} windowed columns of the day): {reference['seconds']:.2f} s; "

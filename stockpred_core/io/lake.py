@@ -187,6 +187,15 @@ class Lake:
                 self.fs.rm(f"{base}/date={old:%Y-%m-%d}", recursive=True)
         return target
 
+    def row_count(self, layer: str, table: str, day: pd.Timestamp) -> int:
+        """The rows of one partition, from its Parquet footer (0 when it does not exist)."""
+        path = f"{self.table_path(layer, table)}/date={pd.Timestamp(day):%Y-%m-%d}/{PART_FILE}"
+        try:
+            with self.fs.open(path, "rb") as handle:
+                return pq.ParquetFile(handle).metadata.num_rows
+        except FileNotFoundError:
+            return 0
+
     def written_at(self, layer: str, table: str, start, end) -> dict[pd.Timestamp, float]:
         """When each partition dated in [start, end] was last written (seconds since the epoch): one listing of the
         table (a LIST on S3)."""

@@ -111,6 +111,28 @@ def test_a_backfill_split_into_runs_computes_the_same_rows_in_either_order(platf
             assert (worst <= TOLERANCE).all(), (day, worst[worst > TOLERANCE].to_dict())
 
 
+def test_a_backfill_beyond_its_memory_budget_goes_session_by_session(platform):
+    """Column-wise holds ~6 KB per bar of look-back and range: past `memory_budget_gb` the run computes session by
+    session (its state and one day in memory) and writes the same rows."""
+    daily, instance, lake, backfilled = platform
+    lake.fs.rm(lake.table_path(*features_assets.STATE_TABLE), recursive=True)
+    chunk = CHUNKS[0]
+    span = {"dagster/asset_partition_range_start": chunk[0], "dagster/asset_partition_range_end": chunk[1]}
+    tight = {"ops": {"features": {"config": {"memory_budget_gb": 0.001}}}}
+    result = daily.execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey("features")], tags=span, run_config=tight
+    )
+    assert result.success
+    meta = result.asset_materializations_for_node("features")[-1].metadata
+    assert meta["computed"].value == "from the look-back, then from the state"
+    assert meta["partitions_written"].value == len(pd.bdate_range(*chunk))  # the holiday's empty partition too
+    got = lake.read_range("features", "features", *chunk)
+    for day, rows in got.groupby("date"):
+        expected = backfilled[chunk][backfilled[chunk]["date"] == day]
+        worst = differences(rows, expected)
+        assert (worst <= TOLERANCE).all(), (day, worst[worst > TOLERANCE].to_dict())
+
+
 def test_a_day_validated_again_after_the_state_was_saved_makes_the_next_run_read_the_look_back(platform):
     daily, instance, _, backfilled = platform
     run_day(platform, IN_A_ROW[-2])

@@ -130,7 +130,7 @@ def test_dagster_on_postgres_stores_runs_events_schedules_and_partitions(
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
         queue = instance.get_concurrency_config().run_queue_config
         assert queue.max_concurrent_runs == 8
-        assert {"key": "dagster/backfill", "limit": 2} in queue.tag_concurrency_limits
+        assert {"key": "dagster/backfill", "limit": 4} in queue.tag_concurrency_limits
 
         # The schedule as the daemon evaluates it, then its run, as production runs it: prod resources, lake on S3.
         tick_time = datetime(2024, 3, 1, 18, 30, tzinfo=NEW_YORK)
