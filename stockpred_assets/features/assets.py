@@ -65,15 +65,15 @@ def features(
     recipes that name `alpha158`); a value for day D uses bars up to D only."""
     days = partition_days(context)
     lake.require_partitions("validated", "bars", days)
-    began = time.perf_counter()
+    began, inputs_read_at = time.perf_counter(), time.time()  # a state is as old as the inputs it was built from
     market = market_context(lake, market_data)
     sessions = calendar.sessions(days[0], days[-1])
     history_start = calendar.lookback_start(days[0], LOOKBACK_SESSIONS)
     events = lake.read_range("validated", "events", history_start, days[-1])
     state = load_state(context, lake, days[0], market)
     columnwise = state is None and len(sessions) > STEPWISE_MAX_SESSIONS
-    first = sessions[0] if len(sessions) else days[0]
-    estimate = estimated_peak_gb(lake, first, len(calendar.sessions(history_start, days[-1])))
+    ends = [sessions[0], sessions[-1]] if len(sessions) else [days[0]]
+    estimate = estimated_peak_gb(lake, ends, len(calendar.sessions(history_start, days[-1])))
     if columnwise and estimate > config.memory_budget_gb:
         context.log.info(
             f"column-wise over {len(sessions)} sessions would need ~{estimate:.1f} GB (memory_budget_gb "
@@ -92,6 +92,7 @@ def features(
     else:
         paths, summary, state, how = stepwise(lake, days, sessions, state, events, market)
     if state is not None and len(sessions):  # after the rows: a failed write leaves the previous state in force
+        state.saved_at = inputs_read_at
         lake.lake().write_state(*STATE_TABLE, sessions[-1], state.dumps(), keep=STATES_KEPT)
     how["seconds"] = round(time.perf_counter() - began, 2)
     lake.write_table("features", "registry", registry_frame())
@@ -155,10 +156,10 @@ class Summary:
         return meta
 
 
-def estimated_peak_gb(lake: LakeResource, first_day: pd.Timestamp, sessions: int) -> float:
-    """The column-wise computation's peak for `sessions` sessions of look-back and range, from the bars of the
-    range's first day (a Parquet footer) at BYTES_PER_BAR."""
-    bars = lake.lake().row_count("validated", "bars", first_day)
+def estimated_peak_gb(lake: LakeResource, days: list[pd.Timestamp], sessions: int) -> float:
+    """The column-wise computation's peak for `sessions` sessions of look-back and range, from the larger bar count
+    of the range's first and last session (Parquet footers) at BYTES_PER_BAR."""
+    bars = max(lake.lake().row_count("validated", "bars", day) for day in days)
     return bars * sessions * BYTES_PER_BAR / 1e9
 
 
@@ -218,5 +219,10 @@ def stepwise(
     if others:
         empty = schema if schema is not None else compute_features(pd.DataFrame(), market)
         paths += lake.write_partitions("features", "features", empty, others)
-    computed = "from the stored state" if carried == len(sessions) else "from the look-back, then from the state"
+    if not len(sessions):
+        computed = "no session in the range"
+    elif carried == len(sessions):
+        computed = "from the stored state"
+    else:
+        computed = "from the look-back, then from the state"
     return sorted(paths), summary, state, {"computed": computed, "rebuilt_tickers": rebuilt}

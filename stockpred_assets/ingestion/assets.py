@@ -56,8 +56,9 @@ def ingest(
     lake.write_partitions("raw", f"events_{name}", events, days)
     lake.write_partitions("raw", f"dead_letter_{name}", dead_letter, days)
     sectors = provider.sectors()
-    if sectors:
-        lake.write_table("reference", f"sectors_{name}", pd.DataFrame(sectors.items(), columns=["ticker", "sector"]))
+    if sectors:  # merged into what earlier runs recorded: a run over a window knows that window's tickers only
+        fresh = pd.DataFrame(sectors.items(), columns=["ticker", "sector"])
+        lake.lake().update_table("reference", f"sectors_{name}", lambda old: merge_sectors(old, fresh))
     for failure in failures.itertuples():
         context.log.warning(f"{name}: {failure.ticker} failed ({failure.kind}): {failure.reason}")
     found = [f for f in (provider.rejects(), off_calendar(report.bars if report else None, sessions)) if len(f)]
@@ -66,6 +67,14 @@ def ingest(
     fetched = len(report.bars[report.bars["date"].isin(sessions)]) if report else 0
     counts = row_counts(provider, rejects, fetched, days[0], days[-1])
     return dg.MaterializeResult(metadata={**metadata, **counts, **record_rejects(context, provider, lake, rejects)})
+
+
+def merge_sectors(earlier: pd.DataFrame | None, fresh: pd.DataFrame) -> pd.DataFrame:
+    """Each ticker's sector: this run's where it has one, else the one recorded before."""
+    if earlier is None or earlier.empty:
+        return fresh.sort_values("ticker", ignore_index=True)
+    kept = earlier[~earlier["ticker"].isin(fresh["ticker"])]
+    return pd.concat([kept, fresh], ignore_index=True).sort_values("ticker", ignore_index=True)
 
 
 def row_counts(
@@ -91,11 +100,9 @@ def record_rejects(
 ) -> dict:
     """Keep the rows the raw layer cannot hold in `raw/rejects_<provider>` and warn about them."""
     table = f"rejects_{provider.name}"
-    try:
-        earlier = lake.read_table("raw", table)
-    except FileNotFoundError:
-        earlier = empty_frame(REJECT_COLUMNS)
-    path = lake.write_table("raw", table, keep_rejects(earlier, rejects))
+    path = lake.lake().update_table(
+        "raw", table, lambda earlier: keep_rejects(empty_frame(REJECT_COLUMNS) if earlier is None else earlier, rejects)
+    )
     for note in provider.notes():
         context.log.warning(f"{provider.name}: {note}")
     if len(rejects):

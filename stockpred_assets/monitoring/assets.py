@@ -128,16 +128,19 @@ def window_counts(
 ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """The bin counts of every session of the window (`date_counts` of the rows a model sees), per session its
     feature rows and feature-set versions (indexed by date), and how many sessions' features were read. Each
-    session's counts are kept in `monitoring/drift_counts` (with a `rows` line) and computed again only when its
-    features were written after them or for another champion: a daily report reads one new day of features, not the
-    window's 40 (which cost 5.0 s and ~900 MB of a 10,000-ticker report)."""
+    session's counts are kept in `monitoring/drift_counts` (with a `rows` line and the write time of the features
+    partition they were counted from) and computed again when that partition has been written since, or for another
+    champion: a daily report reads one new day of features, not the window's 40 (which cost 5.0 s and ~900 MB of a
+    10,000-ticker report)."""
     store = lake.lake()
-    features_at = store.written_at("features", "features", start, end)
-    counted_at = store.written_at("monitoring", COUNTS_TABLE, start, end)
-    kept = sorted(d for d, at in features_at.items() if counted_at.get(d, float("-inf")) >= at)
-    cached = lake.read_range("monitoring", COUNTS_TABLE, kept[0], kept[-1]) if kept else pd.DataFrame()
-    if len(cached):
-        cached = cached[cached["date"].isin(kept) & (cached["reference"] == reference_key)]
+    features_at = store.written_at("features", "features", start, end)  # listed before any features are read
+    counted = sorted(store.written_at("monitoring", COUNTS_TABLE, start, end))
+    cached = lake.read_range("monitoring", COUNTS_TABLE, counted[0], counted[-1]) if counted else pd.DataFrame()
+    if len(cached) and "features_written_at" not in cached:  # counted by an earlier release: count again
+        cached = cached.iloc[:0]
+    if len(cached):  # kept: counted for this champion from the features partition as it is now
+        source = cached["date"].map(features_at)
+        cached = cached[(cached["reference"] == reference_key) & (cached["features_written_at"] == source)]
     todo = sorted(set(features_at) - set(cached["date"] if len(cached) else ()))
     parts = [cached] if len(cached) else []
     if todo:
@@ -153,8 +156,12 @@ def window_counts(
         # the rows a model sees (`feature_matrix`'s rule) without indexing them by (date, ticker)
         counted = date_counts(rows.dropna(subset=REQUIRED_FEATURES), reference, FEATURE_COLUMNS)
         fresh = pd.concat([summary, counted.assign(rows=0, versions="")], ignore_index=True)
-        fresh = fresh.assign(reference=reference_key, rows=fresh["rows"].astype("int64"))
-        columns = [*COUNT_COLUMNS, "reference", "rows", "versions"]
+        fresh = fresh.assign(
+            reference=reference_key,
+            rows=fresh["rows"].astype("int64"),
+            features_written_at=fresh["date"].map(features_at).astype("float64"),
+        )
+        columns = [*COUNT_COLUMNS, "reference", "rows", "versions", "features_written_at"]
         lake.write_partitions("monitoring", COUNTS_TABLE, fresh[columns], todo)
         parts.append(fresh)
     if not parts:

@@ -15,6 +15,7 @@ from stockpred_core.data.schemas import EVENT_COLUMNS
 # purpose: a 100x step is a unit mix-up (pence vs pounds, cents vs dollars), not a split.
 SPLIT_RATIOS = np.array([1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 10, 15, 20, 25, 30, 40, 50])
 UNIT_FACTOR = 100.0
+CHUNK_ROWS = 500_000
 
 
 def _by_ticker(bars: pd.DataFrame) -> pd.DataFrame:
@@ -35,13 +36,16 @@ def _previous_rolling_median(frame: pd.DataFrame, column: str, window: int, min_
     first = np.flatnonzero(np.r_[True, ticker[1:] != ticker[:-1]]) if n else np.array([], dtype=np.int64)
     starts = np.repeat(first, np.diff(np.r_[first, n]))  # each row's ticker's first row
     lags = np.arange(1, window + 1)
-    at = np.arange(n)[:, None] - lags[None, :]
-    windows = np.where(at >= starts[:, None], values[np.maximum(at, 0)], np.nan)
-    enough = (~np.isnan(windows)).sum(axis=1) >= min_periods
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows: below min_periods anyway
-        median = np.nanmedian(windows, axis=1) if n else values
-    return pd.Series(np.where(enough, median, np.nan), index=frame.index)
+    out = np.full(n, np.nan)
+    for lo in range(0, n, CHUNK_ROWS):  # (rows x window) arrays a chunk at a time: ~100 MB, not 1.3 KB per row
+        rows = np.arange(lo, min(lo + CHUNK_ROWS, n))
+        at = rows[:, None] - lags[None, :]
+        windows = np.where(at >= starts[rows, None], values[np.maximum(at, 0)], np.nan)
+        enough = (~np.isnan(windows)).sum(axis=1) >= min_periods
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows: below min_periods anyway
+            out[rows] = np.where(enough, np.nanmedian(windows, axis=1), np.nan)
+    return pd.Series(out, index=frame.index)
 
 
 def _nearest_ratio(ratio: pd.Series) -> tuple[pd.Series, pd.Series]:

@@ -77,7 +77,9 @@ class DailyState:
         self.features = features
         self.events = _event_rows(events)
         self.fingerprint = fingerprint
-        self.saved_at = saved_at  # seconds since the epoch when dumped: inputs written later make it stale
+        # seconds since the epoch: when its inputs were read (set by the caller before reading them; the dump's time
+        # otherwise); inputs written later make it stale
+        self.saved_at = saved_at
 
     @property
     def last_date(self) -> pd.Timestamp:
@@ -90,7 +92,7 @@ class DailyState:
             {
                 "format": np.array(STATE_FORMAT),
                 "fingerprint": np.array(self.fingerprint),
-                "saved_at": np.array(time.time()),
+                "saved_at": np.array(time.time() if self.saved_at is None else self.saved_at),
                 "event_ticker": events["ticker"].to_numpy(dtype=str),
                 "event_date": events["date"].to_numpy(dtype="datetime64[ns]"),
                 "event_kind": events["kind"].to_numpy(dtype=str),
@@ -193,7 +195,10 @@ def increment(
     events = events[(events["date"] > start) & (events["date"] <= day)]
     today = adjust(read_bars(day, day, None), events)  # its own prices: every factor at `day` is 1
     report = {"carried": False, "rebuilt": []}
-    if state is not None and state.fingerprint == context_fingerprint(context, state.last_date):
+    if state is not None and state.fingerprint != context_fingerprint(context, state.last_date):
+        state = None  # saved with another index or VIX (or feature set): its market rings do not hold
+    changed: list[str] = []
+    if state is not None:
         differences = _differences(state.events, events, start)
         changed = sorted(differences["ticker"].unique())
         if context.index_close is None and (differences["date"] < day).any():
@@ -227,9 +232,14 @@ def _rebuild(
 ) -> None:
     """Replace the state of `tickers` with one built from their history adjusted with `events` relative to `day`."""
     features = state.features
-    history = adjust(read_bars(start, day, tickers), events[events["ticker"].isin(tickers)])
-    history = history[history["date"] < day]
     axis = features.axis[features.axis >= start]
+    # adjusted on the universe's axis: a session the ticker missed is a NaN previous close there, as in the batch
+    history = adjust(
+        read_bars(start, day, tickers),
+        events[events["ticker"].isin(tickers)],
+        axis=axis.append(pd.DatetimeIndex([day])),
+    )
+    history = history[history["date"] < day]
     rebuilt = IntradayFeatures.from_history(history, context, tickers=tickers, axis=axis)
     rebuilt.last_date = features.last_date
     features.add_tickers([t for t in tickers if t not in set(features.tickers)])

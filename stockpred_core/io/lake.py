@@ -28,6 +28,21 @@ LOCK_TIMEOUT_S = 600.0  # how long a writer waits for another run writing the sa
 STALE_STAGING_S = 3600.0  # unlocked (object store) staging files older than this are left by a crashed writer
 
 
+def _read_part(handle, columns: list[str] | None, filters: list | None) -> pa.Table:
+    """One partition file, filtered; an empty partition written from an empty frame has null-typed columns, which
+    a filter cannot compare: it is read whole (it has no rows to filter)."""
+    try:
+        return pq.read_table(handle, columns=columns, filters=filters)
+    except (pa.ArrowTypeError, pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        if filters is None:
+            raise
+        handle.seek(0)
+        table = pq.read_table(handle, columns=columns)
+        if table.num_rows:
+            raise
+        return table
+
+
 class MissingPartitionsError(LookupError):
     """A table lacks partitions a reader needs."""
 
@@ -154,7 +169,7 @@ class Lake:
         for day in days:
             try:
                 with self.fs.open(f"{base}/date={day:%Y-%m-%d}/{PART_FILE}", "rb") as handle:
-                    table = pq.read_table(handle, columns=columns, filters=filters)
+                    table = _read_part(handle, columns, filters)
             except FileNotFoundError:  # a partition's first write has made its folder but not yet moved its file in
                 continue
             if table.num_rows:
@@ -232,6 +247,18 @@ class Lake:
         """Replace an unpartitioned table."""
         with self.write_lock(layer, table):
             self._clean_staging(layer, table)
+            return self._put(frame.reset_index(drop=True), f"{self.table_path(layer, table)}/current", layer, table)
+
+    def update_table(self, layer: str, table: str, change) -> str:
+        """Replace an unpartitioned table with `change(current)` (current: None when it has not been written), the
+        read and the write under the table's lock (local lakes), so concurrent runs do not lose each other's rows."""
+        with self.write_lock(layer, table):
+            self._clean_staging(layer, table)
+            try:
+                current = self.read_table(layer, table)
+            except FileNotFoundError:
+                current = None
+            frame = change(current)
             return self._put(frame.reset_index(drop=True), f"{self.table_path(layer, table)}/current", layer, table)
 
     def read_table(self, layer: str, table: str) -> pd.DataFrame:

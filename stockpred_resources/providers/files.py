@@ -15,6 +15,7 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pyarrow.types as pat
@@ -77,12 +78,22 @@ def _parquet_window(path: Path, window: tuple[pd.Timestamp, pd.Timestamp] | None
     if window is None or kind is None or not (pat.is_timestamp(kind) or pat.is_date(kind)):
         return pd.read_parquet(path)
     start, end = (window[0] - WINDOW_MARGIN), (window[1] + WINDOW_MARGIN)
-    if pat.is_timestamp(kind) and kind.tz is not None:
-        start, end = start.tz_localize("UTC"), end.tz_localize("UTC")
-    bounds = (start.date(), end.date()) if pat.is_date(kind) else (start, end)
+    if pat.is_timestamp(kind) and kind.tz is not None:  # the margin covers any offset's local day
+        start, end = start.tz_localize(kind.tz), end.tz_localize(kind.tz)
+    bounds = [pa.scalar(b.date() if pat.is_date(kind) else b, type=kind) for b in (start, end)]
     field = ds.field(date)
     where = ((field >= bounds[0]) & (field <= bounds[1])) | field.is_null()
     return ds.dataset(path, format="parquet").to_table(filter=where).to_pandas()
+
+
+def _parquet_tickers(path: Path, mapping: dict[str, str]) -> set[str]:
+    """The tickers a Parquet file holds (its ticker column alone, read whole; the file's name without one)."""
+    names = canonical_columns(pq.read_schema(path).names, mapping)
+    column = next((source for source, canonical in names.items() if canonical == "ticker"), None)
+    if column is None:
+        return {path.name.split(".")[0].upper()}
+    values = pq.read_table(path, columns=[column]).column(0).unique().to_pylist()
+    return {str(v) for v in values if v is not None and str(v) != ""}
 
 
 def _read_text(path: Path, window=None) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
@@ -165,7 +176,9 @@ class FilesProvider(MarketDataProvider):
         """(rows in the raw schema, rejected rows with their text and reason) of one file."""
         text, skipped = _read_text(path, self._window)
         if text.empty and not skipped:
-            self._notes.append(f"{path.name} has no rows")
+            windowed = self._window is not None and path.name.endswith((".parquet", ".pq"))
+            span = f" dated {self._window[0]:%Y-%m-%d}..{self._window[1]:%Y-%m-%d} (+-2 days)" if windowed else ""
+            self._notes.append(f"{path.name} has no rows{span}")
             return pd.DataFrame(), empty_frame(REJECT_COLUMNS)
         rejects = self._skipped(path, skipped)
         text = text.rename(columns=canonical_columns(text.columns, self.column_mapping))
@@ -254,7 +267,17 @@ class FilesProvider(MarketDataProvider):
         return table.dropna(subset=["sector"]).groupby("ticker")["sector"].last().to_dict()
 
     def universe(self) -> list[str]:
-        return super().universe() or sorted(self.table()["ticker"].unique())
+        return super().universe() or sorted(self.held())
+
+    def held(self) -> set[str]:
+        """Every ticker the files hold, in or out of the run's window (a windowed Parquet file's ticker column is
+        read whole: a ticker without rows near the window is not unknown)."""
+        tickers = set(self.table()["ticker"].unique())
+        if self._window is not None:
+            for path in self._files():
+                if path.name.endswith((".parquet", ".pq")):
+                    tickers |= _parquet_tickers(path, self.column_mapping)
+        return tickers
 
     def fetch_bars(self, start: pd.Timestamp, end: pd.Timestamp, tickers: list[str] | None = None) -> FetchReport:
         """Every asked ticker's rows in [start, end] at once: one read of the files (`table`), one filter. A ticker
@@ -263,7 +286,7 @@ class FilesProvider(MarketDataProvider):
         table = self.table()
         wanted = self.universe() if tickers is None else list(tickers)
         rows = table[table["date"].between(pd.Timestamp(start), pd.Timestamp(end)) & table["ticker"].isin(wanted)]
-        held = set(table["ticker"].unique())
+        held = self.held()
         failures = [
             self.failure_record(t, UnknownTickerError(f"{t} is not in {self.path}")) for t in wanted if t not in held
         ]

@@ -343,3 +343,29 @@ def test_the_files_provider_finds_each_tickers_rows_by_binary_search(sp500_file)
             pd.testing.assert_frame_equal(got, expected)
     with pytest.raises(UnknownTickerError, match="NOPE is not in"):
         provider.fetch_history("NOPE", pd.Timestamp("2015-03-02"), pd.Timestamp("2015-03-31"))
+
+
+def test_a_multi_year_parquet_file_is_read_for_the_runs_window_only(tmp_path):
+    """A Parquet file with New York timestamps: a daily run reads its window (+-2 days), knows every ticker of the
+    file (one without rows near the window is not unknown), and merges the sectors it saw into the recorded ones."""
+    from stockpred_assets.ingestion.assets import merge_sectors
+
+    days = pd.bdate_range("2024-01-02", "2024-03-29")
+    frame = pd.DataFrame(
+        [(d, t, 10.0, 11.0, 9.0, 10.5, 100.0) for d in days for t in ("AAA", "BBB") if t == "AAA" or d < days[20]],
+        columns=["date", "ticker", "open", "high", "low", "close", "volume"],
+    )
+    frame["date"] = frame["date"].dt.tz_localize("America/New_York")
+    frame.to_parquet(tmp_path / "bars.parquet", index=False)
+    provider = FilesProvider(path=str(tmp_path / "bars.parquet"), tickers=["AAA", "BBB", "NOPE"])
+    provider.set_window(pd.Timestamp("2024-03-13"), pd.Timestamp("2024-03-13"))
+    assert provider.table()["date"].between("2024-03-11", "2024-03-15").all()  # the window's rows only
+    report = provider.fetch_bars(pd.Timestamp("2024-03-13"), pd.Timestamp("2024-03-13"), ["AAA", "BBB", "NOPE"])
+    assert list(report.bars["ticker"]) == ["AAA"] and list(report.failures["ticker"]) == ["NOPE"]
+    assert report.requests == 1
+    earlier = pd.DataFrame({"ticker": ["BBB", "CCC"], "sector": ["Energy", "Utilities"]})
+    fresh = pd.DataFrame({"ticker": ["AAA", "BBB"], "sector": ["Financials", "Materials"]})
+    assert merge_sectors(earlier, fresh).to_dict("list") == {
+        "ticker": ["AAA", "BBB", "CCC"],
+        "sector": ["Financials", "Materials", "Utilities"],
+    }

@@ -31,6 +31,10 @@ def market():
     bars = bars[~((bars["ticker"] == late) & (bars["date"] < SESSIONS[10]))]  # listed during the sessions
     gaps = bars["date"].isin(SESSIONS[[3, 4, 20]]) | bars["date"].isin(calendar.sessions("2018-01-02", "2018-01-20"))
     bars = bars[~((bars["ticker"] == gappy) & gaps)].reset_index(drop=True)
+    # a dividend the day after its ticker missed a session: no previous close, so no adjustment (as in the batch)
+    dividend = events[(events["kind"] == "dividend") & events["date"].isin(SESSIONS[6:])].iloc[0]
+    before = SESSIONS[SESSIONS.get_loc(dividend["date"]) - 1]
+    bars = bars[~((bars["ticker"] == dividend["ticker"]) & (bars["date"] == before))].reset_index(drop=True)
     inside = events[events["date"].isin(SESSIONS)]
     assert (inside["kind"] == "dividend").sum() >= 3 and len(inside["ticker"].unique()) >= 3
     return bars, events
@@ -149,3 +153,19 @@ def test_changed_tickers_compares_the_look_back_only():
     assert changed_tickers(events.iloc[:2], events, after) == ["C"]  # learned
     corrected = events.assign(value=[0.5, 2.0, 0.2])
     assert changed_tickers(events, corrected, after) == ["C"]
+
+
+def test_a_state_saved_with_another_context_is_rebuilt_not_used(market):
+    bars, events = market
+    context = MarketContext()
+    day, after = SESSIONS[-2], SESSIONS[-1]
+
+    def read(start, end, tickers):
+        rows = bars[bars["date"].between(start, end)]
+        return rows if tickers is None else rows[rows["ticker"].isin(tickers)]
+
+    _, state, _ = increment(None, day, read, events[events["date"] <= day], context)
+    index = MarketContext(index_close=bars.groupby("date")["close"].mean())
+    rows, _, report = increment(state, after, read, events[events["date"] <= after], index)
+    assert not report["carried"]
+    assert_same(after, rows.set_index("ticker"), reference(bars, events[events["date"] <= after], index, after))
