@@ -178,6 +178,7 @@ start = calendar.previous_sessions(day, 60)[0]
 began = time.perf_counter()
 con = duckdb.connect()
 con.execute(f"SET threads = {spec['threads']}")
+con.execute("SET enable_progress_bar = false")  # it prints to stdout on long queries
 rows = con.execute(f'''
 WITH b AS (
   SELECT date, ticker, close, volume FROM read_parquet('{lake}/validated/bars/*/*.parquet', hive_partitioning = true)
@@ -222,10 +223,14 @@ def case(root: Path, file: Path, day: str, simulated: int, history: int, feature
         "STOCKPRED_PROVIDERS": "files",
         "STOCKPRED_FILES_PATH": str(file),
     }
+    done = root / "setup.json"
+    if done.exists():  # --keep: a lake set up by an earlier run (the measured day is run again on it)
+        return env, json.loads(done.read_text())
     (root / "dagster").mkdir(parents=True, exist_ok=True)
     (root / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     spec = {"day": day, "history": history, "featured": featured, "simulated": simulated, "file": str(file)}
     setup = child(SETUP, env, spec)
+    done.write_text(json.dumps(setup))
     return env, setup
 
 
@@ -235,9 +240,8 @@ def run_daily(env: dict, day: str, assets: list[str], span: tuple[str, str] | No
 
 def report(label: str, env: dict, day: str) -> None:
     daily = run_daily(env, day, ASSETS)
-    reference = child(REFERENCE, env, {"day": day, "threads": os.cpu_count()})
     steps = daily["steps"]
-    bars = steps.get("validated_bars", {}).get("rows") or reference["rows"]
+    bars = steps.get("validated_bars", {}).get("rows") or 0
     print(f"\n{label}: {bars:,} bars on {day}; one run, {daily['total_s']:.1f} s, peak RSS {daily['peak_mb']:,} MB")
     print(f"{'step':<46}{'seconds':>9}{'peak MB':>9}{'rows/s':>11}")
     for name in [a for a in ASSETS if a in steps]:
@@ -248,6 +252,7 @@ def report(label: str, env: dict, day: str) -> None:
         if checks:
             seconds, peak = sum(c["seconds"] for c in checks), max(c["peak_mb"] for c in checks)
             print(f"{'  its ' + str(len(checks)) + ' asset checks':<46}{seconds:>9.2f}{peak:>9,}{'-':>11}")
+    reference = child(REFERENCE, env, {"day": day, "threads": os.cpu_count()})
     feats = steps["features"]["seconds"]
     print(
         f"reference (DuckDB, {reference['columns']} windowed columns of the day): {reference['seconds']:.2f} s; "
@@ -286,7 +291,9 @@ def main() -> None:
     parser.add_argument("--file", type=Path, help="a real bars file (csv/parquet), read by the files provider")
     parser.add_argument("--day", default=None, help="the session to run (default: the file's last, or 2016-06-30)")
     parser.add_argument("--growth", action="store_true", help="features alone over 1 / 20 / 250 sessions")
-    parser.add_argument("--keep", type=Path, help="build the lakes under this folder and keep them (to profile)")
+    parser.add_argument(
+        "--keep", type=Path, help="build the lakes under this folder and keep them; a kept lake is measured again"
+    )
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory(prefix="stockpred-daily-") as scratch:
