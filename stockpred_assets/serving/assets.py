@@ -32,7 +32,7 @@ def online_features(
     dates = lake.lake().partition_dates("features", "features")
     if not dates:
         raise dg.Failure("the features table is empty: materialize `features` first")
-    recent = lake.read_range("features", "features", dates[-1] - pd.Timedelta(days=RECENT_DAYS), dates[-1])
+    recent = recent_rows(lake, [d for d in dates if d >= dates[-1] - pd.Timedelta(days=RECENT_DAYS)])
     latest = latest_per_ticker(recent)
     unserved = without_vector(recent, latest)
     if len(unserved):
@@ -61,6 +61,20 @@ def online_features(
             or f"joined: {int(latest[MASKS].sum(axis=1).gt(0).sum())} tickers covered by at least one family",
         }
     )
+
+
+def recent_rows(lake: LakeResource, days: list[pd.Timestamp]) -> pd.DataFrame:
+    """The feature rows of `days` that can still matter for a ticker's vector: newest day first, a day's rows kept
+    only for tickers without a complete row on a newer day (one day in memory at a time, not the 14 days' rows of
+    every ticker: +540 MB at 10,000 tickers)."""
+    kept, served = [], set()
+    for day in sorted(days, reverse=True):
+        rows = lake.read_range("features", "features", day, day)
+        rows = rows[~rows["ticker"].isin(served)]
+        served.update(rows.dropna(subset=REQUIRED_FEATURES)["ticker"])
+        kept.append(rows)
+    present = [k for k in kept if len(k)]
+    return pd.concat(present, ignore_index=True) if present else (kept[0] if kept else pd.DataFrame())
 
 
 def without_vector(recent: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
