@@ -263,7 +263,9 @@ def report(label: str, env: dict, day: str) -> None:
         "peak <= 2 GB": daily["peak_mb"] <= 2048,
         "drift_report < 5 s": steps["drift_report"]["seconds"] < 5,
     }
-    print("targets (10,000 tickers): " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in targets.items()))
+    scope = "" if 9_000 <= bars <= 11_000 else f", measured at {bars:,} bars"
+    verdicts = ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in targets.items())
+    print(f"targets (set for 10,000 tickers{scope}): {verdicts}")
 
 
 def growth(root: Path) -> None:
