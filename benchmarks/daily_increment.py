@@ -272,7 +272,7 @@ def growth(root: Path) -> None:
     from stockpred_core.data import calendar
 
     eve = f"{calendar.previous_sessions(DAY, 1)[-1]:%Y-%m-%d}"
-    env, _ = case(root, root / "market.parquet", DAY, 1000, 760, 15)  # a full look-back before 250 sessions
+    env, _ = case(root, root / "market.parquet", DAY, 1000, 760, FEATURED)  # a full look-back before 250 sessions
     print("\nfeatures alone, 1,000 simulated tickers:")
     print(f"{'sessions':>9}{'seconds':>9}{'peak MB':>9}{'s/session':>11}  how")
     for count in (1, 20, 250):
