@@ -99,7 +99,7 @@ def drift_report(
     thresholds = config.thresholds()
     reference = load_reference(lake, duckdb, mlflow_resource, champion, config.window_sessions, context.log)
     sessions = [d for d in days if calendar.is_session(d)]
-    counts, summary_rows, read = window_counts(lake, champion.reference_table, reference, window_start, days[-1])
+    counts, summary_rows, read = session_counts(lake, champion.reference_table, reference, window_start, days[-1])
     fresh = freshness(summary_rows["rows"], days, config.min_coverage)
     per_feature = classify(
         window_drift_from_counts(counts, reference, sessions, config.window_sessions, FEATURE_COLUMNS),
@@ -123,7 +123,7 @@ COUNTS_TABLE = "drift_counts"  # per session: each feature's rows per bin of the
 ROWS_LINE = "rows"  # the line of a session's partition that holds its feature rows and versions
 
 
-def window_counts(
+def session_counts(
     lake: LakeResource, reference_key: str, reference, start: pd.Timestamp, end: pd.Timestamp
 ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """The bin counts of every session of the window (`date_counts` of the rows a model sees), per session its

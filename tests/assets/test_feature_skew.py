@@ -74,6 +74,15 @@ def differences(served: pd.DataFrame, trained: pd.DataFrame) -> pd.Series:
     return (a - b).abs().max()
 
 
+def assert_chunk_serves_the_backfill(lake, backfilled, chunk) -> None:
+    """Each day of `chunk` as written now equals the whole-range backfill's rows of that day (model inputs)."""
+    got = lake.read_range("features", "features", *chunk)
+    for day, rows in got.groupby("date"):
+        expected = backfilled[chunk][backfilled[chunk]["date"] == day]
+        worst = differences(rows, expected)
+        assert (worst <= TOLERANCE).all(), (day, worst[worst > TOLERANCE].to_dict())
+
+
 def test_the_chosen_days_read_a_cut_history_and_a_whole_one():
     sessions = {day: len(calendar.sessions(FIRST, day)) - 1 for day in DAYS}  # sessions of history before the day
     assert all(sessions[day] > LOOKBACK_SESSIONS for day in LONG_HISTORY)
@@ -104,11 +113,7 @@ def test_a_backfill_split_into_runs_computes_the_same_rows_in_either_order(platf
         span = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
         assert daily.execute_in_process(instance=instance, asset_selection=[dg.AssetKey("features")], tags=span).success
     for chunk in CHUNKS:
-        got = lake.read_range("features", "features", *chunk)
-        for day, rows in got.groupby("date"):
-            expected = backfilled[chunk][backfilled[chunk]["date"] == day]
-            worst = differences(rows, expected)
-            assert (worst <= TOLERANCE).all(), (day, worst[worst > TOLERANCE].to_dict())
+        assert_chunk_serves_the_backfill(lake, backfilled, chunk)
 
 
 def test_a_backfill_beyond_its_memory_budget_goes_session_by_session(platform):
@@ -126,11 +131,7 @@ def test_a_backfill_beyond_its_memory_budget_goes_session_by_session(platform):
     meta = result.asset_materializations_for_node("features")[-1].metadata
     assert meta["computed"].value == "from the look-back, then from the state"
     assert meta["partitions_written"].value == len(pd.bdate_range(*chunk))  # the holiday's empty partition too
-    got = lake.read_range("features", "features", *chunk)
-    for day, rows in got.groupby("date"):
-        expected = backfilled[chunk][backfilled[chunk]["date"] == day]
-        worst = differences(rows, expected)
-        assert (worst <= TOLERANCE).all(), (day, worst[worst > TOLERANCE].to_dict())
+    assert_chunk_serves_the_backfill(lake, backfilled, chunk)
 
 
 def test_a_day_validated_again_after_the_state_was_saved_makes_the_next_run_read_the_look_back(platform):
