@@ -1,7 +1,9 @@
-"""Who may call what, and how fast: API keys and roles per route, the per-key rate limit (Redis, else this worker)."""
+"""Who may call what, and how fast: API keys or OAuth2 bearer tokens (JWT, `stockpred_core.auth`), roles per route,
+the per-caller rate limit (Redis, else this worker)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import orjson
@@ -9,6 +11,7 @@ import orjson
 from bento.rate_limit import Limit, LocalLimiter, too_many_requests
 from bento.security import ApiKey, KeyStore, allows
 from bento.store import RedisUnavailable
+from stockpred_core.auth import JwtVerifier, TokenError, looks_like_jwt
 
 logger = logging.getLogger("bentoml.stockpred")
 
@@ -27,27 +30,39 @@ Refusal = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, body, headers
 ASK_FOR_KEY = [(b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="stockpred"')]
 
 
+def token_refusal(error: TokenError) -> Refusal:
+    """A refused bearer token as RFC 6750 answers it: 401 invalid_token or 403 insufficient_scope, the reason in the
+    body and in the WWW-Authenticate header."""
+    code = "insufficient_scope" if error.status == 403 else "invalid_token"
+    detail = error.message.replace('"', "'")
+    challenge = f'Bearer realm="stockpred", error="{code}", error_description="{detail}"'.encode()
+    headers = [(b"content-type", b"application/json"), (b"www-authenticate", challenge)]
+    return error.status, orjson.dumps({"error": error.message}), headers
+
+
 def json_answer(status: int, body: dict, headers: list[tuple[bytes, bytes]] | None = None) -> Refusal:
     return status, orjson.dumps(body), headers or [(b"content-type", b"application/json")]
 
 
 class Guard:
-    def __init__(self, keys: KeyStore, config, env: str, redis=None, metrics=None, local=None) -> None:
+    def __init__(self, keys: KeyStore, config, env: str, redis=None, metrics=None, local=None, jwt=None) -> None:
         self.keys = keys
         self.config = config
+        self.jwt: JwtVerifier | None = jwt
         self.redis = redis
         self.metrics = metrics
         self.local = local or LocalLimiter()
         # Without keys outside prod the service is open to readers (a laptop, the demo); admin always needs a key.
-        self.open_to_readers = len(keys) == 0 and env != "prod"
-        if len(keys) == 0:
+        self.open_to_readers = len(keys) == 0 and jwt is None and env != "prod"
+        if len(keys) == 0 and jwt is None:
             logger.warning(
                 "no API keys configured (STOCKPRED_API_KEYS_FILE / STOCKPRED_API_KEYS): %s",
                 "prediction routes are open, admin routes refused" if self.open_to_readers else "every route refused",
             )
 
-    def authenticate(self, headers: dict[bytes, bytes]) -> ApiKey | str:
-        """The caller's key, else why not: "missing" or "invalid"."""
+    async def authenticate(self, headers: dict[bytes, bytes]) -> ApiKey | TokenError | str:
+        """The caller (an API key, or a bearer token's subject), else why not: "missing", "invalid" (an API key) or
+        the TokenError of a refused token."""
         token = headers.get(b"x-api-key")
         if token is None:
             auth = headers.get(b"authorization", b"")
@@ -56,10 +71,25 @@ class Guard:
         if token is None:
             return ANONYMOUS if self.open_to_readers else "missing"
         try:
-            key = self.keys.authenticate(token.decode())
+            text = token.decode()
         except UnicodeDecodeError:
-            key = None
+            return "invalid"
+        if self.jwt is not None and looks_like_jwt(text):
+            if self.jwt.needs_keys(text):  # the JWKS fetch (rare, rate-bounded) off the event loop
+                await asyncio.to_thread(self.jwt.prefetch, text)
+            try:
+                principal = self.jwt.verify(text)
+            except TokenError as error:
+                return error
+            return ApiKey(f"jwt:{principal.subject}", principal.role, auth="jwt", subject=principal.subject)
+        key = self.keys.authenticate(text)
         return key if key is not None else "invalid"
+
+    def scope_needed(self, route: str, role: str) -> str:
+        needed = ROUTES.get(route, "reader")
+        scopes = dict(self.jwt.config.role_scopes).get(needed, ()) if self.jwt else ()
+        scope = " or ".join(scopes)
+        return f"this token (role {role}) may not call {route}: it needs the {needed} role (scope {scope})"
 
     def limit(self, key: ApiKey) -> Limit:
         return key.id, key.rate_per_second or self.config.rate_per_second, key.burst or self.config.rate_burst
@@ -79,21 +109,29 @@ class Guard:
     async def admit(self, headers: dict[bytes, bytes], route: str, audit: dict) -> Refusal | None:
         """None when the request may go on (its key and role in `audit`), else the answer it gets: 401, 403, 429."""
         needed = ROUTES[route]
-        key = self.authenticate(headers)
+        key = await self.authenticate(headers)
+        if isinstance(key, TokenError):
+            self._refused(key.reason)
+            audit["key_id"], audit["auth"] = None, "jwt"
+            return token_refusal(key)
         if isinstance(key, str) or (key is ANONYMOUS and not allows(key.role, needed)):
             if key == "invalid":
                 reason, message = key, "invalid API key"
             elif key == "missing":
-                reason, message = key, "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+                reason, message = key, "missing API key: send `Authorization: Bearer <key or token>` or `X-API-Key`"
             else:  # no credentials where the open service needs more than a reader: ask for them (401), not 403
                 reason = "missing"
                 message = f"missing API key: {route} needs a key with the {needed} role (`Authorization: Bearer <key>`)"
             self._refused(reason)
             audit["key_id"] = None
             return json_answer(401, {"error": message}, ASK_FOR_KEY)
-        audit["key_id"], audit["role"] = key.id, key.role
+        audit["key_id"], audit["role"], audit["auth"] = key.id, key.role, key.auth
+        if key.subject is not None:
+            audit["subject"] = key.subject
         if not allows(key.role, needed):
             self._refused("forbidden")
+            if key.auth == "jwt":
+                return token_refusal(TokenError(403, "forbidden", self.scope_needed(route, key.role)))
             return json_answer(
                 403, {"error": f"this API key (role {key.role}) may not call {route}: it needs the {needed} role"}
             )

@@ -48,11 +48,12 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
 from bento.audit import request_line
-from bento.guard import ANONYMOUS, ASK_FOR_KEY, Refusal, json_answer
+from bento.guard import ANONYMOUS, ASK_FOR_KEY, Refusal, json_answer, token_refusal
 from bento.pages import send_answer
 from bento.rate_limit import too_many_requests
 from bento.schemas import TICKER_PATTERN
 from bento.security import allows
+from stockpred_core.auth import TokenError
 from stockpred_core.io.stream_events import ALERT, EVENTS_KEY, PREDICTIONS
 from stockpred_core.resilience.retry import RetryPolicy
 
@@ -68,6 +69,7 @@ BLOCK_MS = 5_000
 MAX_CLIENTS = 10_000  # per worker
 MAX_TICKERS = 1_000  # per client filter
 BACKOFF = RetryPolicy(backoff_base_s=0.1, backoff_max_s=5.0)  # its jittered delays; the relay retries forever
+QUERY_CREDENTIALS = ("api_key", "access_token")  # an API key or a bearer token (JWT), for EventSource and WebSocket
 STREAM_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 TICKER = re.compile(TICKER_PATTERN)
 SSE_HEADERS = [
@@ -441,11 +443,13 @@ def query_params(scope) -> dict[str, str]:
 
 
 def take_api_key(scope) -> str | None:
-    """The `api_key` query parameter, removed from the scope's query string (nothing after this sees it)."""
+    """The `api_key` (or RFC 6750's `access_token`) query parameter, removed from the scope's query string (nothing
+    after this sees it)."""
     pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-    keys = [v for k, v in pairs if k == "api_key"]
+    keys = [v for k, v in pairs if k in QUERY_CREDENTIALS]
     if keys:
-        scope["query_string"] = urlencode([(k, v) for k, v in pairs if k != "api_key"]).encode("latin-1")
+        kept = [(k, v) for k, v in pairs if k not in QUERY_CREDENTIALS]
+        scope["query_string"] = urlencode(kept).encode("latin-1")
     return keys[0] if keys else None
 
 
@@ -488,17 +492,27 @@ async def authorize(service, headers: dict[bytes, bytes], query_key: str | None,
     guard = service.guard
     if query_key is not None and b"x-api-key" not in headers and b"authorization" not in headers:
         headers = {**headers, b"x-api-key": query_key.encode("utf-8", "replace")}
-    key = guard.authenticate(headers)
+    key = await guard.authenticate(headers)
     audit["key_id"] = None
+    if isinstance(key, TokenError):
+        guard._refused(key.reason)
+        audit["auth"] = "jwt"
+        return token_refusal(key)
     if isinstance(key, str):
         guard._refused(key)
         message = "invalid API key" if key == "invalid" else "missing API key: send `X-API-Key: <key>`, "
         if key == "missing":
-            message += "`Authorization: Bearer <key>` or (EventSource, WebSocket) the `api_key` query parameter"
+            message += "`Authorization: Bearer <key or token>` or (EventSource, WebSocket) the `api_key` parameter"
         return json_answer(401, {"error": message}, ASK_FOR_KEY)
     audit["key_id"], audit["role"] = (None, None) if key is ANONYMOUS else (key.id, key.role)
+    if key is not ANONYMOUS:
+        audit["auth"] = key.auth
+        if key.subject is not None:
+            audit["subject"] = key.subject
     if not allows(key.role, NEEDED_ROLE):
         guard._refused("forbidden")
+        if key.auth == "jwt":
+            return token_refusal(TokenError(403, "forbidden", guard.scope_needed(audit["route"], key.role)))
         return json_answer(
             403,
             {"error": f"this API key (role {key.role}) may not call {audit['route']}: it needs the {NEEDED_ROLE} role"},

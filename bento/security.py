@@ -39,10 +39,14 @@ def allows(role: str, needed: str) -> bool:
 
 @dataclass(frozen=True)
 class ApiKey:
+    """Who calls: an API key, or the subject of a verified bearer token (`auth="jwt"`, id `jwt:<subject>`)."""
+
     id: str
     role: str
     rate_per_second: float | None = None  # None: the service default
     burst: int | None = None
+    auth: str = "key"  # "key" (an API key) or "jwt"
+    subject: str | None = None
 
 
 def _entry(raw: dict, where: str) -> tuple[str, ApiKey]:

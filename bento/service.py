@@ -27,6 +27,7 @@ from bento.push import app as push_app
 from bento.responses import audit_of, batch_answer, error_response, forecast, single_answer
 from bento.schemas import BatchPrediction, Explain, FlushResult, Horizon, Prediction, ReloadResult, Ticker
 from bento.security import KeyStore
+from stockpred_core.auth import JwtVerifier
 from stockpred_core.settings import load_service_settings, load_settings
 
 cancel_request_timers()  # before BentoML builds the app in this worker: see bento.patches
@@ -50,7 +51,9 @@ class StockPredictor:
         self.predictor = Predictor(settings, self.metrics, self.audit)
         keys = KeyStore.load(settings.service.api_keys_file, settings.service.api_keys)
         redis, local = self.predictor.redis, self.predictor.local_limiter
-        self.guard = Guard(keys, settings.service, settings.env, redis, self.metrics, local)
+        tokens = settings.service.jwt_config()
+        jwt = JwtVerifier(tokens) if tokens is not None else None
+        self.guard = Guard(keys, settings.service, settings.env, redis, self.metrics, local, jwt)
         self.push = Relay(settings.redis_url, self.metrics)  # GET /events, /ws/events: bento.push
         self.predictor.load()
 

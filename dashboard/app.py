@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     keys = Keys.load(settings.service)
     secret = os.environ.get(SECRET_VARIABLE)
-    if keys.by_hash and not secret:
+    if keys.configured and not secret:
         logger.warning("%s is unset: sessions end when the process restarts", SECRET_VARIABLE)
     if args.workers > 1 and not secret:
         secret = secrets.token_hex(32)  # one for all the workers: a session signed by one is read by the others

@@ -1,5 +1,9 @@
-"""The dashboard's login: the service's API keys (the same key file and inline list, docs/configuration.md), checked
-once at a login form; a signed Flask session cookie carries the key's id afterwards. Without any key configured the
+"""The dashboard's login: the service's API keys (the same key file and inline list, docs/configuration.md) or, when
+the service trusts an OAuth2 issuer (STOCKPRED_JWT_*), its bearer tokens (`stockpred_core.auth`).
+
+A key or a token is checked once at the login form; a signed Flask session cookie carries the caller's id afterwards
+(a token's session ends with the token). Behind an OAuth2 proxy (deploy/k8s: oauth2-proxy) every request carries
+`Authorization: Bearer <token>`, verified on each request, no form. Without any key or issuer configured the
 dashboard is open (the local default, as the service is)."""
 
 from __future__ import annotations
@@ -8,11 +12,13 @@ import hashlib
 import hmac
 import html
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import flask
 
+from stockpred_core.auth import JwtVerifier, TokenError, looks_like_jwt
 from stockpred_core.settings import ServiceSettings
 
 LOGIN_PATH = "/login"
@@ -25,6 +31,11 @@ class Keys:
     """sha256 hex digest of a token -> (key id, role)."""
 
     by_hash: dict[str, tuple[str, str]]
+    tokens: JwtVerifier | None = None  # the service's bearer tokens, when an issuer is configured
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.by_hash) or self.tokens is not None
 
     @classmethod
     def load(cls, service: ServiceSettings) -> Keys:
@@ -40,7 +51,18 @@ class Keys:
             parts = item.strip().split(":")
             if len(parts) >= 3:
                 by_hash[parts[2].lower()] = (parts[0], parts[1])
-        return cls(by_hash)
+        config = service.jwt_config()
+        return cls(by_hash, JwtVerifier(config) if config is not None else None)
+
+    def verify_token(self, token: str) -> tuple[str, str, float] | TokenError | None:
+        """(id, role, expiry) of a bearer token, its refusal, or None when tokens are off or it is not a JWT."""
+        if self.tokens is None or not looks_like_jwt(token):
+            return None
+        try:
+            principal = self.tokens.verify(token)
+        except TokenError as error:
+            return error
+        return f"jwt:{principal.subject}", principal.role, principal.expires_at
 
     def authenticate(self, token: str) -> tuple[str, str] | None:
         digest = hashlib.sha256(token.encode()).hexdigest()
@@ -53,7 +75,7 @@ class Keys:
 _FORM = """<!doctype html><title>stockpred: sign in</title>
 <form method="post" action="{login}" style="font-family:sans-serif;max-width:22em;margin:4em auto">
 <h2>stockpred dashboard</h2><p>{message}</p>
-<input id="api-key" name="api_key" type="password" placeholder="API key" style="width:100%" autofocus>
+<input id="api-key" name="api_key" type="password" placeholder="API key or access token" style="width:100%" autofocus>
 <input type="hidden" name="next" value="{next}"><button id="sign-in" type="submit">Sign in</button></form>"""
 
 
@@ -67,13 +89,19 @@ def protect(server: flask.Flask, keys: Keys, secret: str) -> None:
         target = flask.request.values.get("next", "/")
         target = target if target.startswith("/") and not target.startswith("//") else "/"
         if flask.request.method == "POST":
-            key = keys.authenticate(flask.request.form.get("api_key", ""))
+            given = flask.request.form.get("api_key", "").strip()
+            token = keys.verify_token(given)
+            if isinstance(token, TokenError):
+                return _form(token.message, target), token.status
+            key = token[:2] if token is not None else keys.authenticate(given)
             if key is not None:
                 flask.session.clear()
                 flask.session["key_id"], flask.session["role"] = key
+                if token is not None:
+                    flask.session["expires_at"] = token[2]
                 return flask.redirect(target)
             return _form("Unknown API key.", target), 401
-        return _form("Sign in with your API key.", target)
+        return _form("Sign in with your API key or an access token.", target)
 
     @server.route(LOGOUT_PATH)
     def logout():
@@ -82,8 +110,20 @@ def protect(server: flask.Flask, keys: Keys, secret: str) -> None:
 
     @server.before_request
     def require_login():
-        if not keys.by_hash or flask.request.path in OPEN_PATHS or "key_id" in flask.session:
+        if not keys.configured or flask.request.path in OPEN_PATHS:
             return None
+        bearer = flask.request.headers.get("Authorization", "")
+        if bearer[:7].lower() == "bearer " and keys.tokens is not None:  # behind the OAuth2 proxy: every request
+            token = keys.verify_token(bearer[7:].strip())
+            if isinstance(token, TokenError):
+                return flask.Response(token.message, status=token.status)
+            if token is not None:
+                flask.g.key_id, flask.g.role = token[:2]
+                return None
+        if "key_id" in flask.session:
+            if flask.session.get("expires_at", float("inf")) > time.time():
+                return None
+            flask.session.clear()  # the token it was opened with expired
         if flask.request.method == "GET" and not flask.request.path.startswith("/_dash"):
             return flask.redirect(f"{LOGIN_PATH}?next={flask.request.full_path.rstrip('?')}")
         return flask.Response("sign in first", status=401)

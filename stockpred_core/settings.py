@@ -118,6 +118,46 @@ class ServiceSettings(_FromEnvironment):
     audit_log: str = "-"  # "-": stderr, else a file path (one JSON line per request)
     max_feature_age_sessions: int = 2  # older feature vectors are answered but flagged stale
     workers: int = Field(1, validation_alias="STOCKPRED_SERVICE_WORKERS")
+    # OAuth 2.0 bearer tokens (stockpred_core.auth), beside the API keys: on when an issuer and its JWKS URL are set
+    jwt_issuer: str | None = None  # the exact `iss` the tokens carry
+    jwt_audience: str = "stockpred"  # the `aud` they must name
+    jwt_jwks_url: str | None = None  # the issuer's public keys (e.g. https://idp.example.com/.well-known/jwks.json)
+    jwt_algorithms: str = "RS256,ES256"
+    jwt_leeway_seconds: int = 30  # clock skew allowed on exp, nbf, iat
+    jwt_jwks_cache_seconds: float = 300.0  # the keys are fetched again after this
+    jwt_jwks_min_refresh_seconds: float = 10.0  # at most one fetch per this, however many unknown kids arrive
+    jwt_reader_scopes: str = "stockpred.predict"  # a token with any of these is a reader
+    jwt_admin_scopes: str = "stockpred.admin"  # ... an admin
+    # Canary (bento.canary): this share of clients (sticky per key id or token subject) is answered by the
+    # registry's challenger; rolled back to 0 when it errs or slows down past the champion by these margins
+    canary_percent: float = Field(0.0, ge=0.0, le=50.0)  # 100% is a promotion: the blocking check's, not ours
+    canary_window_seconds: float = 60.0  # the rolling window the variants are compared over
+    canary_min_requests: int = 50  # per variant in the window before a verdict
+    canary_max_error_rate_margin: float = 0.02  # the canary's error rate may exceed the champion's by this
+    canary_max_latency_ratio: float = 2.0  # ... its p99 latency may be this multiple of the champion's
+    canary_latency_floor_ms: float = 20.0  # p99s under this are never compared (noise at idle)
+
+    def jwt_config(self):
+        """The JWT verifier's configuration, None when tokens are off (no issuer or no JWKS URL)."""
+        if not (self.jwt_issuer or self.jwt_jwks_url):
+            return None
+        if not (self.jwt_issuer and self.jwt_jwks_url):
+            raise ValueError("JWT bearer tokens need both STOCKPRED_JWT_ISSUER and STOCKPRED_JWT_JWKS_URL")
+        from stockpred_core.auth import JwtConfig
+
+        def names(text: str) -> tuple[str, ...]:
+            return tuple(part.strip() for part in text.replace(" ", ",").split(",") if part.strip())
+
+        return JwtConfig(
+            issuer=self.jwt_issuer,
+            audience=self.jwt_audience,
+            jwks_url=self.jwt_jwks_url,
+            algorithms=names(self.jwt_algorithms),
+            leeway_seconds=self.jwt_leeway_seconds,
+            cache_seconds=self.jwt_jwks_cache_seconds,
+            min_refresh_seconds=self.jwt_jwks_min_refresh_seconds,
+            role_scopes=(("reader", names(self.jwt_reader_scopes)), ("admin", names(self.jwt_admin_scopes))),
+        )
 
 
 class NotifySettings(_FromEnvironment):
