@@ -41,7 +41,7 @@ def request_line(scope: dict, audit: dict, status: int, elapsed: float) -> dict:
         "latency_ms": round(elapsed * 1000, 3),
         "client": client[0] if client else None,
     }
-    for name in ("auth", "subject", "variant", "ticker", "tickers", "cached", "model_version"):
+    for name in ("auth", "subject", "variant", "canary_fallback", "ticker", "tickers", "cached", "model_version"):
         if name in audit:
             line[name] = audit[name]
     return line

@@ -21,6 +21,7 @@ ROUTES = {
     "/predict_batch": "reader",
     "/admin/reload": "admin",
     "/admin/cache/flush": "admin",
+    "/admin/canary": "admin",
 }
 ANONYMOUS = ApiKey("anonymous", "reader")
 # Routes whose rate limit is charged by the handler's Redis lookup (one round trip for both); when a request ends

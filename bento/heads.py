@@ -21,20 +21,20 @@ class AnswerHeads:
         self.max_age_sessions = max_age_sessions
         self.latest_date = latest_date
         self.clock = StalenessClock()
-        self._heads: dict[tuple[bool, str, str], tuple[bytes, bool]] = {}
+        self._heads: dict[tuple[bool, str, str, str], tuple[bytes, bool]] = {}
         self._built_at, self._latest = 0.0, None
 
-    def finish(self, doc: bytes, cached: bool, source: str, date: str) -> tuple[bytes, bool]:
+    def finish(self, doc: bytes, cached: bool, source: str, date: str, variant: str = "champion") -> tuple[bytes, bool]:
         """(the answer with its head, whether it is stale)."""
-        head, stale = self.head(cached, source, date)
+        head, stale = self.head(cached, source, date, variant)
         return head + doc[1:], stale
 
-    def head(self, cached: bool, source: str, date: str) -> tuple[bytes, bool]:
+    def head(self, cached: bool, source: str, date: str, variant: str = "champion") -> tuple[bytes, bool]:
         latest = self.latest_date()
         now = time.monotonic()
         if now - self._built_at > HEAD_TTL_S or latest != self._latest:
             self._heads, self._built_at, self._latest = {}, now, latest
-        found = self._heads.get((cached, source, date))
+        found = self._heads.get((cached, source, date, variant))
         if found is not None:
             return found
         age = self.clock.age(date)
@@ -50,7 +50,8 @@ class AnswerHeads:
                 "stale": reason is not None,
                 "stale_reason": reason,
                 "feature_age_sessions": age,
+                "variant": variant,
             }
         )
-        found = self._heads[(cached, source, date)] = (head[:-1] + b",", reason is not None)
+        found = self._heads[(cached, source, date, variant)] = (head[:-1] + b",", reason is not None)
         return found

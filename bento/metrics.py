@@ -52,6 +52,22 @@ class Metrics:
             "|challenger - champion| per shadow-scored row",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
         )
+        # the canary (bento.canary): per variant (champion, canary), never per client
+        self.variant_requests = prom.Counter(
+            "stockpred_variant_requests",
+            "Prediction requests per variant and outcome (ok, failed)",
+            ["variant", "outcome"],
+        )
+        self.variant_latency = prom.Histogram(
+            "stockpred_variant_latency_seconds",
+            "Time to predict per variant (a failed canary request: until its champion fallback answered)",
+            ["variant"],
+            buckets=LATENCY_BUCKETS,
+        )
+        self.canary_share = prom.Gauge(
+            "stockpred_canary_percent", "The share of clients routed to the challenger", multiprocess_mode="livemax"
+        )
+        self.canary_rollbacks = prom.Counter("stockpred_canary_rollbacks", "Automatic canary rollbacks")
         self.reloads = prom.Counter("stockpred_model_reloads", "Model swaps after the registry alias moved")
         # push (bento.push): streams open now, events sent, clients dropped, the relay's Redis feed
         self.push_clients = prom.Gauge(

@@ -31,6 +31,8 @@ class ModelManager:
     def __init__(self, settings: Settings, on_swap=None) -> None:
         self.settings = settings
         self.shadow_enabled = settings.service.shadow_scoring
+        # the challenger is loaded for shadow scoring and for a canary (bento.canary may turn this on at run time)
+        self.follow_challenger = self.shadow_enabled
         self.current: ServedModel | None = None
         self.challenger: ServedModel | None = None
         self.error: str | None = None
@@ -60,7 +62,7 @@ class ModelManager:
                     logger.info("serving %s v%s (%s) on %s", name, served.version, served.family, served.device)
                     if self.on_swap:
                         self.on_swap("champion", old, served)
-                if self.shadow_enabled:
+                if self.follow_challenger:
                     self._check_challenger(client, name)
                 self.error = None
                 return changed
@@ -70,6 +72,12 @@ class ModelManager:
                 self.error = f"cannot load the champion of {name} from the model registry (see the service log)"
                 logger.warning("cannot load the champion of %s: %s", name, redact(f"{type(exc).__name__}: {exc}"))
                 return False
+
+    def tag_version(self, version: str, tags: dict[str, str]) -> None:
+        """Set tags on a version of the registered model (the canary's rollback, say)."""
+        client = use_registry(self.settings.mlflow_tracking_uri)
+        for key, value in tags.items():
+            client.set_model_version_tag(self.settings.registered_model, version, key, value)
 
     def _check_challenger(self, client, name: str) -> None:
         card = read_model_card(client, name, CHALLENGER_ALIAS)

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from bento.schemas import (
     BatchPrediction,
+    CanaryStatus,
     ErrorBody,
     FlushResult,
     InvalidBody,
@@ -28,11 +29,12 @@ ANSWERS: dict[str, type[BaseModel]] = {
     "/predict_batch": BatchPrediction,
     "/admin/reload": ReloadResult,
     "/admin/cache/flush": FlushResult,
+    "/admin/canary": CanaryStatus,
 }
 REFUSALS = {  # status -> why, for every API route (the body is ErrorBody unless said otherwise)
     "400": "The body is not JSON or a field is invalid",
-    "401": "No API key, or an unknown one",
-    "403": "The key's role may not call this route",
+    "401": "No API key or bearer token, an unknown key, or a refused token (WWW-Authenticate says why)",
+    "403": "The key's role or the token's scopes may not call this route",
     "413": "The body is over STOCKPRED_MAX_BODY_BYTES, or too many tickers",
     "415": "The body is not JSON (Content-Type)",
     "422": "A horizon the champion does not serve, or too many tickers to explain",
@@ -46,7 +48,8 @@ HEADER = {"schema": {"type": "string"}, "required": True}
 # BentoML's description is a README with badge images from third-party hosts
 DESCRIPTION = (
     "Forecasts for tickers from the MLflow registry's champion model, with intervals and explanations. "
-    'Send an API key (`Authorization: Bearer <key>` or `X-API-Key`); every refusal is `{"error": ...}`.'
+    "Send an API key or an OAuth2 access token (`Authorization: Bearer <key or token>`, or a key as `X-API-Key`); "
+    'every refusal is `{"error": ...}`.'
 )
 
 
@@ -101,6 +104,7 @@ def document(bentoml_spec: dict, inputs: dict[str, tuple[str, type[BaseModel]]])
         if status not in ("401", "429")
     }
     refusals["401"] = _json(REFUSALS["401"], error, {"WWW-Authenticate": HEADER})
+    refusals["403"] = _json(REFUSALS["403"], error, {"WWW-Authenticate": {**HEADER, "required": False}})
     refusals["429"] = _json(REFUSALS["429"], _schema(TooManyRequests, components), {"Retry-After": HEADER})
     paths = {}
     for path, operations in spec["paths"].items():
@@ -111,7 +115,8 @@ def document(bentoml_spec: dict, inputs: dict[str, tuple[str, type[BaseModel]]])
                 "required": True,
                 "content": {"application/json": {"schema": _schema(inputs[path][1], components, inputs[path][0])}},
             }
-            answers = {"200": _json("The answer", _schema(ANSWERS[path], components), {"X-Model-Version": HEADER})}
+            variant = {"X-Model-Version": HEADER, "X-Model-Variant": HEADER}
+            answers = {"200": _json("The answer", _schema(ANSWERS[path], components), variant)}
             if path.startswith("/admin/"):
                 answers["200"].pop("headers")
             answers.update(refusals)

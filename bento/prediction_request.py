@@ -28,13 +28,25 @@ class Outcome:
     misses: int = 0
     uncached: int = 0
     stale: int = 0
+    variant: str = "champion"  # or "canary": the challenger answered (bento.canary)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the model side failed for any ticker (a 5xx), as opposed to the client's (an unknown ticker)."""
+        return any(status >= 500 for status, _ in self.errors.values())
 
 
 def check_request(
-    models: ModelManager, settings: Settings, tickers: list[str], horizon: int | None, explain: bool
+    models: ModelManager,
+    settings: Settings,
+    tickers: list[str],
+    horizon: int | None,
+    explain: bool,
+    served: ServedModel | None = None,
 ) -> ServedModel:
-    """The model that answers, or NoModel (503) / RequestError (4xx) with a reason the client can act on."""
-    served, config = models.current, settings.service
+    """The model that answers (`served`, else the champion), or NoModel (503) / RequestError (4xx) with a reason the
+    client can act on."""
+    served, config = served or models.current, settings.service
     if served is None:
         raise NoModel(models.error or f"no champion model for {settings.registered_model} yet")
     if horizon is not None and horizon != served.horizon:

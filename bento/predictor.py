@@ -15,6 +15,7 @@ from collections.abc import Coroutine
 from cachetools import TTLCache
 
 from bento.audit import AuditSink
+from bento.canary import CANARY, CHAMPION, Canary
 from bento.features import LakeFeatures
 from bento.heads import AnswerHeads
 from bento.models import MissingFeatures, ModelManager, NoModel, ServedModel
@@ -61,6 +62,7 @@ class Predictor:
         self.refresher = Refresher(self.models, self.lake, self.redis, config.model_poll_seconds)
         self.shadow = ShadowScorer(self.models, self.lake, self.redis, settings.redis_url, self.audit, metrics)
         self.writes = WriteBehind(self.redis, config.cache_ttl_seconds, self._spawn) if self.redis else None
+        self.canary = Canary(config, self.models, self.redis, self.audit, metrics, self.models.tag_version)
         self._background: set[asyncio.Task] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
@@ -80,6 +82,7 @@ class Predictor:
         await self.refresher.start()
         if self.models.shadow_enabled:
             self._spawn(self.shadow.start())
+        self._spawn(self.canary.sync())
         self._spawn(self.refresher.poll())
         settle_heap()
 
@@ -126,17 +129,25 @@ class Predictor:
             self.metrics.redis_up.set(1 if up else 0)
 
     # -- predictions -----------------------------------------------------------------------------------------------
-    def check_request(self, tickers: list[str], horizon: int | None, explain: bool) -> ServedModel:
-        return check_request(self.models, self.settings, tickers, horizon, explain)
+    def check_request(
+        self, tickers: list[str], horizon: int | None, explain: bool, served: ServedModel | None = None
+    ) -> ServedModel:
+        return check_request(self.models, self.settings, tickers, horizon, explain, served)
 
     async def predict(
-        self, tickers: list[str], horizon: int | None, explain: bool, rate: Limit | None = None
+        self,
+        tickers: list[str],
+        horizon: int | None,
+        explain: bool,
+        rate: Limit | None = None,
+        challenger: ServedModel | None = None,
     ) -> Outcome:
-        """Answers for `tickers`. With `rate` (key id, requests/s, burst) the caller's rate limit is charged in the
-        same Redis round trip as the lookup (or by this worker while Redis is away): RateLimited when over it."""
+        """Answers for `tickers`, by the champion (or by `challenger`: the canary's). With `rate` (key id,
+        requests/s, burst) the caller's rate limit is charged in the same Redis round trip as the lookup (or by this
+        worker while Redis is away): RateLimited when over it."""
         tickers = list(dict.fromkeys(t.strip().upper() for t in tickers))
-        served = self.check_request(tickers, horizon, explain)
-        out = Outcome(served, tickers)
+        served = self.check_request(tickers, horizon, explain, challenger)
+        out = Outcome(served, tickers, variant=CANARY if challenger is not None else CHAMPION)
         prefix = cache_prefix(served.name, served.version, served.horizon)
         single = len(tickers) == 1
         lookups = await self._lookups(tickers, prefix, explain, single, rate)
@@ -174,7 +185,8 @@ class Predictor:
             await self._compute(served, misses, prefix, explain, cache, out, locks)
         if self.metrics:
             self.metrics.count(out)
-        self.shadow.submit(out.answers)
+        if challenger is None:
+            self.shadow.submit(out.answers)
         return out
 
     async def _lookups(self, tickers, prefix: str, explain: bool, single: bool, rate) -> dict[str, Lookup | None]:
@@ -289,7 +301,7 @@ class Predictor:
             out.uncached += len(items)
 
     def _answer(self, out: Outcome, ticker: str, doc: bytes, cached: bool, source: str, date: str) -> None:
-        out.answers[ticker], stale = self.heads.finish(doc, cached, source, date)
+        out.answers[ticker], stale = self.heads.finish(doc, cached, source, date, out.variant)
         out.stale += stale
         out.hits += cached
 

@@ -3,14 +3,21 @@ or from its refusals: 429 with Retry-After, 4xx with a reason, 503 without a mod
 
 from __future__ import annotations
 
+import logging
+import time
+
 import bentoml
 import orjson
 from starlette.responses import JSONResponse, Response
 
+from bento.canary import CANARY, CHAMPION
 from bento.models import NoModel
 from bento.prediction_request import Outcome, RequestError
 from bento.predictor import Predictor
 from bento.rate_limit import RateLimited, too_many_requests
+from stockpred_core.redaction import redact
+
+logger = logging.getLogger("bentoml.stockpred")
 
 
 def error_response(ctx: bentoml.Context, status: int, message: str, model_version: str | None = None) -> Response:
@@ -33,7 +40,7 @@ async def forecast(
     The request counts against the key's rate limit once the predictor has charged it."""
     audit = audit_of(ctx)
     try:
-        out = await predictor.predict(tickers, horizon, explain, audit.get("rate_limit"))
+        out = await routed(ctx, predictor, audit, tickers, horizon, explain)
     except RateLimited as exc:
         audit["rate_charged"] = True
         status, body, headers = too_many_requests(audit["rate_limit"], exc.wait_seconds)
@@ -47,7 +54,46 @@ async def forecast(
         return None, error_response(ctx, 503, str(exc))
     audit["rate_charged"] = True
     audit["model_version"] = out.served.version
+    audit["variant"] = out.variant
     return out, None
+
+
+async def routed(ctx: bentoml.Context, predictor: Predictor, audit: dict, tickers, horizon, explain: bool):
+    """The outcome from the variant the client is routed to (`bento.canary`). A canary request that fails on the
+    model side is answered again by the champion; both variants' latencies and failures feed the canary's monitor."""
+    canary, rate = predictor.canary, audit.get("rate_limit")
+    client = audit.get("key_id") or (ctx.request.client.host if ctx.request.client else None)
+    variant = canary.variant(client)
+    challenger = canary.challenger() if variant == CANARY else None
+    started = time.perf_counter()
+    if challenger is not None:
+        try:
+            out = await predictor.predict(tickers, horizon, explain, rate, challenger)
+        except (RateLimited, RequestError):
+            raise  # the client's doing, not the canary's: the same for the champion
+        except Exception as exc:
+            logger.warning("canary v%s failed: %s", challenger.version, redact(f"{type(exc).__name__}: {exc}"))
+            out = None
+        if out is not None and not out.failed:
+            canary.record(CANARY, time.perf_counter() - started, False)
+            return out
+        rate = None if out is not None else rate  # charged already when the canary got an outcome
+        audit["canary_fallback"] = True
+        try:
+            return await predictor.predict(tickers, horizon, explain, rate)
+        finally:
+            canary.record(CANARY, time.perf_counter() - started, True)
+    failed = True
+    try:
+        out = await predictor.predict(tickers, horizon, explain, rate)
+        failed = out.failed
+        return out
+    except (RateLimited, RequestError, NoModel):
+        failed = False
+        raise
+    finally:
+        if canary.percent > 0:
+            canary.record(CHAMPION, time.perf_counter() - started, failed)
 
 
 def single_answer(ctx: bentoml.Context, out: Outcome) -> Response:
@@ -56,7 +102,8 @@ def single_answer(ctx: bentoml.Context, out: Outcome) -> Response:
     if name in out.errors:
         return error_response(ctx, *out.errors[name], model_version=version)
     audit_of(ctx)["cached"] = out.hits == 1
-    return Response(out.answers[name], media_type="application/json", headers={"x-model-version": version})
+    headers = {"x-model-version": version, "x-model-variant": out.variant}
+    return Response(out.answers[name], media_type="application/json", headers=headers)
 
 
 def batch_answer(ctx: bentoml.Context, out: Outcome) -> Response:
@@ -67,6 +114,7 @@ def batch_answer(ctx: bentoml.Context, out: Outcome) -> Response:
             "model_name": served.name,
             "model_version": served.version,
             "horizon_sessions": served.horizon,
+            "variant": out.variant,
             "count": len(out.answers),
             "cache_hits": out.hits,
         }
@@ -74,4 +122,5 @@ def batch_answer(ctx: bentoml.Context, out: Outcome) -> Response:
     answers = b",".join(out.answers[t] for t in out.tickers if t in out.answers)
     errors = orjson.dumps([{"ticker": t, "status": s, "error": m} for t, (s, m) in out.errors.items()])
     body = head[:-1] + b',"predictions":[' + answers + b'],"errors":' + errors + b"}"
-    return Response(body, media_type="application/json", headers={"x-model-version": served.version})
+    headers = {"x-model-version": served.version, "x-model-variant": out.variant}
+    return Response(body, media_type="application/json", headers=headers)

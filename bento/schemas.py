@@ -37,6 +37,7 @@ class Prediction(BaseModel):
     stale: bool = Field(description="The feature vector is older than the latest one or than the age limit")
     stale_reason: str | None
     feature_age_sessions: int | None = Field(description="Sessions closed since the feature date")
+    variant: str = Field(description="champion, or canary: the registry's challenger answered (a canary share)")
     model_name: str
     model_version: str
     model_family: str
@@ -68,6 +69,7 @@ class BatchPrediction(BaseModel):
     model_name: str
     model_version: str
     horizon_sessions: int
+    variant: str = Field(description="champion, or canary (the challenger answered every ticker)")
     count: int
     cache_hits: int
     predictions: list[Prediction]
@@ -81,6 +83,21 @@ class ReloadResult(BaseModel):
     challenger_version: str | None
     other_workers_signalled: bool
     error: str | None
+
+
+class VariantStats(BaseModel):
+    requests: int = Field(description="Requests in this worker's window")
+    error_rate: float | None
+    p99_ms: float | None
+
+
+class CanaryStatus(BaseModel):
+    percent: float = Field(description="The share of clients the challenger answers now (0 when inactive)")
+    configured_percent: float = Field(description="STOCKPRED_CANARY_PERCENT")
+    champion_version: str | None
+    challenger_version: str | None
+    inactive_reason: str | None = Field(description="Why the canary takes no traffic (no challenger, rolled back)")
+    variants: dict[str, VariantStats]
 
 
 class FlushResult(BaseModel):

@@ -1,6 +1,8 @@
 """The stockpred prediction service: the MLflow registry's champion behind HTTP.
 
-Routes (POST, JSON): /predict, /predict_batch (role reader), /admin/reload, /admin/cache/flush (role admin).
+Routes (POST, JSON): /predict, /predict_batch (role reader), /admin/reload, /admin/cache/flush, /admin/canary (role
+admin). Callers: API keys or OAuth2 bearer tokens (`stockpred_core.auth`); a canary share goes to the challenger
+(`bento.canary`).
 Push (role reader): GET /events (SSE) and /ws/events (WebSocket), `bento.push`. Public: /livez, /readyz, /metrics,
 /docs.json and / (`bento.pages`). Keys, roles, rate limits, body limits and the audit log are the gateway's
 (`bento.gateway`); features, the cache and the model the predictor's (`bento.predictor`).
@@ -25,7 +27,16 @@ from bento.predictor import Predictor, RequestError
 from bento.push import Relay
 from bento.push import app as push_app
 from bento.responses import audit_of, batch_answer, error_response, forecast, single_answer
-from bento.schemas import BatchPrediction, Explain, FlushResult, Horizon, Prediction, ReloadResult, Ticker
+from bento.schemas import (
+    BatchPrediction,
+    CanaryStatus,
+    Explain,
+    FlushResult,
+    Horizon,
+    Prediction,
+    ReloadResult,
+    Ticker,
+)
 from bento.security import KeyStore
 from stockpred_core.auth import JwtVerifier
 from stockpred_core.settings import load_service_settings, load_settings
@@ -97,6 +108,19 @@ class StockPredictor:
     async def reload(self, ctx: bentoml.Context) -> ReloadResult:
         """Check the registry's champion alias now and swap the model if it moved (every worker follows)."""
         return JSONResponse(await self.predictor.reload())
+
+    @bentoml.api(route="/admin/canary")
+    async def canary(
+        self,
+        ctx: bentoml.Context,
+        percent: Annotated[
+            float | None,
+            Field(ge=0, le=50, description="The challenger's share of clients; leave out to read the state only"),
+        ] = None,
+    ) -> CanaryStatus:
+        """The canary: set the share of clients the registry's challenger answers (clearing a rollback), or read
+        its state (each variant's requests, error rate and p99 in this worker's window)."""
+        return JSONResponse(await self.predictor.canary.set_percent(percent))
 
     @bentoml.api(route="/admin/cache/flush")
     async def flush_cache(self, ctx: bentoml.Context) -> FlushResult:

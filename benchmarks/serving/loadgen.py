@@ -108,7 +108,7 @@ async def open_loop(
     make_body: Callable[[int], bytes],
     rate: float,
     duration: float,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str] | Callable[[int], dict[str, str]] | None = None,
     connections: int = 64,
     timeout: float = 10.0,
     keep_bodies: bool = False,
@@ -132,7 +132,8 @@ async def _open_loop(host, port, path, make_body, rate, duration, headers, conne
     headers = headers or {}
     pool = await _open(host, port, connections)
     total = int(rate * duration)
-    raws = [request_bytes(host, port, path, make_body(i), headers) for i in range(total)]
+    per_request = callable(headers)  # headers(i): a header set per request (a bearer token per client, say)
+    raws = [request_bytes(host, port, path, make_body(i), headers(i) if per_request else headers) for i in range(total)]
     result = Result(offered_rps=rate, duration_s=duration)
     loop = asyncio.get_running_loop()
     tasks: list[asyncio.Task] = []

@@ -1,0 +1,277 @@
+"""Canary releases: a share of the clients is answered by the registry's challenger, watched against the champion,
+rolled back to 0% on its own when it errs or slows down. BentoML's open-source server splits no traffic (BentoCloud
+does), so the split is here.
+
+- Routing is sticky per client: the SHA-256 of its key id (or token subject) picks a bucket in 0..9999; buckets
+  under `percent` x 100 get the challenger. Raising the share keeps every client already on the canary there.
+- Every canary answer that fails (a model error, features the challenger cannot take) is answered again by the
+  champion in the same request: the client sees a champion answer, the failure counts against the canary.
+- `Monitor` keeps each variant's last `window_seconds` of requests (latency, failed or not) in this worker. Once both
+  have `min_requests`, the canary is rolled back when its failure rate exceeds the champion's by
+  `max_error_rate_margin`, or its p99 latency exceeds `max_latency_ratio` x the champion's (p99s under
+  `latency_floor_ms` are never compared).
+- The share and a rollback are shared by the workers through Redis (`stockpred:canary`, read every second), and
+  survive restarts: a rolled-back challenger version stays at 0% until an admin sets a share again
+  (`POST /admin/canary`) or a new challenger version takes the alias. Without Redis each worker holds its own.
+- A rollback writes an audit line (`"event": "canary_rollback"`), counts `stockpred_canary_rollbacks`, and tags the
+  challenger's version in the MLflow registry (`canary.rolled_back_at`, `canary.rollback_reason`), where the
+  training pipeline and the Dagster UI's model card read it.
+
+Promotion to 100% is not a canary share: it is the registry's champion alias, moved by the pipeline behind its
+blocking check (`STOCKPRED_CANARY_PERCENT` is capped at 50).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from bento.audit import AuditSink
+from bento.models import ModelManager, ServedModel
+from bento.store import RedisUnavailable
+from stockpred_core.redaction import redact
+
+logger = logging.getLogger("bentoml.stockpred")
+
+CHAMPION, CANARY = "champion", "canary"
+STATE_KEY = "stockpred:canary"
+BUCKETS = 10_000
+MAX_PERCENT = 50.0
+SYNC_S = 1.0
+JUDGE_EVERY_S = 0.1  # the verdict (a p99 over the window) at most this often per worker
+
+
+def bucket(client_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(client_id.encode()).digest()[:4], "big") % BUCKETS
+
+
+@dataclass(frozen=True)
+class Rules:
+    window_seconds: float = 60.0
+    min_requests: int = 50
+    max_error_rate_margin: float = 0.02
+    max_latency_ratio: float = 2.0
+    latency_floor_ms: float = 20.0
+
+    @classmethod
+    def from_settings(cls, service) -> Rules:
+        return cls(
+            service.canary_window_seconds,
+            service.canary_min_requests,
+            service.canary_max_error_rate_margin,
+            service.canary_max_latency_ratio,
+            service.canary_latency_floor_ms,
+        )
+
+
+class Monitor:
+    """Each variant's recent requests: (time, latency in seconds, failed)."""
+
+    def __init__(self, rules: Rules, clock=time.monotonic) -> None:
+        self.rules, self.clock = rules, clock
+        self.samples: dict[str, deque] = {CHAMPION: deque(), CANARY: deque()}
+
+    def record(self, variant: str, latency_s: float, failed: bool) -> None:
+        samples, now = self.samples[variant], self.clock()
+        samples.append((now, latency_s, failed))
+        while samples[0][0] < now - self.rules.window_seconds:  # the window only: bounded however long it runs
+            samples.popleft()
+
+    def clear(self) -> None:
+        for samples in self.samples.values():
+            samples.clear()
+
+    def stats(self, variant: str) -> dict:
+        samples = self.samples[variant]
+        horizon = self.clock() - self.rules.window_seconds
+        while samples and samples[0][0] < horizon:
+            samples.popleft()
+        if not samples:
+            return {"requests": 0, "error_rate": None, "p99_ms": None}
+        latencies = np.fromiter((s[1] for s in samples), float, len(samples))
+        failed = sum(s[2] for s in samples)
+        return {
+            "requests": len(samples),
+            "error_rate": round(failed / len(samples), 4),
+            "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 2),
+        }
+
+    def verdict(self) -> str | None:
+        """Why the canary must go, or None (also while either variant has too few requests)."""
+        rules = self.rules
+        ours, theirs = self.stats(CANARY), self.stats(CHAMPION)
+        if min(ours["requests"], theirs["requests"]) < rules.min_requests:
+            return None
+        if ours["error_rate"] > theirs["error_rate"] + rules.max_error_rate_margin:
+            return (
+                f"error rate {ours['error_rate']:.2%} against the champion's {theirs['error_rate']:.2%} "
+                f"(margin {rules.max_error_rate_margin:.2%}) over {ours['requests']} requests"
+            )
+        floor = rules.latency_floor_ms
+        if ours["p99_ms"] > floor and ours["p99_ms"] > rules.max_latency_ratio * max(theirs["p99_ms"], floor):
+            return (
+                f"p99 latency {ours['p99_ms']:.1f} ms against the champion's {theirs['p99_ms']:.1f} ms "
+                f"(at most {rules.max_latency_ratio:g}x) over {ours['requests']} requests"
+            )
+        return None
+
+
+class Canary:
+    def __init__(self, service_settings, models: ModelManager, redis, audit: AuditSink, metrics=None, tag=None):
+        self.configured = float(service_settings.canary_percent)
+        self.models, self.redis, self.audit, self.metrics = models, redis, audit, metrics
+        self.monitor = Monitor(Rules.from_settings(service_settings))
+        self.tag = tag  # (version, tags) -> None: the registry tagging, run in a thread
+        self.state: dict[str, str] = {}  # Redis's (or, without Redis, this worker's) percent / rolled_back / reason
+        self._tasks: set[asyncio.Task] = set()
+        self._judged_at = 0.0
+        self._watched: str | None = None  # the challenger version the monitor's samples are of
+        if self.configured > 0:
+            models.follow_challenger = True
+
+    # -- the share -------------------------------------------------------------------------------------------------
+    def challenger(self) -> ServedModel | None:
+        """The challenger when it may take canary traffic: loaded, not rolled back, serving the champion's horizon
+        and label (a client's request must mean the same to both)."""
+        champion, challenger = self.models.current, self.models.challenger
+        if champion is None or challenger is None or self.state.get("rolled_back") == challenger.version:
+            return None
+        if (challenger.horizon, challenger.label) != (champion.horizon, champion.label):
+            return None
+        return challenger
+
+    @property
+    def percent(self) -> float:
+        if self.challenger() is None:
+            return 0.0
+        return float(self.state["percent"]) if "percent" in self.state else self.configured
+
+    def variant(self, client_id: str | None) -> str:
+        share = self.percent
+        if share <= 0 or client_id is None:
+            return CHAMPION
+        return CANARY if bucket(client_id) < share * BUCKETS / 100 else CHAMPION
+
+    # -- watching --------------------------------------------------------------------------------------------------
+    def record(self, variant: str, latency_s: float, failed: bool) -> None:
+        challenger = self.models.challenger
+        watched = challenger.version if challenger is not None else None
+        if watched != self._watched:  # a new challenger is judged on its own requests only
+            self.monitor.clear()
+            self._watched = watched
+        self.monitor.record(variant, latency_s, failed)
+        if self.metrics is not None:
+            self.metrics.variant_requests.labels(variant, "failed" if failed else "ok").inc()
+            self.metrics.variant_latency.labels(variant).observe(latency_s)
+        now = time.monotonic()
+        if variant == CANARY and now - self._judged_at >= JUDGE_EVERY_S:
+            self._judged_at = now
+            reason = self.monitor.verdict()
+            if reason is not None:
+                self._spawn(self.roll_back(reason))
+
+    async def roll_back(self, reason: str) -> None:
+        challenger = self.challenger()
+        if challenger is None:
+            return  # rolled back already (by this worker or another)
+        champion = self.models.current
+        now = time.time()
+        state = {"rolled_back": challenger.version, "reason": reason, "at": str(now), "percent": "0"}
+        self.state = {**self.state, **state}
+        stats = {CANARY: self.monitor.stats(CANARY), CHAMPION: self.monitor.stats(CHAMPION)}
+        self.monitor.clear()
+        await self._save(state)
+        self.audit.write(
+            {
+                "event": "canary_rollback",
+                "ts": now,
+                "challenger_version": challenger.version,
+                "champion_version": champion.version if champion else None,
+                "reason": reason,
+                "variants": stats,
+            }
+        )
+        logger.warning("canary of %s v%s rolled back to 0%%: %s", challenger.name, challenger.version, reason)
+        if self.metrics is not None:
+            self.metrics.canary_rollbacks.inc()
+            self.metrics.canary_share.set(0)
+        if self.tag is not None:
+            tags = {"canary.rolled_back_at": str(int(now)), "canary.rollback_reason": reason[:500]}
+            try:
+                await asyncio.to_thread(self.tag, challenger.version, tags)
+            except Exception as exc:  # the registry away: the audit line and the metric hold the event
+                logger.warning("cannot tag the rolled-back version: %s", redact(f"{type(exc).__name__}: {exc}"))
+
+    # -- the admin call and the shared state -------------------------------------------------------------------------
+    async def set_percent(self, percent: float | None) -> dict:
+        """The admin call: a new share (clearing a rollback), or None to read the state only."""
+        if percent is not None:
+            if not 0 <= percent <= MAX_PERCENT:
+                raise ValueError(f"a canary share is 0 to {MAX_PERCENT:g} percent; 100% is a promotion")
+            state = {"percent": f"{percent:g}", "rolled_back": "", "reason": "", "at": str(time.time())}
+            self.state = {**self.state, **state}
+            self.monitor.clear()
+            await self._save(state)
+            if percent > 0 and not self.models.follow_challenger:
+                self.models.follow_challenger = True
+                await asyncio.get_running_loop().run_in_executor(None, self.models.check)
+        return self.status()
+
+    def status(self) -> dict:
+        challenger = self.models.challenger
+        champion = self.models.current
+        why = None
+        if challenger is None:
+            why = "no challenger in the registry (alias `challenger`)"
+        elif self.state.get("rolled_back") == challenger.version:
+            why = f"rolled back: {self.state.get('reason')}"
+        elif champion is not None and (challenger.horizon, challenger.label) != (champion.horizon, champion.label):
+            why = "the challenger forecasts another horizon or label than the champion"
+        return {
+            "percent": self.percent,
+            "configured_percent": self.configured,
+            "champion_version": champion.version if champion else None,
+            "challenger_version": challenger.version if challenger else None,
+            "inactive_reason": why,
+            "variants": {CHAMPION: self.monitor.stats(CHAMPION), CANARY: self.monitor.stats(CANARY)},
+        }
+
+    async def _save(self, state: dict) -> None:
+        if self.redis is None:
+            return
+        try:
+            await self.redis.call(lambda: self.redis.client.hset(STATE_KEY, mapping=state))
+        except RedisUnavailable:
+            logger.warning("Redis is away: the canary state holds in this worker only until it is back")
+
+    async def sync(self) -> None:
+        """Background task: the shared state every second (a rollback by another worker, an admin's share)."""
+        while True:
+            await self.read_state()
+            await asyncio.sleep(SYNC_S)
+
+    async def read_state(self) -> None:
+        if self.redis is not None and self.redis.up:
+            try:
+                raw = await self.redis.call(lambda: self.redis.client.hgetall(STATE_KEY))
+            except RedisUnavailable:
+                raw = None
+            if raw is not None:
+                state = {k.decode(): v.decode() for k, v in raw.items()}
+                self.state = {k: v for k, v in state.items() if v != ""}
+        if self.percent > 0 and not self.models.follow_challenger:
+            self.models.follow_challenger = True
+            await asyncio.get_running_loop().run_in_executor(None, self.models.check)
+        if self.metrics is not None:
+            self.metrics.canary_share.set(self.percent)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
