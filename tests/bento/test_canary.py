@@ -13,7 +13,6 @@ import pytest
 from support.service import audit_lines, build_world, fit, register, serve, set_alias, training_data
 
 from bento.canary import CANARY, CHAMPION, Monitor, Rules, bucket
-from bento.harness.issuer import Issuer
 from stockpred_core.io.model_card import CHALLENGER_ALIAS
 from stockpred_core.models.baselines import LinearForecaster
 
@@ -46,15 +45,6 @@ def test_the_monitor_judges_errors_and_latency_once_both_variants_have_enough():
     clock[0] += 11  # the window moved on: nothing left to judge
     monitor.record(CANARY, 0.030, False)
     assert monitor.verdict() is None and monitor.stats(CHAMPION)["requests"] == 0
-
-
-pytestmark_slow = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def issuer():
-    with Issuer() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +90,7 @@ async def load(base: str, clients: dict[str, str], seconds: float, concurrency: 
 
 @pytest.mark.slow
 def test_a_healthy_canary_answers_its_share_sticky_and_labelled(server, issuer):
-    base, world, healthy = server
+    base, _, healthy = server
     clients = tokens(issuer)
     answers = asyncio.run(load(base, clients, 6))
     assert {status for _, status, *_ in answers} == {200}
@@ -158,7 +148,7 @@ def test_a_faulty_canary_under_load_rolls_back_with_no_failed_request(server, is
 
 
 @pytest.mark.slow
-def test_an_admin_share_clears_the_rollback_and_a_reader_may_not_set_one(server, issuer, world_admin=None):
+def test_an_admin_share_clears_the_rollback_and_a_reader_may_not_set_one(server, issuer):
     base, world, healthy = server
     reader = {"Authorization": f"Bearer {issuer.token(subject='someone')}"}
     refused = httpx.post(f"{base}/admin/canary", json={"percent": 50}, headers=reader, timeout=30)

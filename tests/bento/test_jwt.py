@@ -12,17 +12,9 @@ import httpx
 import pytest
 from support.service import audit_lines, build_world, serve
 
-from bento.harness.issuer import Issuer
-
 pytestmark = pytest.mark.slow
 
 MIN_REFRESH_S = 2.0
-
-
-@pytest.fixture(scope="module")
-def issuer():
-    with Issuer() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
