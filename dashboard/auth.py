@@ -3,7 +3,8 @@ the service trusts an OAuth2 issuer (STOCKPRED_JWT_*), its bearer tokens (`stock
 
 A key or a token is checked once at the login form; a signed Flask session cookie carries the caller's id afterwards
 (a token's session ends with the token). Behind an OAuth2 proxy (deploy/k8s: oauth2-proxy) every request carries
-`Authorization: Bearer <token>`, verified on each request, no form. Without any key or issuer configured the
+the user's access token (`X-Auth-Request-Access-Token`, or `Authorization: Bearer <token>`), verified on each request,
+no form. Without any key or issuer configured the
 dashboard is open (the local default, as the service is)."""
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from stockpred_core.settings import ServiceSettings
 LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
 OPEN_PATHS = (LOGIN_PATH, "/healthz", "/metrics")  # the probes and the scrape, as the service's
+PROXY_TOKEN = "X-Auth-Request-Access-Token"  # what ingress-nginx passes on from oauth2-proxy (deploy/k8s/base/auth)
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,9 @@ def protect(server: flask.Flask, keys: Keys, secret: str) -> None:
         if not keys.configured or flask.request.path in OPEN_PATHS:
             return None
         bearer = flask.request.headers.get("Authorization", "")
-        if bearer[:7].lower() == "bearer " and keys.tokens is not None:  # behind the OAuth2 proxy: every request
-            token = keys.verify_token(bearer[7:].strip())
+        bearer = bearer[7:].strip() if bearer[:7].lower() == "bearer " else flask.request.headers.get(PROXY_TOKEN, "")
+        if bearer and keys.tokens is not None:  # behind the OAuth2 proxy: every request, verified here too
+            token = keys.verify_token(bearer)
             if isinstance(token, TokenError):
                 return flask.Response(token.message, status=token.status)
             if token is not None:

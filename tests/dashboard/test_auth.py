@@ -52,6 +52,8 @@ def test_bearer_tokens_of_the_services_issuer_sign_in(world):
         assert client.get("/_dash-layout").status_code == 401
         proxied = client.get("/_dash-layout", headers={"Authorization": f"Bearer {issuer.token(subject='ana')}"})
         assert proxied.status_code == 200
+        via_ingress = client.get("/_dash-layout", headers={"X-Auth-Request-Access-Token": issuer.token(subject="cy")})
+        assert via_ingress.status_code == 200
         expired = client.get("/_dash-layout", headers={"Authorization": f"Bearer {issuer.token(lifetime=-120)}"})
         assert expired.status_code == 401 and b"expired" in expired.data
         other = client.post("/login", data={"api_key": issuer.token(aud="elsewhere")})

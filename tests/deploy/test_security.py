@@ -29,8 +29,8 @@ def test_no_secret_is_defined_or_written_in_plain_text(docs):
 
 def test_every_pod_is_non_root_limited_and_probed(docs):
     workloads = [d for d in docs if d["kind"] in WORKLOADS]
-    assert len(workloads) == 9  # bento, mlflow, pushgateway, redis, backup, the stream worker, its persist job,
-    # the dashboard and the notifier
+    assert len(workloads) == 10  # bento, mlflow, pushgateway, redis, backup, the stream worker, its persist job,
+    # the dashboard, the notifier and oauth2-proxy
     for doc in workloads:
         where = f"{doc['kind']}/{doc['metadata']['name']}"
         assert_pod_is_hardened(where, pod_spec(doc))

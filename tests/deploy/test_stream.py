@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from k8s_manifests import DEPLOY, WORKLOADS, find, pod_labels, pod_spec
+from k8s_manifests import DEPLOY, REDIS_URL, WORKLOADS, find, pod_labels, pod_spec
 
 import stream.cli
 
@@ -94,7 +94,7 @@ def test_the_worker_command_parses_with_the_real_cli(docs, pod_environment, monk
     monkeypatch.setattr(stream.cli, "serve", lambda specs: started.extend(specs) or 0)
     assert stream.cli.main(command[1:]) == 0  # parsed, checked (--predict: one process), not started
     (spec,) = started
-    assert spec.predict and spec.redis_url == f"redis://:{PLACEHOLDER}@redis:6379/0"
+    assert spec.predict and spec.redis_url == REDIS_URL.replace("$(REDIS_PASSWORD)", PLACEHOLDER)
     assert spec.owned == tuple(range(spec.shards)) and spec.consumer == "stream-0"
     # the metrics: served where the port, the probes, the Service and the NetworkPolicy say
     (port,) = container["ports"]

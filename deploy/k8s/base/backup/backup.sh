@@ -4,7 +4,8 @@
 #                                        pg_restore --list (a dump that cannot be read fails the job)
 #   backup.sh upload   (aws-cli image)   copy the dumps to $BACKUP_URL/<database>/<UTC time>.dump, then delete the
 #                                        dumps older than $RETENTION_DAYS days under $BACKUP_URL
-# Connection: the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGSSLMODE.
+# Connection: the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGSSLMODE (verify-full), PGSSLROOTCERT.
+# Uploads are encrypted server-side: S3_SSE (aws:kms or AES256), with S3_SSE_KMS_KEY_ID when set.
 set -eu
 : "${DATABASES:?space-separated database names}" "${BACKUP_DIR:?local directory for the dumps}"
 stamp_file="$BACKUP_DIR/.stamp"
@@ -22,7 +23,8 @@ upload() {
     : "${BACKUP_URL:?s3://bucket/prefix}" "${RETENTION_DAYS:?days to keep}"
     stamp=$(cat "$stamp_file")
     for db in $DATABASES; do
-        aws s3 cp --only-show-errors "$BACKUP_DIR/$db.dump" "$BACKUP_URL/$db/$stamp.dump"
+        aws s3 cp --only-show-errors --sse "${S3_SSE:-aws:kms}" ${S3_SSE_KMS_KEY_ID:+--sse-kms-key-id "$S3_SSE_KMS_KEY_ID"} \
+            "$BACKUP_DIR/$db.dump" "$BACKUP_URL/$db/$stamp.dump"
         echo "uploaded $BACKUP_URL/$db/$stamp.dump"
     done
     bucket=${BACKUP_URL#s3://}
