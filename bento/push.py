@@ -109,8 +109,11 @@ def status_message(event: str, body: dict) -> Message:
 class Client:
     """One connected client's filters and bounded queue. The relay `offer`s; the connection's task takes batches."""
 
-    def __init__(self, tickers: frozenset[str] | None, kinds: frozenset[str], limit: int = QUEUE_EVENTS) -> None:
+    def __init__(
+        self, tickers: frozenset[str] | None, kinds: frozenset[str], limit: int = QUEUE_EVENTS, owner: str | None = None
+    ) -> None:
         self.tickers, self.kinds, self.limit = tickers, kinds, limit
+        self.owner = owner  # a reader sees the alerts of its own subscriptions only; None: every alert (admin)
         self.pending: deque[Message] = deque()
         self.wake = asyncio.Event()
         self.overflowed = False
@@ -150,7 +153,7 @@ class Client:
 class Entry:
     """One stream entry, parsed once however many clients get it."""
 
-    __slots__ = ("_answers", "_head", "data", "id", "key", "kind", "tickers")
+    __slots__ = ("_answers", "_head", "_subscriber", "data", "id", "key", "kind", "tickers")
 
     def __init__(self, entry_id: bytes, fields: dict) -> None:
         self.id = entry_id.decode()
@@ -162,6 +165,7 @@ class Entry:
             self.data = orjson.dumps(orjson.loads(self.data))
         self._answers: dict[str, bytes] | None = None
         self._head = b""
+        self._subscriber: str | None = None
 
     def message(self, data: bytes) -> Message:
         return Message(self.id, self.key, self.kind, data)
@@ -170,6 +174,8 @@ class Entry:
         """This entry as `client` sees it, or None: its kind filtered out, or none of its tickers."""
         if not client.wants(self.kind):
             return None
+        if self.kind == ALERT and client.owner is not None and self.subscriber() != client.owner:
+            return None  # another subscriber's alert
         if client.tickers is None:
             return self.message(self.data)
         if matched is None:
@@ -185,6 +191,13 @@ class Entry:
         if len(parts) == len(answers):
             return self.message(self.data)
         return self.message(self._head + b"[" + b",".join(parts) + b"]}")
+
+    def subscriber(self) -> str:
+        """Whose subscription an alert entry fired for."""
+        if self._subscriber is None:
+            doc = orjson.loads(self.data)
+            self._subscriber = str(doc.get("subscriber", "")) if isinstance(doc, dict) else ""
+        return self._subscriber
 
     def _split(self) -> dict[str, bytes]:
         """ticker -> that answer's JSON, and the document's other fields as the head of a filtered copy."""
@@ -526,6 +539,14 @@ async def authorize(service, headers: dict[bytes, bytes], query_key: str | None,
     return None
 
 
+def alert_owner(audit: dict) -> str | None:
+    """Whose alerts a client may read (docs/security.md): a reader its own subscriptions' (its API key id, or its
+    token's subject, is the subscriber name), an admin and the open local service every subscriber's."""
+    if audit.get("role") in (None, "admin"):
+        return None
+    return audit.get("subject") or audit.get("key_id")
+
+
 class _Endpoint:
     def __init__(self) -> None:
         self._service = None
@@ -651,7 +672,7 @@ class SSEEndpoint(_Endpoint):
         if refusal is not None:
             await send_answer(send, *refusal)
             return self.finish(service, scope, audit, refusal[0], started)
-        client = Client(subscription.tickers, subscription.kinds)
+        client = Client(subscription.tickers, subscription.kinds, owner=alert_owner(audit))
         sent, reason = 0, "client left"
 
         async def write(chunk: bytes) -> None:
@@ -721,7 +742,7 @@ class WebSocketEndpoint(_Endpoint):
             await send({"type": "websocket.send", "text": orjson.dumps({"event": "error", "data": error}).decode()})
             await send({"type": "websocket.close", "code": code, "reason": error[:120]})
             return self.finish(service, scope, audit, code - 4000, started)
-        client = Client(subscription.tickers, subscription.kinds)
+        client = Client(subscription.tickers, subscription.kinds, owner=alert_owner(audit))
         sent, reason = 0, "client left"
 
         async def deliver(messages: list[Message]) -> None:

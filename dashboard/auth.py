@@ -56,15 +56,16 @@ class Keys:
         config = service.jwt_config()
         return cls(by_hash, JwtVerifier(config) if config is not None else None)
 
-    def verify_token(self, token: str) -> tuple[str, str, float] | TokenError | None:
-        """(id, role, expiry) of a bearer token, its refusal, or None when tokens are off or it is not a JWT."""
+    def verify_token(self, token: str) -> tuple[str, str, float, str] | TokenError | None:
+        """(id, role, expiry, subject) of a bearer token, its refusal, or None when tokens are off or it is not a
+        JWT."""
         if self.tokens is None or not looks_like_jwt(token):
             return None
         try:
             principal = self.tokens.verify(token)
         except TokenError as error:
             return error
-        return f"jwt:{principal.subject}", principal.role, principal.expires_at
+        return f"jwt:{principal.subject}", principal.role, principal.expires_at, principal.subject
 
     def authenticate(self, token: str) -> tuple[str, str] | None:
         digest = hashlib.sha256(token.encode()).hexdigest()
@@ -99,6 +100,7 @@ def protect(server: flask.Flask, keys: Keys, secret: str) -> None:
             if key is not None:
                 flask.session.clear()
                 flask.session["key_id"], flask.session["role"] = key
+                flask.session["subscriber"] = token[3] if token is not None else key[0]
                 if token is not None:
                     flask.session["expires_at"] = token[2]
                 return flask.redirect(target)
@@ -121,7 +123,7 @@ def protect(server: flask.Flask, keys: Keys, secret: str) -> None:
             if isinstance(token, TokenError):
                 return flask.Response(token.message, status=token.status)
             if token is not None:
-                flask.g.key_id, flask.g.role = token[:2]
+                flask.g.caller = token[3], token[1]
                 return None
         if "key_id" in flask.session:
             if flask.session.get("expires_at", float("inf")) > time.time():
@@ -130,6 +132,26 @@ def protect(server: flask.Flask, keys: Keys, secret: str) -> None:
         if flask.request.method == "GET" and not flask.request.path.startswith("/_dash"):
             return flask.redirect(f"{LOGIN_PATH}?next={flask.request.full_path.rstrip('?')}")
         return flask.Response("sign in first", status=401)
+
+
+def caller() -> tuple[str, str] | None:
+    """(subscriber name, role) of the signed-in caller: its API key's id or its token's subject, which is the name
+    its alert subscriptions go by. None when the dashboard is open (no key and no issuer configured: every
+    subscription is everyone's, the local default)."""
+    if not flask.has_request_context():
+        return None
+    if "caller" in flask.g:
+        return flask.g.caller
+    if "subscriber" in flask.session:
+        return flask.session["subscriber"], flask.session["role"]
+    return None
+
+
+def restricted_to() -> str | None:
+    """The one subscriber whose alerts and subscriptions the caller may see and change (a reader: its own), or None
+    for all of them (an admin, or the open dashboard)."""
+    who = caller()
+    return None if who is None or who[1] == "admin" else who[0]
 
 
 def _form(message: str, target: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from dash import Input, Output, State, ctx, dash_table, dcc, html, no_update
 
+from dashboard.auth import restricted_to
 from dashboard.data import Data
 from stockpred_core.alerts import DEFAULT_COOLDOWN_S, Subscription, SubscriptionError, parse_subscription
 
@@ -132,6 +133,9 @@ def register(app, data: Data) -> None:
     )
     def feed(live, _):
         table = data.alert_feed()
+        own = restricted_to()
+        if own is not None and len(table):
+            table = table[table["subscriber"] == own]
         newest = table["id"].iloc[0] if len(table) else "-"
         return table.to_dict("records"), feed_figure(table), f"{len(table)} alerts shown, newest {newest}"
 
@@ -149,6 +153,12 @@ def register(app, data: Data) -> None:
     )
     def change(_save, _delete, _page, subscriber, tickers, rules, cooldown, channels):
         message = ""
+        own = restricted_to()
+        if own is not None and ctx.triggered_id in ("sub-save", "sub-delete"):
+            subscriber = (subscriber or "").strip() or own
+            if subscriber != own:
+                rows = [s for s in data.subscriptions() if s.subscriber == own]
+                return subscription_rows(rows), f"not saved: you may manage your own subscription only ({own})"
         if ctx.triggered_id == "sub-save":
             try:
                 known = {s.subscriber: s for s in data.subscriptions()}
@@ -160,7 +170,7 @@ def register(app, data: Data) -> None:
         elif ctx.triggered_id == "sub-delete" and subscriber:
             data.delete_subscription(subscriber.strip())
             message = f"deleted {subscriber.strip()}"
-        return subscription_rows(data.subscriptions()), message
+        return subscription_rows([s for s in data.subscriptions() if own in (None, s.subscriber)]), message
 
     @app.callback(
         Output("sub-subscriber", "value"),

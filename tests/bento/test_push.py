@@ -185,7 +185,7 @@ def test_sse_client_gets_entries_of_its_tickers_one_event_per_entry(server, even
     first = xadd_predictions(events, ["LIVE1", "OTHER", "LIVE3"])
     xadd_predictions(events, ["OTHER"])  # none of its tickers: nothing
     both = xadd_predictions(events, ["LIVE2", "OTHER", "LIVE1"])
-    alert = {"subscriber": "s", "rule": "r", "ticker": "LIVE2", "value": 0.1, "threshold": 0.05, "message": "m"}
+    alert = {"subscriber": "reader", "rule": "r", "ticker": "LIVE2", "value": 0.1, "threshold": 0.05, "message": "m"}
     alerted = events.xadd(EVENTS_KEY, alert_fields(alert)).decode()
     wait_until(lambda: alerted in stream.ids())
     got = [e for e in stream.events if e["id"]]
@@ -206,6 +206,19 @@ def test_sse_client_gets_entries_of_its_tickers_one_event_per_entry(server, even
     wait_until(lambda: again in only_alerts.ids())
     assert only_alerts.ids() == [again]
     clients.close(only_alerts)
+
+
+def test_a_reader_gets_the_alerts_of_its_own_subscriptions_an_admin_everyones(server, events, clients):
+    reader = clients.sse(f"{server.base}/events?kinds=alert", key(server))
+    admin = clients.sse(f"{server.base}/events?kinds=alert", key(server, "admin"))
+    wait_until(lambda: reader.live and admin.live)
+    alert = {"rule": "r", "ticker": "OWN1", "value": 0.1, "threshold": 0.05, "message": "m"}
+    theirs = events.xadd(EVENTS_KEY, alert_fields({**alert, "subscriber": "someone-else"})).decode()
+    mine = events.xadd(EVENTS_KEY, alert_fields({**alert, "subscriber": "reader"})).decode()
+    wait_until(lambda: mine in reader.ids() and mine in admin.ids())
+    assert reader.ids() == [mine] and admin.ids() == [theirs, mine]
+    clients.close(reader)
+    clients.close(admin)
 
 
 def test_resume_gets_exactly_the_missed_entries_then_live_ones(server, events, clients):

@@ -9,6 +9,8 @@ import time
 from bento.harness.issuer import Issuer
 from dashboard.app import create_app
 from dashboard.auth import Keys
+from dashboard.harness import publish_alert
+from dashboard.pages import alerts
 from stockpred_core.settings import ServiceSettings
 
 
@@ -64,3 +66,53 @@ def test_bearer_tokens_of_the_services_issuer_sign_in(world):
             assert session["key_id"] == "jwt:bo" and session["role"] == "reader"
             session["expires_at"] = time.time() - 1  # the token's end, as if time had passed
         assert client.get("/_dash-layout").status_code == 401
+
+
+def dash_call(client, output_id: str, values: dict, triggered: str):
+    """POST the Dash callback whose outputs include `output_id`, as the browser does: every input and state with
+    its value from `values` (None else), `triggered` as the changed property. The response's outputs."""
+    key, spec = next((k, s) for k, s in client.application.config["dash_callbacks"].items() if f"{output_id}." in k)
+    body = {
+        "output": key,
+        "outputs": [{"id": o.split(".")[0], "property": o.split(".")[1]} for o in key.strip(".").split("...")],
+        "inputs": [{**i, "value": values.get(i["id"])} for i in spec["inputs"]],
+        "state": [{**s, "value": values.get(s["id"])} for s in spec["state"]],
+        "changedPropIds": [triggered],
+    }
+    answer = client.post("/_dash-update-component", json=body)
+    assert answer.status_code == 200, answer.data[:500]
+    return answer.get_json()["response"]
+
+
+def test_a_reader_sees_and_manages_its_own_subscriptions_and_alerts_an_admin_all(world):
+    keys = Keys(
+        {
+            hashlib.sha256(b"ana-key").hexdigest(): ("ana", "reader"),
+            hashlib.sha256(b"ops").hexdigest(): ("ops", "admin"),
+        }
+    )
+    app = create_app(world.data(), keys, "test-secret")
+    app.server.config["dash_callbacks"] = app.callback_map
+    data = world.data()
+    for subscriber in ("ana", "bo"):
+        data.save_subscription(alerts.from_form(subscriber, "", "above 0.5", 60))
+        publish_alert(data.sources.redis, "T0007", "above 0.5", subscriber=subscriber)
+    reader = app.server.test_client()
+    reader.post("/login", data={"api_key": "ana-key"})
+    form = {"sub-subscriber": "bo", "sub-rules": "above 0.9", "sub-cooldown": 60, "page": "/alerts"}
+    refused = dash_call(reader, "sub-table", form, "sub-save.n_clicks")
+    assert "your own subscription only (ana)" in refused["sub-message"]["children"]
+    assert {row["subscriber"] for row in refused["sub-table"]["data"]} == {"ana"}
+    assert {s.subscriber: alerts.rules_text(s) for s in data.subscriptions()}["bo"] == "above 0.5"  # untouched
+    saved = dash_call(reader, "sub-table", {**form, "sub-subscriber": ""}, "sub-save.n_clicks")
+    assert saved["sub-message"]["children"].startswith("saved ana: above 0.9")
+    feed = dash_call(reader, "alerts-feed", {"page": "/alerts"}, "page.pathname")
+    assert feed["alerts-feed"]["data"] and {a["subscriber"] for a in feed["alerts-feed"]["data"]} == {"ana"}
+    admin = app.server.test_client()
+    admin.post("/login", data={"api_key": "ops"})
+    everyone = dash_call(admin, "alerts-feed", {"page": "/alerts"}, "page.pathname")
+    assert {"ana", "bo"} <= {a["subscriber"] for a in everyone["alerts-feed"]["data"]}
+    rows = dash_call(admin, "sub-table", {"page": "/alerts"}, "page.pathname")["sub-table"]["data"]
+    assert {"ana", "bo"} <= {row["subscriber"] for row in rows}
+    for subscriber in ("ana", "bo"):
+        data.delete_subscription(subscriber)
