@@ -13,6 +13,8 @@ does), so the split is here.
 - The share and a rollback are shared by the workers through Redis (`stockpred:canary`, read every second), and
   survive restarts: a rolled-back challenger version stays at 0% until an admin sets a share again
   (`POST /admin/canary`) or a new challenger version takes the alias. Without Redis each worker holds its own.
+- While a canary runs, the distinct answers of both variants go to a Redis stream (`stockpred_core.io.served_log`);
+  the `canary_live_ic` asset measures each variant's rank IC there once the realized returns arrive.
 - A rollback writes an audit line (`"event": "canary_rollback"`), counts `stockpred_canary_rollbacks`, and tags the
   challenger's version in the MLflow registry (`canary.rolled_back_at`, `canary.rollback_reason`), where the
   training pipeline and the Dagster UI's model card read it.
@@ -31,10 +33,12 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 
 from bento.audit import AuditSink
 from bento.models import ModelManager, ServedModel
 from bento.store import RedisUnavailable
+from stockpred_core.io.served_log import add_served
 from stockpred_core.redaction import redact
 
 logger = logging.getLogger("bentoml.stockpred")
@@ -45,6 +49,7 @@ BUCKETS = 10_000
 MAX_PERCENT = 50.0
 SYNC_S = 1.0
 JUDGE_EVERY_S = 0.1  # the verdict (a p99 over the window) at most this often per worker
+SEEN_MAX = 500_000  # distinct answers remembered as written to the served log; past this the memory starts over
 
 
 def bucket(client_id: str) -> int:
@@ -132,6 +137,8 @@ class Canary:
         self._tasks: set[asyncio.Task] = set()
         self._judged_at = 0.0
         self._watched: str | None = None  # the challenger version the monitor's samples are of
+        self._served: dict[tuple, list[tuple[str, float]]] = {}  # to the served log (live rank IC), next sync
+        self._seen: set[tuple] = set()
         if self.configured > 0:
             models.follow_challenger = True
 
@@ -175,6 +182,39 @@ class Canary:
             reason = self.monitor.verdict()
             if reason is not None:
                 self._spawn(self.roll_back(reason))
+
+    def served(self, out) -> None:
+        """Note the answers of an outcome for the served log (stockpred_core.io.served_log), while a canary runs:
+        each distinct (variant, version, feature date, ticker) once."""
+        if self.redis is None or self.percent <= 0:
+            return
+        version = out.served.version
+        for ticker, answer in out.answers.items():
+            doc = orjson.loads(answer)
+            seen = (out.variant, version, doc["feature_date"], ticker)
+            if seen in self._seen:
+                continue
+            if len(self._seen) >= SEEN_MAX:
+                self._seen.clear()
+            self._seen.add(seen)
+            group = (out.variant, version, doc["feature_date"], int(doc["horizon_sessions"]))
+            self._served.setdefault(group, []).append((ticker, float(doc["prediction"])))
+
+    async def flush_served(self) -> None:
+        if not self._served or self.redis is None or not self.redis.up:
+            return
+        groups, self._served = self._served, {}
+
+        async def write() -> None:
+            pipe = self.redis.client.pipeline(transaction=False)
+            add_served(pipe, groups)
+            await pipe.execute()
+
+        try:
+            await self.redis.call(write)
+        except RedisUnavailable:
+            for group, rows in groups.items():  # kept for the next try
+                self._served.setdefault(group, []).extend(rows)
 
     async def roll_back(self, reason: str) -> None:
         challenger = self.challenger()
@@ -254,6 +294,7 @@ class Canary:
         """Background task: the shared state every second (a rollback by another worker, an admin's share)."""
         while True:
             await self.read_state()
+            await self.flush_served()
             await asyncio.sleep(SYNC_S)
 
     async def read_state(self) -> None:

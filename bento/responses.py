@@ -76,6 +76,7 @@ async def routed(ctx: bentoml.Context, predictor: Predictor, audit: dict, ticker
             out = None
         if out is not None and not out.failed:
             canary.record(CANARY, time.perf_counter() - started, False)
+            canary.served(out)
             return out
         rate = None if out is not None else rate  # charged already when the canary got an outcome
         audit["canary_fallback"] = True
@@ -87,6 +88,7 @@ async def routed(ctx: bentoml.Context, predictor: Predictor, audit: dict, ticker
     try:
         out = await predictor.predict(tickers, horizon, explain, rate)
         failed = out.failed
+        canary.served(out)
         return out
     except (RateLimited, RequestError, NoModel):
         failed = False

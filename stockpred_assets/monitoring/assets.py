@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from stockpred_assets.monitoring.automation import FOLLOWS_THE_DAY
+from stockpred_assets.monitoring.canary import canary_live_ic  # noqa: F401 (this group's asset, loaded from here)
 from stockpred_assets.monitoring.live_performance import live_figures
 from stockpred_assets.monitoring.metrics import drift_gauges, push_metrics
 from stockpred_assets.monitoring.reference import champion_facts, load_reference

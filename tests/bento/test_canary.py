@@ -10,10 +10,12 @@ import httpx
 import mlflow
 import numpy as np
 import pytest
+import redis
 from support.service import audit_lines, build_world, fit, register, serve, set_alias, training_data
 
 from bento.canary import CANARY, CHAMPION, Monitor, Rules, bucket
 from stockpred_core.io.model_card import CHALLENGER_ALIAS
+from stockpred_core.io.served_log import read_served
 from stockpred_core.models.baselines import LinearForecaster
 
 CLIENTS = 200
@@ -90,7 +92,7 @@ async def load(base: str, clients: dict[str, str], seconds: float, concurrency: 
 
 @pytest.mark.slow
 def test_a_healthy_canary_answers_its_share_sticky_and_labelled(server, issuer):
-    base, _, healthy = server
+    base, world, healthy = server
     clients = tokens(issuer)
     answers = asyncio.run(load(base, clients, 6))
     assert {status for _, status, *_ in answers} == {200}
@@ -105,6 +107,11 @@ def test_a_healthy_canary_answers_its_share_sticky_and_labelled(server, issuer):
     status = httpx.post(f"{base}/admin/canary", json={}, headers=admin(issuer), timeout=30).json()
     assert status["percent"] == 10 and status["challenger_version"] == healthy and status["inactive_reason"] is None
     assert status["variants"][CANARY]["requests"] > 0 and status["variants"][CANARY]["error_rate"] == 0
+    time.sleep(1.5)  # the served log is written once a second
+    served = read_served(redis.Redis.from_url(world.env["STOCKPRED_REDIS_URL"]))
+    versions = served.groupby("variant")["model_version"].unique().map(list).to_dict()
+    assert versions == {CANARY: [healthy], CHAMPION: ["1"]}
+    assert not served.duplicated(["variant", "ticker", "date"]).any() and set(served["horizon"]) == {5}
 
 
 def admin(issuer) -> dict[str, str]:
