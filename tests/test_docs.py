@@ -166,6 +166,7 @@ ANSWERS = {
     "/predict": lambda body: body["ticker"] == "S00042" and body["model_version"] == "1",
     "/predict_batch": lambda body: body["count"] == 2 and [e["ticker"] for e in body["errors"]] == ["NOPE"],
     "/admin/reload": lambda body: body["changed"] is False and body["model_version"] == "1",
+    "/admin/canary": lambda body: body["percent"] == 0 and body["inactive_reason"].startswith("no challenger"),
 }
 
 
