@@ -12,7 +12,10 @@ does), so the split is here.
   `latency_floor_ms` are never compared).
 - The share and a rollback are shared by the workers through Redis (`stockpred:canary`, read every second), and
   survive restarts: a rolled-back challenger version stays at 0% until an admin sets a share again
-  (`POST /admin/canary`) or a new challenger version takes the alias. Without Redis each worker holds its own.
+  (`POST /admin/canary`); a new challenger version gets the requested share. Without Redis each worker holds its
+  own.
+- A canary request gets `STOCKPRED_CANARY_TIMEOUT_SECONDS`; past it the champion answers and the request counts as
+  a canary failure, so a hanging challenger is rolled back like a failing one.
 - While a canary runs, the distinct answers of both variants go to a Redis stream (`stockpred_core.io.served_log`);
   the `canary_live_ic` asset measures each variant's rank IC there once the realized returns arrive.
 - A rollback writes an audit line (`"event": "canary_rollback"`), counts `stockpred_canary_rollbacks`, and tags the
@@ -48,7 +51,7 @@ STATE_KEY = "stockpred:canary"
 BUCKETS = 10_000
 MAX_PERCENT = 50.0
 SYNC_S = 1.0
-JUDGE_EVERY_S = 0.1  # the verdict (a p99 over the window) at most this often per worker
+JUDGE_EVERY_S = 0.25  # the verdict (a p99 over the window) at most this often per worker
 SEEN_MAX = 500_000  # distinct answers remembered as written to the served log; past this the memory starts over
 
 
@@ -130,6 +133,7 @@ class Monitor:
 class Canary:
     def __init__(self, service_settings, models: ModelManager, redis, audit: AuditSink, metrics=None, tag=None):
         self.configured = float(service_settings.canary_percent)
+        self.timeout_s = float(service_settings.canary_timeout_seconds)
         self.models, self.redis, self.audit, self.metrics = models, redis, audit, metrics
         self.monitor = Monitor(Rules.from_settings(service_settings))
         self.tag = tag  # (version, tags) -> None: the registry tagging, run in a thread
@@ -154,10 +158,14 @@ class Canary:
         return challenger
 
     @property
-    def percent(self) -> float:
-        if self.challenger() is None:
-            return 0.0
+    def requested(self) -> float:
+        """The share asked for: an admin's (shared through Redis), else STOCKPRED_CANARY_PERCENT."""
         return float(self.state["percent"]) if "percent" in self.state else self.configured
+
+    @property
+    def percent(self) -> float:
+        """The share in force: 0 without a challenger that may take traffic (none, or rolled back)."""
+        return 0.0 if self.challenger() is None else self.requested
 
     def variant(self, client_id: str | None) -> str:
         share = self.percent
@@ -217,15 +225,19 @@ class Canary:
                 self._served.setdefault(group, []).extend(rows)
 
     async def roll_back(self, reason: str) -> None:
+        """Take the challenger's version out of traffic (the requested share stays for the next version). Several
+        workers may judge at once: the one that claims the version in Redis records the event, once."""
         challenger = self.challenger()
         if challenger is None:
             return  # rolled back already (by this worker or another)
         champion = self.models.current
         now = time.time()
-        state = {"rolled_back": challenger.version, "reason": reason, "at": str(now), "percent": "0"}
+        state = {"rolled_back": challenger.version, "reason": reason, "at": str(now)}
         self.state = {**self.state, **state}
         stats = {CANARY: self.monitor.stats(CANARY), CHAMPION: self.monitor.stats(CHAMPION)}
         self.monitor.clear()
+        if not await self._claim(challenger.version, now):
+            return  # another worker rolled it back first: read_state adopts its reason
         await self._save(state)
         self.audit.write(
             {
@@ -255,9 +267,10 @@ class Canary:
             if not 0 <= percent <= MAX_PERCENT:
                 raise ValueError(f"a canary share is 0 to {MAX_PERCENT:g} percent; 100% is a promotion")
             state = {"percent": f"{percent:g}", "rolled_back": "", "reason": "", "at": str(time.time())}
-            self.state = {**self.state, **state}
+            self.state = {k: v for k, v in {**self.state, **state}.items() if v != "" and not k.startswith("claimed:")}
             self.monitor.clear()
             await self._save(state)
+            await self._unclaim()
             if percent > 0 and not self.models.follow_challenger:
                 self.models.follow_challenger = True
                 await asyncio.get_running_loop().run_in_executor(None, self.models.check)
@@ -282,6 +295,30 @@ class Canary:
             "variants": {CHAMPION: self.monitor.stats(CHAMPION), CANARY: self.monitor.stats(CANARY)},
         }
 
+    async def _claim(self, version: str, now: float) -> bool:
+        """Whether this worker is the first to roll `version` back (HSETNX; without Redis, always)."""
+        if self.redis is None:
+            return True
+        try:
+            return bool(await self.redis.call(lambda: self.redis.client.hsetnx(STATE_KEY, f"claimed:{version}", now)))
+        except RedisUnavailable:
+            return True
+
+    async def _unclaim(self) -> None:
+        """An admin's new share: every version may be rolled back (and recorded) again."""
+        if self.redis is None:
+            return
+        try:
+            claims = [
+                k
+                for k in await self.redis.call(lambda: self.redis.client.hkeys(STATE_KEY))
+                if k.startswith(b"claimed:")
+            ]
+            if claims:
+                await self.redis.call(lambda: self.redis.client.hdel(STATE_KEY, *claims))
+        except RedisUnavailable:
+            pass
+
     async def _save(self, state: dict) -> None:
         if self.redis is None:
             return
@@ -305,8 +342,11 @@ class Canary:
                 raw = None
             if raw is not None:
                 state = {k.decode(): v.decode() for k, v in raw.items()}
+                before = self.state.get("rolled_back")
                 self.state = {k: v for k, v in state.items() if v != ""}
-        if self.percent > 0 and not self.models.follow_challenger:
+                if self.state.get("rolled_back") not in (None, before):
+                    self.monitor.clear()  # another worker rolled it back: its samples here are of the old run
+        if self.requested > 0 and not self.models.follow_challenger:
             self.models.follow_challenger = True
             await asyncio.get_running_loop().run_in_executor(None, self.models.check)
         if self.metrics is not None:

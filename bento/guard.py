@@ -79,10 +79,16 @@ class Guard:
             if self.jwt.needs_keys(text):  # the JWKS fetch (rare, rate-bounded) off the event loop
                 await asyncio.to_thread(self.jwt.prefetch, text)
             try:
-                principal = self.jwt.verify(text)
+                principal = self.jwt.verify(text, fetch=False)  # never IO on the event loop
             except TokenError as error:
                 return error
-            return ApiKey(f"jwt:{principal.subject}", principal.role, auth="jwt", subject=principal.subject)
+            return ApiKey(
+                f"jwt:{principal.subject}",
+                principal.role,
+                auth="jwt",
+                subject=principal.subject,
+                expires_at=principal.expires_at,
+            )
         key = self.keys.authenticate(text)
         return key if key is not None else "invalid"
 

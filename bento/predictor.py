@@ -82,6 +82,7 @@ class Predictor:
         await self.refresher.start()
         if self.models.shadow_enabled:
             self._spawn(self.shadow.start())
+        await self.canary.read_state()  # a rollback recorded before this worker started holds from its first request
         self._spawn(self.canary.sync())
         self._spawn(self.refresher.poll())
         settle_heap()

@@ -69,6 +69,7 @@ BLOCK_MS = 5_000
 MAX_CLIENTS = 10_000  # per worker
 MAX_TICKERS = 1_000  # per client filter
 BACKOFF = RetryPolicy(backoff_base_s=0.1, backoff_max_s=5.0)  # its jittered delays; the relay retries forever
+TOKEN_EXPIRED = "reconnect with a new token (from Last-Event-ID / last_event_id: nothing is lost)"
 QUERY_CREDENTIALS = ("api_key", "access_token")  # an API key or a bearer token (JWT), for EventSource and WebSocket
 STREAM_ID = re.compile(r"^(\d{1,20})(?:-(\d{1,20}))?$")
 TICKER = re.compile(TICKER_PATTERN)
@@ -114,6 +115,7 @@ class Client:
     ) -> None:
         self.tickers, self.kinds, self.limit = tickers, kinds, limit
         self.owner = owner  # a reader sees the alerts of its own subscriptions only; None: every alert (admin)
+        self.expires_at: float | None = None  # a bearer token's `exp`: the stream ends there
         self.pending: deque[Message] = deque()
         self.wake = asyncio.Event()
         self.overflowed = False
@@ -522,6 +524,8 @@ async def authorize(service, headers: dict[bytes, bytes], query_key: str | None,
         audit["auth"] = key.auth
         if key.subject is not None:
             audit["subject"] = key.subject
+        if key.expires_at is not None:
+            audit["token_expires_at"] = key.expires_at  # not an audit field: the stream's end
     if not allows(key.role, NEEDED_ROLE):
         guard._refused("forbidden")
         if key.auth == "jwt":
@@ -540,11 +544,11 @@ async def authorize(service, headers: dict[bytes, bytes], query_key: str | None,
 
 
 def alert_owner(audit: dict) -> str | None:
-    """Whose alerts a client may read (docs/security.md): a reader its own subscriptions' (its API key id, or its
-    token's subject, is the subscriber name), an admin and the open local service every subscriber's."""
+    """Whose alerts a client may read (docs/security.md): a reader its own subscriptions' (its API key id, or
+    `jwt:<subject>` for a token, is the subscriber name), an admin and the open local service every subscriber's."""
     if audit.get("role") in (None, "admin"):
         return None
-    return audit.get("subject") or audit.get("key_id")
+    return audit.get("key_id")
 
 
 class _Endpoint:
@@ -625,9 +629,14 @@ async def feed(relay: Relay, client: Client, subscription: Subscription, deliver
     filters = {"tickers": sorted(client.tickers) if client.tickers else None, "kinds": sorted(client.kinds)}
     await deliver([status_message("subscribed", filters)])
     while True:
-        batch = await client.take(HEARTBEAT_S)
+        left = HEARTBEAT_S if client.expires_at is None else min(HEARTBEAT_S, client.expires_at - time.time())
+        if left <= 0:
+            await deliver([status_message("expired", {"error": "the access token expired", "action": TOKEN_EXPIRED})])
+            return "token expired"
+        batch = await client.take(left)
         if batch is None:
-            await deliver([])
+            if client.expires_at is None or time.time() < client.expires_at:
+                await deliver([])
             continue
         if batch:
             await deliver(batch)
@@ -673,6 +682,7 @@ class SSEEndpoint(_Endpoint):
             await send_answer(send, *refusal)
             return self.finish(service, scope, audit, refusal[0], started)
         client = Client(subscription.tickers, subscription.kinds, owner=alert_owner(audit))
+        client.expires_at = audit.get("token_expires_at")
         sent, reason = 0, "client left"
 
         async def write(chunk: bytes) -> None:
@@ -743,6 +753,7 @@ class WebSocketEndpoint(_Endpoint):
             await send({"type": "websocket.close", "code": code, "reason": error[:120]})
             return self.finish(service, scope, audit, code - 4000, started)
         client = Client(subscription.tickers, subscription.kinds, owner=alert_owner(audit))
+        client.expires_at = audit.get("token_expires_at")
         sent, reason = 0, "client left"
 
         async def deliver(messages: list[Message]) -> None:
@@ -776,7 +787,9 @@ class WebSocketEndpoint(_Endpoint):
                         close = (1008, "client too slow")
                 else:
                     reason = pump.result()
-                    if reason == "overflow":
+                    if reason == "token expired":
+                        close = (4401, "the access token expired: reconnect with a new one")
+                    elif reason == "overflow":
                         close = (1008, "client too slow: event queue overflow, resume from last_event_id")
                         with contextlib.suppress(Exception):
                             async with asyncio.timeout(SEND_TIMEOUT_S):

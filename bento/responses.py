@@ -3,6 +3,7 @@ or from its refusals: 429 with Retry-After, 4xx with a reason, 503 without a mod
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -60,42 +61,52 @@ async def forecast(
 
 async def routed(ctx: bentoml.Context, predictor: Predictor, audit: dict, tickers, horizon, explain: bool):
     """The outcome from the variant the client is routed to (`bento.canary`). A canary request that fails on the
-    model side is answered again by the champion; both variants' latencies and failures feed the canary's monitor."""
+    model side or takes longer than the canary's timeout is answered again by the champion. Both variants' latencies
+    and failures feed the canary's monitor (a rate limit, a client error or a client that left is no sample)."""
     canary, rate = predictor.canary, audit.get("rate_limit")
     client = audit.get("key_id") or (ctx.request.client.host if ctx.request.client else None)
-    variant = canary.variant(client)
-    challenger = canary.challenger() if variant == CANARY else None
+    challenger = canary.challenger() if canary.variant(client) == CANARY else None
     started = time.perf_counter()
     if challenger is not None:
-        try:
-            out = await predictor.predict(tickers, horizon, explain, rate, challenger)
-        except (RateLimited, RequestError):
-            raise  # the client's doing, not the canary's: the same for the champion
-        except Exception as exc:
-            logger.warning("canary v%s failed: %s", challenger.version, redact(f"{type(exc).__name__}: {exc}"))
-            out = None
-        if out is not None and not out.failed:
-            canary.record(CANARY, time.perf_counter() - started, False)
+        out = await _canary_outcome(predictor, challenger, tickers, horizon, explain, rate)
+        canary.record(CANARY, time.perf_counter() - started, out is None)
+        if out is not None:
             canary.served(out)
             return out
-        rate = None if out is not None else rate  # charged already when the canary got an outcome
         audit["canary_fallback"] = True
-        try:
-            return await predictor.predict(tickers, horizon, explain, rate)
-        finally:
-            canary.record(CANARY, time.perf_counter() - started, True)
-    failed = True
+        return await predictor.predict(tickers, horizon, explain)  # the rate limit was charged by the canary's call
+    watched, failed = canary.percent > 0, True
     try:
         out = await predictor.predict(tickers, horizon, explain, rate)
         failed = out.failed
         canary.served(out)
         return out
-    except (RateLimited, RequestError, NoModel):
-        failed = False
+    except (RateLimited, RequestError, NoModel, asyncio.CancelledError):
+        watched = False  # the client's doing (or it left), or no model at all: no sample of the champion's health
         raise
     finally:
-        if canary.percent > 0:
+        if watched:
             canary.record(CHAMPION, time.perf_counter() - started, failed)
+
+
+async def _canary_outcome(predictor: Predictor, challenger, tickers, horizon, explain: bool, rate):
+    """The challenger's outcome, or None when it failed or ran past the canary's timeout. Its work is shielded: a
+    timeout leaves the computation (which concurrent requests may share) to finish on its own."""
+    task = asyncio.ensure_future(predictor.predict(tickers, horizon, explain, rate, challenger))
+    try:
+        out = await asyncio.wait_for(asyncio.shield(task), predictor.canary.timeout_s)
+    except (RateLimited, RequestError):
+        raise  # the client's doing, not the canary's: the same for the champion
+    except TimeoutError:
+        logger.warning(
+            "canary v%s took over %g s: the champion answers", challenger.version, predictor.canary.timeout_s
+        )
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # its outcome is not needed
+        return None
+    except Exception as exc:
+        logger.warning("canary v%s failed: %s", challenger.version, redact(f"{type(exc).__name__}: {exc}"))
+        return None
+    return None if out.failed else out
 
 
 def single_answer(ctx: bentoml.Context, out: Outcome) -> Response:

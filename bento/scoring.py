@@ -65,7 +65,8 @@ class ModelRunner:
             batch: asyncio.Future = loop.create_future()
             batch.add_done_callback(lambda b: _settle(b, own))
             self._queue.put_nowait(_Job(served, fresh, explain, batch))
-        return list(await asyncio.gather(*results))
+        # shielded: a request cancelled (its client left, a timeout) must not cancel a future others wait on too
+        return list(await asyncio.gather(*(asyncio.shield(f) for f in results)))
 
     async def _batches(self) -> None:
         while True:

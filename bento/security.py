@@ -47,6 +47,7 @@ class ApiKey:
     burst: int | None = None
     auth: str = "key"  # "key" (an API key) or "jwt"
     subject: str | None = None
+    expires_at: float | None = None  # a token's `exp` (push streams end there)
 
 
 def _entry(raw: dict, where: str) -> tuple[str, ApiKey]:

@@ -56,16 +56,16 @@ class Keys:
         config = service.jwt_config()
         return cls(by_hash, JwtVerifier(config) if config is not None else None)
 
-    def verify_token(self, token: str) -> tuple[str, str, float, str] | TokenError | None:
-        """(id, role, expiry, subject) of a bearer token, its refusal, or None when tokens are off or it is not a
-        JWT."""
+    def verify_token(self, token: str) -> tuple[str, str, float] | TokenError | None:
+        """(id `jwt:<subject>`, role, expiry) of a bearer token, its refusal, or None when tokens are off or it is
+        not a JWT."""
         if self.tokens is None or not looks_like_jwt(token):
             return None
         try:
             principal = self.tokens.verify(token)
         except TokenError as error:
             return error
-        return f"jwt:{principal.subject}", principal.role, principal.expires_at, principal.subject
+        return f"jwt:{principal.subject}", principal.role, principal.expires_at
 
     def authenticate(self, token: str) -> tuple[str, str] | None:
         digest = hashlib.sha256(token.encode()).hexdigest()
@@ -100,7 +100,6 @@ def protect(server: flask.Flask, keys: Keys, secret: str) -> None:
             if key is not None:
                 flask.session.clear()
                 flask.session["key_id"], flask.session["role"] = key
-                flask.session["subscriber"] = token[3] if token is not None else key[0]
                 if token is not None:
                     flask.session["expires_at"] = token[2]
                 return flask.redirect(target)
@@ -121,9 +120,9 @@ def protect(server: flask.Flask, keys: Keys, secret: str) -> None:
         if bearer and keys.tokens is not None:  # behind the OAuth2 proxy: every request, verified here too
             token = keys.verify_token(bearer)
             if isinstance(token, TokenError):
-                return flask.Response(token.message, status=token.status)
+                return flask.Response(token.message, status=token.status, mimetype="text/plain")
             if token is not None:
-                flask.g.caller = token[3], token[1]
+                flask.g.caller = token[:2]
                 return None
         if "key_id" in flask.session:
             if flask.session.get("expires_at", float("inf")) > time.time():
@@ -135,15 +134,15 @@ def protect(server: flask.Flask, keys: Keys, secret: str) -> None:
 
 
 def caller() -> tuple[str, str] | None:
-    """(subscriber name, role) of the signed-in caller: its API key's id or its token's subject, which is the name
-    its alert subscriptions go by. None when the dashboard is open (no key and no issuer configured: every
-    subscription is everyone's, the local default)."""
+    """(subscriber name, role) of the signed-in caller: its API key's id, or `jwt:<subject>` for a token (the
+    service's names), which its alert subscriptions go by. None when the dashboard is open (no key and no issuer
+    configured: every subscription is everyone's, the local default)."""
     if not flask.has_request_context():
         return None
     if "caller" in flask.g:
         return flask.g.caller
-    if "subscriber" in flask.session:
-        return flask.session["subscriber"], flask.session["role"]
+    if "key_id" in flask.session:
+        return flask.session["key_id"], flask.session.get("role", "reader")
     return None
 
 

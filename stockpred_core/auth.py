@@ -80,6 +80,9 @@ class JwtConfig:
         unsafe = set(self.algorithms) - ASYMMETRIC
         if unsafe:
             raise ValueError(f"JWT algorithms must be asymmetric ({sorted(ASYMMETRIC)}), not {sorted(unsafe)}")
+        url = httpx.URL(self.jwks_url)
+        if url.scheme != "https" and url.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(f"the JWKS URL must be https:// (plain http only on loopback), not {self.jwks_url!r}")
 
 
 def looks_like_jwt(token: str) -> bool:
@@ -98,6 +101,7 @@ class JwksCache:
         self.fetched_at: float | None = None  # last successful fetch
         self.tried_at: float | None = None  # last attempt, successful or not
         self.fetches = 0
+        self.fetching = False  # a fetch is under way: callers missing a key wait for it (`refresh` takes the lock)
         self.error: str | None = None
         self._lock = threading.Lock()
 
@@ -127,13 +131,16 @@ class JwksCache:
                 return
             self.tried_at = self.clock()
             self.fetches += 1
+            self.fetching = True
             try:
                 answer = self.client.get(self.config.jwks_url, headers={"Accept": "application/json"})
                 answer.raise_for_status()
                 keys = KeySet.import_key_set(answer.json())
             except (httpx.HTTPError, ValueError, JoseError, TypeError, KeyError) as exc:
-                self.error = f"cannot fetch the issuer's keys from {self.config.jwks_url}: {type(exc).__name__}"
+                self.error = f"the issuer's keys cannot be fetched ({type(exc).__name__})"
                 return
+            finally:
+                self.fetching = False
             self.keys, self.fetched_at, self.error = keys, self.clock(), None
 
 
@@ -145,6 +152,7 @@ class JwtVerifier:
         self.jwks = jwks or JwksCache(config)
         self.now = now
         self.verified: TTLCache = TTLCache(VERIFIED_ENTRIES, VERIFIED_TTL_S)
+        self._verified_lock = threading.Lock()  # the dashboard verifies from several threads
         self._claims = jwt.JWTClaimsRegistry(
             now=lambda: int(self.now()),
             leeway=config.leeway_seconds,
@@ -155,14 +163,16 @@ class JwtVerifier:
         )
 
     def needs_keys(self, token: str) -> bool:
-        """Whether verifying `token` would fetch the JWKS first (the caller may do that off its event loop)."""
-        if hashlib.sha256(token.encode()).digest() in self.verified:
+        """Whether the JWKS should be fetched before `verify(token, fetch=False)` (off the caller's event loop)."""
+        if self._remembered(hashlib.sha256(token.encode()).digest()) is not None:
             return False
         try:
             kid = self._header(token).get("kid")
         except TokenError:
             return False
-        return isinstance(kid, str) and self.jwks.due(kid)
+        if not isinstance(kid, str):
+            return False
+        return self.jwks.due(kid) or (self.jwks.fetching and self.jwks.key(kid) is None)
 
     def prefetch(self, token: str) -> None:
         """Fetch the keys `token` needs when `needs_keys(token)`: the only IO of a verification."""
@@ -170,14 +180,24 @@ class JwtVerifier:
         if isinstance(kid, str):
             self.jwks.refresh(kid)
 
-    def verify(self, token: str) -> TokenPrincipal:
+    def verify(self, token: str, fetch: bool = True) -> TokenPrincipal:
+        """The token's principal, or TokenError. `fetch=False`: never fetch the JWKS here (an event loop calls
+        `prefetch` in a thread first): a kid the held keys lack is refused."""
         digest = hashlib.sha256(token.encode()).digest()
-        known = self.verified.get(digest)
+        known = self._remembered(digest)
+        if known is not None:
+            return known
+        principal = self._verify(token, fetch)
+        with self._verified_lock:
+            self.verified[digest] = principal
+        return principal
+
+    def _remembered(self, digest: bytes) -> TokenPrincipal | None:
+        with self._verified_lock:
+            known = self.verified.get(digest)
         if known is not None and known.expires_at > self.now() - self.config.leeway_seconds:
             return known
-        principal = self._verify(token)
-        self.verified[digest] = principal
-        return principal
+        return None
 
     def _header(self, token: str) -> dict:
         if len(token) > MAX_TOKEN_BYTES:
@@ -187,7 +207,7 @@ class JwtVerifier:
         except (JoseError, ValueError, TypeError, UnicodeError):
             raise TokenError(401, "invalid", "invalid token: not a signed JWT (header.payload.signature)") from None
 
-    def _verify(self, token: str) -> TokenPrincipal:
+    def _verify(self, token: str, fetch: bool) -> TokenPrincipal:
         header = self._header(token)
         alg = header.get("alg")
         if alg not in self.config.algorithms:
@@ -197,14 +217,14 @@ class JwtVerifier:
         if not isinstance(kid, str) or not kid:
             raise TokenError(401, "invalid", "invalid token: its header names no signing key (kid)")
         key = self.jwks.key(kid)
-        if key is None or self.jwks.due(kid):
+        if fetch and (key is None or self.jwks.due(kid)):
             self.jwks.refresh(kid)
             key = self.jwks.key(kid)
         if key is None:
             why = self.jwks.error or "the issuer does not publish it"
-            raise TokenError(401, "unknown_key", f"invalid token: unknown signing key {kid!r} ({why})")
+            raise TokenError(401, "unknown_key", f"invalid token: unknown signing key {kid[:64]!r} ({why})")
         if KEY_TYPES.get(alg[:2]) != key.key_type:
-            why = f"algorithm {alg} does not fit key {kid!r} ({key.key_type})"
+            why = f"algorithm {alg} does not fit key {kid[:64]!r} ({key.key_type})"
             raise TokenError(401, "invalid", f"invalid token: {why}")
         try:
             claims = jwt.decode(token, key, algorithms=[alg]).claims

@@ -136,6 +136,7 @@ class ServiceSettings(_FromEnvironment):
     canary_max_error_rate_margin: float = 0.02  # the canary's error rate may exceed the champion's by this
     canary_max_latency_ratio: float = 2.0  # ... its p99 latency may be this multiple of the champion's
     canary_latency_floor_ms: float = 20.0  # p99s under this are never compared (noise at idle)
+    canary_timeout_seconds: float = 2.0  # a canary request slower than this is answered by the champion (a failure)
 
     def jwt_config(self):
         """The JWT verifier's configuration, None when tokens are off (no issuer or no JWKS URL)."""

@@ -14,17 +14,19 @@ from stockpred_resources.lake import LakeResource
 from stockpred_resources.redis import RedisResource
 
 TABLE = ("monitoring", "canary_live_ic")
+MIN_TICKERS = 10  # a feature date whose variant answered fewer distinct tickers has no IC: a handful is noise
 
 
 def variant_ic(served: pd.DataFrame, bars: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
-    """Per (variant, model_version, horizon, date) with a realized return: the rank IC and the tickers it covers."""
+    """Per (variant, model_version, horizon, date) with a realized return: the rank IC and the tickers it covers.
+    Each variant's IC is over the tickers its own clients asked for (at least MIN_TICKERS a date)."""
     adjusted = adjust(bars, events)
     frames = []
     for (variant, version, horizon), rows in served.groupby(["variant", "model_version", "horizon"]):
         realized = forward_returns(adjusted, int(horizon))
         pred = rows.set_index(["date", "ticker"])["prediction"].astype(float)
         known = pred.index.intersection(realized.index)
-        ic = daily_ic(pred, realized, "spearman")
+        ic = daily_ic(pred, realized, "spearman", min_names=MIN_TICKERS)
         names = pd.Series(1, index=known).groupby(level="date").sum()
         frames.append(
             pd.DataFrame({"rank_ic": ic, "tickers": names.reindex(ic.index)}).assign(

@@ -13,12 +13,17 @@ import pytest
 import redis
 from support.service import audit_lines, build_world, fit, register, serve, set_alias, training_data
 
-from bento.canary import CANARY, CHAMPION, Monitor, Rules, bucket
+from bento.audit import AuditSink
+from bento.canary import CANARY, CHAMPION, STATE_KEY, Canary, Monitor, Rules, bucket
+from bento.responses import _canary_outcome
+from bento.store import RedisLink
 from stockpred_core.io.model_card import CHALLENGER_ALIAS
 from stockpred_core.io.served_log import read_served
 from stockpred_core.models.baselines import LinearForecaster
+from stockpred_core.settings import ServiceSettings
 
 CLIENTS = 200
+PINNED = {"client-0": 7637, "jwt:alice": 539, "reader": 6790}
 
 
 def test_buckets_are_sticky_and_a_larger_share_keeps_its_clients():
@@ -26,7 +31,8 @@ def test_buckets_are_sticky_and_a_larger_share_keeps_its_clients():
     at = {share: {c for c in clients if bucket(c) < share * 100} for share in (5, 10, 25)}
     assert at[5] <= at[10] <= at[25]
     assert abs(len(at[10]) / len(clients) - 0.10) < 0.015
-    assert [bucket(c) for c in clients[:50]] == [bucket(c) for c in clients[:50]]
+    # the bucket is the SHA-256 of the id: the same in every worker, process and release (pinned here)
+    assert {c: bucket(c) for c in PINNED} == PINNED
 
 
 def test_the_monitor_judges_errors_and_latency_once_both_variants_have_enough():
@@ -47,6 +53,81 @@ def test_the_monitor_judges_errors_and_latency_once_both_variants_have_enough():
     clock[0] += 11  # the window moved on: nothing left to judge
     monitor.record(CANARY, 0.030, False)
     assert monitor.verdict() is None and monitor.stats(CHAMPION)["requests"] == 0
+
+
+class Version:
+    """What the canary reads of a served model: its version, horizon and label."""
+
+    def __init__(self, version: str, horizon: int = 5, label: str = "return") -> None:
+        self.version, self.horizon, self.label, self.name = version, horizon, label, "stockpred"
+
+
+class Registry:
+    """The two aliases as a worker's ModelManager holds them; `check` loads the challenger once followed."""
+
+    def __init__(self, challenger: str | None) -> None:
+        self.current, self.follow_challenger, self.wanted = Version("1"), False, challenger
+        self.challenger = None
+
+    def check(self) -> bool:
+        if self.follow_challenger and self.wanted:
+            self.challenger = Version(self.wanted)
+        return False
+
+
+def workers(redis_url: str, n: int, percent: float, tmp_path, challenger: str = "2") -> list[Canary]:
+    settings = ServiceSettings(canary_percent=percent, canary_min_requests=5)
+    link = RedisLink(redis_url)
+    audit = AuditSink(str(tmp_path / "audit.log"))
+    canaries = [Canary(settings, Registry(challenger), link, audit) for _ in range(n)]
+    for canary in canaries:
+        canary.models.check()
+    return canaries
+
+
+def test_an_admin_share_reaches_every_worker_and_a_rollback_is_recorded_once(redis_url, tmp_path):
+    url = redis_url.rsplit("/", 1)[0] + "/12"
+    redis.Redis.from_url(url).delete(STATE_KEY)
+
+    async def run() -> None:
+        first, second = workers(url, 2, 0, tmp_path)
+        assert first.percent == 0 and second.models.challenger is None  # no share asked: the challenger not loaded
+        await first.set_percent(10)
+        await second.read_state()  # its sync loop, once a second
+        assert second.models.challenger.version == "2" and second.percent == 10
+        for canary in (first, second):
+            for _ in range(6):
+                canary.monitor.record(CHAMPION, 0.001, False)
+                canary.monitor.record(CANARY, 0.001, True)
+        await asyncio.gather(first.roll_back("errors"), second.roll_back("errors"))  # both judged it at once
+        lines = [line for line in (tmp_path / "audit.log").read_text().splitlines() if "canary_rollback" in line]
+        assert len(lines) == 1
+        await first.read_state()
+        await second.read_state()
+        assert first.percent == second.percent == 0 and first.requested == 10
+        second.models.challenger = Version("3")  # a new challenger takes the alias: the asked share applies to it
+        assert second.percent == 10 and second.variant("jwt:alice") == CANARY  # bucket 539 < 1000
+        await first.set_percent(5)  # an admin's new share clears the rollback of version 2 too
+        await second.read_state()
+        second.models.challenger = Version("2")
+        assert second.percent == 5 and second.state.get("rolled_back") is None
+
+    asyncio.run(run())
+
+
+def test_a_canary_slower_than_its_timeout_gives_way_to_the_champion():
+    class Slow:
+        canary = type("Limits", (), {"timeout_s": 0.05})()
+
+        async def predict(self, *args):
+            await asyncio.sleep(1)
+
+    async def run() -> float:
+        started = time.perf_counter()
+        assert await _canary_outcome(Slow(), Version("2"), ["T00001"], None, False, None) is None
+        return time.perf_counter() - started
+
+    assert asyncio.run(run()) < 0.5
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +243,10 @@ def test_an_admin_share_clears_the_rollback_and_a_reader_may_not_set_one(server,
     assert refused.status_code == 403 and "stockpred.admin" in refused.json()["error"]
     too_much = httpx.post(f"{base}/admin/canary", json={"percent": 100}, headers=admin(issuer), timeout=30)
     assert too_much.status_code == 400
-    set_alias(world.settings, CHALLENGER_ALIAS, healthy)
+    set_alias(world.settings, CHALLENGER_ALIAS, healthy)  # another version than the rolled-back one
     httpx.post(f"{base}/admin/reload", json={}, headers=admin(issuer), timeout=60)
+    status = httpx.post(f"{base}/admin/canary", json={}, headers=admin(issuer), timeout=30).json()
+    assert status["percent"] == 10 and status["challenger_version"] == healthy  # STOCKPRED_CANARY_PERCENT again
     status = httpx.post(f"{base}/admin/canary", json={"percent": 25}, headers=admin(issuer), timeout=30).json()
     assert status["percent"] == 25 and status["challenger_version"] == healthy and status["inactive_reason"] is None
 

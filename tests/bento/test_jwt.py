@@ -155,3 +155,15 @@ def test_the_push_stream_takes_a_token_in_the_query(server, issuer):
         assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/event-stream")
     expired = httpx.get(f"{base}/events", params={"access_token": issuer.token(lifetime=-120)}, timeout=10)
     refused(expired, 401, "expired")
+
+
+def test_a_push_stream_ends_when_its_token_expires(server, issuer):
+    base, _ = server
+    token = issuer.token(lifetime=2)
+    started, lines = time.monotonic(), []
+    with httpx.stream("GET", f"{base}/events", params={"access_token": token}, timeout=15) as answer:
+        assert answer.status_code == 200
+        for line in answer.iter_lines():  # ends when the service closes the stream
+            lines.append(line)
+    assert "event: expired" in lines and 1.5 < time.monotonic() - started < 10
+    assert json.loads(lines[lines.index("event: expired") + 1][len("data: ") :])["error"] == "the access token expired"

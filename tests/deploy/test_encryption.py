@@ -30,7 +30,7 @@ CONFIG = dict(line.split("=", 1) for line in (K8S / "base" / "config.env").read_
 PG_CA_DIR = "/etc/stockpred/postgres"
 UIS = {  # Ingress -> the provider groups that may open it
     "dagster-webserver": {"stockpred-engineers"},
-    "mlflow": {"stockpred-engineers", "stockpred-quants"},
+    "mlflow": {"stockpred-engineers"},  # MLflow has no permissions of its own: the registry's aliases are in reach
     "stockpred-dashboard": {"stockpred-analysts", "stockpred-engineers"},
 }
 
@@ -125,6 +125,16 @@ def test_the_uis_are_behind_the_sign_in_and_the_api_is_not(overlay, docs):
         ("OAUTH2_PROXY_CLIENT_ID", "OAUTH2_PROXY_CLIENT_SECRET", "OAUTH2_PROXY_COOKIE_SECRET"), "stockpred-oauth2-proxy"
     )
     assert {"--cookie-secure=true", "--pass-access-token=true", "--code-challenge-method=S256"} <= set(proxy["args"])
+    domain = ".staging.example.com" if overlay == "staging" else ".example.com"
+    proxy_config = find(
+        docs,
+        "ConfigMap",
+        next(d["metadata"]["name"] for d in docs if d["metadata"]["name"].startswith("oauth2-proxy-")),
+    )
+    assert proxy_config["data"]["OAUTH2_PROXY_COOKIE_DOMAINS"] == domain
+    mlflow_host = find(docs, "Ingress", "mlflow")["spec"]["rules"][0]["host"]
+    mlflow_args = pod_spec(find(docs, "Deployment", "mlflow"))["containers"][0]["args"]
+    assert mlflow_host in next(a for a in mlflow_args if a.startswith("--allowed-hosts=")).split(",")
     assert find(docs, "NetworkPolicy", "oauth2-proxy")["spec"]["ingress"][0]["ports"] == [
         {"protocol": "TCP", "port": 4180}
     ]

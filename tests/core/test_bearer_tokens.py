@@ -47,8 +47,8 @@ def test_an_issuer_that_goes_away_leaves_the_held_keys_in_use(issuer):
     issuer.stop()
     clock.now += 60
     assert check.verify(issuer.token(subject="still")).subject == "still"  # the fetch failed; the key is held
-    assert "cannot fetch the issuer's keys" in check.jwks.error
-    with pytest.raises(TokenError, match=r"unknown signing key 'nope'.*cannot fetch"):
+    assert "the issuer's keys cannot be fetched" in check.jwks.error and issuer.jwks_url not in check.jwks.error
+    with pytest.raises(TokenError, match=r"unknown signing key 'nope'.*cannot be fetched"):
         check.verify(issuer.token(header={"kid": "nope"}))
 
 
@@ -77,9 +77,24 @@ def test_a_remembered_token_still_expires(issuer):
         check.verify(token)
 
 
-def test_symmetric_algorithms_cannot_be_configured():
+def test_without_fetching_an_unknown_kid_is_refused_with_no_io(issuer):
+    """What the service's event loop calls: the held keys only; the fetch is `prefetch`'s, in a thread."""
+    check = verifier(issuer, Clock())
+    token = issuer.token()
+    assert check.needs_keys(token)
+    with pytest.raises(TokenError, match="unknown signing key"):
+        check.verify(token, fetch=False)
+    assert issuer.requests == 0
+    check.prefetch(token)
+    assert check.verify(token, fetch=False).subject == "alice" and issuer.requests == 1
+    assert not check.needs_keys(token)
+
+
+def test_symmetric_algorithms_and_plain_http_cannot_be_configured():
     with pytest.raises(ValueError, match="asymmetric"):
         JwtConfig("https://idp", "stockpred", "https://idp/jwks", algorithms=("RS256", "HS256"))
+    with pytest.raises(ValueError, match="must be https"):
+        JwtConfig("https://idp", "stockpred", "http://idp.example.com/jwks")
     with pytest.raises(ValueError, match="STOCKPRED_JWT_JWKS_URL"):
         load_settings({"STOCKPRED_JWT_ISSUER": "https://idp"}).service.jwt_config()
 
