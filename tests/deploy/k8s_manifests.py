@@ -19,9 +19,6 @@ MONITORING_API = "monitoring.coreos.com/v1"
 CERT_MANAGER_API = "cert-manager.io/v1"
 CRD_APIS = {MONITORING_API, CERT_MANAGER_API}  # kinds kubernetes-validate has no schema of: checked by their own tests
 WORKLOADS = {"Deployment", "StatefulSet", "CronJob", "Job"}
-# what every Redis client of deploy/k8s connects with: TLS, the server's certificate checked against the mounted CA
-REDIS_CA_DIR = "/etc/stockpred/redis-tls"
-REDIS_URL = f"rediss://:$(REDIS_PASSWORD)@redis:6379/0?ssl_cert_reqs=required&ssl_ca_certs={REDIS_CA_DIR}/ca.crt"
 
 
 def kustomize_command() -> list[str] | None:

@@ -14,8 +14,6 @@ from k8s_manifests import (
     CERT_MANAGER_API,
     DEPLOY,
     K8S,
-    REDIS_CA_DIR,
-    REDIS_URL,
     WORKLOADS,
     containers,
     env_of,
@@ -23,6 +21,7 @@ from k8s_manifests import (
     pod_labels,
     pod_spec,
 )
+from support.tls import REDIS_CA_DIR, REDIS_URL
 
 from stockpred_core.io.lake import Lake
 

@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from k8s_manifests import DEPLOY, REDIS_URL, WORKLOADS, find, pod_labels, pod_spec
+from k8s_manifests import DEPLOY, WORKLOADS, find, pod_labels, pod_spec
+from support.tls import REDIS_URL
 
 import stream.cli
 

@@ -32,6 +32,7 @@ from mlflow.tracking import MlflowClient
 from support import ROOT
 from support.postgres import postgres_bindir
 from support.service import free_port, wait_for_redis
+from support.tls import REDIS_URL, deployed_redis, make_pki, tls_url
 
 from stockpred_assets.ingestion.assets import raw_bars_simulated
 from stockpred_assets.ingestion.automation import daily_data_schedule
@@ -279,34 +280,19 @@ def test_optuna_studies_resume_from_postgres(postgres_server):
     assert psql(postgres_server, "optuna", "select count(*) from trials") == [(6,)]
 
 
-def start_redis(workdir: Path, port: int, password: str) -> subprocess.Popen:
-    """redis-server with the StatefulSet's command line: its config file, data dir and password put in place."""
-    manifest = yaml.safe_load((DEPLOY / "k8s" / "base" / "redis" / "statefulset.yaml").read_text())
-    command = manifest["spec"]["template"]["spec"]["containers"][0]["command"]
-    local = {
-        "/etc/redis/redis.conf": str(DEPLOY / "k8s" / "base" / "redis" / "redis.conf"),
-        "/data": str(workdir),
-        "$(REDIS_PASSWORD)": password,
-    }
-    args = [local.get(arg, arg) for arg in command[1:]]
-    return subprocess.Popen(
-        [shutil.which(command[0]), *args, "--port", str(port), "--bind", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-
-
 def test_redis_of_the_manifest_needs_its_password_and_keeps_data_across_restarts(tmp_path):
-    """The Redis StatefulSet's command and deploy/k8s/base/redis/redis.conf on a real redis-server."""
+    """The Redis StatefulSet's command and deploy/k8s/base/redis/redis.conf on a real redis-server (TLS, a CA made
+    for the run), reached as the manifests configure the clients."""
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed: run scripts/ensure-test-services.sh")
     port, password = free_port(), "s3cret-hex"
-    url = f"redis://:{password}@127.0.0.1:{port}/0"  # how the manifests compose STOCKPRED_REDIS_URL
-    proc = start_redis(tmp_path, port, password)
+    pki = make_pki(tmp_path / "tls")
+    url = tls_url(REDIS_URL, password, port, pki / "ca.crt")  # how the manifests compose STOCKPRED_REDIS_URL
+    proc = deployed_redis(tmp_path, port, password, pki)
     try:
-        client = wait_for_redis(url)
+        client = wait_for_redis(url, proc)
         with pytest.raises(redis.AuthenticationError):
-            redis.Redis(host="127.0.0.1", port=port).get("x")
+            redis.Redis.from_url(url.replace(f":{password}@", "@")).get("x")
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "volatile-lru"}
         with pytest.raises(redis.ResponseError, match="unknown command"):
@@ -315,9 +301,9 @@ def test_redis_of_the_manifest_needs_its_password_and_keeps_data_across_restarts
         client.shutdown()  # a pod restart
     finally:
         proc.wait(timeout=10)
-    proc = start_redis(tmp_path, port, password)
+    proc = deployed_redis(tmp_path, port, password, pki)
     try:
-        assert wait_for_redis(url).get("stockpred:online:AAPL") == b"{}"
+        assert wait_for_redis(url, proc).get("stockpred:online:AAPL") == b"{}"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
