@@ -41,13 +41,12 @@ import orjson
 from bento.audit import AuditSink
 from bento.models import ModelManager, ServedModel
 from bento.store import RedisUnavailable
-from stockpred_core.io.served_log import add_served
+from stockpred_core.io.served_log import STATE_KEY, add_served
 from stockpred_core.redaction import redact
 
 logger = logging.getLogger("bentoml.stockpred")
 
 CHAMPION, CANARY = "champion", "canary"
-STATE_KEY = "stockpred:canary"
 BUCKETS = 10_000
 MAX_PERCENT = 50.0
 SYNC_S = 1.0

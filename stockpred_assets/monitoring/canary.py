@@ -9,7 +9,7 @@ import pandas as pd
 from stockpred_core.data.adjustments import adjust
 from stockpred_core.dataset.labels import forward_returns
 from stockpred_core.evaluation.backtest import daily_ic
-from stockpred_core.io.served_log import SERVED_KEY, read_served
+from stockpred_core.io.served_log import SERVED_KEY, read_served, read_state
 from stockpred_resources.lake import LakeResource
 from stockpred_resources.redis import RedisResource
 
@@ -68,7 +68,9 @@ def summary(per_date: pd.DataFrame) -> pd.DataFrame:
 def canary_live_ic(context: dg.AssetExecutionContext, lake: LakeResource, redis: RedisResource) -> dg.MaterializeResult:
     if not redis.enabled:
         return dg.MaterializeResult(metadata={"status": "no Redis configured: no canary has served predictions"})
-    served = read_served(redis.client())
+    client = redis.client()
+    state = read_state(client)  # a rollback the service recorded shows here too
+    served = read_served(client)
     if served.empty:
         status = f"no canary has served predictions yet ({SERVED_KEY} is empty)"
         return dg.MaterializeResult(metadata={"status": status})
@@ -82,6 +84,7 @@ def canary_live_ic(context: dg.AssetExecutionContext, lake: LakeResource, redis:
     table = summary(per_date)
     context.log.info(f"canary live rank IC over {len(per_date)} variant-dates: {table.to_dict('records')}")
     metadata = {
+        "canary_state": dg.MetadataValue.json({k: v for k, v in state.items() if not k.startswith("claimed:")}),
         "served_predictions": dg.MetadataValue.int(len(served)),
         "feature_dates": dg.MetadataValue.int(int(served["date"].nunique())),
         "dates_with_returns": dg.MetadataValue.int(int(per_date["date"].nunique()) if len(per_date) else 0),
@@ -90,6 +93,9 @@ def canary_live_ic(context: dg.AssetExecutionContext, lake: LakeResource, redis:
         ),
         "table": dg.MetadataValue.path(store.table_url(*TABLE)),
     }
+    if state.get("rolled_back"):
+        metadata["rolled_back_version"] = dg.MetadataValue.text(state["rolled_back"])
+        metadata["rollback_reason"] = dg.MetadataValue.text(state.get("reason", ""))
     for row in table.to_dict("records"):
         metadata[f"{row['variant']}_v{row['model_version']}_rank_ic"] = dg.MetadataValue.float(row["mean_rank_ic"])
     return dg.MaterializeResult(metadata=metadata)

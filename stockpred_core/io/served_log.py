@@ -15,6 +15,7 @@ import pandas as pd
 import redis
 
 SERVED_KEY = "stockpred:canary:served"
+STATE_KEY = "stockpred:canary"  # the canary's shared state: requested share, rolled-back version, reason, time
 MAXLEN = 200_000
 COLUMNS = ["variant", "model_version", "date", "horizon", "ticker", "prediction"]
 
@@ -36,6 +37,12 @@ def add_served(pipe: redis.client.Pipeline | redis.Redis, groups: dict[Group, li
     for group, rows in groups.items():
         if rows:
             pipe.xadd(SERVED_KEY, served_fields(group, rows), maxlen=MAXLEN, approximate=True)
+
+
+def read_state(client: redis.Redis) -> dict[str, str]:
+    """The canary's shared state as the service's workers keep it (bento.canary): empty fields left out."""
+    raw = client.hgetall(STATE_KEY)
+    return {k.decode(): v.decode() for k, v in raw.items() if v}
 
 
 def read_served(client: redis.Redis, count: int = 10_000) -> pd.DataFrame:

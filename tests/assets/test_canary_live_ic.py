@@ -13,7 +13,7 @@ from stockpred_core.data.adjustments import adjust
 from stockpred_core.data.simulation import simulate_market
 from stockpred_core.dataset.labels import forward_returns
 from stockpred_core.io.lake import Lake
-from stockpred_core.io.served_log import SERVED_KEY, add_served
+from stockpred_core.io.served_log import SERVED_KEY, STATE_KEY, add_served
 from stockpred_resources.lake import LakeResource
 from stockpred_resources.redis import RedisResource
 
@@ -24,7 +24,10 @@ HORIZON = 5
 def served_world(tmp_path, redis_url):
     url = redis_url.rsplit("/", 1)[0] + "/11"
     client = redis.Redis.from_url(url)
-    client.delete(SERVED_KEY)
+    client.delete(SERVED_KEY, STATE_KEY)
+    client.hset(
+        STATE_KEY, mapping={"percent": "10", "rolled_back": "9", "reason": "error rate 100.00%", "claimed:9": "1"}
+    )
     lake = Lake(str(tmp_path / "lake"))
     bars, events = simulate_market(3, 40, "2024-01-02", "2024-03-28")
     days = calendar.sessions("2024-01-02", "2024-03-28")
@@ -59,6 +62,8 @@ def test_each_variant_gets_its_live_rank_ic_on_the_dates_with_returns(served_wor
     table = lake.read_table(*TABLE)
     assert set(table["date"]) == set(feature_dates[:10]) and (table["tickers"] == 40).all()
     assert "| canary" in metadata["variants"].value and "t_stat" in metadata["variants"].value
+    assert metadata["rolled_back_version"].value == "9" and metadata["rollback_reason"].value.startswith("error rate")
+    assert "claimed:9" not in metadata["canary_state"].value
     client.delete(SERVED_KEY)
 
 

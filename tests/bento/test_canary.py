@@ -14,11 +14,11 @@ import redis
 from support.service import audit_lines, build_world, fit, register, serve, set_alias, training_data
 
 from bento.audit import AuditSink
-from bento.canary import CANARY, CHAMPION, STATE_KEY, Canary, Monitor, Rules, bucket
+from bento.canary import CANARY, CHAMPION, Canary, Monitor, Rules, bucket
 from bento.responses import _canary_outcome
 from bento.store import RedisLink
 from stockpred_core.io.model_card import CHALLENGER_ALIAS
-from stockpred_core.io.served_log import read_served
+from stockpred_core.io.served_log import STATE_KEY, read_served
 from stockpred_core.models.baselines import LinearForecaster
 from stockpred_core.settings import ServiceSettings
 
