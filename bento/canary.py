@@ -41,7 +41,7 @@ import orjson
 from bento.audit import AuditSink
 from bento.models import ModelManager, ServedModel
 from bento.store import RedisUnavailable
-from stockpred_core.io.served_log import STATE_KEY, add_served
+from stockpred_core.io.served_log import STATE_KEY, add_served, decode_state
 from stockpred_core.redaction import redact
 
 logger = logging.getLogger("bentoml.stockpred")
@@ -85,20 +85,22 @@ class Monitor:
         self.samples: dict[str, deque] = {CHAMPION: deque(), CANARY: deque()}
 
     def record(self, variant: str, latency_s: float, failed: bool) -> None:
-        samples, now = self.samples[variant], self.clock()
-        samples.append((now, latency_s, failed))
-        while samples[0][0] < now - self.rules.window_seconds:  # the window only: bounded however long it runs
-            samples.popleft()
+        self.samples[variant].append((self.clock(), latency_s, failed))
+        self._window(variant)  # bounded however long it runs
 
     def clear(self) -> None:
         for samples in self.samples.values():
             samples.clear()
 
-    def stats(self, variant: str) -> dict:
-        samples = self.samples[variant]
-        horizon = self.clock() - self.rules.window_seconds
+    def _window(self, variant: str) -> deque:
+        """The variant's samples, those older than the window dropped."""
+        samples, horizon = self.samples[variant], self.clock() - self.rules.window_seconds
         while samples and samples[0][0] < horizon:
             samples.popleft()
+        return samples
+
+    def stats(self, variant: str) -> dict:
+        samples = self._window(variant)
         if not samples:
             return {"requests": 0, "error_rate": None, "p99_ms": None}
         latencies = np.fromiter((s[1] for s in samples), float, len(samples))
@@ -130,14 +132,14 @@ class Monitor:
 
 
 class Canary:
-    def __init__(self, service_settings, models: ModelManager, redis, audit: AuditSink, metrics=None, tag=None):
+    def __init__(self, service_settings, models: ModelManager, redis, audit: AuditSink, spawn, metrics=None, tag=None):
         self.configured = float(service_settings.canary_percent)
         self.timeout_s = float(service_settings.canary_timeout_seconds)
         self.models, self.redis, self.audit, self.metrics = models, redis, audit, metrics
         self.monitor = Monitor(Rules.from_settings(service_settings))
+        self.spawn = spawn  # the predictor's: its background tasks, cancelled when the service stops
         self.tag = tag  # (version, tags) -> None: the registry tagging, run in a thread
         self.state: dict[str, str] = {}  # Redis's (or, without Redis, this worker's) percent / rolled_back / reason
-        self._tasks: set[asyncio.Task] = set()
         self._judged_at = 0.0
         self._watched: str | None = None  # the challenger version the monitor's samples are of
         self._served: dict[tuple, list[tuple[str, float]]] = {}  # to the served log (live rank IC), next sync
@@ -146,15 +148,23 @@ class Canary:
             models.follow_challenger = True
 
     # -- the share -------------------------------------------------------------------------------------------------
-    def challenger(self) -> ServedModel | None:
-        """The challenger when it may take canary traffic: loaded, not rolled back, serving the champion's horizon
-        and label (a client's request must mean the same to both)."""
+    def inactive_reason(self) -> str | None:
+        """Why the challenger may take no canary traffic, or None: it must be loaded beside a champion, not rolled
+        back, and serve the champion's horizon and label (a client's request must mean the same to both)."""
         champion, challenger = self.models.current, self.models.challenger
-        if champion is None or challenger is None or self.state.get("rolled_back") == challenger.version:
-            return None
+        if challenger is None:
+            return "no challenger in the registry (alias `challenger`)"
+        if champion is None:
+            return "no champion"
+        if self.state.get("rolled_back") == challenger.version:
+            return f"rolled back: {self.state.get('reason')}"
         if (challenger.horizon, challenger.label) != (champion.horizon, champion.label):
-            return None
-        return challenger
+            return "the challenger forecasts another horizon or label than the champion"
+        return None
+
+    def challenger(self) -> ServedModel | None:
+        """The challenger when it may take canary traffic (`inactive_reason` is None)."""
+        return None if self.inactive_reason() is not None else self.models.challenger
 
     @property
     def requested(self) -> float:
@@ -166,11 +176,15 @@ class Canary:
         """The share in force: 0 without a challenger that may take traffic (none, or rolled back)."""
         return 0.0 if self.challenger() is None else self.requested
 
+    def route(self, client_id: str | None) -> ServedModel | None:
+        """The challenger when this client is in the canary's share, else None (the champion answers)."""
+        challenger = self.challenger()
+        if challenger is None or client_id is None or bucket(client_id) >= self.requested * BUCKETS / 100:
+            return None
+        return challenger
+
     def variant(self, client_id: str | None) -> str:
-        share = self.percent
-        if share <= 0 or client_id is None:
-            return CHAMPION
-        return CANARY if bucket(client_id) < share * BUCKETS / 100 else CHAMPION
+        return CHAMPION if self.route(client_id) is None else CANARY
 
     # -- watching --------------------------------------------------------------------------------------------------
     def record(self, variant: str, latency_s: float, failed: bool) -> None:
@@ -188,7 +202,7 @@ class Canary:
             self._judged_at = now
             reason = self.monitor.verdict()
             if reason is not None:
-                self._spawn(self.roll_back(reason))
+                self.spawn(self.roll_back(reason))
 
     def served(self, out) -> None:
         """Note the answers of an outcome for the served log (stockpred_core.io.served_log), while a canary runs:
@@ -270,27 +284,17 @@ class Canary:
             self.monitor.clear()
             await self._save(state)
             await self._unclaim()
-            if percent > 0 and not self.models.follow_challenger:
-                self.models.follow_challenger = True
-                await asyncio.get_running_loop().run_in_executor(None, self.models.check)
+            await self._follow_challenger()
         return self.status()
 
     def status(self) -> dict:
-        challenger = self.models.challenger
-        champion = self.models.current
-        why = None
-        if challenger is None:
-            why = "no challenger in the registry (alias `challenger`)"
-        elif self.state.get("rolled_back") == challenger.version:
-            why = f"rolled back: {self.state.get('reason')}"
-        elif champion is not None and (challenger.horizon, challenger.label) != (champion.horizon, champion.label):
-            why = "the challenger forecasts another horizon or label than the champion"
+        challenger, champion = self.models.challenger, self.models.current
         return {
             "percent": self.percent,
             "configured_percent": self.configured,
             "champion_version": champion.version if champion else None,
             "challenger_version": challenger.version if challenger else None,
-            "inactive_reason": why,
+            "inactive_reason": self.inactive_reason(),
             "variants": {CHAMPION: self.monitor.stats(CHAMPION), CANARY: self.monitor.stats(CANARY)},
         }
 
@@ -340,18 +344,16 @@ class Canary:
             except RedisUnavailable:
                 raw = None
             if raw is not None:
-                state = {k.decode(): v.decode() for k, v in raw.items()}
                 before = self.state.get("rolled_back")
-                self.state = {k: v for k, v in state.items() if v != ""}
+                self.state = decode_state(raw)
                 if self.state.get("rolled_back") not in (None, before):
                     self.monitor.clear()  # another worker rolled it back: its samples here are of the old run
-        if self.requested > 0 and not self.models.follow_challenger:
-            self.models.follow_challenger = True
-            await asyncio.get_running_loop().run_in_executor(None, self.models.check)
+        await self._follow_challenger()
         if self.metrics is not None:
             self.metrics.canary_share.set(self.percent)
 
-    def _spawn(self, coro) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _follow_challenger(self) -> None:
+        """Once a share is asked for, load the registry's challenger (off the event loop) and keep following it."""
+        if self.requested > 0 and not self.models.follow_challenger:
+            self.models.follow_challenger = True
+            await asyncio.get_running_loop().run_in_executor(None, self.models.check)

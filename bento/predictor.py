@@ -62,7 +62,7 @@ class Predictor:
         self.refresher = Refresher(self.models, self.lake, self.redis, config.model_poll_seconds)
         self.shadow = ShadowScorer(self.models, self.lake, self.redis, settings.redis_url, self.audit, metrics)
         self.writes = WriteBehind(self.redis, config.cache_ttl_seconds, self._spawn) if self.redis else None
-        self.canary = Canary(config, self.models, self.redis, self.audit, metrics, self.models.tag_version)
+        self.canary = Canary(config, self.models, self.redis, self.audit, self._spawn, metrics, self.models.tag_version)
         self._background: set[asyncio.Task] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------------------------

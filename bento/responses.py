@@ -65,7 +65,7 @@ async def routed(ctx: bentoml.Context, predictor: Predictor, audit: dict, ticker
     and failures feed the canary's monitor (a rate limit, a client error or a client that left is no sample)."""
     canary, rate = predictor.canary, audit.get("rate_limit")
     client = audit.get("key_id") or (ctx.request.client.host if ctx.request.client else None)
-    challenger = canary.challenger() if canary.variant(client) == CANARY else None
+    challenger = canary.route(client)
     started = time.perf_counter()
     if challenger is not None:
         out = await _canary_outcome(predictor, challenger, tickers, horizon, explain, rate)

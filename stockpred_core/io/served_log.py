@@ -39,10 +39,14 @@ def add_served(pipe: redis.client.Pipeline | redis.Redis, groups: dict[Group, li
             pipe.xadd(SERVED_KEY, served_fields(group, rows), maxlen=MAXLEN, approximate=True)
 
 
-def read_state(client: redis.Redis) -> dict[str, str]:
-    """The canary's shared state as the service's workers keep it (bento.canary): empty fields left out."""
-    raw = client.hgetall(STATE_KEY)
+def decode_state(raw: dict[bytes, bytes]) -> dict[str, str]:
+    """The canary's shared state from its Redis hash: empty fields (a cleared rollback) left out."""
     return {k.decode(): v.decode() for k, v in raw.items() if v}
+
+
+def read_state(client: redis.Redis) -> dict[str, str]:
+    """The canary's shared state as the service's workers keep it (bento.canary)."""
+    return decode_state(client.hgetall(STATE_KEY))
 
 
 def read_served(client: redis.Redis, count: int = 10_000) -> pd.DataFrame:

@@ -79,7 +79,7 @@ def workers(redis_url: str, n: int, percent: float, tmp_path, challenger: str = 
     settings = ServiceSettings(canary_percent=percent, canary_min_requests=5)
     link = RedisLink(redis_url)
     audit = AuditSink(str(tmp_path / "audit.log"))
-    canaries = [Canary(settings, Registry(challenger), link, audit) for _ in range(n)]
+    canaries = [Canary(settings, Registry(challenger), link, audit, asyncio.ensure_future) for _ in range(n)]
     for canary in canaries:
         canary.models.check()
     return canaries
