@@ -76,27 +76,44 @@ class Guard:
         except UnicodeDecodeError:
             return "invalid"
         if self.jwt is not None and looks_like_jwt(text):
-            if self.jwt.needs_keys(text):  # the JWKS fetch (rare, rate-bounded) off the event loop
-                await asyncio.to_thread(self.jwt.prefetch, text)
-            try:
-                principal = self.jwt.verify(text, fetch=False)  # never IO on the event loop
-            except TokenError as error:
-                return error
+            principal = self.jwt.remembered(text)  # the common case: one digest, no signature check
+            if principal is None:
+                if self.jwt.needs_keys(text):  # the JWKS fetch (rare, rate-bounded) off the event loop
+                    await asyncio.to_thread(self.jwt.prefetch, text)
+                try:
+                    principal = self.jwt.verify(text, fetch=False)  # never IO on the event loop
+                except TokenError as error:
+                    return error
             return ApiKey(
-                f"jwt:{principal.subject}",
-                principal.role,
-                auth="jwt",
-                subject=principal.subject,
-                expires_at=principal.expires_at,
+                principal.id, principal.role, auth="jwt", subject=principal.subject, expires_at=principal.expires_at
             )
         key = self.keys.authenticate(text)
         return key if key is not None else "invalid"
 
-    def scope_needed(self, route: str, role: str) -> str:
-        needed = ROUTES.get(route, "reader")
-        scopes = dict(self.jwt.config.role_scopes).get(needed, ()) if self.jwt else ()
-        scope = " or ".join(scopes)
-        return f"this token (role {role}) may not call {route}: it needs the {needed} role (scope {scope})"
+    def refuse_token(self, error: TokenError, audit: dict) -> Refusal:
+        self._refused(error.reason)
+        audit["key_id"], audit["auth"] = None, "jwt"
+        return token_refusal(error)
+
+    def note_caller(self, key: ApiKey, audit: dict) -> None:
+        """Who calls, in the request's audit fields (a token's expiry too, which the audit line leaves out: push
+        streams end there)."""
+        audit["key_id"], audit["role"], audit["auth"] = key.id, key.role, key.auth
+        if key.subject is not None:
+            audit["subject"] = key.subject
+        if key.expires_at is not None:
+            audit["token_expires_at"] = key.expires_at
+
+    def forbidden(self, key: ApiKey, route: str, needed: str) -> Refusal:
+        """The 403 of a caller whose role is below `needed`: for a token, with the scope that grants it."""
+        self._refused("forbidden")
+        if key.auth == "jwt":
+            scope = " or ".join(dict(self.jwt.config.role_scopes).get(needed, ()))
+            message = f"this token (role {key.role}) may not call {route}: it needs the {needed} role (scope {scope})"
+            return token_refusal(TokenError(403, "forbidden", message))
+        return json_answer(
+            403, {"error": f"this API key (role {key.role}) may not call {route}: it needs the {needed} role"}
+        )
 
     def limit(self, key: ApiKey) -> Limit:
         return key.id, key.rate_per_second or self.config.rate_per_second, key.burst or self.config.rate_burst
@@ -118,9 +135,7 @@ class Guard:
         needed = ROUTES[route]
         key = await self.authenticate(headers)
         if isinstance(key, TokenError):
-            self._refused(key.reason)
-            audit["key_id"], audit["auth"] = None, "jwt"
-            return token_refusal(key)
+            return self.refuse_token(key, audit)
         if isinstance(key, str) or (key is ANONYMOUS and not allows(key.role, needed)):
             if key == "invalid":
                 reason, message = key, "invalid API key"
@@ -132,16 +147,9 @@ class Guard:
             self._refused(reason)
             audit["key_id"] = None
             return json_answer(401, {"error": message}, ASK_FOR_KEY)
-        audit["key_id"], audit["role"], audit["auth"] = key.id, key.role, key.auth
-        if key.subject is not None:
-            audit["subject"] = key.subject
+        self.note_caller(key, audit)
         if not allows(key.role, needed):
-            self._refused("forbidden")
-            if key.auth == "jwt":
-                return token_refusal(TokenError(403, "forbidden", self.scope_needed(route, key.role)))
-            return json_answer(
-                403, {"error": f"this API key (role {key.role}) may not call {route}: it needs the {needed} role"}
-            )
+            return self.forbidden(key, route, needed)
         limit = self.limit(key)
         if limit[1] > 0 and route in CHARGED_BY_HANDLER and self.redis is not None and self.redis.up:
             audit["rate_limit"] = limit  # the handler's lookup charges it

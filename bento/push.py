@@ -48,7 +48,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
 from bento.audit import request_line
-from bento.guard import ANONYMOUS, ASK_FOR_KEY, Refusal, json_answer, token_refusal
+from bento.guard import ANONYMOUS, ASK_FOR_KEY, Refusal, json_answer
 from bento.pages import send_answer
 from bento.rate_limit import too_many_requests
 from bento.schemas import TICKER_PATTERN
@@ -510,30 +510,19 @@ async def authorize(service, headers: dict[bytes, bytes], query_key: str | None,
     key = await guard.authenticate(headers)
     audit["key_id"] = None
     if isinstance(key, TokenError):
-        guard._refused(key.reason)
-        audit["auth"] = "jwt"
-        return token_refusal(key)
+        return guard.refuse_token(key, audit)
     if isinstance(key, str):
         guard._refused(key)
         message = "invalid API key" if key == "invalid" else "missing API key: send `X-API-Key: <key>`, "
         if key == "missing":
             message += "`Authorization: Bearer <key or token>` or (EventSource, WebSocket) the `api_key` parameter"
         return json_answer(401, {"error": message}, ASK_FOR_KEY)
-    audit["key_id"], audit["role"] = (None, None) if key is ANONYMOUS else (key.id, key.role)
-    if key is not ANONYMOUS:
-        audit["auth"] = key.auth
-        if key.subject is not None:
-            audit["subject"] = key.subject
-        if key.expires_at is not None:
-            audit["token_expires_at"] = key.expires_at  # not an audit field: the stream's end
+    if key is ANONYMOUS:
+        audit["role"] = None
+    else:
+        guard.note_caller(key, audit)
     if not allows(key.role, NEEDED_ROLE):
-        guard._refused("forbidden")
-        if key.auth == "jwt":
-            return token_refusal(TokenError(403, "forbidden", guard.scope_needed(audit["route"], key.role)))
-        return json_answer(
-            403,
-            {"error": f"this API key (role {key.role}) may not call {audit['route']}: it needs the {NEEDED_ROLE} role"},
-        )
+        return guard.forbidden(key, audit["route"], NEEDED_ROLE)
     limit = guard.limit(key)
     wait = await guard.wait_seconds(limit)
     if wait > 0:

@@ -65,7 +65,7 @@ class Keys:
             principal = self.tokens.verify(token)
         except TokenError as error:
             return error
-        return f"jwt:{principal.subject}", principal.role, principal.expires_at
+        return principal.id, principal.role, principal.expires_at
 
     def authenticate(self, token: str) -> tuple[str, str] | None:
         digest = hashlib.sha256(token.encode()).hexdigest()

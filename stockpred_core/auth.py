@@ -55,9 +55,13 @@ class TokenError(Exception):
 class TokenPrincipal:
     subject: str
     role: str
-    scopes: frozenset[str]
     expires_at: float
-    client_id: str | None = None
+
+    @property
+    def id(self) -> str:
+        """The caller's name wherever keys are named (rate limits, the audit log, alert subscribers): `jwt:<sub>`,
+        so a token's subject never passes for an API key's id."""
+        return f"jwt:{self.subject}"
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,6 @@ class JwksCache:
         self.keys: KeySet | None = None
         self.fetched_at: float | None = None  # last successful fetch
         self.tried_at: float | None = None  # last attempt, successful or not
-        self.fetches = 0
         self.fetching = False  # a fetch is under way: callers missing a key wait for it (`refresh` takes the lock)
         self.error: str | None = None
         self._lock = threading.Lock()
@@ -130,7 +133,6 @@ class JwksCache:
             if not self.due(kid):
                 return
             self.tried_at = self.clock()
-            self.fetches += 1
             self.fetching = True
             try:
                 answer = self.client.get(self.config.jwks_url, headers={"Accept": "application/json"})
@@ -162,10 +164,13 @@ class JwtVerifier:
             sub={"essential": True},
         )
 
+    def remembered(self, token: str) -> TokenPrincipal | None:
+        """The principal of a token verified lately and not expired, else None (no signature check, no IO)."""
+        return self._remembered(hashlib.sha256(token.encode()).digest())
+
     def needs_keys(self, token: str) -> bool:
-        """Whether the JWKS should be fetched before `verify(token, fetch=False)` (off the caller's event loop)."""
-        if self._remembered(hashlib.sha256(token.encode()).digest()) is not None:
-            return False
+        """Whether the JWKS should be fetched before `verify(token, fetch=False)` of a token not `remembered`
+        (the caller fetches off its event loop)."""
         try:
             kid = self._header(token).get("kid")
         except TokenError:
@@ -245,8 +250,7 @@ class JwtVerifier:
         if role is None:
             granting = sorted({s for _, names in self.config.role_scopes for s in names})
             raise TokenError(403, "forbidden", f"this token grants none of the scopes stockpred knows: {granting}")
-        client = claims.get("azp") or claims.get("client_id")
-        return TokenPrincipal(str(claims["sub"]), role, scopes, float(claims["exp"]), str(client) if client else None)
+        return TokenPrincipal(str(claims["sub"]), role, float(claims["exp"]))
 
 
 def _claim_problem(name: str) -> str:
