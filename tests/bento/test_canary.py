@@ -138,6 +138,9 @@ def server(tmp_path_factory, issuer, redis_url):
         "STOCKPRED_CANARY_PERCENT": "10",
         "STOCKPRED_CANARY_MIN_REQUESTS": "20",
         "STOCKPRED_CANARY_WINDOW_SECONDS": "30",
+        # judged on failures only here: p99s of a few dozen requests on two busy cores differ 2x by chance (the
+        # latency rule is the monitor's test above); a healthy linear challenger was once rolled back at 48 vs 24 ms
+        "STOCKPRED_CANARY_MAX_LATENCY_RATIO": "100",
     }
     world = build_world(root / "world", 40, redis_url.rsplit("/", 1)[0] + "/10", extra_env=env)
     healthy = register(world.settings, fit("linear", seed=3), alias=CHALLENGER_ALIAS)
