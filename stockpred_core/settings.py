@@ -122,12 +122,12 @@ class ServiceSettings(_FromEnvironment):
     jwt_issuer: str | None = None  # the exact `iss` the tokens carry
     jwt_audience: str = "stockpred"  # the `aud` they must name
     jwt_jwks_url: str | None = None  # the issuer's public keys (e.g. https://idp.example.com/.well-known/jwks.json)
-    jwt_algorithms: str = "RS256,ES256"
+    jwt_algorithms: Annotated[tuple[str, ...], NoDecode] = ("RS256", "ES256")
     jwt_leeway_seconds: int = 30  # clock skew allowed on exp, nbf, iat
     jwt_jwks_cache_seconds: float = 300.0  # the keys are fetched again after this
     jwt_jwks_min_refresh_seconds: float = 10.0  # at most one fetch per this, however many unknown kids arrive
-    jwt_reader_scopes: str = "stockpred.predict"  # a token with any of these is a reader
-    jwt_admin_scopes: str = "stockpred.admin"  # ... an admin
+    jwt_reader_scopes: Annotated[tuple[str, ...], NoDecode] = ("stockpred.predict",)  # any of these: a reader
+    jwt_admin_scopes: Annotated[tuple[str, ...], NoDecode] = ("stockpred.admin",)  # ... an admin
     # Canary (bento.canary): this share of clients (sticky per key id or token subject) is answered by the
     # registry's challenger; rolled back to 0 when it errs or slows down past the champion by these margins
     canary_percent: float = Field(0.0, ge=0.0, le=50.0)  # 100% is a promotion: the blocking check's, not ours
@@ -138,6 +138,11 @@ class ServiceSettings(_FromEnvironment):
     canary_latency_floor_ms: float = 20.0  # p99s under this are never compared (noise at idle)
     canary_timeout_seconds: float = 2.0  # a canary request slower than this is answered by the champion (a failure)
 
+    @field_validator("jwt_algorithms", "jwt_reader_scopes", "jwt_admin_scopes", mode="before")
+    @classmethod
+    def _lists(cls, raw: Any) -> Any:
+        return _comma_list(raw)
+
     def jwt_config(self):
         """The JWT verifier's configuration, None when tokens are off (no issuer or no JWKS URL)."""
         if not (self.jwt_issuer or self.jwt_jwks_url):
@@ -146,18 +151,15 @@ class ServiceSettings(_FromEnvironment):
             raise ValueError("JWT bearer tokens need both STOCKPRED_JWT_ISSUER and STOCKPRED_JWT_JWKS_URL")
         from stockpred_core.auth import JwtConfig
 
-        def names(text: str) -> tuple[str, ...]:
-            return tuple(part.strip() for part in text.replace(" ", ",").split(",") if part.strip())
-
         return JwtConfig(
             issuer=self.jwt_issuer,
             audience=self.jwt_audience,
             jwks_url=self.jwt_jwks_url,
-            algorithms=names(self.jwt_algorithms),
+            algorithms=self.jwt_algorithms,
             leeway_seconds=self.jwt_leeway_seconds,
             cache_seconds=self.jwt_jwks_cache_seconds,
             min_refresh_seconds=self.jwt_jwks_min_refresh_seconds,
-            role_scopes=(("reader", names(self.jwt_reader_scopes)), ("admin", names(self.jwt_admin_scopes))),
+            role_scopes=(("reader", self.jwt_reader_scopes), ("admin", self.jwt_admin_scopes)),
         )
 
 
