@@ -22,7 +22,6 @@ canary requests answered by the champion meanwhile. Writes benchmarks/serving/au
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -38,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1])]
 
 import loadgen  # noqa: E402
+from run import open_loop  # noqa: E402
 
 from bento.harness.issuer import Issuer  # noqa: E402
 from bento.harness.process import serve  # noqa: E402
@@ -59,12 +59,8 @@ def bearer(issuer: Issuer, subject: str) -> dict[str, str]:
 
 
 def run(base: str, tickers: list[str], rate: float, duration: float, headers) -> loadgen.Result:
-    port = int(base.rsplit(":", 1)[1])
-    return asyncio.run(
-        loadgen.open_loop(
-            "127.0.0.1", port, "/predict", lambda i: body_for(tickers[i % len(tickers)]), rate, duration, headers
-        )
-    )
+    """/predict for `tickers` in turn, open loop (the serving benchmark's runner)."""
+    return open_loop(base, lambda i: body_for(tickers[i % len(tickers)]), rate, duration, headers)
 
 
 def warm(base: str, tickers: list[str], headers: dict) -> None:
