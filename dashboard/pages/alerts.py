@@ -152,14 +152,12 @@ def register(app, data: Data) -> None:
         State("sub-channels", "value"),
     )
     def change(_save, _delete, _page, subscriber, tickers, rules, cooldown, channels):
-        message = ""
-        own = restricted_to()
-        if own is not None and ctx.triggered_id in ("sub-save", "sub-delete"):
+        message, action, own = "", ctx.triggered_id, restricted_to()
+        if own is not None and action in ("sub-save", "sub-delete"):
             subscriber = (subscriber or "").strip() or own
             if subscriber != own:
-                rows = [s for s in data.subscriptions() if s.subscriber == own]
-                return subscription_rows(rows), f"not saved: you may manage your own subscription only ({own})"
-        if ctx.triggered_id == "sub-save":
+                action, message = None, f"not saved: you may manage your own subscription only ({own})"
+        if action == "sub-save":
             try:
                 known = {s.subscriber: s for s in data.subscriptions()}
                 subscription = from_form(subscriber, tickers, rules, cooldown, channels, known.get(subscriber))
@@ -167,7 +165,7 @@ def register(app, data: Data) -> None:
                 message = f"saved {subscription.subscriber}: {rules_text(subscription)}"
             except (SubscriptionError, RuntimeError) as exc:
                 message = f"not saved: {exc}"
-        elif ctx.triggered_id == "sub-delete" and subscriber:
+        elif action == "sub-delete" and subscriber:
             data.delete_subscription(subscriber.strip())
             message = f"deleted {subscriber.strip()}"
         return subscription_rows([s for s in data.subscriptions() if own in (None, s.subscriber)]), message
