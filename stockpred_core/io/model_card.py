@@ -12,12 +12,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from stockpred_core.dataset.labels import DEFAULT_HORIZON, DEFAULT_LABEL, LABEL_KINDS
+
+# MLflow is imported inside the readers that talk to the registry: a card alone (the served model of a GPU check,
+# on a machine without MLflow) needs none
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
@@ -155,6 +159,8 @@ def card_tags(week: str, family: str) -> dict[str, str]:
 
 def alias_version(client: MlflowClient, model_name: str, alias: str):
     """The registry's model version holding `alias`, or None."""
+    from mlflow.exceptions import MlflowException
+
     try:
         return client.get_model_version_by_alias(model_name, alias)
     except MlflowException:
@@ -166,6 +172,8 @@ def read_model_card(
 ) -> ModelCard | None:
     """The card of version `version_or_alias` (a number) or of the version holding that alias; None when no version
     holds the alias. `require`: optional fields the caller cannot do without (see `ModelCard.require`)."""
+    from mlflow.exceptions import MlflowException
+
     ref = str(version_or_alias)
     if ref.isdigit():
         try:
@@ -181,6 +189,8 @@ def read_model_card(
 
 def card_of(client: MlflowClient, version) -> ModelCard:
     """The card of a registry `ModelVersion` already in hand (e.g. from `search_model_versions`)."""
+    from mlflow.exceptions import MlflowException
+
     label = f"model {version.name} v{version.version}"
     if not version.run_id:
         raise ModelCardError(f"{label} has no MLflow run: it was not logged by the training assets")

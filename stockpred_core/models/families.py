@@ -17,20 +17,16 @@ class FamilyUnavailableError(ValueError):
     """A model family whose optional dependency is not installed."""
 
 
+TORCH_FAMILIES = ("torch_mlp", "gru")
 TORCH_MISSING = (
-    "the torch_mlp family needs PyTorch, which is not installed: `make install TORCH=cpu` (CPU build) or "
+    "the torch_mlp and gru families need PyTorch, which is not installed: `make install TORCH=cpu` (CPU build) or "
     "`TORCH=cuda` (CUDA build), or `pip install 'stockpred[torch]'`"
-)
-LIGHTNING_MISSING = (
-    "the gru family needs PyTorch and Lightning, which are not installed: `make install TORCH=cpu` (or `TORCH=cuda`), "
-    "or `pip install 'stockpred[torch]'`"
 )
 MODEL_FAMILIES = ("lightgbm", "torch_mlp", "linear", "zero", "momentum", "ensemble", "gru")
 
 
 def torch_available(module: str = "torch") -> bool:
-    """Whether PyTorch (or `module`, e.g. lightning) imports: an optional extra that `make install TORCH=none` leaves
-    out."""
+    """Whether PyTorch (or `module`) imports: an optional extra that `make install TORCH=none` leaves out."""
     try:
         return importlib.util.find_spec(module) is not None
     except ImportError:  # an import hook refused it
@@ -39,16 +35,14 @@ def torch_available(module: str = "torch") -> bool:
 
 def model_family(family: str) -> type[Forecaster]:
     """The class of `family`; FamilyUnavailableError when its optional dependency (PyTorch) is missing."""
+    if family in TORCH_FAMILIES and not torch_available():
+        raise FamilyUnavailableError(TORCH_MISSING)
     if family == "torch_mlp":
-        if not torch_available():
-            raise FamilyUnavailableError(TORCH_MISSING)
         from stockpred_core.models.neural import TorchMLPForecaster  # imports torch: only when asked for
 
         return TorchMLPForecaster
     if family == "gru":
-        if not (torch_available() and torch_available("lightning")):
-            raise FamilyUnavailableError(LIGHTNING_MISSING)
-        from stockpred_core.models.sequence import GRUForecaster  # imports torch and lightning: only when asked for
+        from stockpred_core.models.sequence import GRUForecaster  # imports torch: only when asked for
 
         return GRUForecaster
     if family == "ensemble":

@@ -1,10 +1,10 @@
-"""The PyTorch families (optional: `make install TORCH=none` leaves PyTorch out): the MLP forecaster and its
-training loop. CUDA with float16 autocast when torch sees a GPU, deterministic on CPU."""
+"""The PyTorch families (optional: `make install TORCH=none` leaves PyTorch out): what they share (scaling, the
+device, training through `trainer.fit_network`, scoring and explaining on the device) and the MLP forecaster. CUDA
+with mixed precision when torch sees a GPU, deterministic on CPU."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
 from stockpred_core.models.forecaster import FITTED, ColumnForecaster
 from stockpred_core.models.standardizer import Standardizer
+from stockpred_core.models.trainer import EVAL_CHUNK_BYTES, TrainConfig, fit_network, predict
 
 
 def select_device(preference: str = "auto") -> torch.device:
@@ -58,49 +58,38 @@ def seeded_torch(seed: int, device: torch.device) -> Iterator[None]:
 
 
 def build_mlp(n_inputs: int, hidden_sizes: list[int] | tuple[int, ...], dropout: float) -> nn.Sequential:
-    """Linear -> ReLU -> Dropout per hidden layer, then one linear output."""
+    """Linear -> ReLU -> Dropout per hidden layer, then one linear output, flattened to (batch,)."""
     layers: list[nn.Module] = []
     for width in hidden_sizes:
         layers += [nn.Linear(n_inputs, width), nn.ReLU(), nn.Dropout(dropout)]
         n_inputs = width
-    layers.append(nn.Linear(n_inputs, 1))
+    layers += [nn.Linear(n_inputs, 1), nn.Flatten(0)]  # Flatten holds no weights: saved state dicts are unchanged
     return nn.Sequential(*layers)
-
-
-def batches(X: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> DataLoader:
-    """Shuffled mini-batches drawn with a seeded generator; whole batches are indexed at once (fast on CPU)."""
-    dataset = TensorDataset(X, y)
-    sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
-    return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None)
-
-
-def run_epoch(net: nn.Module, loader: DataLoader, optimizer, grad_scaler, device: torch.device) -> None:
-    """One pass over the training batches; float16 autocast with loss scaling on CUDA, plain float32 on CPU."""
-    net.train()
-    amp = device.type == "cuda"
-    for xb, yb in loader:
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-            loss = nn.functional.mse_loss(net(xb).squeeze(-1).float(), yb)
-        grad_scaler.scale(loss).backward()
-        grad_scaler.step(optimizer)
-        grad_scaler.update()
-
-
-@torch.no_grad()
-def forward(net: nn.Module, X: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-    """Evaluation-mode outputs in float32, in chunks so a large X fits in GPU memory."""
-    net.eval()
-    return torch.cat([net(X[i : i + chunk]).squeeze(-1).float() for i in range(0, len(X), chunk)])
 
 
 @dataclass
 class ScaledTorchForecaster(ColumnForecaster):
     """What the PyTorch families share: inputs standardized and the target scaled with the training rows' statistics,
-    a network, its validation losses; saved as weights.pt plus those statistics, restored onto CUDA when torch sees a
-    GPU (where it was trained binds nothing: a GPU-trained model serves on a CPU-only node), else the CPU."""
+    a network trained by `fit_network` (early-stopped on the validation set when given one), its validation losses;
+    saved as weights.pt plus those statistics, restored onto CUDA when torch sees a GPU (where it was trained binds
+    nothing: a GPU-trained model serves on a CPU-only node), else the CPU. Scoring and the occlusion explanations run
+    on the network's device from a float matrix, without building a DataFrame."""
 
     weights_file: ClassVar[str] = "weights.pt"
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 512
+    # the training batch on a GPU, which has room for many more rows per step than the CPU wants (None: batch_size);
+    # a larger batch changes the fit (fewer, less noisy steps), so it is the recipe's choice, never switched silently
+    cuda_batch_size: int | None = None
+    epochs: int = 20
+    patience: int = 3  # epochs without a lower validation loss before stopping
+    seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    precision: str = "auto"  # trainer.PRECISIONS; "auto": float32 on the CPU, bfloat16 (else float16) autocast on CUDA
+    # a net this small trains many times faster on one CPU thread: more threads mostly contend (None: torch default)
+    num_threads: int | None = 1
 
     scaler: Standardizer | None = field(default=None, init=False, repr=False, metadata=FITTED)
     target_mean: float = field(default=0.0, init=False, metadata=FITTED)
@@ -109,17 +98,73 @@ class ScaledTorchForecaster(ColumnForecaster):
     valid_losses: list[float] = field(default_factory=list, init=False, repr=False, metadata=FITTED)
 
     def _build_network(self) -> nn.Module:
-        """The unfitted network of this model's configuration (what `_restore_state` loads the weights into)."""
+        """The unfitted network of this model's configuration; its output is one value per row, shape (batch,)."""
         raise NotImplementedError
 
-    def _fit_scaling(self, X: pd.DataFrame, y: pd.Series) -> None:
+    def _inputs(self, scaled: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+        """The network's input for standardized rows (columns: `features`, in order), on `device`."""
+        return torch.as_tensor(scaled, dtype=torch.float32, device=device)
+
+    def _training_rows(self, X, y, X_valid, y_valid) -> tuple:
+        """The (X, y, X_valid, y_valid) to fit on: as given, unless a family selects columns or splits rows."""
+        return X, y, X_valid, y_valid
+
+    def _fit(self, X, y, X_valid, y_valid) -> None:
+        X, y, X_valid, y_valid = self._training_rows(X, y, X_valid, y_valid)
+        device = select_device(self.device)
         self.scaler = Standardizer.fit(X)
         target = y.to_numpy(dtype=float)
         self.target_mean, self.target_std = float(target.mean()), float(target.std()) or 1.0
+        self.features = list(X.columns)
+        # built once on the training device: the trainer never copies a batch
+        train = self._inputs(self.scaler.transform(X), device), self._target(y, device)
+        valid = None
+        if X_valid is not None:
+            valid = self._inputs(self.scaler.transform(X_valid[self.features]), device), self._target(y_valid, device)
+        batch = self.cuda_batch_size if device.type == "cuda" and self.cuda_batch_size else self.batch_size
+        config = TrainConfig(self.epochs, self.patience, batch, self.lr, self.weight_decay, self.seed, self.precision)
+        with seeded_torch(self.seed, device), cpu_threads(self.num_threads):
+            self.network = self._build_network().to(device)
+            self.valid_losses = fit_network(self.network, train, valid, config)
 
-    def _target(self, y: pd.Series, device: torch.device | None = None) -> torch.Tensor:
+    def _target(self, y: pd.Series, device: torch.device) -> torch.Tensor:
         scaled = (y.to_numpy(dtype=float) - self.target_mean) / self.target_std
         return torch.as_tensor(scaled, dtype=torch.float32, device=device)
+
+    @property
+    def network_device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    def _outputs(self, scaled: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The network's float32 outputs for standardized rows, on its device (target units: scaled)."""
+        with cpu_threads(self.num_threads):
+            return predict(self.network, self._inputs(scaled, self.network_device))
+
+    def _predict_values(self, X: pd.DataFrame) -> np.ndarray:
+        return self.predict_matrix(X.to_numpy(dtype=float))
+
+    def predict_matrix(self, values: np.ndarray) -> np.ndarray:
+        out = self._outputs(self.scaler.transform_matrix(values)).cpu().numpy().astype(float)
+        return out * self.target_std + self.target_mean
+
+    def contributions_matrix(self, values: np.ndarray) -> np.ndarray:
+        """`Forecaster.contributions` (occlusion: each feature set to missing in turn, then all of them) computed on
+        the network's device in a few large passes: the row and its k + 1 blanked copies are built there."""
+        scaled = self.scaler.transform_matrix(values)
+        n, k = scaled.shape
+        device = self.network_device
+        fill = torch.as_tensor(self.scaler.missing(), dtype=torch.float32, device=device)
+        diagonal = torch.arange(k, device=device)
+        rows_per_pass = max(1, EVAL_CHUNK_BYTES // ((k + 2) * k * 4))
+        parts = []
+        for start in range(0, n, rows_per_pass):
+            base = torch.as_tensor(scaled[start : start + rows_per_pass], dtype=torch.float32, device=device)
+            stacked = base.unsqueeze(1).repeat(1, k + 2, 1)  # (rows, k + 2, k): the row, k blanked, all blanked
+            stacked[:, diagonal + 1, diagonal] = fill
+            stacked[:, k + 1, :] = fill
+            parts.append(self._outputs(stacked.reshape(-1, k)).reshape(-1, k + 2))
+        out = torch.cat(parts).cpu().numpy().astype(float) * self.target_std
+        return np.column_stack([out[:, :1] - out[:, 1 : k + 1], out[:, k + 1] + self.target_mean])
 
     def _save(self, directory: Path) -> dict:
         state = {name: tensor.cpu() for name, tensor in self.network.state_dict().items()}
@@ -140,6 +185,11 @@ class ScaledTorchForecaster(ColumnForecaster):
         self.network.load_state_dict(weights)
         self.network.to(select_device("cpu" if self.device == "cpu" else "auto")).eval()
 
+    def to_device(self, device: str) -> ScaledTorchForecaster:
+        """Move the fitted network to `device` ("cpu", "cuda" or "auto"), e.g. to score on another device."""
+        self.network.to(select_device(device)).eval()
+        return self
+
 
 @dataclass
 class TorchMLPForecaster(ScaledTorchForecaster):
@@ -149,55 +199,6 @@ class TorchMLPForecaster(ScaledTorchForecaster):
 
     hidden_sizes: tuple[int, ...] = (64, 32)
     dropout: float = 0.1
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 512
-    epochs: int = 20
-    patience: int = 3  # epochs without a better validation loss before stopping
-    seed: int = 0
-    device: str = "auto"  # "auto" | "cpu" | "cuda"
-    # a net this small trains many times faster on one CPU thread: more threads mostly contend (None: torch default)
-    num_threads: int | None = 1
-
-    def _fit(self, X, y, X_valid, y_valid) -> None:
-        device = select_device(self.device)
-        self._fit_scaling(X, y)
-        train = self._tensors(X, device), self._target(y, device)
-        valid = None if X_valid is None else (self._tensors(X_valid, device), self._target(y_valid, device))
-        with seeded_torch(self.seed, device), cpu_threads(self.num_threads):
-            self.network = build_mlp(X.shape[1], self.hidden_sizes, self.dropout).to(device)
-            self.valid_losses = self._train(train, valid, device)
-        self.features = list(X.columns)
-
-    def _train(self, train, valid, device: torch.device) -> list[float]:
-        """Train for `epochs`, keeping the weights of the best validation epoch and stopping after `patience`."""
-        optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        grad_scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
-        loader = batches(*train, self.batch_size, self.seed)
-        losses, best_state, stale = [], None, 0
-        for _ in range(self.epochs):
-            run_epoch(self.network, loader, optimizer, grad_scaler, device)
-            if valid is None:
-                continue
-            losses.append(nn.functional.mse_loss(forward(self.network, valid[0]), valid[1]).item())
-            if losses[-1] <= min(losses):
-                best_state, stale = copy.deepcopy(self.network.state_dict()), 0
-            else:
-                stale += 1
-                if stale >= self.patience:
-                    break
-        if best_state is not None:
-            self.network.load_state_dict(best_state)
-        return losses
-
-    def _tensors(self, X: pd.DataFrame, device: torch.device) -> torch.Tensor:
-        return torch.as_tensor(self.scaler.transform(X), dtype=torch.float32, device=device)
-
-    def _predict_values(self, X: pd.DataFrame) -> np.ndarray:
-        device = next(self.network.parameters()).device
-        with cpu_threads(self.num_threads):
-            out = forward(self.network, self._tensors(X, device)).cpu().numpy().astype(float)
-        return out * self.target_std + self.target_mean
 
     def _build_network(self) -> nn.Module:
         return build_mlp(len(self.features), self.hidden_sizes, self.dropout)

@@ -31,11 +31,19 @@ class Standardizer:
         return cls(medians, filled.mean(axis=0), np.where(stds > 0, stds, 1.0), unseen)  # constant: unscaled
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
-        values = X.to_numpy(dtype=float)
+        return self.transform_matrix(X.to_numpy(dtype=float))
+
+    def transform_matrix(self, values: np.ndarray) -> np.ndarray:
+        """`transform` of a float matrix whose columns are the fitted ones, in order (the serving path)."""
+        values = np.asarray(values, dtype=float)
         scaled = (np.where(np.isnan(values), self.medians, values) - self.means) / self.stds
         if self.unseen.any():
             scaled[:, self.unseen] = 0.0
         return scaled
+
+    def missing(self) -> np.ndarray:
+        """What a missing value of each column becomes: its scaled median (0 for an unseen column)."""
+        return self.transform_matrix(np.full((1, len(self.medians)), np.nan))[0]
 
     def to_dict(self) -> dict:
         state = {"medians": self.medians.tolist(), "means": self.means.tolist(), "stds": self.stds.tolist()}

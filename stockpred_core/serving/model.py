@@ -9,7 +9,6 @@ import numpy as np
 
 from stockpred_core.features.catalog import LIBRARY_SET
 from stockpred_core.io.model_card import ModelCard
-from stockpred_core.io.model_registry import load_version
 from stockpred_core.models.forecaster import Forecaster
 
 TOP_CONTRIBUTIONS = 5
@@ -122,6 +121,8 @@ class ServedModel:
 
 def load_served(card: ModelCard) -> ServedModel:
     """The version of `card` loaded from the registry (mlflow must point at it: `use_registry`) and warmed up."""
+    from stockpred_core.io.model_registry import load_version  # MLflow: only where a version is read from it
+
     served = ServedModel(card, load_version(card.name, card.version))
     served.warm_up()
     return served

@@ -26,7 +26,7 @@ from stockpred_core.features.catalog import FEATURE_COLUMNS, FEATURE_SET_VERSION
 from stockpred_core.io.lake import Lake
 from stockpred_core.io.model_card import CHAMPION_FROM_TAG, read_model_card
 from stockpred_core.io.model_registry import load_version
-from stockpred_core.models.families import LIGHTNING_MISSING, torch_available
+from stockpred_core.models.families import TORCH_MISSING, torch_available
 from stockpred_core.monitoring.performance import Baseline
 from stockpred_resources.lake import DuckDBResource, LakeResource
 from stockpred_resources.market_data import MarketDataResource
@@ -335,9 +335,9 @@ def test_a_backtest_updates_lightgbm_between_refits_and_refuses_other_families(w
     assert "only lightgbm updates incrementally, not linear" in failure.step_failure_data.error.message
 
 
-@pytest.mark.skipif(not torch_available("lightning"), reason=LIGHTNING_MISSING)
+@pytest.mark.skipif(not torch_available(), reason=TORCH_MISSING)
 def test_a_backtest_of_the_gru_reads_the_price_path_of_the_windows_bars(world):
-    """The sequence model's recipe: the seq30 family computed from the bars, the GRU trained with Lightning fold by
+    """The sequence model's recipe: the seq30 family computed from the bars, the GRU trained fold by
     fold; without seq30 in the recipe the GRU says what it needs."""
     config = {
         "family": "gru", "label": "rank", "horizon": 1, "train_weeks": 52, "n_folds": 2, "epochs": 2,

@@ -90,12 +90,12 @@ def test_every_family_is_registered_and_tested():
 
 def test_a_family_whose_dependency_is_missing_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setattr(families, "torch_available", lambda module="torch": False)
-    with pytest.raises(FamilyUnavailableError, match=r"needs PyTorch.*make install TORCH=cpu"):
+    with pytest.raises(FamilyUnavailableError, match=r"torch_mlp and gru families need PyTorch.*TORCH=cpu"):
         model_family("torch_mlp")
-    with pytest.raises(FamilyUnavailableError, match=r"gru family needs PyTorch and Lightning.*make install TORCH=cpu"):
+    with pytest.raises(FamilyUnavailableError, match=r"gru families need PyTorch.*make install TORCH=cpu"):
         model_family("gru")
     (tmp_path / "model.json").write_text('{"family": "torch_mlp"}')
-    with pytest.raises(FamilyUnavailableError, match="needs PyTorch"):
+    with pytest.raises(FamilyUnavailableError, match="need PyTorch"):
         load_model(tmp_path)
     assert model_family("linear") is LinearForecaster  # the other families do not need it
 
