@@ -17,7 +17,7 @@ from torch import nn
 
 from stockpred_core.models.forecaster import FITTED, ColumnForecaster
 from stockpred_core.models.standardizer import Standardizer
-from stockpred_core.models.trainer import EVAL_CHUNK_BYTES, TrainConfig, fit_network, predict
+from stockpred_core.models.trainer import EVAL_CHUNK_BYTES, EVAL_CHUNK_ROWS, TrainConfig, fit_network, predict
 
 
 def select_device(preference: str = "auto") -> torch.device:
@@ -155,7 +155,7 @@ class ScaledTorchForecaster(ColumnForecaster):
         device = self.network_device
         fill = torch.as_tensor(self.scaler.missing(), dtype=torch.float32, device=device)
         diagonal = torch.arange(k, device=device)
-        rows_per_pass = max(1, EVAL_CHUNK_BYTES // ((k + 2) * k * 4))
+        rows_per_pass = max(1, min(EVAL_CHUNK_ROWS, EVAL_CHUNK_BYTES // ((k + 2) * k * 4)))
         parts = []
         for start in range(0, n, rows_per_pass):
             base = torch.as_tensor(scaled[start : start + rows_per_pass], dtype=torch.float32, device=device)

@@ -22,7 +22,10 @@ from torch import nn
 
 PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
 AUTOCAST_DTYPES = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
-EVAL_CHUNK_BYTES = 256 * 2**20  # inputs per forward pass when evaluating: large X never holds a whole copy at once
+# rows per forward pass when evaluating: at most EVAL_CHUNK_ROWS (a GRU's activations are ~14x its inputs) and
+# EVAL_CHUNK_BYTES of inputs, so a large X never needs memory for all of its activations at once
+EVAL_CHUNK_ROWS = 65_536
+EVAL_CHUNK_BYTES = 256 * 2**20
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -81,7 +84,7 @@ def predict(net: nn.Module, X: torch.Tensor) -> torch.Tensor:
     """The network's float32 outputs in evaluation mode, on X's device, a bounded chunk of rows per pass."""
     net.eval()
     row_bytes = max(1, X[:1].numel() * X.element_size())
-    chunk = max(1, EVAL_CHUNK_BYTES // row_bytes)
+    chunk = max(1, min(EVAL_CHUNK_ROWS, EVAL_CHUNK_BYTES // row_bytes))
     device = next(net.parameters()).device
     return torch.cat([net(X[i : i + chunk].to(device)).float().reshape(-1) for i in range(0, len(X), chunk)])
 

@@ -1,0 +1,249 @@
+"""The PyTorch families on the CPU and, when torch sees one, on a CUDA GPU, side by side in one run.
+
+    .venv/bin/python benchmarks/gpu.py [--rows 400000] [--epochs 10] [--quick] [--json PATH]
+
+Data: synthetic, seeded, with a signal: `--rows` rows x 60 features for the MLP and 150 columns (30 sessions x 5
+fields, the seq30 layout) for the GRU, a target that is a non-linear function of a few inputs plus noise, and a
+held-out fifth of the rows to measure the out-of-sample IC of every fit (a GPU fit must forecast as well as the CPU
+one). It needs PyTorch, numpy and pandas only: it runs on the lent GPU machine (scripts/gpu-check.sh).
+
+Per family and device:
+- train: `Forecaster.fit` (the families' own trainer), rows/s = rows x epochs / seconds; the MLP is (256, 128),
+  batch 4096; the GRU 2 x 32, batch 2048. On a GPU also with `cuda_batch_size` 16384 (a larger batch is the
+  recipe's choice: it changes the fit, and the IC column says by how much);
+- score: milliseconds for 1, 1,000 and 10,000 tickers through `predict_matrix` (the service's model call) and
+  `contributions_matrix` (its explanations), median of repeats;
+- reference: the same MLP on the same device-resident batches through Lightning's Trainer, beside the families'
+  trainer, for `--reference-epochs` (what `stockpred_core/models/trainer.py` cites for not using Lightning).
+The CPU uses every core torch sees (`num_threads` None); the ratio column is GPU / CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing it
+
+import numpy as np
+import pandas as pd
+import torch
+
+from stockpred_core.features.sequence import SEQUENCE_COLUMNS
+from stockpred_core.models.neural import TorchMLPForecaster, build_mlp
+from stockpred_core.models.sequence import GRUForecaster
+from stockpred_core.models.trainer import DeviceBatches, TrainConfig, fit_network, resolve_precision
+
+FEATURES = 60
+SEQUENCE = 150
+TICKERS = (1, 1_000, 10_000)
+MLP = {"hidden_sizes": (256, 128), "batch_size": 4096, "patience": 1_000}
+GRU = {"hidden_size": 32, "num_layers": 2, "batch_size": 2048, "patience": 1_000}
+# the GRU's explanation runs 152 sequences per ticker (35 s for 10,000 on 2 CPU cores) and no GRU is served (the
+# model assets refuse the family): its explanations are timed up to 1,000 tickers
+EXPLAIN_MAX = {"torch_mlp": 10_000, "gru": 1_000}
+GPU_BATCH = 16_384
+
+
+def synthetic(rows: int, columns: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
+    """Standard normal inputs, a few of them 5% missing; target: a non-linear signal in 6 inputs plus noise (the
+    signal explains about a fifth of the variance, more than markets do, so a fit's IC is measured precisely)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((rows, columns)).astype(np.float32)
+    signal = X[:, 0] - 0.5 * X[:, 1] + 0.5 * np.tanh(2 * X[:, 2]) + 0.3 * X[:, 3] * X[:, 4] + 0.2 * np.abs(X[:, 5])
+    y = signal + 2.0 * rng.standard_normal(rows)
+    X[rng.random((rows, columns)) < 0.05] = np.nan
+    return pd.DataFrame(X, columns=[f"f{i}" for i in range(columns)]), pd.Series(y, name="target")
+
+
+def split(X: pd.DataFrame, y: pd.Series) -> tuple:
+    """(train, validation, test): 70%, 10% (early stopping's, the best epoch's), 20% (the IC, touched by nothing)."""
+    cuts = [0, int(0.7 * len(X)), int(0.8 * len(X)), len(X)]
+    parts = [
+        (X.iloc[a:b].reset_index(drop=True), y.iloc[a:b].reset_index(drop=True)) for a, b in itertools.pairwise(cuts)
+    ]
+    return tuple(frame for part in parts for frame in part)
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: str) -> tuple[float, object]:
+    sync(device)
+    began = time.perf_counter()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - began, out
+
+
+def spearman(a, b) -> float:
+    return float(pd.Series(np.asarray(a)).rank().corr(pd.Series(np.asarray(b)).rank()))
+
+
+def seq_frame(X: pd.DataFrame) -> pd.DataFrame:
+    """The synthetic columns named as the seq30 family's, which the GRU reads."""
+    return X.set_axis(SEQUENCE_COLUMNS, axis=1)
+
+
+def fit_case(family: str, build, data: tuple, device: str, epochs: int, extra: dict) -> dict:
+    X, y, X_valid, y_valid, X_test, y_test = data
+    model = build(**extra, epochs=epochs, device=device, num_threads=None)
+    seconds, _ = timed(lambda: model.fit(X, y, X_valid, y_valid), device)
+    ran = len(model.valid_losses)
+    return {
+        "family": family,
+        "device": device,
+        "batch": extra.get("cuda_batch_size") or extra["batch_size"],
+        "precision": resolve_precision(model.precision, torch.device(device)),
+        "epochs": ran,
+        "fit_s": seconds,
+        "rows_per_s": len(X) * ran / seconds,
+        "test_ic": spearman(model.predict(X_test), y_test),
+        "model": model,
+    }
+
+
+def score_case(model, X_test: pd.DataFrame, device: str, repeats: int) -> dict:
+    """Median milliseconds to score (and to explain) n tickers on the model's device, after one warm-up."""
+    values = X_test[model.feature_names].to_numpy(dtype=float)
+    out = {}
+    for n in TICKERS:
+        rows = values[np.arange(n) % len(values)]
+        for name, call in (("score", model.predict_matrix), ("explain", model.contributions_matrix)):
+            if name == "explain" and n > EXPLAIN_MAX[model.family]:
+                continue
+            call(rows)
+            times = [timed(lambda c=call, r=rows: c(r), device)[0] for _ in range(repeats if n < 10_000 else 3)]
+            out[f"{name}_{n}_ms"] = 1000 * statistics.median(times)
+    return out
+
+
+def lightning_reference(X: pd.DataFrame, y: pd.Series, device: str, epochs: int) -> dict | None:
+    """The MLP's network on the same device-resident batches, trained by Lightning and by `fit_network`."""
+    try:
+        import lightning as L
+    except ImportError:
+        return None
+    warnings.filterwarnings("ignore", module="lightning")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    dev = torch.device(device)
+    inputs = torch.as_tensor(np.nan_to_num(X.to_numpy(dtype=np.float32)), device=dev)
+    target = torch.as_tensor(((y - y.mean()) / y.std()).to_numpy(dtype=np.float32), device=dev)
+    precision = resolve_precision("auto", dev)
+    config = TrainConfig(epochs, 1_000, MLP["batch_size"], 1e-3, 1e-4, 0, precision)
+
+    class Module(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = build_mlp(inputs.shape[1], MLP["hidden_sizes"], 0.1)
+
+        def training_step(self, batch, _):
+            return torch.nn.functional.mse_loss(self.net(batch[0]).float(), batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=1e-3, weight_decay=1e-4, fused=device == "cuda" or None)
+
+    def lightning() -> None:
+        trainer = L.Trainer(
+            max_epochs=epochs,
+            accelerator="gpu" if device == "cuda" else "cpu",
+            devices=1,
+            precision=precision if precision != "32" else "32-true",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+        )
+        trainer.fit(Module().to(dev), DeviceBatches((inputs, target), config.batch_size, 0))
+
+    def ours() -> None:
+        fit_network(build_mlp(inputs.shape[1], MLP["hidden_sizes"], 0.1).to(dev), (inputs, target), None, config)
+
+    ours()  # warm-up: allocator, kernels
+    seconds = {name: timed(fn, device)[0] for name, fn in (("trainer_s", ours), ("lightning_s", lightning))}
+    return {"device": device, "epochs": epochs, **seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=400_000, help="MLP rows (the GRU gets a quarter)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--reference-epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=20, help="timed scoring calls per size")
+    parser.add_argument("--quick", action="store_true", help="50,000 rows, 2 epochs: a smoke run")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    if args.quick:
+        args.rows, args.epochs, args.reference_epochs, args.repeats = 50_000, 2, 1, 5
+    devices = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+    gpu = torch.cuda.get_device_name(0) if "cuda" in devices else "none"
+    print(
+        f"torch {torch.__version__}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), GPU: {gpu}, "
+        f"load average {os.getloadavg()[0]:.2f}; MLP {args.rows:,} x {FEATURES}, GRU {args.rows // 4:,} x {SEQUENCE}"
+    )
+    if "cuda" in devices:  # CUDA context, cuBLAS and cuDNN start-up: once per process, not part of any fit
+        seconds, _ = timed(lambda: TorchMLPForecaster(epochs=1, device="cuda").fit(*synthetic(4096, 8, 1)), "cuda")
+        print(f"CUDA start-up (first fit of a tiny model): {seconds:.2f}s")
+    mlp_data = split(*synthetic(args.rows, FEATURES, 0))
+    gru_data = tuple(
+        seq_frame(part) if i % 2 == 0 else part for i, part in enumerate(split(*synthetic(args.rows // 4, SEQUENCE, 1)))
+    )
+    cases = []
+    for family, build, data, config in (
+        ("torch_mlp", TorchMLPForecaster, mlp_data, MLP),
+        ("gru", GRUForecaster, gru_data, GRU),
+    ):
+        for device in devices:
+            variants = [config] + ([{**config, "cuda_batch_size": GPU_BATCH}] if device == "cuda" else [])
+            for extra in variants:
+                case = fit_case(family, build, data, device, args.epochs, extra)
+                case |= score_case(case.pop("model"), data[4], device, args.repeats)
+                cases.append(case)
+    references = [lightning_reference(*mlp_data[:2], d, args.reference_epochs) for d in devices]
+    report(cases, [r for r in references if r])
+    if args.json:
+        meta = {"torch": torch.__version__, "gpu": gpu, "cores": os.cpu_count(), "host": platform.node()}
+        args.json.write_text(json.dumps({"meta": meta, "args": vars(args) | {"json": str(args.json)}, "cases": cases,
+                                         "references": references}, indent=2, default=str))  # fmt: skip
+
+
+def report(cases: list[dict], references: list[dict]) -> None:
+    cpu = {c["family"]: c for c in cases if c["device"] == "cpu"}
+    print(f"\n{'family':<10} {'device':<6} {'batch':>6} {'precision':<10} {'epochs':>6} {'fit s':>7} "
+          f"{'rows/s':>11} {'vs cpu':>7} {'test IC':>8}")  # fmt: skip
+    for c in cases:
+        ratio = c["rows_per_s"] / cpu[c["family"]]["rows_per_s"]
+        print(
+            f"{c['family']:<10} {c['device']:<6} {c['batch']:>6} {c['precision']:<10} {c['epochs']:>6} "
+            f"{c['fit_s']:>7.2f} {c['rows_per_s']:>11,.0f} {ratio:>6.1f}x {c['test_ic']:>8.4f}"
+        )
+    print(f"\nscoring, ms (median)      {'':<8}" + "".join(f"{n:>10,}" for n in TICKERS) + "  tickers")
+    for c in cases:
+        for name in ("score", "explain"):
+            cells = "".join(f"{c[f'{name}_{n}_ms']:>10.2f}" if f"{name}_{n}_ms" in c else f"{'-':>10}" for n in TICKERS)
+            largest = max(n for n in TICKERS if f"{name}_{n}_ms" in c)
+            base = cpu[c["family"]][f"{name}_{largest}_ms"] / c[f"{name}_{largest}_ms"]
+            label = f"{c['family']:<10} {c['device']:<6} b{c['batch']:<6} {name:<8}"
+            print(f"{label}{cells}   ({base:.1f}x cpu at {largest:,})")
+    for r in references:
+        print(
+            f"\ntrainer vs Lightning ({r['device']}, MLP, {r['epochs']} epochs, same batches): "
+            f"{r['trainer_s']:.2f}s vs {r['lightning_s']:.2f}s -> Lightning takes "
+            f"{r['lightning_s'] / r['trainer_s']:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
