@@ -27,8 +27,8 @@ class Metrics:
         )
         self.model_info = prom.Gauge(
             "stockpred_model_info",
-            "1 for the model version each role (champion, challenger) is served with",
-            ["role", "model_name", "model_version", "family"],
+            "1 for the model version each role (champion, challenger) is served with, and the device it scores on",
+            ["role", "model_name", "model_version", "family", "device"],
             multiprocess_mode="livemax",
         )
         self.feature_reads = prom.Counter(
@@ -84,9 +84,9 @@ class Metrics:
     def served(self, role: str, old, new) -> None:
         """Point the info gauge of `role` from the old model (or None) to the new one."""
         if old is not None:
-            self.model_info.labels(role, old.name, old.version, old.family).set(0)
+            self.model_info.labels(role, old.name, old.version, old.family, old.device).set(0)
         if new is not None:
-            self.model_info.labels(role, new.name, new.version, new.family).set(1)
+            self.model_info.labels(role, new.name, new.version, new.family, new.device).set(1)
 
     def count(self, out) -> None:
         """Cache results and stale answers of one request's `Outcome`."""

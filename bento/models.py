@@ -41,7 +41,7 @@ class ModelManager:
 
     def _load(self, card: ModelCard) -> ServedModel:
         """The version of `card` loaded and warmed up (the mlflow module points at the registry: see `check`)."""
-        return load_served(card)
+        return load_served(card, self.settings.service.model_device)
 
     def check(self) -> bool:
         """Load the version holding the champion alias if it is not the one served; True when the model changed.

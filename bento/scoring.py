@@ -11,7 +11,13 @@ from stockpred_core.serving.model import ServedModel
 from stockpred_core.serving.rows import FeatureRow
 
 SMALL_REQUEST = 64  # rows; smaller requests are batched with concurrent ones, larger ones run as they are
-MAX_MODEL_BATCH = 512
+MAX_MODEL_BATCH = 512  # rows per batched call on the CPU, where a call's time grows with its rows
+# on a GPU a call is bound by launching its kernels until thousands of rows: batch many more requests per call
+MAX_GPU_BATCH = 8192
+
+
+def max_batch(served: ServedModel) -> int:
+    return MAX_GPU_BATCH if served.device.startswith("cuda") else MAX_MODEL_BATCH
 
 
 @dataclass
@@ -71,8 +77,8 @@ class ModelRunner:
     async def _batches(self) -> None:
         while True:
             jobs = [await self._queue.get()]
-            size = len(jobs[0].rows)
-            while size < MAX_MODEL_BATCH and not self._queue.empty():
+            size, limit = len(jobs[0].rows), max_batch(jobs[0].served)
+            while size < limit and not self._queue.empty():
                 jobs.append(self._queue.get_nowait())
                 size += len(jobs[-1].rows)
             await self._slots.acquire()

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -114,6 +114,8 @@ class ServiceSettings(_FromEnvironment):
     max_batch_tickers: int = 10_000
     max_explain_tickers: int = 1_000  # SHAP for more rows than this per request is refused (it costs seconds)
     model_poll_seconds: float = 30.0  # how often each worker checks the registry's champion alias
+    # where a PyTorch champion scores: "auto" a CUDA GPU when torch sees one, else the CPU (the other families: CPU)
+    model_device: Literal["auto", "cpu", "cuda"] = "auto"
     shadow_scoring: bool = False  # the challenger scores the same requests; only the champion answers
     audit_log: str = "-"  # "-": stderr, else a file path (one JSON line per request)
     max_feature_age_sessions: int = 2  # older feature vectors are answered but flagged stale

@@ -119,10 +119,19 @@ class ServedModel:
         self.model.contributions_matrix(values)
 
 
-def load_served(card: ModelCard) -> ServedModel:
-    """The version of `card` loaded from the registry (mlflow must point at it: `use_registry`) and warmed up."""
+def load_served(card: ModelCard, device: str = "auto") -> ServedModel:
+    """The version of `card` loaded from the registry (mlflow must point at it: `use_registry`), placed and warmed
+    up. `device`: where a PyTorch model scores ("auto": CUDA when torch sees a GPU; "cuda" without one is an error);
+    the other families score on the CPU."""
     from stockpred_core.io.model_registry import load_version  # MLflow: only where a version is read from it
 
-    served = ServedModel(card, load_version(card.name, card.version))
+    return place(ServedModel(card, load_version(card.name, card.version)), device)
+
+
+def place(served: ServedModel, device: str = "auto") -> ServedModel:
+    """`served` with its network (if it has one) moved to `device`, then warmed up there."""
+    to_device = getattr(served.model, "to_device", None)
+    if to_device is not None:
+        to_device(device)
     served.warm_up()
     return served

@@ -162,7 +162,7 @@ def test_readyz_and_metrics(server):
     ):
         assert needle in metrics, needle
     info = [line for line in metrics.splitlines() if line.startswith("stockpred_model_info{") and "champion" in line]
-    assert any('model_version="1"' in line and line.endswith(" 1.0") for line in info)
+    assert any('model_version="1"' in line and 'device="cpu"' in line and line.endswith(" 1.0") for line in info)
 
 
 def test_shadow_scoring_logs_both_models_and_answers_with_the_champion(server):

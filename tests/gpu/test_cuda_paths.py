@@ -1,0 +1,150 @@
+"""The CUDA paths, run where torch sees a GPU (the lent GPU machine: scripts/gpu-check.sh), skipped elsewhere with the
+reason: training on the GPU forecasts as well as on the CPU, a GPU-trained model scores on a CPU-only node, and the
+service's scoring path (the model call, request batching, explanations) answers the same on CUDA as on the CPU.
+
+Self-contained on purpose: no fixtures from tests/conftest.py and no MLflow, BentoML or Redis, which the GPU machine
+lacks (it has PyTorch, numpy and pandas; the check carries orjson); models load through their class, not
+`families.load_model`, which imports LightGBM."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is an optional extra (make install TORCH=cpu)")
+
+from bento.scoring import ModelRunner  # noqa: E402
+from stockpred_core.features.sequence import SEQUENCE_COLUMNS  # noqa: E402
+from stockpred_core.io.model_card import ModelCard  # noqa: E402
+from stockpred_core.models.neural import TorchMLPForecaster  # noqa: E402
+from stockpred_core.models.sequence import GRUForecaster  # noqa: E402
+from stockpred_core.serving.answers import score  # noqa: E402
+from stockpred_core.serving.model import ServedModel, place  # noqa: E402
+from stockpred_core.serving.rows import FeatureRow  # noqa: E402
+
+CUDA = torch.cuda.is_available()
+NO_GPU = "no CUDA GPU here: runs on the lent GPU machine (scripts/gpu-check.sh)"
+needs_gpu = pytest.mark.skipif(not CUDA, reason=NO_GPU)
+DEVICES = ["cpu", pytest.param("cuda", marks=needs_gpu)]
+
+
+def synthetic(rows: int, columns: list[str], seed: int) -> tuple[pd.DataFrame, pd.Series]:
+    """Inputs with 5% missing, a target with a non-linear signal in the first 6 of them (IC about 0.4)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((rows, len(columns))).astype(np.float32)
+    signal = X[:, 0] - 0.5 * X[:, 1] + 0.5 * np.tanh(2 * X[:, 2]) + 0.3 * X[:, 3] * X[:, 4] + 0.2 * np.abs(X[:, 5])
+    y = signal + 2.0 * rng.standard_normal(rows)
+    X[rng.random(X.shape) < 0.05] = np.nan
+    return pd.DataFrame(X, columns=columns), pd.Series(y)
+
+
+def segments(rows: int, columns: list[str]) -> tuple:
+    """(train, valid, test) frames and targets: 70%, 10%, 20%."""
+    X, y = synthetic(rows, columns, 0)
+    a, b = int(0.7 * rows), int(0.8 * rows)
+    cut = [
+        (X.iloc[i:j].reset_index(drop=True), y.iloc[i:j].reset_index(drop=True)) for i, j in ((0, a), (a, b), (b, rows))
+    ]
+    return tuple(part for pair in cut for part in pair)
+
+
+def spearman(a, b) -> float:
+    return float(pd.Series(np.asarray(a)).rank().corr(pd.Series(np.asarray(b)).rank()))
+
+
+FEATURES = [f"f{i}" for i in range(60)]
+FAMILIES = {
+    "torch_mlp": (lambda **kw: TorchMLPForecaster(hidden_sizes=(128, 64), batch_size=1024, **kw), FEATURES, 80_000),
+    "gru": (lambda **kw: GRUForecaster(hidden_size=32, num_layers=2, batch_size=1024, **kw), SEQUENCE_COLUMNS, 20_000),
+}
+
+
+@needs_gpu
+@pytest.mark.parametrize("family", FAMILIES)
+def test_training_on_the_gpu_forecasts_as_well_as_on_the_cpu(family):
+    build, columns, rows = FAMILIES[family]
+    X, y, Xv, yv, Xt, yt = segments(rows, columns)
+    ics = {}
+    for device in ("cpu", "cuda"):
+        model = build(epochs=4, device=device, num_threads=None).fit(X, y, Xv, yv)
+        assert model.network_device.type == device and len(model.valid_losses) == 4
+        ics[device] = spearman(model.predict(Xt), yt)
+    assert ics["cpu"] > 0.1, ics  # the data has a signal the CPU fit finds
+    assert abs(ics["cuda"] - ics["cpu"]) < 0.02, ics  # mixed precision and GPU kernels: the same forecast quality
+
+
+@needs_gpu
+def test_a_model_trained_on_the_gpu_scores_the_same_on_the_cpu(tmp_path):
+    build, columns, _ = FAMILIES["torch_mlp"]
+    X, y, Xv, yv, Xt, _ = segments(20_000, columns)
+    model = build(epochs=2, device="cuda").fit(X, y, Xv, yv)
+    on_gpu = model.predict(Xt)
+    model.save(tmp_path)
+    loaded = TorchMLPForecaster.load(tmp_path).to_device("cpu")
+    assert loaded.network_device.type == "cpu"
+    np.testing.assert_allclose(loaded.predict(Xt), on_gpu, rtol=0, atol=1e-5 * float(on_gpu.abs().max()))
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """An MLP fitted on the CPU and saved, as the registry holds a champion."""
+    X, y, Xv, yv, Xt, _ = segments(20_000, FEATURES)
+    path = tmp_path_factory.mktemp("champion")
+    TorchMLPForecaster(hidden_sizes=(64, 32), epochs=2, device="cpu").fit(X, y, Xv, yv).save(path)
+    return path, Xt
+
+
+def served_on(path, device: str) -> ServedModel:
+    card = ModelCard(name="stockpred", version="7", run_id="r", family="torch_mlp")
+    return place(ServedModel(card, TorchMLPForecaster.load(path)), device)
+
+
+def feature_rows(X: pd.DataFrame, count: int) -> list[FeatureRow]:
+    values = X.to_numpy(dtype=float)
+    return [
+        FeatureRow(f"T{i:05d}", "2026-12-04", 100.0 + i, "v1", values[i], tuple(FEATURES), "redis")
+        for i in range(count)
+    ]
+
+
+async def through_the_runner(served: ServedModel, rows: list[FeatureRow], batches: list[int]) -> list[bytes]:
+    """What the service does: concurrent one-ticker requests (batched together by the runner) and one large one."""
+    runner = ModelRunner(on_batch=batches.append)
+    await runner.start()
+    singles = [runner.run(served, [row], True) for row in rows[:-200]]
+    large = runner.run(served, rows[-200:], True)
+    answers = await asyncio.gather(*singles, large)
+    runner.executor.shutdown()
+    return [doc for docs in answers for doc in docs]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_service_scoring_path_answers_the_same_on_each_device(device, saved_model):
+    path, Xt = saved_model
+    reference = served_on(path, "cpu")
+    served = served_on(path, device)
+    assert served.describe()["device"].startswith(device)  # what /readyz and /metrics report
+    rows = feature_rows(Xt, 500)
+    batches: list[int] = []
+    answers = [orjson.loads(doc) for doc in asyncio.run(through_the_runner(served, rows, batches))]
+    expected = [orjson.loads(doc) for doc in score(reference, rows, True)]
+    assert max(batches) > 1 and sum(batches) == len(rows)  # concurrent requests shared model calls
+    scale = max(abs(e["prediction"]) for e in expected)
+    for got, want in zip(answers, expected, strict=True):
+        assert got["ticker"] == want["ticker"]
+        assert got["prediction"] == pytest.approx(want["prediction"], abs=1e-5 * scale)
+        got_top = {c["feature"]: c["contribution"] for c in got["top_contributions"]}
+        want_top = {c["feature"]: c["contribution"] for c in want["top_contributions"]}
+        shared = got_top.keys() & want_top.keys()
+        assert len(shared) >= len(want_top) - 1  # a near-tie at the fifth place may swap on another device
+        assert all(got_top[f] == pytest.approx(want_top[f], abs=1e-5 * scale) for f in shared)
+
+
+@pytest.mark.skipif(CUDA, reason="this machine has a GPU: the refusal is for machines without one")
+def test_scoring_on_cuda_where_there_is_none_is_refused_saying_so(saved_model):
+    with pytest.raises(ValueError, match="torch sees no CUDA GPU"):
+        served_on(saved_model[0], "cuda")
