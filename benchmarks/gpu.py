@@ -9,13 +9,15 @@ of every fit (a GPU fit must forecast as well as the CPU one). It needs PyTorch,
 the lent GPU machine (scripts/gpu-check.sh).
 
 Per family and device:
-- train: `Forecaster.fit` (the families' own trainer), rows/s = rows x epochs / seconds; the MLP is (256, 128),
-  batch 4096; the GRU 2 x 32, batch 2048. On a GPU also with `cuda_batch_size` 16384 (a larger batch is the
-  recipe's choice: it changes the fit, and the IC column says by how much);
+- train: `Forecaster.fit` (the families' own trainer): `fit s` the whole fit, `loop s` its training loop (the rest
+  is standardizing the frames and copying them to the device once), rows/s = rows x epochs / loop seconds; the MLP
+  is (256, 128), batch 4096; the GRU 2 x 32, batch 2048. On a GPU also with `cuda_batch_size` 16384 (a larger
+  batch is the recipe's choice: it changes the fit, and the IC column says by how much);
 - score: milliseconds for 1, 1,000 and 10,000 tickers through `predict_matrix` (the service's model call) and
   `contributions_matrix` (its explanations), median of repeats;
-- reference: the same MLP on the same device-resident batches through Lightning's Trainer, beside the families'
-  trainer, for `--reference-epochs` (what `stockpred_core/models/trainer.py` cites for not using Lightning).
+- reference: the default MLP (64, 32; batch 512) and this one on the same device-resident batches (the first
+  `--reference-rows` training rows) through Lightning's Trainer, beside the families' trainer: seconds per epoch,
+  the fixed seconds of a fit, Lightning's overhead per step (what `stockpred_core/models/trainer.py` cites).
 The CPU uses every core torch sees (`num_threads` None); the ratio column is GPU / CPU.
 """
 
@@ -40,6 +42,7 @@ import pandas as pd
 import torch
 
 from stockpred_core.features.sequence import SEQUENCE_COLUMNS
+from stockpred_core.models import neural
 from stockpred_core.models.neural import TorchMLPForecaster, build_mlp
 from stockpred_core.models.sequence import GRUForecaster
 from stockpred_core.models.trainer import DeviceBatches, TrainConfig, fit_network, resolve_precision
@@ -97,19 +100,44 @@ def seq_frame(X: pd.DataFrame) -> pd.DataFrame:
     return X.set_axis(SEQUENCE_COLUMNS, axis=1)
 
 
+class LoopTimer:
+    """Times the families' training loop inside `Forecaster.fit` (the rest of a fit, standardizing the frames and
+    copying them to the device, is a fixed cost reported apart): wraps `neural.fit_network` for one fit."""
+
+    def __init__(self, device: str) -> None:
+        self.device, self.seconds = device, 0.0
+
+    def __enter__(self) -> LoopTimer:
+        self.original = neural.fit_network
+
+        def timed_loop(*args, **kwargs):
+            seconds, losses = timed(lambda: self.original(*args, **kwargs), self.device)
+            self.seconds += seconds
+            return losses
+
+        neural.fit_network = timed_loop
+        return self
+
+    def __exit__(self, *exc) -> None:
+        neural.fit_network = self.original
+
+
 def fit_case(family: str, build, data: tuple, device: str, epochs: int, extra: dict) -> dict:
     X, y, X_valid, y_valid, X_test, y_test = data
     model = build(**extra, epochs=epochs, device=device, num_threads=None)
-    seconds, _ = timed(lambda: model.fit(X, y, X_valid, y_valid), device)
+    with LoopTimer(device) as loop:
+        seconds, _ = timed(lambda: model.fit(X, y, X_valid, y_valid), device)
     ran = len(model.valid_losses)
+    recurrent = family == "gru"
     return {
         "family": family,
         "device": device,
         "batch": extra.get("cuda_batch_size") or extra["batch_size"],
-        "precision": resolve_precision(model.precision, torch.device(device)),
+        "precision": resolve_precision(model.precision, torch.device(device), recurrent),
         "epochs": ran,
         "fit_s": seconds,
-        "rows_per_s": len(X) * ran / seconds,
+        "loop_s": loop.seconds,
+        "rows_per_s": len(X) * ran / loop.seconds,
         "test_ic": spearman(model.predict(X_test), y_test),
         "model": model,
     }
@@ -130,8 +158,10 @@ def score_case(model, X_test: pd.DataFrame, device: str, repeats: int) -> dict:
     return out
 
 
-def lightning_reference(X: pd.DataFrame, y: pd.Series, device: str, epochs: int) -> dict | None:
-    """The MLP's network on the same device-resident batches, trained by Lightning and by `fit_network`."""
+def lightning_reference(X: pd.DataFrame, y: pd.Series, device: str, epochs: int, hidden: tuple, batch: int):
+    """An MLP on the same device-resident batches, trained by Lightning's Trainer and by `fit_network`, for 1 and
+    `epochs` epochs each: the difference of the two is the cost per epoch, the rest the fixed cost of a fit (a
+    Trainer's set-up, say). None without Lightning."""
     try:
         import lightning as L
     except ImportError:
@@ -142,12 +172,11 @@ def lightning_reference(X: pd.DataFrame, y: pd.Series, device: str, epochs: int)
     inputs = torch.as_tensor(np.nan_to_num(X.to_numpy(dtype=np.float32)), device=dev)
     target = torch.as_tensor(((y - y.mean()) / y.std()).to_numpy(dtype=np.float32), device=dev)
     precision = resolve_precision("auto", dev)
-    config = TrainConfig(epochs, 1_000, MLP["batch_size"], 1e-3, 1e-4, 0, precision)
 
     class Module(L.LightningModule):
         def __init__(self) -> None:
             super().__init__()
-            self.net = build_mlp(inputs.shape[1], MLP["hidden_sizes"], 0.1)
+            self.net = build_mlp(inputs.shape[1], hidden, 0.1)
 
         def training_step(self, batch, _):
             return torch.nn.functional.mse_loss(self.net(batch[0]).float(), batch[1])
@@ -155,9 +184,9 @@ def lightning_reference(X: pd.DataFrame, y: pd.Series, device: str, epochs: int)
         def configure_optimizers(self):
             return torch.optim.AdamW(self.parameters(), lr=1e-3, weight_decay=1e-4, fused=device == "cuda" or None)
 
-    def lightning() -> None:
+    def lightning(n: int) -> None:
         trainer = L.Trainer(
-            max_epochs=epochs,
+            max_epochs=n,
             accelerator="gpu" if device == "cuda" else "cpu",
             devices=1,
             precision=precision if precision != "32" else "32-true",
@@ -167,36 +196,52 @@ def lightning_reference(X: pd.DataFrame, y: pd.Series, device: str, epochs: int)
             enable_model_summary=False,
             num_sanity_val_steps=0,
         )
-        trainer.fit(Module().to(dev), DeviceBatches((inputs, target), config.batch_size, 0))
+        trainer.fit(Module().to(dev), DeviceBatches((inputs, target), batch, 0))
 
-    def ours() -> None:
-        fit_network(build_mlp(inputs.shape[1], MLP["hidden_sizes"], 0.1).to(dev), (inputs, target), None, config)
+    def ours(n: int) -> None:
+        config = TrainConfig(n, 1_000, batch, 1e-3, 1e-4, 0, precision)
+        fit_network(build_mlp(inputs.shape[1], hidden, 0.1).to(dev), (inputs, target), None, config)
 
-    ours()  # warm-up: allocator, kernels
-    seconds = {name: timed(fn, device)[0] for name, fn in (("trainer_s", ours), ("lightning_s", lightning))}
-    return {"device": device, "epochs": epochs, **seconds}
+    ours(1)  # warm-up: allocator, kernels
+    lightning(1)
+    out = {"device": device, "hidden": hidden, "batch": batch, "steps_per_epoch": -(-len(inputs) // batch)}
+    for name, fn in (("trainer", ours), ("lightning", lightning)):
+        one, many = (timed(lambda n=n, f=fn: f(n), device)[0] for n in (1, epochs))
+        per_epoch = (many - one) / (epochs - 1)
+        out |= {f"{name}_epoch_s": per_epoch, f"{name}_fixed_s": one - per_epoch}
+    out["overhead_ms_per_step"] = 1000 * (out["lightning_epoch_s"] - out["trainer_epoch_s"]) / out["steps_per_epoch"]
+    return out
+
+
+def start_up(device: str) -> None:
+    """Tiny fits of both families, so that no measured fit pays for a once-per-process start: CUDA, cuBLAS and cuDNN
+    on a GPU; on the CPU the import of torch's compiler that the first `use_deterministic_algorithms` call makes."""
+    TorchMLPForecaster(epochs=1, device=device).fit(*synthetic(4096, 8, 1))
+    X, y, X_valid, y_valid = split(*synthetic(4096, SEQUENCE, 1))[:4]
+    GRUForecaster(epochs=1, device=device).fit(seq_frame(X), y, seq_frame(X_valid), y_valid)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=400_000, help="MLP training rows (the GRU gets a quarter)")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--reference-epochs", type=int, default=3)
+    parser.add_argument("--reference-epochs", type=int, default=3, help="at least 2 (the reference also runs 1)")
+    parser.add_argument("--reference-rows", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=20, help="timed scoring calls per size")
     parser.add_argument("--quick", action="store_true", help="50,000 rows, 2 epochs: a smoke run")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     if args.quick:
-        args.rows, args.epochs, args.reference_epochs, args.repeats = 50_000, 2, 1, 5
+        args.rows, args.epochs, args.reference_epochs, args.reference_rows, args.repeats = 50_000, 2, 2, 20_000, 5
     devices = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
     gpu = torch.cuda.get_device_name(0) if "cuda" in devices else "none"
     print(
         f"torch {torch.__version__}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), GPU: {gpu}, "
         f"load average {os.getloadavg()[0]:.2f}; MLP {args.rows:,} x {FEATURES}, GRU {args.rows // 4:,} x {SEQUENCE}"
     )
-    if "cuda" in devices:  # CUDA context, cuBLAS and cuDNN start-up: once per process, not part of any fit
-        seconds, _ = timed(lambda: TorchMLPForecaster(epochs=1, device="cuda").fit(*synthetic(4096, 8, 1)), "cuda")
-        print(f"CUDA start-up (first fit of a tiny model): {seconds:.2f}s")
+    for device in devices:
+        seconds, _ = timed(lambda d=device: start_up(d), device)
+        print(f"start-up on {device} (first fits of a tiny MLP and GRU): {seconds:.2f}s")
     total = int(args.rows / 0.7)  # --rows is the training segment: 70% of the rows drawn
     mlp_data = split(*synthetic(total, FEATURES, 0))
     gru_data = tuple(
@@ -213,7 +258,12 @@ def main() -> None:
                 case = fit_case(family, build, data, device, args.epochs, extra)
                 case |= score_case(case.pop("model"), data[4], device, args.repeats)
                 cases.append(case)
-    references = [lightning_reference(*mlp_data[:2], d, args.reference_epochs) for d in devices]
+    X, y = mlp_data[0].iloc[: args.reference_rows], mlp_data[1].iloc[: args.reference_rows]
+    references = [
+        lightning_reference(X, y, device, args.reference_epochs, hidden, batch)
+        for device in devices
+        for hidden, batch in (((64, 32), 512), (MLP["hidden_sizes"], MLP["batch_size"]))  # the default MLP, this one
+    ]
     report(cases, [r for r in references if r])
     if args.json:
         meta = {"torch": torch.__version__, "gpu": gpu, "cores": os.cpu_count(), "host": platform.node()}
@@ -223,13 +273,13 @@ def main() -> None:
 
 def report(cases: list[dict], references: list[dict]) -> None:
     cpu = {c["family"]: c for c in cases if c["device"] == "cpu"}
-    print(f"\n{'family':<10} {'device':<6} {'batch':>6} {'precision':<10} {'epochs':>6} {'fit s':>7} "
+    print(f"\n{'family':<10} {'device':<6} {'batch':>6} {'precision':<10} {'epochs':>6} {'fit s':>7} {'loop s':>7} "
           f"{'rows/s':>11} {'vs cpu':>7} {'test IC':>8}")  # fmt: skip
     for c in cases:
         ratio = c["rows_per_s"] / cpu[c["family"]]["rows_per_s"]
         print(
             f"{c['family']:<10} {c['device']:<6} {c['batch']:>6} {c['precision']:<10} {c['epochs']:>6} "
-            f"{c['fit_s']:>7.2f} {c['rows_per_s']:>11,.0f} {ratio:>6.1f}x {c['test_ic']:>8.4f}"
+            f"{c['fit_s']:>7.2f} {c['loop_s']:>7.2f} {c['rows_per_s']:>11,.0f} {ratio:>6.1f}x {c['test_ic']:>8.4f}"
         )
     print(f"\nscoring, ms (median)      {'':<8}" + "".join(f"{n:>10,}" for n in TICKERS) + "  tickers")
     for c in cases:
@@ -239,11 +289,15 @@ def report(cases: list[dict], references: list[dict]) -> None:
             base = cpu[c["family"]][f"{name}_{largest}_ms"] / c[f"{name}_{largest}_ms"]
             label = f"{c['family']:<10} {c['device']:<6} b{c['batch']:<6} {name:<8}"
             print(f"{label}{cells}   ({base:.1f}x cpu at {largest:,})")
+    if references:
+        print("\ntrainer vs Lightning, an MLP on the same device-resident batches (seconds per epoch, per fit)")
     for r in references:
         print(
-            f"\ntrainer vs Lightning ({r['device']}, MLP, {r['epochs']} epochs, same batches): "
-            f"{r['trainer_s']:.2f}s vs {r['lightning_s']:.2f}s -> Lightning takes "
-            f"{r['lightning_s'] / r['trainer_s']:.2f}x"
+            f"{r['device']:<5} MLP {r['hidden']!s:<11} batch {r['batch']:>5}: "
+            f"per epoch {r['trainer_epoch_s']:.3f}s vs "
+            f"{r['lightning_epoch_s']:.3f}s ({r['lightning_epoch_s'] / r['trainer_epoch_s']:.2f}x), fixed "
+            f"{r['trainer_fixed_s']:.3f}s vs {r['lightning_fixed_s']:.3f}s; Lightning adds "
+            f"{r['overhead_ms_per_step']:.3f} ms per step"
         )
 
 

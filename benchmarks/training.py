@@ -92,7 +92,7 @@ def bare_torch(X, y, epochs: int) -> torch.nn.Module:
     for _ in range(epochs):
         for idx in torch.randperm(len(Z)).split(512):
             optimizer.zero_grad()
-            torch.nn.functional.mse_loss(net(Z[idx]).squeeze(-1), t[idx]).backward()
+            torch.nn.functional.mse_loss(net(Z[idx]), t[idx]).backward()
             optimizer.step()
     torch.set_num_threads(previous)
     return net

@@ -61,6 +61,8 @@ class MlpModelConfig(TrainConfig):
     hidden_sizes: list[int] = Field(default_factory=lambda: [64, 32])
     epochs: int = 20
     batch_size: int = 512
+    # the training batch on a GPU, which has room for many more rows per step (None: batch_size); it changes the fit
+    cuda_batch_size: int | None = None
     lr: float = 1e-3
     device: str = "auto"  # CUDA when torch sees a GPU
 
@@ -113,6 +115,7 @@ def mlp_model(
         "hidden_sizes": tuple(config.hidden_sizes),
         "epochs": config.epochs,
         "batch_size": config.batch_size,
+        "cuda_batch_size": config.cuda_batch_size,
         "lr": config.lr,
         "device": config.device,
     }

@@ -128,6 +128,13 @@ class EnsembleForecaster(ColumnForecaster):
         total[:, -1] += offset
         return pd.DataFrame(total, index=X.index, columns=columns)
 
+    def to_device(self, device: str) -> EnsembleForecaster:
+        """Move the members that have a network (the PyTorch families) to `device`; the others run on the CPU."""
+        for model in self.models:
+            if hasattr(model, "to_device"):
+                model.to_device(device)
+        return self
+
     def _save(self, directory: Path) -> dict:
         names = [f"{i:02d}_{model.family}" for i, model in enumerate(self.models)]
         for name, model in zip(names, self.models, strict=True):

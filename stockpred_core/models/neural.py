@@ -71,9 +71,9 @@ def build_mlp(n_inputs: int, hidden_sizes: list[int] | tuple[int, ...], dropout:
 class ScaledTorchForecaster(ColumnForecaster):
     """What the PyTorch families share: inputs standardized and the target scaled with the training rows' statistics,
     a network trained by `fit_network` (early-stopped on the validation set when given one), its validation losses;
-    saved as weights.pt plus those statistics, restored onto CUDA when torch sees a GPU (where it was trained binds
-    nothing: a GPU-trained model serves on a CPU-only node), else the CPU. Scoring and the occlusion explanations run
-    on the network's device from a float matrix, without building a DataFrame."""
+    saved as weights.pt plus those statistics and restored onto the CPU (where it was trained binds nothing: a
+    GPU-trained model serves on a CPU-only node); `to_device` moves it (the service: `serving.model.place`). Scoring
+    and the occlusion explanations run on the network's device from a float matrix, without building a DataFrame."""
 
     weights_file: ClassVar[str] = "weights.pt"
 
@@ -137,8 +137,9 @@ class ScaledTorchForecaster(ColumnForecaster):
 
     def _outputs(self, scaled: np.ndarray | torch.Tensor) -> torch.Tensor:
         """The network's float32 outputs for standardized rows, on its device (target units: scaled)."""
-        with cpu_threads(self.num_threads):
-            return predict(self.network, self._inputs(scaled, self.network_device))
+        device = self.network_device
+        with cpu_threads(self.num_threads if device.type == "cpu" else None):
+            return predict(self.network, self._inputs(scaled, device))
 
     def _predict_values(self, X: pd.DataFrame) -> np.ndarray:
         return self.predict_matrix(X.to_numpy(dtype=float))
@@ -183,7 +184,7 @@ class ScaledTorchForecaster(ColumnForecaster):
         weights = torch.load(directory / self.weights_file, map_location="cpu", weights_only=True)
         self.network = self._build_network()
         self.network.load_state_dict(weights)
-        self.network.to(select_device("cpu" if self.device == "cpu" else "auto")).eval()
+        self.network.eval()  # on the CPU: a caller that wants a GPU says so (to_device), nothing opens CUDA unasked
 
     def to_device(self, device: str) -> ScaledTorchForecaster:
         """Move the fitted network to `device` ("cpu", "cuda" or "auto"), e.g. to score on another device."""

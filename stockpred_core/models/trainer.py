@@ -14,6 +14,7 @@ loop never copies a batch nor waits for the device until the epoch's validation 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,16 +29,17 @@ EVAL_CHUNK_ROWS = 65_536
 EVAL_CHUNK_BYTES = 256 * 2**20
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """The arithmetic of a fit on `device`. "auto": float32 on the CPU; on a GPU bfloat16 autocast where the GPU has it
-    (Ampere and newer: float32's range, no loss scaling), else float16 autocast with loss scaling. Weights, optimizer
-    state, losses and every prediction stay float32."""
+def resolve_precision(precision: str, device: torch.device, recurrent: bool = False) -> str:
+    """The arithmetic of a fit on `device`. "auto": float32 on the CPU; on a GPU bfloat16 autocast where the GPU has
+    it natively (Ampere and newer: float32's range, no loss scaling), else float16 autocast with loss scaling; and
+    float16 with loss scaling for a `recurrent` network, whose cuDNN kernels autocast runs in float16 whatever dtype
+    it was asked for. Weights, optimizer state, losses and every prediction stay float32."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if precision == "auto":
         if device.type != "cuda":
             return "32"
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        return "bf16-mixed" if torch.cuda.is_bf16_supported(including_emulation=False) and not recurrent else "16-mixed"
     if precision == "16-mixed" and device.type != "cuda":
         raise ValueError("precision '16-mixed' (float16, loss scaling) needs a CUDA device; use 'bf16-mixed' or '32'")
     return precision
@@ -79,6 +81,10 @@ class DeviceBatches:
             yield tuple(tensor[start : start + self.batch_size] for tensor in shuffled)
 
 
+def is_recurrent(net: nn.Module) -> bool:
+    return any(isinstance(module, nn.RNNBase) for module in net.modules())
+
+
 @torch.no_grad()
 def predict(net: nn.Module, X: torch.Tensor) -> torch.Tensor:
     """The network's float32 outputs in evaluation mode, on X's device, a bounded chunk of rows per pass."""
@@ -99,15 +105,18 @@ def fit_network(
     With `valid`, the validation loss of every epoch is returned and the weights of the lowest one are kept; training
     stops after `patience` epochs without a lower one. Seeding and determinism are the caller's (`seeded_torch`)."""
     device = train[0].device
-    precision = resolve_precision(config.precision, device)
-    dtype = AUTOCAST_DTYPES.get(precision)
     cuda = device.type == "cuda"
+    precision = resolve_precision(config.precision, device, is_recurrent(net))
+    dtype = AUTOCAST_DTYPES.get(precision)
     # fused: one kernel for the whole update on a GPU; the CPU keeps the default (for-each) implementation
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=cuda or None)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
+    # loss scaling for float16, and for any autocast of a recurrent net on CUDA (cuDNN runs it in float16 regardless)
+    scaled = precision == "16-mixed" or (cuda and dtype is not None and is_recurrent(net))
+    scaler = torch.amp.GradScaler(device.type, enabled=scaled)
     batches = DeviceBatches(train, config.batch_size, config.seed)
     losses: list[float] = []
     best: dict[str, torch.Tensor] | None = None
+    best_epoch = 0
     for _ in range(config.epochs):
         net.train()
         for xb, yb in batches:
@@ -121,9 +130,16 @@ def fit_network(
         if valid is None:
             continue
         losses.append(nn.functional.mse_loss(predict(net, valid[0]), valid[1]).item())  # the epoch's one wait
-        if losses[-1] < min(losses[:-1], default=float("inf")):
-            best = {name: tensor.detach().clone() for name, tensor in net.state_dict().items()}
-        elif len(losses) - 1 - losses.index(min(losses)) >= config.patience:
+        if not math.isfinite(losses[-1]):  # diverged: stop, keeping the best epoch's weights if there was one
+            if best is None:
+                raise ValueError(
+                    f"training diverged: the validation loss is {losses[-1]} after epoch {len(losses)} "
+                    f"(lr {config.lr}, precision {precision}); lower lr or use precision '32'"
+                )
+            break
+        if losses[-1] < min(losses[:-1], default=math.inf):
+            best, best_epoch = {name: tensor.detach().clone() for name, tensor in net.state_dict().items()}, len(losses)
+        elif len(losses) - best_epoch >= config.patience:
             break
     if best is not None:
         net.load_state_dict(best)

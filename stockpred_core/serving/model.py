@@ -74,12 +74,11 @@ class ServedModel:
 
     @property
     def device(self) -> str:
-        network = getattr(self.model, "network", None)
-        if network is not None:
-            try:
+        """Where the model's network scores ("cpu", "cuda:0"); an ensemble's: its first member with a network."""
+        for model in getattr(self.model, "models", None) or [self.model]:
+            network = getattr(model, "network", None)
+            if network is not None:
                 return str(next(network.parameters()).device)
-            except StopIteration:
-                pass
         return "cpu"
 
     def describe(self) -> dict:

@@ -70,10 +70,11 @@ def test_training_on_the_gpu_forecasts_as_well_as_on_the_cpu(family):
     X, y, Xv, yv, Xt, yt = segments(rows, columns)
     ics = {}
     for device in ("cpu", "cuda"):
-        model = build(epochs=4, device=device, num_threads=None).fit(X, y, Xv, yv)
-        assert model.network_device.type == device and len(model.valid_losses) == 4
+        # to the plateau (early-stopped): there the CPU fits of seeds 0, 1, 2 agree within 0.003 of IC (measured)
+        model = build(epochs=15, patience=3, device=device, num_threads=None).fit(X, y, Xv, yv)
+        assert model.network_device.type == device and 2 <= len(model.valid_losses) <= 15
         ics[device] = spearman(model.predict(Xt), yt)
-    assert ics["cpu"] > 0.1, ics  # the data has a signal the CPU fit finds
+    assert ics["cpu"] > 0.3, ics  # the data has a signal the CPU fit finds (0.47 for the MLP, 0.48 for the GRU)
     assert abs(ics["cuda"] - ics["cpu"]) < 0.02, ics  # mixed precision and GPU kernels: the same forecast quality
 
 

@@ -40,10 +40,13 @@ def test_precision_is_float32_on_the_cpu_and_mixed_on_a_gpu(monkeypatch):
     assert resolve_precision("auto", CPU) == "32"
     assert resolve_precision("bf16-mixed", CPU) == "bf16-mixed"
     cuda = torch.device("cuda")
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert resolve_precision("auto", cuda) == "bf16-mixed"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert resolve_precision("auto", cuda) == "16-mixed"  # a pre-Ampere GPU: float16 with loss scaling
+    # cuDNN's recurrent kernels run in float16 under any autocast: float16 with loss scaling for them
+    assert resolve_precision("auto", cuda, recurrent=True) == "16-mixed"
+    # a pre-Ampere GPU emulates bfloat16 (slowly): float16 with loss scaling
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert resolve_precision("auto", cuda) == "16-mixed"
     with pytest.raises(ValueError, match="needs a CUDA device"):
         resolve_precision("16-mixed", CPU)
     with pytest.raises(ValueError, match="precision must be one of"):
@@ -68,6 +71,33 @@ def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience():
     assert kept == pytest.approx(losses[best], rel=1e-6)
 
 
+class FailsLater(torch.nn.Module):
+    """A linear model whose evaluation outputs turn NaN after `healthy` evaluations (a run that diverges)."""
+
+    def __init__(self, healthy: int) -> None:
+        super().__init__()
+        self.linear, self.healthy, self.evaluations = torch.nn.Linear(4, 1), healthy, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.linear(x).reshape(-1)
+        if not self.training:
+            self.evaluations += 1
+            if self.evaluations > self.healthy:
+                out = out * float("nan")
+        return out
+
+
+def test_a_diverged_fit_stops_with_the_best_weights_or_says_so():
+    generator = torch.Generator().manual_seed(1)
+    X, y = torch.randn(256, 4, generator=generator), torch.randn(256, generator=generator)
+    config = TrainConfig(epochs=10, patience=5, batch_size=64, lr=1e-2, weight_decay=0.0, seed=0)
+    net = FailsLater(healthy=2)
+    losses = fit_network(net, (X, y), (X, y), config)
+    assert len(losses) == 3 and np.isnan(losses[-1]) and np.isfinite(losses[:2]).all()  # stopped at the NaN
+    with pytest.raises(ValueError, match=r"training diverged: the validation loss is nan after epoch 1"):
+        fit_network(FailsLater(healthy=0), (X, y), (X, y), config)
+
+
 @pytest.fixture(scope="module")
 def data() -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]:
     bars = simulate_bars(5, 12, "2021-01-04", "2022-06-30")
@@ -86,10 +116,12 @@ def test_bfloat16_autocast_trains_both_families_close_to_the_float32_fit(family,
     if family is GRUForecaster:
         config |= {"hidden_size": 8, "num_layers": 1}
     exact = family(**config).fit(X, y).predict(X_test)
-    mixed = family(**config, precision="bf16-mixed").fit(X, y).predict(X_test)
+    model = family(**config, precision="bf16-mixed").fit(X, y)
+    mixed = model.predict(X_test)
     assert np.isfinite(mixed).all() and mixed.std() > 0
     assert np.corrcoef(exact, mixed)[0, 1] > 0.9  # bfloat16 rounds: close to, not equal to, the float32 fit
-    assert next(family(**config).fit(X, y).network.parameters()).dtype == torch.float32  # weights stay float32
+    assert not np.allclose(exact, mixed, rtol=0, atol=1e-6)  # ... it did run in bfloat16
+    assert all(p.dtype == torch.float32 for p in model.network.parameters())  # weights stay float32
 
 
 def test_the_gpu_batch_applies_on_a_gpu_only(data):
