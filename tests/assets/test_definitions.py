@@ -148,4 +148,4 @@ print("ok")
     env = {**os.environ, "STOCKPRED_ENV": "local"}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
-    assert "mlp_model is left out of the code location: the torch_mlp family needs PyTorch" in done.stderr
+    assert "mlp_model is left out of the code location: the torch_mlp and gru families need PyTorch" in done.stderr
