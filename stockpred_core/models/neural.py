@@ -87,7 +87,7 @@ class ScaledTorchForecaster(ColumnForecaster):
     patience: int = 3  # epochs without a lower validation loss before stopping
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda"
-    precision: str = "auto"  # trainer.PRECISIONS; "auto": float32 on the CPU, bfloat16 (else float16) autocast on CUDA
+    precision: str = "auto"  # trainer.PRECISIONS; "auto": float32 on the CPU, mixed on CUDA (trainer.resolve_precision)
     # a net this small trains many times faster on one CPU thread: more threads mostly contend (None: torch default)
     num_threads: int | None = 1
 
