@@ -61,6 +61,10 @@ def fit(family: str = "lightgbm", seed: int = 1, rounds: int = 60) -> Forecaster
     X, y = training_data(seed=seed)
     if family == "lightgbm":
         return LGBMForecaster(num_boost_round=rounds, seed=seed, params={"min_data_in_leaf": 50}).fit(X, y)
+    if family == "torch_mlp":  # PyTorch: only when asked for (an optional extra)
+        from stockpred_core.models.neural import TorchMLPForecaster
+
+        return TorchMLPForecaster(epochs=3, seed=seed).fit(X, y)
     return LinearForecaster(alpha=1.0).fit(X, y)
 
 
