@@ -32,10 +32,13 @@ fetch() {
 run() {
     local out=${OUT:-/tmp/gpu-check} status=0
     mkdir -p "$out"
-    if compgen -G '.whl/*.whl' >/dev/null; then  # none here: a development install already has them
-        python3 -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    local site
+    site=$(mktemp -d)
+    # the carried wheels, where the Python running the check lacks them (a development install has them already)
+    if ! python3 -c 'import orjson' 2>/dev/null; then
+        python3 -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/*.whl
     fi
-    export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+    export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
     { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "nvidia-smi: none"; } | tee "$out/gpu.txt"
     python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' | tee -a "$out/gpu.txt"
     # -c /dev/null --noconftest: the project's pytest settings and fixtures need the full development install

@@ -23,9 +23,11 @@ class Champion:
         name: str,
         *,
         poll_s: float = 30.0,
+        device: str = "auto",  # where a PyTorch champion scores (STOCKPRED_MODEL_DEVICE, as in the service)
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tracking_uri, self.name, self.poll_s, self.clock = tracking_uri, name, poll_s, clock
+        self.device = device
         self.served: ServedModel | None = None
         self.error: str | None = None
         self._checked: float | None = None
@@ -48,7 +50,7 @@ class Champion:
             if self.served is not None and self.served.version == card.version:
                 self.error = None
                 return False
-            self.served = load_served(card)
+            self.served = load_served(card, self.device)
             self.error = None
             logger.info("scoring with %s v%s (%s)", self.name, card.version, card.family)
             return True

@@ -96,7 +96,12 @@ def prediction_handler(client: redis.Redis, store: IntradayStore, alert_rules: s
         client,
         store,
         LakeHistory(Lake(settings.lake_url), settings),
-        Champion(settings.mlflow_tracking_uri, settings.registered_model, poll_s=settings.service.model_poll_seconds),
+        Champion(
+            settings.mlflow_tracking_uri,
+            settings.registered_model,
+            poll_s=settings.service.model_poll_seconds,
+            device=settings.service.model_device,
+        ),
         alerts=Alerts.configured(client, alert_rules),
         cache_ttl_s=settings.service.cache_ttl_seconds,
         explain=explain,

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from support import ROOT
 
-pytest.importorskip("torch", reason="PyTorch is an optional extra (make install TORCH=cpu)")
+torch = pytest.importorskip("torch", reason="PyTorch is an optional extra (make install TORCH=cpu)")
 
 
 @pytest.mark.slow
@@ -21,9 +21,11 @@ def test_the_gpu_check_runs_its_tests_and_the_benchmark(tmp_path):
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     tests = (tmp_path / "tests.txt").read_text()
-    assert "passed" in tests and "failed" not in tests and "no CUDA GPU here" in tests
+    cuda = torch.cuda.is_available()
+    assert "passed" in tests and "failed" not in tests and ("no CUDA GPU here" in tests) != cuda
     figures = json.loads((tmp_path / "gpu.json").read_text())
-    cases = {(c["family"], c["device"]) for c in figures["cases"]}
-    assert cases == {("torch_mlp", "cpu"), ("gru", "cpu")}
+    expected = {("torch_mlp", "default"), ("torch_mlp", "wide"), ("gru", "default")}
+    assert {(c["family"], c["recipe"]) for c in figures["cases"] if c["device"] == "cpu"} == expected
+    assert {c["device"] for c in figures["cases"]} == ({"cpu", "cuda"} if cuda else {"cpu"})
     assert all(c["rows_per_s"] > 0 and c["test_ic"] > 0.05 for c in figures["cases"])
     assert "torch" in (tmp_path / "gpu.txt").read_text()

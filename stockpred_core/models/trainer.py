@@ -9,9 +9,10 @@ up each fit; a GPU step of that MLP takes a fraction of that, so there the hooks
 16-bit mixed precision, device placement) is here instead.
 
 On a GPU the whole training set is copied to the device once. Each epoch draws one permutation from a CPU generator
-seeded with the fit's seed (so the batches are the same on every device and a GPU fit repeats the CPU fit up to
-floating-point error), moves it to the device and gathers the rows there; the batches are views of that gather. The
-loop never copies a batch nor waits for the device until the epoch's validation loss is read.
+seeded with the fit's seed (so the batches are the same on every device: dropout masks and the arithmetic still
+differ, so a GPU fit matches the CPU fit's forecast quality, not its weights), moves it to the device and gathers
+the rows there; the batches are views of that gather. The loop never copies a batch nor waits for the device until
+the epoch's validation loss is read.
 """
 
 from __future__ import annotations

@@ -14,7 +14,10 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, redis_url):
     root = tmp_path_factory.mktemp("torch")
-    world = build_world(root / "world", 30, redis_url.rsplit("/", 1)[0] + "/7", family="torch_mlp")
+    world = build_world(
+        root / "world", 30, redis_url.rsplit("/", 1)[0] + "/7", family="torch_mlp",
+        extra_env={"STOCKPRED_MODEL_DEVICE": "cpu"},  # on a developer's GPU host too (tests/gpu covers CUDA)
+    )  # fmt: skip
     with serve(world.env, root / "bento.log") as base:
         yield Server(base, world, root / "bento.log")
 

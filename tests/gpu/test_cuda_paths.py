@@ -17,7 +17,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is an optional extra (make install TORCH=cpu)")
 
-from bento.scoring import ModelRunner  # noqa: E402
+from bento.scoring import ModelRunner, max_batch  # noqa: E402
 from stockpred_core.features.sequence import SEQUENCE_COLUMNS  # noqa: E402
 from stockpred_core.io.model_card import ModelCard  # noqa: E402
 from stockpred_core.models.neural import TorchMLPForecaster  # noqa: E402
@@ -112,15 +112,18 @@ def feature_rows(X: pd.DataFrame, count: int) -> list[FeatureRow]:
     ]
 
 
+LARGE = 200  # rows of one request, scored as it is
+SINGLES = 600  # one-ticker requests at once, batched by the runner up to its cap (512 rows on the CPU, 8,192 on CUDA)
+
+
 async def through_the_runner(served: ServedModel, rows: list[FeatureRow], batches: list[int]) -> list[bytes]:
-    """What the service does: concurrent one-ticker requests (batched together by the runner) and one large one."""
+    """What the service does: one large request, then many concurrent one-ticker requests."""
     runner = ModelRunner(on_batch=batches.append)
     await runner.start()
-    singles = [runner.run(served, [row], True) for row in rows[:-200]]
-    large = runner.run(served, rows[-200:], True)
-    answers = await asyncio.gather(*singles, large)
+    large = await runner.run(served, rows[:LARGE], True)
+    singles = await asyncio.gather(*(runner.run(served, [row], True) for row in rows[LARGE:]))
     runner.executor.shutdown()
-    return [doc for docs in answers for doc in docs]
+    return large + [doc for docs in singles for doc in docs]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -129,11 +132,14 @@ def test_the_service_scoring_path_answers_the_same_on_each_device(device, saved_
     reference = served_on(path, "cpu")
     served = served_on(path, device)
     assert served.describe()["device"].startswith(device)  # what /readyz and /metrics report
-    rows = feature_rows(Xt, 500)
+    rows = feature_rows(Xt, LARGE + SINGLES)
     batches: list[int] = []
     answers = [orjson.loads(doc) for doc in asyncio.run(through_the_runner(served, rows, batches))]
     expected = [orjson.loads(doc) for doc in score(reference, rows, True)]
-    assert max(batches) > 1 and sum(batches) == len(rows)  # concurrent requests shared model calls
+    cap = max_batch(served)
+    assert cap == (8192 if device == "cuda" else 512)
+    # the large request alone, then the singles in as few model calls as the device's cap allows
+    assert batches == [LARGE, *([cap] * (SINGLES // cap)), *([SINGLES % cap] if SINGLES % cap else [])], batches
     scale = max(abs(e["prediction"]) for e in expected)
     for got, want in zip(answers, expected, strict=True):
         assert got["ticker"] == want["ticker"]
