@@ -2,11 +2,11 @@
 training device, mixed precision on a GPU, early stopping on a validation set with the best epoch's weights kept.
 
 Why not Lightning's Trainer: `benchmarks/gpu.py` fits the same network on the same device-resident batches through
-both, side by side. On the 2-core development machine, for the default MLP (64, 32; batch 512), Lightning took 1.25x
-this loop's time per epoch (0.380 s against 0.303 s on 100,000 rows: 0.39 ms of hooks per step) plus 0.03 s to set
-up each fit; a GPU step of that MLP takes a fraction of that, so there the hooks would be most of a step. For
-(256, 128) at batch 4096 the two were level. What Lightning gave the GRU (early stopping, the best epoch's weights,
-16-bit mixed precision, device placement) is here instead.
+both, side by side. On the 2-core development machine, for the default MLP (64, 32; batch 512), Lightning took 1.37x
+this loop's time per epoch (0.369 s against 0.268 s on 100,000 rows, medians of 3: 0.51 ms of hooks per step); for
+(256, 128) at batch 4096 the two were level within the runs' noise. On a GPU the GPU figures will say how much of a
+step the hooks are. What Lightning gave the GRU (early stopping, the best epoch's weights, 16-bit mixed precision,
+device placement) is here instead.
 
 On a GPU the whole training set is copied to the device once. Each epoch draws one permutation from a CPU generator
 seeded with the fit's seed (so the batches are the same on every device: dropout masks and the arithmetic still
