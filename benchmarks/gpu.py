@@ -2,11 +2,11 @@
 
     .venv/bin/python benchmarks/gpu.py [--rows 400000] [--epochs 10] [--quick] [--json PATH]
 
-Data: synthetic, seeded, with a signal: `--rows` training rows x 60 features for the MLP and a quarter as many rows
-of 150 columns (30 sessions x 5 fields, the seq30 layout) for the GRU; a target that is a non-linear function of a
-few inputs plus noise; a validation segment (early stopping's) and a held-out test segment for the out-of-sample IC
-of every fit (a GPU fit must forecast as well as the CPU one). It needs PyTorch, numpy and pandas only: it runs on
-the lent GPU machine (scripts/gpu-check.sh).
+Data: `simulate_signal` (stockpred_core/data/synthetic.py), seeded, with a signal: `--rows` training rows x 60
+features for the MLP and a quarter as many rows of 150 columns (30 sessions x 5 fields, the seq30 layout) for the
+GRU; a target that is a non-linear function of a few inputs plus noise; a validation segment (early stopping's) and
+a held-out test segment for the out-of-sample IC of every fit (a GPU fit must forecast as well as the CPU one). It
+needs PyTorch, numpy and pandas only: it runs on the lent GPU machine (scripts/gpu-check.sh).
 
 Per family and device:
 - train: `Forecaster.fit` (the families' own trainer): `fit s` the whole fit, `loop s` its training loop (the rest
@@ -24,7 +24,6 @@ The CPU uses every core torch sees (`num_threads` None); the ratio column is GPU
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import logging
 import os
@@ -41,14 +40,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from stockpred_core.data.synthetic import simulate_signal
 from stockpred_core.features.sequence import SEQUENCE_COLUMNS
 from stockpred_core.models import neural
 from stockpred_core.models.neural import TorchMLPForecaster, build_mlp
 from stockpred_core.models.sequence import GRUForecaster
 from stockpred_core.models.trainer import DeviceBatches, TrainConfig, fit_network, resolve_precision
 
-FEATURES = 60
-SEQUENCE = 150
+FEATURES = [f"f{i}" for i in range(60)]
 TICKERS = (1, 1_000, 10_000)
 # (family, recipe, its configuration): the mlp_model asset's defaults ((64, 32), batch 512, one CPU thread), the
 # wider MLP the issue measured, the GRU of the seq30 recipe; patience: every epoch runs, the best one is kept
@@ -68,26 +67,6 @@ REFERENCE_REPEATS = 3
 GPU_BATCH = 16_384
 
 
-def synthetic(rows: int, columns: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
-    """Standard normal inputs, a few of them 5% missing; target: a non-linear signal in 6 inputs plus noise (the
-    signal explains about a fifth of the variance, more than markets do, so a fit's IC is measured precisely)."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((rows, columns)).astype(np.float32)
-    signal = X[:, 0] - 0.5 * X[:, 1] + 0.5 * np.tanh(2 * X[:, 2]) + 0.3 * X[:, 3] * X[:, 4] + 0.2 * np.abs(X[:, 5])
-    y = signal + 2.0 * rng.standard_normal(rows)
-    X[rng.random((rows, columns)) < 0.05] = np.nan
-    return pd.DataFrame(X, columns=[f"f{i}" for i in range(columns)]), pd.Series(y, name="target")
-
-
-def split(X: pd.DataFrame, y: pd.Series) -> tuple:
-    """(train, validation, test): 70%, 10% (early stopping's, the best epoch's), 20% (the IC, touched by nothing)."""
-    cuts = [0, int(0.7 * len(X)), int(0.8 * len(X)), len(X)]
-    parts = [
-        (X.iloc[a:b].reset_index(drop=True), y.iloc[a:b].reset_index(drop=True)) for a, b in itertools.pairwise(cuts)
-    ]
-    return tuple(frame for part in parts for frame in part)
-
-
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -99,15 +78,6 @@ def timed(fn, device: str) -> tuple[float, object]:
     out = fn()
     sync(device)
     return time.perf_counter() - began, out
-
-
-def spearman(a, b) -> float:
-    return float(pd.Series(np.asarray(a)).rank().corr(pd.Series(np.asarray(b)).rank()))
-
-
-def seq_frame(X: pd.DataFrame) -> pd.DataFrame:
-    """The synthetic columns named as the seq30 family's, which the GRU reads."""
-    return X.set_axis(SEQUENCE_COLUMNS, axis=1)
 
 
 class LoopTimer:
@@ -148,7 +118,7 @@ def fit_case(family: str, build, data: tuple, device: str, epochs: int, extra: d
         "fit_s": seconds,
         "loop_s": loop.seconds,
         "rows_per_s": len(X) * ran / loop.seconds,
-        "test_ic": spearman(model.predict(X_test), y_test),
+        "test_ic": model.predict(X_test).rank().corr(y_test.rank()),  # rank IC
         "model": model,
     }
 
@@ -231,9 +201,8 @@ def lightning_reference(X: pd.DataFrame, y: pd.Series, device: str, epochs: int,
 def start_up(device: str) -> None:
     """Tiny fits of both families, so that no measured fit pays for a once-per-process start: CUDA, cuBLAS and cuDNN
     on a GPU; on the CPU the import of torch's compiler that the first `use_deterministic_algorithms` call makes."""
-    TorchMLPForecaster(epochs=1, device=device).fit(*synthetic(4096, 8, 1))
-    X, y, X_valid, y_valid = split(*synthetic(4096, SEQUENCE, 1))[:4]
-    GRUForecaster(epochs=1, device=device).fit(seq_frame(X), y, seq_frame(X_valid), y_valid)
+    TorchMLPForecaster(epochs=1, device=device).fit(*simulate_signal(4096, FEATURES[:8], 1)[:4])
+    GRUForecaster(epochs=1, device=device).fit(*simulate_signal(4096, SEQUENCE_COLUMNS, 1)[:4])
 
 
 def main() -> None:
@@ -252,16 +221,15 @@ def main() -> None:
     gpu = torch.cuda.get_device_name(0) if "cuda" in devices else "none"
     print(
         f"torch {torch.__version__}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), GPU: {gpu}, "
-        f"load average {os.getloadavg()[0]:.2f}; MLP {args.rows:,} x {FEATURES}, GRU {args.rows // 4:,} x {SEQUENCE}"
+        f"load average {os.getloadavg()[0]:.2f}; MLP {args.rows:,} x {len(FEATURES)}, "
+        f"GRU {args.rows // 4:,} x {len(SEQUENCE_COLUMNS)}"
     )
     for device in devices:
         seconds, _ = timed(lambda d=device: start_up(d), device)
         print(f"start-up on {device} (first fits of a tiny MLP and GRU): {seconds:.2f}s")
     total = int(args.rows / 0.7)  # --rows is the training segment: 70% of the rows drawn
-    mlp_data = split(*synthetic(total, FEATURES, 0))
-    gru_data = tuple(
-        seq_frame(part) if i % 2 == 0 else part for i, part in enumerate(split(*synthetic(total // 4, SEQUENCE, 1)))
-    )
+    mlp_data = simulate_signal(total, FEATURES, 0)
+    gru_data = simulate_signal(total // 4, SEQUENCE_COLUMNS, 1)  # named as the seq30 family's columns, which it reads
     data = {"torch_mlp": mlp_data, "gru": gru_data}
     builds = {"torch_mlp": TorchMLPForecaster, "gru": GRUForecaster}
     meta = {"torch": torch.__version__, "gpu": gpu, "cores": os.cpu_count(), "host": platform.node()}

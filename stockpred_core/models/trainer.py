@@ -108,13 +108,13 @@ def fit_network(
     With `valid`, the validation loss of every epoch is returned and the weights of the lowest one are kept; training
     stops after `patience` epochs without a lower one. Seeding and determinism are the caller's (`seeded_torch`)."""
     device = train[0].device
-    cuda = device.type == "cuda"
-    precision = resolve_precision(config.precision, device, is_recurrent(net))
+    cuda, recurrent = device.type == "cuda", is_recurrent(net)
+    precision = resolve_precision(config.precision, device, recurrent)
     dtype = AUTOCAST_DTYPES.get(precision)
     # fused: one kernel for the whole update on a GPU; the CPU keeps the default (for-each) implementation
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=cuda or None)
     # loss scaling for float16, and for any autocast of a recurrent net on CUDA (cuDNN runs it in float16 regardless)
-    scaled = precision == "16-mixed" or (cuda and dtype is not None and is_recurrent(net))
+    scaled = precision == "16-mixed" or (cuda and dtype is not None and recurrent)
     scaler = torch.amp.GradScaler(device.type, enabled=scaled)
     batches = DeviceBatches(train, config.batch_size, config.seed)
     losses: list[float] = []

@@ -7,14 +7,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from support.model_data import dated_split
 
-from stockpred_core.data.simulation import simulate_bars
-from stockpred_core.dataset.labels import forward_returns
-from stockpred_core.dataset.training_set import training_set
-from stockpred_core.features.bar_families import join_bar_families
-from stockpred_core.features.batch import FEATURE_COLUMNS, compute_features
-from stockpred_core.features.sequence import FAMILY as SEQUENCE
-from stockpred_core.features.sequence import SEQUENCE_COLUMNS
 from stockpred_core.io.model_registry import configure_mlflow, load_version, log_forecaster, use_registry
 from stockpred_core.models import families
 from stockpred_core.models.baselines import LinearForecaster, MomentumForecaster, ZeroForecaster, zero_baseline
@@ -50,12 +44,7 @@ TORCH_FAMILIES = ("torch_mlp", "gru")
 def data():
     """(X_train, y_train, X_valid, y_valid): the oldest 75% of dates to fit on, the rest to predict; the technical
     columns and the last 30 sessions' path (seq30, what the GRU reads)."""
-    bars = simulate_bars(7, 20, "2021-01-04", "2022-12-30")
-    features = join_bar_families(compute_features(bars), bars, [SEQUENCE])
-    X, y = training_set(features, forward_returns(bars, 5), [*FEATURE_COLUMNS, *SEQUENCE_COLUMNS])
-    dates = X.index.get_level_values("date")
-    train = dates < dates.unique()[int(0.75 * dates.nunique())]
-    return X[train], y[train], X[~train], y[~train]
+    return dated_split(7, 20, "2021-01-04", "2022-12-30", sequence=True)
 
 
 # PyTorch is an optional extra (`make install TORCH=none`): without it the MLP and the GRU are skipped, saying why

@@ -4,13 +4,10 @@ import json
 
 import pandas as pd
 import pytest
+from support.model_data import dated_split
 
 torch = pytest.importorskip("torch", reason="PyTorch is an optional extra (make install TORCH=cpu)")
 
-from stockpred_core.data.simulation import simulate_bars  # noqa: E402
-from stockpred_core.dataset.labels import forward_returns  # noqa: E402
-from stockpred_core.dataset.training_set import training_set  # noqa: E402
-from stockpred_core.features.batch import compute_features  # noqa: E402
 from stockpred_core.models.families import load_model  # noqa: E402
 from stockpred_core.models.neural import TorchMLPForecaster, select_device  # noqa: E402
 
@@ -18,11 +15,7 @@ from stockpred_core.models.neural import TorchMLPForecaster, select_device  # no
 @pytest.fixture(scope="module")
 def data() -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]:
     """(X_train, y_train, X_valid, y_valid): the oldest 75% of dates to fit on, the rest to predict."""
-    bars = simulate_bars(7, 20, "2021-01-04", "2022-12-30")
-    X, y = training_set(compute_features(bars), forward_returns(bars, 5))
-    dates = X.index.get_level_values("date")
-    train = dates < dates.unique()[int(0.75 * dates.nunique())]
-    return X[train], y[train], X[~train], y[~train]
+    return dated_split(7, 20, "2021-01-04", "2022-12-30")
 
 
 def test_device_selection_prefers_cuda_when_available(monkeypatch):

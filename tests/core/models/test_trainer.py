@@ -3,16 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from support.model_data import dated_split
 
 torch = pytest.importorskip("torch", reason="PyTorch is an optional extra (make install TORCH=cpu)")
 
-from stockpred_core.data.simulation import simulate_bars  # noqa: E402
-from stockpred_core.dataset.labels import forward_returns  # noqa: E402
-from stockpred_core.dataset.training_set import training_set  # noqa: E402
-from stockpred_core.features.bar_families import join_bar_families  # noqa: E402
-from stockpred_core.features.batch import FEATURE_COLUMNS, compute_features  # noqa: E402
-from stockpred_core.features.sequence import FAMILY as SEQUENCE  # noqa: E402
-from stockpred_core.features.sequence import SEQUENCE_COLUMNS  # noqa: E402
 from stockpred_core.models.neural import TorchMLPForecaster  # noqa: E402
 from stockpred_core.models.sequence import GRUForecaster  # noqa: E402
 from stockpred_core.models.trainer import DeviceBatches, TrainConfig, fit_network, resolve_precision  # noqa: E402
@@ -100,12 +94,7 @@ def test_a_diverged_fit_stops_with_the_best_weights_or_says_so():
 
 @pytest.fixture(scope="module")
 def data() -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]:
-    bars = simulate_bars(5, 12, "2021-01-04", "2022-06-30")
-    features = join_bar_families(compute_features(bars), bars, [SEQUENCE])
-    X, y = training_set(features, forward_returns(bars, 5), [*FEATURE_COLUMNS, *SEQUENCE_COLUMNS])
-    dates = X.index.get_level_values("date")
-    train = dates < dates.unique()[int(0.75 * dates.nunique())]
-    return X[train], y[train], X[~train], y[~train]
+    return dated_split(5, 12, "2021-01-04", "2022-06-30", sequence=True)
 
 
 @pytest.mark.parametrize("family", [TorchMLPForecaster, GRUForecaster])
